@@ -1,0 +1,28 @@
+# Two commands: `make run` sets up and runs the bot, `make test` sets up and runs every test.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run console test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/vipbot run
+
+console: $(STAMP)
+	$(VENV)/bin/vipbot console
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/checkin_throughput.py
+
+clean:
+	rm -rf $(VENV) data/*.db*

@@ -1,0 +1,1 @@
+"""The runtime: configuration, the command line, channel adapters (Telegram, console) and the scheduler."""

@@ -1,0 +1,88 @@
+"""The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.console_channel import ConsoleChannel
+from bot.runtime import Runtime
+
+log = logging.getLogger("vipbot")
+
+
+def _setup_logging(settings: Settings, quiet: bool) -> None:
+    level = logging.WARNING if quiet else getattr(logging, settings.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # httpx logs every request at INFO, which would include the bot token in the URL.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+async def run_console(settings: Settings) -> None:
+    runtime = await Runtime.open(settings)
+    runtime.start_scheduler()
+    try:
+        console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console)
+        await console.run(interactive=sys.stdin.isatty())
+    finally:
+        await runtime.close()
+
+
+async def run_bot(settings: Settings) -> None:
+    if not settings.telegram_token:
+        print(
+            "No channel has credentials (set TELEGRAM_BOT_TOKEN or telegram.token to run on Telegram).\n"
+            "Opening the console chat instead, on the database at " + settings.storage.path + ".",
+            file=sys.stderr,
+        )
+        await run_console(settings)
+        return
+    from bot.telegram_channel import TelegramChannel  # imported only when Telegram is configured
+
+    runtime = await Runtime.open(settings)
+    telegram = TelegramChannel(settings, runtime.dispatcher)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await telegram.start()
+        runtime.start_scheduler()
+        if not settings.telegram.groups:
+            log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
+        log.info("vipbot is running; Ctrl-C stops it")
+        await stop.wait()
+    finally:
+        await telegram.stop()
+        await runtime.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vipbot", description="VIP community bot for Telegram and WeChat")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "start every configured channel"), ("console", "chat with the bot in this terminal")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"vipbot: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings, quiet=args.command == "console" or not settings.telegram_token)
+    try:
+        asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

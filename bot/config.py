@@ -1,0 +1,174 @@
+"""Configuration: `config.yaml`, overridden by the environment, validated at start-up.
+
+Precedence, highest first: `VIPBOT_<SECTION>__<KEY>` variables, the well-known secret variables
+(`TELEGRAM_BOT_TOKEN`), the YAML file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from handlers.i18n import Catalog
+from handlers.rules import CheckinRules, PointsRules, Rules, Tier, default_tiers
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class StorageSettings(BaseModel):
+    path: str = Field("data/vipbot.db", min_length=1)
+
+
+class WebhookSettings(BaseModel):
+    url: str = ""
+    """Public HTTPS URL Telegram posts to; empty means long polling."""
+    listen: str = "0.0.0.0"
+    port: int = Field(8443, ge=1, le=65535)
+    path: str = "telegram"
+    secret_token: SecretStr = SecretStr("")
+
+    @field_validator("secret_token")
+    @classmethod
+    def _secret_chars(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and (len(raw) > 256 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in raw)):
+            raise ValueError("secret_token must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+
+class TelegramSettings(BaseModel):
+    token: SecretStr = SecretStr("")
+    base_url: str = "https://api.telegram.org/bot"
+    groups: list[int] = Field(default_factory=list)
+    """Chat ids of the VIP groups; empty means every group the bot is in."""
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    rate_limiter: bool = True
+    """Keep under Telegram's flood limits (30 messages/s overall, 20/minute per group)."""
+    concurrent_updates: int = Field(64, ge=1, le=1024)
+    admin_cache_seconds: int = Field(300, ge=0)
+
+
+class StaffSettings(BaseModel):
+    telegram: list[int] = Field(default_factory=list)
+    console: list[str] = Field(default_factory=lambda: ["店长"])
+
+
+class ConsoleSettings(BaseModel):
+    user: str = Field("小王", min_length=1, max_length=64)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIPBOT_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    timezone: str = "Asia/Shanghai"
+    locale: Literal["zh_CN", "en"] = "zh_CN"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    checkin: CheckinRules = Field(default_factory=CheckinRules)
+    points: PointsRules = Field(default_factory=PointsRules)
+    tiers: list[Tier] = Field(default_factory=default_tiers)
+    messages: dict[str, str] = Field(default_factory=dict)
+    """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init arguments; the environment overrides it.
+        return env_settings, init_settings
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> Settings:
+        self.tiers = Rules(checkin=self.checkin, points=self.points, tiers=self.tiers).tiers
+        Catalog(self.locale, self.messages)  # unknown message keys fail here, at start-up
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(checkin=self.checkin, points=self.points, tiers=self.tiers)
+
+    @property
+    def telegram_token(self) -> str:
+        return self.telegram.token.get_secret_value().strip()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return data
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} invalid setting(s):"]
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    lines.append("Every key can also be set as VIPBOT_<SECTION>__<KEY>, e.g. VIPBOT_STORAGE__PATH.")
+    return "\n".join(lines)
+
+
+def _secrets_from_environment(data: dict[str, Any]) -> None:
+    """Fold the conventional secret variables into the file's data (VIPBOT_* still wins)."""
+    telegram = data.setdefault("telegram", {})
+    if not isinstance(telegram, dict):
+        return
+    if token := os.environ.get("TELEGRAM_BOT_TOKEN"):
+        telegram["token"] = token
+    if secret := os.environ.get("TELEGRAM_WEBHOOK_SECRET"):
+        webhook = telegram.setdefault("webhook", {})
+        if isinstance(webhook, dict):
+            webhook["secret_token"] = secret
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read `path` (default ./config.yaml if present), apply the environment, validate."""
+    file = Path(path) if path is not None else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if file.exists():
+        data = _read_yaml(file)
+    elif path is not None:
+        raise ConfigError(f"config file {file} does not exist")
+    _secrets_from_environment(data)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(file) if file.exists() else "configuration")) from exc

@@ -1,0 +1,134 @@
+"""The console channel: a terminal chat with the real handlers and database, one line per message.
+
+You play a member in the VIP group. `/as NAME` switches member (`/as NAME staff` plays staff),
+`/private` and `/group` switch chat, `/quit` leaves. It reads stdin, so it can be scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable
+from typing import TextIO
+
+from handlers.dispatch import Dispatcher
+from handlers.messages import Identity, Inbound, Reply
+
+CHANNEL = "console"
+GROUP_CHAT = "console-group"
+
+_HELP = (
+    "console: /as NAME [staff] switches member, /private or /group switches chat, /whoami, /quit.\n"
+    "Staff by default: {staff}. Everything else goes to the bot; try /help."
+)
+
+
+class ConsoleChannel:
+    """Implements the dispatcher's ChannelPort for one person at a terminal."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        user: str,
+        staff_names: list[str],
+        output: TextIO | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.user = user
+        self.staff_names = set(staff_names)
+        self.played_staff: set[str] = set()
+        self.in_group = True
+        self.out = output or sys.stdout
+        self._session = uuid.uuid4().hex[:8]
+        self._counter = 0
+
+    # --- ChannelPort -------------------------------------------------------------------------------
+    @property
+    def bot_username(self) -> str | None:
+        return "vipbot"
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        return True
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        name = msg.sender.external_id
+        return name in self.staff_names or name in self.played_staff
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def _print(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _render(self, replies: list[Reply]) -> None:
+        for reply in replies:
+            where = "" if reply.chat_id is None else f"[to {reply.chat_id}] "
+            self._print(f"bot> {where}{reply.text}")
+            for index, button in enumerate(reply.buttons, start=1):
+                self._print(f"     [{index}] {button.label}")
+
+    def _meta(self, line: str) -> bool:
+        """Console-only commands; True when the line was one."""
+        words = line.split()
+        head = words[0].lower() if words else ""
+        if head == "/as" and len(words) >= 2:
+            staff = len(words) >= 3 and words[-1].lower() in ("staff", "--staff")
+            name = " ".join(words[1:-1] if staff else words[1:])[:64]
+            self.user = name
+            if staff:
+                self.played_staff.add(name)
+            role = "staff" if name in self.staff_names or name in self.played_staff else "member"
+            self._print(f"(now playing {name}, {role})")
+            return True
+        if head in ("/private", "/group"):
+            self.in_group = head == "/group"
+            self._print("(chat: VIP group)" if self.in_group else f"(chat: private chat of {self.user})")
+            return True
+        if head == "/whoami":
+            where = "VIP group" if self.in_group else "private chat"
+            self._print(f"(you are {self.user} in the {where})")
+            return True
+        if head in ("/console", "/?"):
+            self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
+            return True
+        return False
+
+    def inbound(self, text: str) -> Inbound:
+        self._counter += 1
+        chat = GROUP_CHAT if self.in_group else f"console-dm:{self.user}"
+        return Inbound(
+            channel=CHANNEL,
+            chat_id=chat,
+            sender=Identity(CHANNEL, self.user, self.user, self.user),
+            text=text,
+            is_group=self.in_group,
+            key=f"{CHANNEL}:{self._session}:{self._counter}",
+            message_id=str(self._counter),
+            addressed_to_bot=True,
+        )
+
+    async def say(self, text: str) -> list[Reply]:
+        """Send one line as the current member and print the answer."""
+        replies = await self.dispatcher.handle(self.inbound(text), self)
+        self._render(replies)
+        return replies
+
+    async def run(self, read_line: Callable[[], str] | None = None, interactive: bool = False) -> None:
+        reader = read_line or sys.stdin.readline
+        if interactive:
+            self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
+        while True:
+            if interactive:
+                self.out.write(f"{self.user}> ")
+                self.out.flush()
+            line = await asyncio.to_thread(reader)
+            if line == "":
+                break
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.strip().lower() in ("/quit", "/exit"):
+                break
+            if self._meta(line.strip()):
+                continue
+            await self.say(line)

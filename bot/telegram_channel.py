@@ -1,0 +1,221 @@
+"""The Telegram adapter: python-telegram-bot updates in, neutral Inbound to the dispatcher, Replies out.
+
+No business rules live here: only translation, the staff lookup (config list or group admin) and sending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from telegram import (
+    Bot,
+    ChatMemberAdministrator,
+    ChatMemberOwner,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+    User,
+)
+from telegram.constants import MessageLimit
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.config import Settings
+from handlers.dispatch import Dispatcher
+from handlers.messages import Identity, Inbound, Reply
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+
+
+def identity_of(user: User) -> Identity:
+    return Identity(CHANNEL, str(user.id), user.full_name, user.username)
+
+
+def to_inbound(update: Update) -> Inbound | None:
+    """Translate an update; None for what the bot ignores (edits, channel posts, bots, anonymous admins)."""
+    message = update.message
+    if message is None or message.from_user is None:
+        return None
+    if message.from_user.is_bot or message.sender_chat is not None:
+        return None
+    replied = message.reply_to_message
+    reply_to = None
+    if replied is not None and replied.from_user is not None and not replied.from_user.is_bot:
+        if replied.sender_chat is None:
+            reply_to = identity_of(replied.from_user)
+    chat = message.chat
+    to_bot = replied is not None and replied.from_user is not None and replied.from_user.id == message.get_bot().id
+    return Inbound(
+        channel=CHANNEL,
+        chat_id=str(chat.id),
+        sender=identity_of(message.from_user),
+        text=message.text or message.caption or "",
+        is_group=chat.type in (chat.GROUP, chat.SUPERGROUP),
+        key=f"{CHANNEL}:update:{update.update_id}",
+        message_id=str(message.message_id),
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+        reply_to=reply_to,
+        addressed_to_bot=to_bot,
+    )
+
+
+def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
+    """Cut a long text into Telegram-sized pieces, preferring line breaks."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        if cut <= 0:
+            cut = limit
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    pieces.append(text)
+    return pieces
+
+
+@dataclass
+class _AdminCache:
+    ttl: float
+    entries: dict[int, tuple[float, frozenset[int]]] = field(default_factory=dict)
+
+    def get(self, chat_id: int) -> frozenset[int] | None:
+        hit = self.entries.get(chat_id)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, chat_id: int, admins: frozenset[int]) -> None:
+        self.entries[chat_id] = (time.monotonic() + self.ttl, admins)
+
+
+class TelegramChannel:
+    """Owns the python-telegram-bot Application and implements the dispatcher's ChannelPort."""
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self._groups = set(settings.telegram.groups)
+        self._staff = set(settings.staff.telegram)
+        self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
+        self.application = self._build_application()
+
+    def _build_application(self) -> Application:
+        tg = self.settings.telegram
+        builder = (
+            ApplicationBuilder()
+            .token(self.settings.telegram_token)
+            .base_url(tg.base_url)
+            .concurrent_updates(tg.concurrent_updates)
+        )
+        if tg.rate_limiter:
+            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+        application = builder.build()
+        application.add_handler(TypeHandler(Update, self._on_update))
+        application.add_error_handler(self._on_error)
+        return application
+
+    async def start(self) -> None:
+        """Connect (getMe), then take updates by webhook when a URL is configured, else by polling."""
+        application = self.application
+        await application.initialize()
+        webhook = self.settings.telegram.webhook
+        assert application.updater is not None
+        if webhook.url:
+            await application.updater.start_webhook(
+                listen=webhook.listen,
+                port=webhook.port,
+                url_path=webhook.path,
+                webhook_url=webhook.url,
+                secret_token=webhook.secret_token.get_secret_value() or None,
+                allowed_updates=Update.ALL_TYPES,
+            )
+            log.info("telegram: webhook on %s:%s/%s for %s", webhook.listen, webhook.port, webhook.path, webhook.url)
+        else:
+            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+            log.info("telegram: polling as @%s", application.bot.username)
+        await application.start()
+
+    async def stop(self) -> None:
+        application = self.application
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()
+
+    # --- ChannelPort -------------------------------------------------------------------------------
+    @property
+    def bot_username(self) -> str | None:
+        return self.application.bot.username if self.application.bot._bot_user else None
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        return not msg.is_group or not self._groups or int(msg.chat_id) in self._groups
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        user_id = int(msg.sender.external_id)
+        if user_id in self._staff:
+            return True
+        chats = [int(msg.chat_id)] if msg.is_group else sorted(self._groups)
+        for chat_id in chats:
+            if user_id in await self._admins_of(chat_id):
+                return True
+        return False
+
+    async def _admins_of(self, chat_id: int) -> frozenset[int]:
+        cached = self._admins.get(chat_id)
+        if cached is not None:
+            return cached
+        try:
+            members = await self.application.bot.get_chat_administrators(chat_id)
+            admins = frozenset(
+                m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner)
+            )
+        except TelegramError as exc:
+            log.warning("cannot read the admins of chat %s: %s", chat_id, exc)
+            admins = frozenset()
+        self._admins.put(chat_id, admins)
+        return admins
+
+    # --- updates in, replies out --------------------------------------------------------------------
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not isinstance(update, Update):
+            return
+        msg = to_inbound(update)
+        if msg is None:
+            return
+        replies = await self.dispatcher.handle(msg, self)
+        await self.send(context.bot, msg, replies, update.message)
+
+    async def send(self, bot: Bot, msg: Inbound, replies: list[Reply], source: Message | None) -> None:
+        for reply in replies:
+            chat_id = reply.chat_id or msg.chat_id
+            same_chat = reply.chat_id is None
+            markup = None
+            if reply.buttons:
+                markup = InlineKeyboardMarkup(
+                    [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in reply.buttons]
+                )
+            pieces = split_text(reply.text)
+            for index, piece in enumerate(pieces):
+                quote = None
+                if same_chat and reply.quote and msg.is_group and index == 0 and source is not None:
+                    quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
+                try:
+                    await bot.send_message(
+                        chat_id=chat_id,
+                        text=piece,
+                        message_thread_id=msg.thread_id if same_chat else None,
+                        reply_parameters=quote,
+                        reply_markup=markup if index == len(pieces) - 1 else None,
+                    )
+                except TelegramError as exc:
+                    log.warning("sending to chat %s failed: %s", chat_id, exc)
+                    break
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("error while handling update %r", getattr(update, "update_id", update), exc_info=context.error)

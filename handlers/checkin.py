@@ -1,0 +1,65 @@
+"""Daily check-in (签到): once per business day in the shop's zone, with a streak bonus."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.tiers import tier_up_replies
+
+
+async def checkin(req: Request, deps: Deps) -> list[Reply]:
+    now = deps.now()
+    day = deps.calendar.business_day(now)
+    rules = deps.rules.checkin
+    async with deps.db.transaction() as repos:
+        done = await repos.checkins.record(
+            req.member_id,
+            day.isoformat(),
+            (day - timedelta(days=1)).isoformat(),
+            int(now.timestamp()),
+            rules.base_points,
+            rules.streak_bonus,
+            rules.streak_bonus_cap,
+        )
+        if done is None:
+            existing = await repos.checkins.on_day(req.member_id, day.isoformat())
+        else:
+            booking = await repos.ledger.append(
+                req.member_id,
+                done.points,
+                "checkin",
+                f"checkin:{req.member_id}:{day.isoformat()}",
+                int(now.timestamp()),
+                ref=day.isoformat(),
+            )
+    if done is None:
+        opens = deps.calendar.day_start(day + timedelta(days=1))
+        wait = opens - now
+        minutes = max(int(wait.total_seconds() // 60), 0)
+        return [
+            Reply(
+                deps.texts.t(
+                    "checkin.already",
+                    streak=existing.streak if existing else 1,
+                    next_open=deps.texts.t(
+                        "common.datetime", date=opens.strftime("%Y-%m-%d"), time=opens.strftime("%H:%M")
+                    ),
+                    wait=deps.texts.t("checkin.wait", hours=minutes // 60, minutes=minutes % 60),
+                )
+            )
+        ]
+    tier = deps.rules.tier_for(booking.earned)
+    replies = [
+        Reply(
+            deps.texts.t(
+                "checkin.done",
+                points=done.points,
+                streak=done.streak,
+                balance=booking.balance,
+                tier=deps.tier_name(tier),
+            )
+        )
+    ]
+    return replies + tier_up_replies(deps, req.name, booking.earned - done.points, booking.earned)

@@ -1,0 +1,50 @@
+"""What every handler receives: the dependencies built once at start-up, and the request at hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from handlers.clock import BusinessCalendar, Clock
+from handlers.i18n import Catalog
+from handlers.messages import Inbound
+from handlers.rules import Rules, Tier
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    db: Database
+    clock: Clock
+    rules: Rules
+    calendar: BusinessCalendar
+    texts: Catalog
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def now_ts(self) -> int:
+        return int(self.clock.now().timestamp())
+
+    def tier_name(self, tier: Tier) -> str:
+        return tier.name or self.texts.t(f"tier.{tier.id}")
+
+    def local_text(self, ts: int, with_time: bool = True) -> str:
+        """A unix time as the shop's local date (and time) for display."""
+        local = self.calendar.local(datetime.fromtimestamp(ts, UTC))
+        if not with_time:
+            return local.strftime("%Y-%m-%d")
+        return self.texts.t("common.datetime", date=local.strftime("%Y-%m-%d"), time=local.strftime("%H:%M"))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One command invocation: the message, who sent it (as a member) and its argument text."""
+
+    msg: Inbound
+    member_id: int
+    name: str
+    """Display name of the sender."""
+    args: str
+    is_staff: bool
+    new_member: bool = False

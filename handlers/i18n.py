@@ -1,0 +1,56 @@
+"""Message catalogs: every user-facing text, per locale, looked up by dotted key.
+
+The catalogs are YAML files in `handlers/locales/`; zh_CN is the default, en the second language.
+"""
+
+from __future__ import annotations
+
+import string
+from importlib import resources
+from typing import Any
+
+import yaml
+
+LOCALES = ("zh_CN", "en")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{full}."))
+        else:
+            flat[full] = str(value)
+    return flat
+
+
+def load_catalog(locale: str) -> dict[str, str]:
+    if locale not in LOCALES:
+        raise ValueError(f"unknown locale {locale!r}; choose one of {', '.join(LOCALES)}")
+    text = resources.files("handlers.locales").joinpath(f"{locale}.yaml").read_text(encoding="utf-8")
+    return _flatten(yaml.safe_load(text) or {})
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+class Catalog:
+    """Texts of one locale; `t("checkin.done", points=12)` formats one."""
+
+    def __init__(self, locale: str, overrides: dict[str, str] | None = None) -> None:
+        self.locale = locale
+        self._texts = load_catalog(locale)
+        if overrides:
+            unknown = set(overrides) - set(self._texts)
+            if unknown:
+                raise ValueError(f"unknown message keys in overrides: {', '.join(sorted(unknown))}")
+            self._texts.update(overrides)
+
+    def has(self, key: str) -> bool:
+        return key in self._texts
+
+    def t(self, key: str, **values: object) -> str:
+        template = self._texts[key]
+        return template.format(**values) if values else template

@@ -1,0 +1,54 @@
+"""The neutral message types that channel adapters translate to and from.
+
+An adapter turns a platform update into an `Inbound`; a handler answers with `Reply` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A user as one channel knows them."""
+
+    channel: str
+    external_id: str
+    display_name: str = ""
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One incoming message, stripped of platform detail."""
+
+    channel: str
+    chat_id: str
+    sender: Identity
+    text: str
+    is_group: bool
+    key: str
+    """Stable identity of this message across re-deliveries (e.g. ``telegram:update:42``)."""
+    message_id: str | None = None
+    thread_id: int | None = None
+    reply_to: Identity | None = None
+    """The author of the message this one replies to, if any (used to pick a target)."""
+    addressed_to_bot: bool = False
+    """True when the command names this bot explicitly (``/cmd@our_bot``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Something to say. With no `chat_id` it goes back to the chat (and thread) it answers."""
+
+    text: str
+    buttons: tuple[Button, ...] = field(default_factory=tuple)
+    chat_id: str | None = None
+    quote: bool = True
+    """Quote the inbound message when answering in a group."""

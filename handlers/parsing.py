@@ -1,0 +1,91 @@
+"""Reading commands and their arguments out of free text, without trusting any of it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    name: str
+    """Lower-case command name (a slash command) or the keyword as sent."""
+    args: str
+    bot: str | None = None
+    """The bot named after '@', lower-case, if any."""
+    slash: bool = True
+
+
+def parse_command(text: str) -> ParsedCommand | None:
+    """Split ``/cmd@bot args`` into its parts; None when the text is not a slash command."""
+    text = text.strip()
+    match = _COMMAND.match(text)
+    if not match:
+        return None
+    name, bot, args = match.groups()
+    return ParsedCommand(name.lower(), (args or "").strip(), bot.lower() if bot else None)
+
+
+def parse_keyword(text: str, keywords: set[str]) -> ParsedCommand | None:
+    """Match a plain-text keyword (e.g. 签到) at the start of the text, alone or followed by arguments."""
+    text = text.strip()
+    if not text:
+        return None
+    head, _, rest = text.partition(" ")
+    if head in keywords:
+        return ParsedCommand(head, rest.strip(), None, slash=False)
+    # Chinese keywords are often sent without a space before the argument ("兑换3").
+    for keyword in keywords:
+        if text.startswith(keyword) and len(text) > len(keyword) and text[len(keyword)].isdigit():
+            return ParsedCommand(keyword, text[len(keyword) :].strip(), None, slash=False)
+    return None
+
+
+def parse_month_day(value: str) -> tuple[int, int] | None:
+    """'MM-DD' (also M-D, MM/DD, MMDD) to (month, day); 02-29 is valid, 02-30 is not."""
+    value = value.strip()
+    match = re.fullmatch(r"(\d{1,2})[-/.](\d{1,2})|(\d{2})(\d{2})", value)
+    if not match:
+        return None
+    month_s, day_s = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+    month, day = int(month_s), int(day_s)
+    try:
+        date(2000, month, day)  # a leap year, so 02-29 is accepted
+    except ValueError:
+        return None
+    return month, day
+
+
+def parse_points(value: str, maximum: int) -> int | None:
+    """A positive whole number of points no larger than `maximum`."""
+    if not re.fullmatch(r"\+?\d{1,12}", value.strip()):
+        return None
+    points = int(value)
+    return points if 0 < points <= maximum else None
+
+
+def parse_amount_fen(value: str, maximum_yuan: int = 10_000_000) -> int | None:
+    """A yuan amount ('199', '199.9', '¥199.90') as fen; None unless 0 < amount <= maximum."""
+    cleaned = value.strip().lstrip("¥￥").replace(",", "")
+    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", cleaned):
+        return None
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    if amount <= 0 or amount > maximum_yuan:
+        return None
+    return int(amount * 100)
+
+
+def split_first(args: str) -> tuple[str, str]:
+    head, _, rest = args.strip().partition(" ")
+    return head, rest.strip()
+
+
+def looks_like_target(token: str) -> bool:
+    return bool(re.fullmatch(r"@\w{1,64}|-?\d{1,20}", token))

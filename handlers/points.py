@@ -1,0 +1,36 @@
+"""The member's own view of points (积分): balance, tier, the way to the next tier, latest entries."""
+
+from __future__ import annotations
+
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.tiers import next_tier_line
+
+
+async def points(req: Request, deps: Deps) -> list[Reply]:
+    texts = deps.texts
+    async with deps.db.read() as repos:
+        member = await repos.members.get(req.member_id)
+        entries = await repos.ledger.recent(req.member_id, 5)
+    assert member is not None
+    tier = deps.rules.tier_for(member.earned)
+    lines = [
+        texts.t("points.header", name=req.name, balance=member.balance, tier=deps.tier_name(tier)),
+        next_tier_line(deps, member.earned),
+    ]
+    if entries:
+        lines.append(texts.t("points.recent_header"))
+        for entry in entries:
+            reason_key = f"reason.{entry.reason}"
+            lines.append(
+                texts.t(
+                    "points.entry",
+                    date=deps.local_text(entry.created_at, with_time=False),
+                    delta=f"{entry.delta:+d}",
+                    reason=texts.t(reason_key) if texts.has(reason_key) else texts.t("reason.other"),
+                    note=f" · {entry.note}" if entry.note else "",
+                )
+            )
+    else:
+        lines.append(texts.t("points.no_entries"))
+    return [Reply("\n".join(lines))]

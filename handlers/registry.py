@@ -1,0 +1,22 @@
+"""The one command table: every command, its aliases and keywords, who may use it and its help text."""
+
+from __future__ import annotations
+
+from handlers import checkin, members, points, staff_points
+from handlers.command import Command
+from handlers.help import make_help
+
+
+def build_commands() -> list[Command]:
+    table: list[Command] = [
+        Command("start", members.start, "start_cmd.summary", hidden=True),
+        Command("checkin", checkin.checkin, "checkin.summary", keywords=("签到", "打卡")),
+        Command("points", points.points, "points.summary", aliases=("balance",), keywords=("积分", "我的积分")),
+        Command("me", members.me, "me.summary", aliases=("profile",), keywords=("我的",)),
+        Command("birthday", members.birthday, "birthday.summary", keywords=("生日",)),
+        Command("award", staff_points.award, "award.summary", staff=True),
+        Command("deduct", staff_points.deduct, "deduct.summary", staff=True),
+        Command("purchase", staff_points.purchase, "purchase.summary", staff=True),
+    ]
+    table.append(Command("help", make_help(lambda: table), "help_cmd.summary", keywords=("帮助",)))
+    return table

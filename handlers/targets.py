@@ -1,0 +1,46 @@
+"""Who a staff command is about: the author of the replied-to message, a numeric id or an @username."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handlers.deps import Request
+from handlers.parsing import looks_like_target, split_first
+from storage.members import Member
+from storage.repos import Repos
+
+
+@dataclass(frozen=True, slots=True)
+class TargetArgs:
+    """A staff command's arguments split into who (by reference) and the rest."""
+
+    target: str | None
+    """'@name' or a numeric id as typed; None when the command replies to the member's message."""
+    rest: str
+
+
+def split_target(req: Request) -> TargetArgs | None:
+    """Separate the target from the arguments; None when no target can be found."""
+    head, rest = split_first(req.args)
+    second, _ = split_first(rest)
+    explicit = looks_like_target(head) and (head.startswith("@") or bool(second))
+    if explicit:
+        return TargetArgs(head, rest)
+    if req.msg.reply_to is not None:
+        return TargetArgs(None, req.args)
+    return None
+
+
+async def resolve_target(repos: Repos, req: Request, target: TargetArgs) -> Member | None:
+    channel = req.msg.channel
+    if target.target is None:
+        replied = req.msg.reply_to
+        assert replied is not None
+        return await repos.members.by_identity(replied.channel, replied.external_id)
+    if target.target.startswith("@"):
+        return await repos.members.by_username(channel, target.target[1:])
+    found = await repos.members.by_identity(channel, target.target)
+    if found is None and target.target.isdigit():
+        # A member number as /me shows it also works.
+        found = await repos.members.get(int(target.target))
+    return found

@@ -1,0 +1,72 @@
+"""Daily check-ins: one row per (member, business day), the streak computed in the same statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Checkin:
+    day: str
+    streak: int
+    points: int
+
+
+class CheckinRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def record(
+        self,
+        member_id: int,
+        day: str,
+        previous_day: str,
+        now: int,
+        base_points: int,
+        streak_bonus: int,
+        bonus_cap: int,
+    ) -> Checkin | None:
+        """Insert today's check-in; None when the member already checked in on `day`.
+
+        The primary key (member_id, day) is what stops a double check-in, not a prior read.
+        """
+        async with self._conn.execute(
+            "WITH s AS (SELECT COALESCE((SELECT streak FROM checkins WHERE member_id = :m AND day = :prev),"
+            " 0) + 1 AS streak)"
+            " INSERT INTO checkins(member_id, day, streak, points, created_at)"
+            " SELECT :m, :day, streak, :base + MIN(:bonus * (streak - 1), :cap), :now FROM s WHERE true"
+            " ON CONFLICT(member_id, day) DO NOTHING RETURNING streak, points",
+            {
+                "m": member_id,
+                "day": day,
+                "prev": previous_day,
+                "now": now,
+                "base": base_points,
+                "bonus": streak_bonus,
+                "cap": bonus_cap,
+            },
+        ) as cur:
+            row = await cur.fetchone()
+        return Checkin(day, row[0], row[1]) if row else None
+
+    async def on_day(self, member_id: int, day: str) -> Checkin | None:
+        async with self._conn.execute(
+            "SELECT day, streak, points FROM checkins WHERE member_id = ? AND day = ?", (member_id, day)
+        ) as cur:
+            row = await cur.fetchone()
+        return Checkin(row[0], row[1], row[2]) if row else None
+
+    async def latest(self, member_id: int) -> Checkin | None:
+        async with self._conn.execute(
+            "SELECT day, streak, points FROM checkins WHERE member_id = ? ORDER BY day DESC LIMIT 1",
+            (member_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return Checkin(row[0], row[1], row[2]) if row else None
+
+    async def count_on(self, day: str) -> int:
+        async with self._conn.execute("SELECT COUNT(*) FROM checkins WHERE day = ?", (day,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,152 @@
+"""Members and their channel identities: `(channel, external_id) -> member`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    display_name: str
+    joined_at: int
+    birthday: str | None
+    balance: int
+    earned: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberIdentity:
+    channel: str
+    external_id: str
+    username: str | None
+    display_name: str
+    can_message: bool
+
+
+_MEMBER_COLUMNS = "m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned"
+
+
+def _member(row: aiosqlite.Row) -> Member:
+    return Member(
+        id=row["id"],
+        display_name=row["display_name"],
+        joined_at=row["joined_at"],
+        birthday=row["birthday"],
+        balance=row["balance"],
+        earned=row["earned"],
+    )
+
+
+def _norm_username(username: str | None) -> str | None:
+    if not username:
+        return None
+    return username.lstrip("@").lower() or None
+
+
+class MemberRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def touch(
+        self,
+        channel: str,
+        external_id: str,
+        display_name: str,
+        username: str | None,
+        now: int,
+        private_chat: bool = False,
+    ) -> tuple[int, bool] | None:
+        """Refresh a known identity; returns (member id, created=False), or None if it is unknown."""
+        async with self._conn.execute(
+            "UPDATE identities SET display_name = ?, username = ?, can_message = MAX(can_message, ?)"
+            " WHERE channel = ? AND external_id = ? RETURNING member_id",
+            (display_name, _norm_username(username), int(private_chat), channel, external_id),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        member_id = int(row[0])
+        await self._conn.execute(
+            "UPDATE members SET last_seen_at = ?, display_name = ? WHERE id = ?",
+            (now, display_name, member_id),
+        )
+        return member_id, False
+
+    async def register(
+        self,
+        channel: str,
+        external_id: str,
+        display_name: str,
+        username: str | None,
+        now: int,
+        private_chat: bool = False,
+    ) -> tuple[int, bool]:
+        """Find or create the member behind an identity; returns (member id, created)."""
+        found = await self.touch(channel, external_id, display_name, username, now, private_chat)
+        if found is not None:
+            return found
+        async with self._conn.execute(
+            "INSERT INTO members(display_name, joined_at, last_seen_at) VALUES (?, ?, ?) RETURNING id",
+            (display_name, now, now),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        member_id = int(row[0])
+        # The primary key on (channel, external_id) makes a second registration fail loudly.
+        await self._conn.execute(
+            "INSERT INTO identities(channel, external_id, member_id, username, display_name, can_message,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (channel, external_id, member_id, _norm_username(username), display_name, int(private_chat), now),
+        )
+        return member_id, True
+
+    async def get(self, member_id: int) -> Member | None:
+        async with self._conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _member(row) if row else None
+
+    async def by_identity(self, channel: str, external_id: str) -> Member | None:
+        async with self._conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
+            " WHERE i.channel = ? AND i.external_id = ?",
+            (channel, external_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return _member(row) if row else None
+
+    async def by_username(self, channel: str, username: str) -> Member | None:
+        """The member who last used `username` on `channel` (usernames can move between users)."""
+        async with self._conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
+            " WHERE i.channel = ? AND i.username = ? ORDER BY m.last_seen_at DESC LIMIT 1",
+            (channel, _norm_username(username)),
+        ) as cur:
+            row = await cur.fetchone()
+        return _member(row) if row else None
+
+    async def identities(self, member_id: int) -> list[MemberIdentity]:
+        async with self._conn.execute(
+            "SELECT channel, external_id, username, display_name, can_message FROM identities"
+            " WHERE member_id = ? ORDER BY channel",
+            (member_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            MemberIdentity(r["channel"], r["external_id"], r["username"], r["display_name"], bool(r["can_message"]))
+            for r in rows
+        ]
+
+    async def set_birthday(self, member_id: int, birthday: str, now: int) -> None:
+        await self._conn.execute(
+            "UPDATE members SET birthday = ?, birthday_set_at = ? WHERE id = ?", (birthday, now, member_id)
+        )
+
+    async def count(self) -> int:
+        async with self._conn.execute("SELECT COUNT(*) FROM members") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

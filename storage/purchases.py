@@ -1,0 +1,40 @@
+"""Recorded purchases (amount in fen, time, note): the raw material for points, segments and stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseSummary:
+    count: int
+    total_fen: int
+    last_at: int | None
+
+
+class PurchaseRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def record(
+        self, member_id: int, amount_fen: int, note: str, idem_key: str, now: int, recorded_by: int | None
+    ) -> int | None:
+        """Store a purchase once per `idem_key`; returns its id, or None for a repeat."""
+        async with self._conn.execute(
+            "INSERT INTO purchases(member_id, amount_fen, note, recorded_by, idem_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(idem_key) DO NOTHING RETURNING id",
+            (member_id, amount_fen, note, recorded_by, idem_key, now),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def summary(self, member_id: int) -> PurchaseSummary:
+        async with self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0), MAX(created_at) FROM purchases WHERE member_id = ?",
+            (member_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return PurchaseSummary(int(row[0]), int(row[1]), row[2])

@@ -1,0 +1,21 @@
+"""The repositories of one transaction, bundled so a use case can reach every table group."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from storage.checkins import CheckinRepo
+from storage.ledger import LedgerRepo
+from storage.members import MemberRepo
+from storage.purchases import PurchaseRepo
+from storage.seen_updates import SeenUpdateRepo
+
+
+class Repos:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.members = MemberRepo(conn)
+        self.ledger = LedgerRepo(conn)
+        self.checkins = CheckinRepo(conn)
+        self.purchases = PurchaseRepo(conn)
+        self.seen_updates = SeenUpdateRepo(conn)

@@ -1,0 +1,26 @@
+"""Keys of inbound updates already taken, so a re-delivered update is handled only once."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+
+class SeenUpdateRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def claim(self, key: str, now: int) -> bool:
+        """True the first time `key` is seen, False for every repeat."""
+        async with self._conn.execute(
+            "INSERT INTO seen_updates(key, seen_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
+            (key, now),
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    async def release(self, key: str) -> None:
+        """Forget `key` so that a re-delivery is handled again (used when handling failed)."""
+        await self._conn.execute("DELETE FROM seen_updates WHERE key = ?", (key,))
+
+    async def prune(self, older_than: int) -> int:
+        async with self._conn.execute("DELETE FROM seen_updates WHERE seen_at < ?", (older_than,)) as cur:
+            return cur.rowcount
