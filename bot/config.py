@@ -12,11 +12,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.i18n import Catalog
-from handlers.rules import CheckinRules, PointsRules, Rules, Tier, default_tiers
+from handlers.rules import CheckinRules, PointsRules, Rules, StrictModel, Tier, default_tiers
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -25,11 +25,11 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(StrictModel):
     path: str = Field("data/vipbot.db", min_length=1)
 
 
-class WebhookSettings(BaseModel):
+class WebhookSettings(StrictModel):
     url: str = ""
     """Public HTTPS URL Telegram posts to; empty means long polling."""
     listen: str = "0.0.0.0"
@@ -46,7 +46,7 @@ class WebhookSettings(BaseModel):
         return value
 
 
-class TelegramSettings(BaseModel):
+class TelegramSettings(StrictModel):
     token: SecretStr = SecretStr("")
     base_url: str = "https://api.telegram.org/bot"
     groups: list[int] = Field(default_factory=list)
@@ -58,12 +58,12 @@ class TelegramSettings(BaseModel):
     admin_cache_seconds: int = Field(300, ge=0)
 
 
-class StaffSettings(BaseModel):
+class StaffSettings(StrictModel):
     telegram: list[int] = Field(default_factory=list)
     console: list[str] = Field(default_factory=lambda: ["店长"])
 
 
-class ConsoleSettings(BaseModel):
+class ConsoleSettings(StrictModel):
     user: str = Field("小王", min_length=1, max_length=64)
 
 

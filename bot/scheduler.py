@@ -26,7 +26,10 @@ def build_scheduler(deps: Deps) -> AsyncIOScheduler:
         job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
     )
     scheduler.add_job(
-        prune_seen_updates, CronTrigger(hour=4, minute=17), args=[deps], id="prune_seen_updates",
+        prune_seen_updates,
+        CronTrigger(hour=4, minute=17),
+        args=[deps],
+        id="prune_seen_updates",
         replace_existing=True,
     )
     return scheduler

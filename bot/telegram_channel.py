@@ -172,9 +172,7 @@ class TelegramChannel:
             return cached
         try:
             members = await self.application.bot.get_chat_administrators(chat_id)
-            admins = frozenset(
-                m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner)
-            )
+            admins = frozenset(m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner))
         except TelegramError as exc:
             log.warning("cannot read the admins of chat %s: %s", chat_id, exc)
             admins = frozenset()

@@ -86,7 +86,12 @@ class Dispatcher:
         except Exception:
             log.exception(
                 "handler /%s failed: channel=%s chat=%s member=%s key=%s text=%r",
-                command.name, msg.channel, msg.chat_id, member_id, msg.key, msg.text[:200],
+                command.name,
+                msg.channel,
+                msg.chat_id,
+                member_id,
+                msg.key,
+                msg.text[:200],
             )
             async with self.deps.db.transaction() as repos:
                 await repos.seen_updates.release(msg.key)
@@ -100,6 +105,10 @@ class Dispatcher:
             if key is not None and not await repos.seen_updates.claim(key, now):
                 return None
             return await repos.members.register(
-                sender.channel, sender.external_id, sender.display_name, sender.username, now,
+                sender.channel,
+                sender.external_id,
+                sender.display_name,
+                sender.username,
+                now,
                 private_chat=not msg.is_group,
             )

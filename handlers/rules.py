@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class CheckinRules(BaseModel):
+class StrictModel(BaseModel):
+    """A settings section that rejects unknown keys, so a typo in config.yaml is reported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckinRules(StrictModel):
     base_points: int = Field(10, ge=0, description="points for every check-in")
     streak_bonus: int = Field(2, ge=0, description="extra points per consecutive day after the first")
     streak_bonus_cap: int = Field(20, ge=0, description="the streak bonus never exceeds this")
@@ -20,7 +26,7 @@ class CheckinRules(BaseModel):
         return self.base_points + min(self.streak_bonus * max(streak - 1, 0), self.streak_bonus_cap)
 
 
-class Tier(BaseModel):
+class Tier(StrictModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     min_points: int = Field(ge=0)
     name: str | None = None
@@ -35,12 +41,12 @@ def default_tiers() -> list[Tier]:
     ]
 
 
-class PointsRules(BaseModel):
+class PointsRules(StrictModel):
     per_yuan: Decimal = Field(Decimal(1), ge=0, description="points earned per yuan of a recorded purchase")
     max_award: int = Field(100_000, gt=0, description="largest single /award or /deduct")
 
 
-class Rules(BaseModel):
+class Rules(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)

@@ -55,8 +55,14 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
                 return _not_found(deps, target)
             # A deduction is a correction: it also lowers lifetime earned points (never below 0).
             booking = await repos.ledger.append(
-                member.id, sign * amount, command, f"{command}:{req.msg.key}", now,
-                note=note, earned_delta=sign * amount, actor_id=req.member_id,
+                member.id,
+                sign * amount,
+                command,
+                f"{command}:{req.msg.key}",
+                now,
+                note=note,
+                earned_delta=sign * amount,
+                actor_id=req.member_id,
             )
     except InsufficientPoints:
         return [Reply(texts.t("deduct.insufficient", name=member.display_name, balance=member.balance, points=amount))]
@@ -90,8 +96,14 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
         balance, total_earned = member.balance, member.earned
         if purchase_id is not None and earned > 0:
             booking = await repos.ledger.append(
-                member.id, earned, "purchase", f"purchase:{purchase_id}", now,
-                note=note, ref=str(purchase_id), actor_id=req.member_id,
+                member.id,
+                earned,
+                "purchase",
+                f"purchase:{purchase_id}",
+                now,
+                note=note,
+                ref=str(purchase_id),
+                actor_id=req.member_id,
             )
             balance, total_earned = booking.balance, booking.earned
     replies = [

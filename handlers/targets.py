@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from handlers.deps import Request
 from handlers.parsing import looks_like_target, split_first
 from storage.members import Member
 from storage.repos import Repos
+
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,14 +23,21 @@ class TargetArgs:
 
 
 def split_target(req: Request) -> TargetArgs | None:
-    """Separate the target from the arguments; None when no target can be found."""
+    """Separate the target from the arguments; None when no target can be found.
+
+    ``@name`` is always a target; a number is one when a second number follows it (``/award 12345 50``);
+    otherwise, in a reply, the replied-to member is the target (``/award 50 thanks``).
+    """
     head, rest = split_first(req.args)
     second, _ = split_first(rest)
-    explicit = looks_like_target(head) and (head.startswith("@") or bool(second))
-    if explicit:
+    if head.startswith("@") and looks_like_target(head):
+        return TargetArgs(head, rest)
+    if looks_like_target(head) and _NUMBER.fullmatch(second.lstrip("¥￥")):
         return TargetArgs(head, rest)
     if req.msg.reply_to is not None:
         return TargetArgs(None, req.args)
+    if looks_like_target(head) and second:
+        return TargetArgs(head, rest)
     return None
 
 

@@ -104,9 +104,7 @@ class MemberRepo:
         return member_id, True
 
     async def get(self, member_id: int) -> Member | None:
-        async with self._conn.execute(
-            f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,)
-        ) as cur:
+        async with self._conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,)) as cur:
             row = await cur.fetchone()
         return _member(row) if row else None
 

@@ -1,0 +1,142 @@
+"""Shared fixtures: a network guard, settings on a temporary database, a fake clock, a chat driver."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from handlers.clock import FakeClock
+from handlers.messages import Identity, Inbound, Reply
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
+
+
+def _is_local(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # unix socket path
+        return True
+    host = address[0] if isinstance(address, tuple) else address
+    return host in _LOCAL_HOSTS or str(host).startswith("127.")
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any test that tries to reach beyond this machine."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if not _is_local(address):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if not _is_local(address):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _is_local((host.decode() if isinstance(host, bytes) else host, 0)):
+            raise RuntimeError(f"test tried to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up the developer's own bot credentials or overrides."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
+            monkeypatch.delenv(name)
+
+
+def local(*args: int) -> datetime:
+    """An instant given as Shanghai wall-clock time."""
+    return datetime(*args, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(local(2026, 3, 10, 9, 0))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db")})
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime]:
+    rt = await Runtime.open(settings, clock)
+    yield rt
+    await rt.close()
+
+
+@dataclass
+class TestPort:
+    """The channel side of the dispatcher for unit tests: who is staff, which chats are VIP."""
+
+    staff: set[str] = field(default_factory=lambda: {"boss"})
+    non_vip_chats: set[str] = field(default_factory=set)
+    bot_username: str | None = "vipbot"
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        return msg.chat_id not in self.non_vip_chats
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        return msg.sender.external_id in self.staff
+
+
+@dataclass
+class ChatDriver:
+    """Sends text as a named user through the real dispatcher and returns the reply texts."""
+
+    runtime: Runtime
+    port: TestPort = field(default_factory=TestPort)
+    channel: str = "test"
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def inbound(
+        self, who: str, text: str, *, group: bool = True, chat: str | None = None,
+        reply_to: str | None = None, key: str | None = None,
+    ) -> Inbound:
+        n = next(self._ids)
+        return Inbound(
+            channel=self.channel,
+            chat_id=chat or ("group" if group else f"dm-{who}"),
+            sender=Identity(self.channel, who, who.title(), who),
+            text=text,
+            is_group=group,
+            key=key or f"{self.channel}:{n}",
+            message_id=str(n),
+            reply_to=Identity(self.channel, reply_to, reply_to.title(), reply_to) if reply_to else None,
+        )
+
+    async def replies(self, who: str, text: str, **kwargs: Any) -> list[Reply]:
+        return await self.runtime.dispatcher.handle(self.inbound(who, text, **kwargs), self.port)
+
+    async def say(self, who: str, text: str, **kwargs: Any) -> str:
+        """All reply texts joined by newlines ('' when the bot stays silent)."""
+        return "\n".join(r.text for r in await self.replies(who, text, **kwargs))
+
+
+@pytest.fixture
+def chat(runtime: Runtime) -> ChatDriver:
+    return ChatDriver(runtime)

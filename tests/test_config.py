@@ -1,0 +1,78 @@
+"""Configuration: defaults, the YAML file, environment overrides and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
+    settings = load_settings(ROOT / "config.yaml")
+    assert settings.timezone == "Asia/Shanghai" and settings.locale == "zh_CN"
+    assert settings.storage.path == "data/vipbot.db"
+    assert settings.telegram.base_url == "https://api.telegram.org/bot"
+    assert [(t.id, t.min_points) for t in settings.tiers] == [("gold", 0), ("diamond", 600), ("black", 1800)]
+    assert settings.checkin.points_for(1) == 10 and settings.checkin.points_for(30) == 30
+    assert settings.telegram_token == ""
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "storage:\n  path: a.db\ntelegram:\n  base_url: http://x/bot\n  groups: [-1001]\n")
+    monkeypatch.setenv("VIPBOT_STORAGE__PATH", "b.db")
+    monkeypatch.setenv("VIPBOT_TELEGRAM__BASE_URL", "http://127.0.0.1:9/bot")
+    monkeypatch.setenv("VIPBOT_CHECKIN__BASE_POINTS", "7")
+    settings = load_settings(path)
+    assert settings.storage.path == "b.db"
+    assert settings.telegram.base_url == "http://127.0.0.1:9/bot"
+    assert settings.telegram.groups == [-1001]  # untouched keys keep the file's value
+    assert settings.checkin.base_points == 7
+
+
+def test_token_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "telegram:\n  token: ''\n")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    assert load_settings(path).telegram_token == "123:abc"
+    monkeypatch.setenv("VIPBOT_TELEGRAM__TOKEN", "456:def")
+    assert load_settings(path).telegram_token == "456:def"
+    assert "456" not in repr(load_settings(path))  # secrets are not printed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("timezone: Mars/Olympus\n", "timezone: Value error, unknown time zone 'Mars/Olympus'"),
+        ("locale: fr\n", "locale: Input should be 'zh_CN' or 'en'"),
+        ("telegram:\n  groups: [abc]\n", "telegram.groups.0"),
+        ("checkin:\n  rollover_hour: 25\n", "checkin.rollover_hour"),
+        ("tiers:\n  - {id: gold, min_points: 10}\n", "the lowest tier must start at 0 points"),
+        ("storage:\n  paht: x.db\n", "storage.paht: Extra inputs are not permitted"),
+        ("messages:\n  nope.key: hi\n", "unknown message keys in overrides: nope.key"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("timezone: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_values_get_a_clear_message(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_message_overrides_replace_catalog_texts(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "locale: en\nmessages:\n  checkin.summary: tap in daily\n"))
+    assert settings.messages == {"checkin.summary": "tap in daily"}

@@ -1,0 +1,90 @@
+"""The console channel, driven through stdin in a subprocess exactly as a user scripts it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vipbot(args: list[str], stdin: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith("VIPBOT_") and k != "TELEGRAM_BOT_TOKEN"
+    }
+    environment |= {"VIPBOT_STORAGE__PATH": str(tmp_path / "data" / "console.db"), "PYTHONIOENCODING": "utf-8"}
+    environment |= env
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_scripted_console_session(tmp_path: Path) -> None:
+    script = "\n".join(
+        [
+            "/checkin",
+            "/points",
+            "签到",
+            "/award @小王 5",
+            "/as 店长",
+            "/award @小王 700 生日礼物",
+            "/as 小红",
+            "/checkin",
+            "/as 小王",
+            "积分",
+            "/birthday 02-30",
+            "/frobnicate",
+        ]
+    )
+    result = vipbot(["console"], script + "\n", tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert out.count("签到成功！+10 积分（连续 1 天）") == 2  # 小王 and 小红
+    assert "小王 的积分：10" in out
+    assert "今天已经签过到啦" in out
+    assert "抱歉，这个命令只有店员可以使用。" in out  # 小王 is not staff
+    assert "(now playing 店长, staff)" in out
+    assert "已给 小王 加 700 积分。现有 710 积分。" in out
+    assert "恭喜 小王 升级为 钻石 会员" in out
+    assert "小王 的积分：710" in out and "等级：钻石" in out
+    assert "“02-30”不是有效的日期" in out
+    assert "没有这个命令" in out
+    assert (tmp_path / "data" / "console.db").exists()
+
+
+def test_the_database_outlives_the_session(tmp_path: Path) -> None:
+    vipbot(["console"], "/checkin\n", tmp_path)
+    again = vipbot(["console"], "/points\n", tmp_path)
+    assert "小王 的积分：10" in again.stdout
+
+
+def test_playing_staff_by_flag_and_english(tmp_path: Path) -> None:
+    script = "/as Alice\n/checkin\n/as Boss staff\n/award @Alice 3 thanks\n/help\n"
+    out = vipbot(["console"], script, tmp_path, VIPBOT_LOCALE="en").stdout
+    assert "Gave Alice 3 points. Balance 13." in out
+    assert "Staff commands:" in out
+
+
+def test_run_without_credentials_opens_the_console(tmp_path: Path) -> None:
+    result = vipbot(["run"], "/checkin\n", tmp_path)
+    assert result.returncode == 0
+    assert "No channel has credentials" in result.stderr
+    assert "签到成功" in result.stdout
+
+
+def test_a_bad_config_is_reported_with_exit_code_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("timezone: Nowhere/City\nlocale: xx\n", encoding="utf-8")
+    result = vipbot(["run", "--config", str(bad)], "", tmp_path)
+    assert result.returncode == 2
+    assert "timezone" in result.stderr and "locale" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,93 @@
+"""The dispatcher: unknown commands, other bots' commands, help, and the crash safety net."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.runtime import Runtime
+from handlers.command import Command
+from handlers.deps import Deps, Request
+from handlers.dispatch import Dispatcher
+from handlers.messages import Reply
+from handlers.registry import build_commands
+from tests.conftest import ChatDriver
+
+
+async def test_unknown_command_in_private_gets_a_hint(chat: ChatDriver) -> None:
+    assert await chat.say("alice", "/frobnicate", group=False) == (
+        "I don't know that command. Send /help to see what I can do."
+    )
+
+
+async def test_unknown_command_in_group_is_answered_only_when_addressed(chat: ChatDriver) -> None:
+    assert await chat.say("alice", "/frobnicate") == ""  # may belong to another bot in the group
+    assert "Send /help" in await chat.say("alice", "/frobnicate@vipbot")
+
+
+async def test_plain_text_is_not_a_command(chat: ChatDriver) -> None:
+    assert await chat.say("alice", "签到了吗？大家好") == ""
+    assert await chat.say("alice", "/ checkin") == ""
+
+
+async def test_help_lists_member_commands_and_staff_commands_only_for_staff(chat: ChatDriver) -> None:
+    member_help = await chat.say("alice", "/help")
+    assert "/checkin (or send: 签到 / 打卡) — daily check-in, earns points" in member_help
+    assert "/award" not in member_help and "/start" not in member_help
+    staff_help = await chat.say("boss", "帮助")
+    assert "Staff commands:" in staff_help and "/purchase" in staff_help
+
+
+async def test_help_is_generated_from_the_table_in_chinese(tmp_path, clock) -> None:  # noqa: ANN001
+    from bot.config import Settings
+
+    runtime = await Runtime.open(Settings(storage={"path": str(tmp_path / "zh.db")}), clock)
+    try:
+        text = await ChatDriver(runtime).say("alice", "/help")
+        assert text.startswith("可用命令：")
+        assert "/checkin（也可以发送：签到 / 打卡） — 每日签到，领积分" in text
+    finally:
+        await runtime.close()
+
+
+async def test_a_crashing_handler_is_logged_answered_and_the_bot_keeps_going(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def explode(req: Request, deps: Deps) -> list[Reply]:
+        raise ZeroDivisionError("boom")
+
+    commands = [*build_commands(), Command("explode", explode, "help_cmd.summary")]
+    chat = ChatDriver(runtime)
+    chat.runtime.dispatcher = Dispatcher(runtime.deps, commands)
+    with caplog.at_level(logging.ERROR):
+        text = await chat.say("alice", "/explode")
+    assert text.startswith("Sorry, something went wrong on our side")
+    assert "handler /explode failed" in caplog.text and "ZeroDivisionError" in caplog.text
+    assert "+10 points" in await chat.say("alice", "/checkin")
+
+
+async def test_a_failed_update_can_be_retried(runtime: Runtime) -> None:
+    calls = 0
+
+    async def flaky(req: Request, deps: Deps) -> list[Reply]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("transient")
+        return [Reply("ok")]
+
+    chat = ChatDriver(runtime)
+    chat.runtime.dispatcher = Dispatcher(runtime.deps, [*build_commands(), Command("flaky", flaky, "help_cmd.summary")])
+    first = chat.inbound("alice", "/flaky", key="k:1")
+    again = chat.inbound("alice", "/flaky", key="k:1")
+    assert "Sorry" in (await chat.runtime.dispatcher.handle(first, chat.port))[0].text
+    assert [r.text for r in await chat.runtime.dispatcher.handle(again, chat.port)] == ["ok"]
+
+
+def test_two_commands_cannot_claim_one_keyword(runtime: Runtime) -> None:
+    async def noop(req: Request, deps: Deps) -> list[Reply]:
+        return []
+
+    with pytest.raises(ValueError, match="签到"):
+        Dispatcher(runtime.deps, [*build_commands(), Command("dup", noop, "help_cmd.summary", keywords=("签到",))])

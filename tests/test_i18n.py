@@ -1,0 +1,32 @@
+"""Message catalogs: both locales carry the same keys with the same placeholders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from handlers.i18n import LOCALES, Catalog, load_catalog, placeholders
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_locales_have_the_same_keys_and_placeholders() -> None:
+    zh, en = (load_catalog(locale) for locale in LOCALES)
+    assert set(zh) == set(en)
+    for key in zh:
+        assert placeholders(zh[key]) == placeholders(en[key]), key
+
+
+def test_every_key_used_in_code_exists() -> None:
+    catalog = load_catalog("zh_CN")
+    used: set[str] = set()
+    for path in (ROOT / "handlers").rglob("*.py"):
+        used |= set(re.findall(r"""t\(\s*"([a-z_]+\.[a-z_.]+)\"""", path.read_text(encoding="utf-8")))
+        used |= set(re.findall(r"""Command\([^)]*?"([a-z_]+\.summary)\"""", path.read_text(encoding="utf-8")))
+    assert used, "the scan found no keys"
+    assert sorted(used - set(catalog)) == []
+
+
+def test_zh_cn_is_the_default_and_formats() -> None:
+    texts = Catalog("zh_CN")
+    assert texts.t("checkin.done", points=12, streak=2, balance=22, tier="金卡").startswith("签到成功！+12 积分")

@@ -1,0 +1,193 @@
+"""End to end through the real python-telegram-bot Application, polling a fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Update
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.telegram_channel import TelegramChannel, split_text
+from handlers.clock import FakeClock
+from tests.fakes.bot_api import BOT_USERNAME, FakeBotApi, message_update, user
+
+GROUP = -1001234567890
+OTHER_GROUP = -1009999
+STAFF_ID = 500
+ADMIN_ID = 600
+ALICE = user(101, "Alice", "alice")
+BOB = user(102, "Bob", "bob")
+STAFF = user(STAFF_ID, "Shop", "shopkeeper")
+ADMIN = user(ADMIN_ID, "Admin", "groupadmin")
+
+
+@dataclass
+class Harness:
+    api: FakeBotApi
+    runtime: Runtime
+    channel: TelegramChannel
+
+    async def send(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> str:
+        """Push one update through getUpdates and wait for the bot's answer (text of the replies)."""
+        before = len(self.api.sent())
+        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
+        return await self.answer(before)
+
+    async def answer(self, before: int, expect: int = 1) -> str:
+        sent = await self.api.wait_for(before + expect)
+        return "\n".join(p["text"] for p in sent[before:])
+
+    async def silent(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> None:
+        """Push an update the bot must ignore; a follow-up /help proves it was processed first."""
+        before = len(self.api.sent())
+        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
+        self.api.push_update(message_update(self.api, 777, user(777), "/help"))
+        sent = await self.api.wait_for(before + 1)
+        assert [int(p["chat_id"]) for p in sent[before:]] == [777]
+
+    async def balance(self, who: dict[str, Any]) -> int:
+        async with self.runtime.deps.db.read() as repos:
+            member = await repos.members.by_identity("telegram", str(who["id"]))
+        assert member is not None
+        return member.balance
+
+
+@pytest.fixture
+async def tg(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
+    api = await FakeBotApi().start()
+    api.admins[GROUP] = [ADMIN_ID]
+    settings = Settings(
+        locale="en",
+        storage={"path": str(tmp_path / "tg.db")},
+        telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False},
+        staff={"telegram": [STAFF_ID]},
+    )
+    runtime = await Runtime.open(settings, clock)
+    channel = TelegramChannel(settings, runtime.dispatcher)
+    await channel.start()
+    try:
+        yield Harness(api, runtime, channel)
+    finally:
+        await channel.stop()
+        await runtime.close()
+        await api.stop()
+
+
+async def test_group_checkin_flow_with_points_after_each_step(tg: Harness) -> None:
+    text = await tg.send(GROUP, ALICE, f"/checkin@{BOT_USERNAME}")
+    assert "Checked in! +10 points (1-day streak)" in text
+    reply = tg.api.sent()[-1]
+    assert int(reply["chat_id"]) == GROUP
+    assert reply["reply_parameters"]["message_id"] > 0  # answers the member's own message
+    assert "Alice's points: 10" in await tg.send(GROUP, ALICE, "/points")
+
+    assert "already checked in today" in await tg.send(GROUP, ALICE, "签到")
+    assert "Alice's points: 10" in await tg.send(GROUP, ALICE, f"/POINTS@{BOT_USERNAME.upper()}")
+
+    assert "+10 points" in await tg.send(GROUP, BOB, "签到")
+    assert "Bob's points: 10" in await tg.send(GROUP, BOB, "积分")
+    assert await tg.balance(ALICE) == 10
+
+
+async def test_commands_for_other_bots_and_bot_senders_are_ignored(tg: Harness) -> None:
+    await tg.silent(GROUP, ALICE, "/checkin@some_other_bot")
+    await tg.silent(GROUP, user(999, "Spam", is_bot=True), "/checkin")
+    await tg.silent(GROUP, None, "/checkin", sender_chat={"id": GROUP, "type": "supergroup", "title": "VIP"})
+    async with tg.runtime.deps.db.read() as repos:
+        assert await repos.members.by_identity("telegram", "101") is None
+        assert await repos.members.by_identity("telegram", "999") is None
+        assert await repos.members.count() == 1  # only the /help sender of silent()
+
+
+async def test_a_repeated_update_is_handled_once(tg: Harness) -> None:
+    await tg.send(GROUP, ALICE, "/checkin")
+    update = message_update(tg.api, GROUP, STAFF, "/award @alice 50 thanks")
+    before = len(tg.api.sent())
+    tg.api.push_update(update)
+    tg.api.push_update(update)  # Telegram re-delivers the very same update
+    assert "Gave Alice 50 points" in await tg.answer(before)
+    await tg.channel.application.process_update(Update.de_json(update, tg.channel.application.bot))
+    assert "Alice's points: 60" in await tg.send(GROUP, ALICE, "/points")
+    assert sum("Gave Alice" in t for t in tg.api.texts()) == 1
+    assert await tg.balance(ALICE) == 60
+
+
+async def test_staff_from_config_and_group_admins_may_award_others_may_not(tg: Harness) -> None:
+    await tg.send(GROUP, ALICE, "/checkin")
+    assert "only staff" in await tg.send(GROUP, BOB, "/award @alice 5")
+    assert "Gave Alice 5 points" in await tg.send(GROUP, STAFF, "/award @alice 5")
+    assert "Gave Alice 6 points" in await tg.send(GROUP, ADMIN, "/award 6 great review", reply_to=ALICE)
+    # A group admin is staff in a private chat too; the admin list is fetched once and cached.
+    assert "Recorded a ¥88.00 purchase for Alice" in await tg.send(ADMIN_ID, ADMIN, "/purchase @alice 88")
+    assert len(tg.api.sent("getChatAdministrators")) == 1
+    assert "only staff" in await tg.send(102, BOB, "/deduct @alice 1")
+    assert "Alice's points: 109" in await tg.send(GROUP, ALICE, "/points")
+
+
+async def test_reply_goes_to_the_same_forum_topic(tg: Harness) -> None:
+    assert "+10 points" in await tg.send(GROUP, ALICE, "签到", thread_id=42)
+    assert tg.api.sent()[-1]["message_thread_id"] == 42
+    assert "Alice's points: 10" in await tg.send(GROUP, ALICE, "/points", thread_id=42)
+    assert tg.api.sent()[-1]["message_thread_id"] == 42
+    await tg.send(GROUP, ALICE, "/points")
+    assert "message_thread_id" not in tg.api.sent()[-1]
+
+
+async def test_private_start_and_unknown_commands(tg: Harness) -> None:
+    assert "Welcome to the VIP club, Alice" in await tg.send(101, ALICE, "/start")
+    assert "Send /help" in await tg.send(101, ALICE, "/nonsense")
+    async with tg.runtime.deps.db.read() as repos:
+        member = await repos.members.by_identity("telegram", "101")
+        assert member is not None
+        (identity,) = await repos.members.identities(member.id)
+    assert identity.can_message and identity.username == "alice"
+
+
+async def test_groups_outside_the_vip_list_are_not_served(tg: Harness) -> None:
+    await tg.silent(OTHER_GROUP, ALICE, "签到")
+    assert "not a VIP group" in await tg.send(OTHER_GROUP, ALICE, f"/checkin@{BOT_USERNAME}")
+    async with tg.runtime.deps.db.read() as repos:
+        assert await repos.members.by_identity("telegram", "101") is None
+
+
+async def test_a_message_of_4096_characters_is_kept_as_data(tg: Harness) -> None:
+    head = "/award @alice 1 "
+    text = head + ("长'); DROP TABLE ledger; -- 🎉" * 200)[: 4096 - len(head)]
+    await tg.send(GROUP, ALICE, "/checkin")
+    assert "Gave Alice 1 points" in await tg.send(GROUP, STAFF, text)
+    points = await tg.send(GROUP, ALICE, "/points")
+    assert "Alice's points: 11" in points and "DROP TABLE ledger" in points
+    assert all(len(p["text"]) <= 4096 for p in tg.api.sent())
+
+
+def test_split_text_prefers_line_breaks() -> None:
+    assert split_text("abc") == ["abc"]
+    pieces = split_text("a" * 10 + "\n" + "b" * 10, limit=15)
+    assert pieces == ["a" * 10, "b" * 10]
+    assert split_text("x" * 30, limit=15) == ["x" * 15, "x" * 15]
+
+
+async def test_the_rate_limited_application_still_answers(tmp_path: Path, clock: FakeClock) -> None:
+    api = await FakeBotApi().start()
+    settings = Settings(
+        locale="en",
+        storage={"path": str(tmp_path / "rl.db")},
+        telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
+    )
+    runtime = await Runtime.open(settings, clock)
+    channel = TelegramChannel(settings, runtime.dispatcher)
+    await channel.start()
+    try:
+        assert channel.application.bot.rate_limiter is not None
+        api.push_update(message_update(api, GROUP, ALICE, "签到"))
+        (reply,) = await api.wait_for(1)
+        assert "+10 points" in reply["text"]
+    finally:
+        await channel.stop()
+        await runtime.close()
+        await api.stop()
