@@ -12,6 +12,7 @@ import sys
 from bot.config import ConfigError, Settings, load_settings
 from bot.console_channel import ConsoleChannel
 from bot.runtime import Runtime
+from bot.web import WebServer
 
 log = logging.getLogger("vipbot")
 
@@ -47,19 +48,25 @@ async def run_bot(settings: Settings) -> None:
 
     runtime = await Runtime.open(settings)
     telegram = TelegramChannel(settings, runtime.dispatcher)
+    webhook = settings.telegram.webhook
+    web = WebServer(webhook.listen, webhook.port) if webhook.url else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     try:
-        await telegram.start()
+        await telegram.start(web)
+        if web is not None:
+            await web.start()
         runtime.start_scheduler()
         if not settings.telegram.groups:
             log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
         log.info("vipbot is running; Ctrl-C stops it")
         await stop.wait()
     finally:
+        if web is not None:
+            await web.stop()
         await telegram.stop()
         await runtime.close()
 

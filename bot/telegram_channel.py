@@ -25,6 +25,8 @@ from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bot.config import Settings
+from bot.telegram_webhook import TelegramWebhookHandler
+from bot.web import WebServer
 from handlers.dispatch import Dispatcher
 from handlers.messages import Identity, Inbound, Reply
 
@@ -119,26 +121,25 @@ class TelegramChannel:
         application.add_error_handler(self._on_error)
         return application
 
-    async def start(self) -> None:
-        """Connect (getMe), then take updates by webhook when a URL is configured, else by polling."""
+    async def start(self, web: WebServer | None = None) -> None:
+        """Connect (getMe), then take updates by webhook on `web` when a URL is configured, else by polling."""
         application = self.application
         await application.initialize()
+        await application.start()
         webhook = self.settings.telegram.webhook
-        assert application.updater is not None
         if webhook.url:
-            await application.updater.start_webhook(
-                listen=webhook.listen,
-                port=webhook.port,
-                url_path=webhook.path,
-                webhook_url=webhook.url,
-                secret_token=webhook.secret_token.get_secret_value() or None,
-                allowed_updates=Update.ALL_TYPES,
+            if web is None:
+                raise RuntimeError("webhook mode needs the web server")
+            secret = webhook.secret_token.get_secret_value()
+            web.mount(f"/{webhook.path.strip('/')}", TelegramWebhookHandler, ptb_app=application, secret=secret)
+            await application.bot.set_webhook(
+                url=webhook.url, secret_token=secret or None, allowed_updates=Update.ALL_TYPES
             )
-            log.info("telegram: webhook on %s:%s/%s for %s", webhook.listen, webhook.port, webhook.path, webhook.url)
+            log.info("telegram: webhook %s -> %s:%s/%s", webhook.url, webhook.listen, webhook.port, webhook.path)
         else:
+            assert application.updater is not None
             await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
             log.info("telegram: polling as @%s", application.bot.username)
-        await application.start()
 
     async def stop(self) -> None:
         application = self.application

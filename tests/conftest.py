@@ -114,8 +114,14 @@ class ChatDriver:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def inbound(
-        self, who: str, text: str, *, group: bool = True, chat: str | None = None,
-        reply_to: str | None = None, key: str | None = None,
+        self,
+        who: str,
+        text: str,
+        *,
+        group: bool = True,
+        chat: str | None = None,
+        reply_to: str | None = None,
+        key: str | None = None,
     ) -> Inbound:
         n = next(self._ids)
         return Inbound(

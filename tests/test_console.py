@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def vipbot(args: list[str], stdin: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("VIPBOT_") and k != "TELEGRAM_BOT_TOKEN"
-    }
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VIPBOT_") and k != "TELEGRAM_BOT_TOKEN"}
     environment |= {"VIPBOT_STORAGE__PATH": str(tmp_path / "data" / "console.db"), "PYTHONIOENCODING": "utf-8"}
     environment |= env
     return subprocess.run(

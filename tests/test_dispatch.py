@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from bot.runtime import Runtime
+from handlers.clock import FakeClock
 from handlers.command import Command
 from handlers.deps import Deps, Request
 from handlers.dispatch import Dispatcher
@@ -39,7 +41,7 @@ async def test_help_lists_member_commands_and_staff_commands_only_for_staff(chat
     assert "Staff commands:" in staff_help and "/purchase" in staff_help
 
 
-async def test_help_is_generated_from_the_table_in_chinese(tmp_path, clock) -> None:  # noqa: ANN001
+async def test_help_is_generated_from_the_table_in_chinese(tmp_path: Path, clock: FakeClock) -> None:
     from bot.config import Settings
 
     runtime = await Runtime.open(Settings(storage={"path": str(tmp_path / "zh.db")}), clock)

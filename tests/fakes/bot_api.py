@@ -135,8 +135,13 @@ class FakeBotApi:
     def _result(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
             return {
-                "id": BOT_ID, "is_bot": True, "first_name": "VIP Bot", "username": BOT_USERNAME,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False,
+                "id": BOT_ID,
+                "is_bot": True,
+                "first_name": "VIP Bot",
+                "username": BOT_USERNAME,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
             }
         if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageText"):
             chat_id = int(params.get("chat_id", 0))
@@ -155,11 +160,20 @@ class FakeBotApi:
             chat_id = int(params["chat_id"])
             return [
                 {
-                    "status": "administrator", "user": {"id": uid, "is_bot": False, "first_name": f"admin{uid}"},
-                    "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
-                    "can_delete_messages": True, "can_manage_video_chats": True, "can_restrict_members": True,
-                    "can_promote_members": False, "can_change_info": True, "can_invite_users": True,
-                    "can_post_stories": False, "can_edit_stories": False, "can_delete_stories": False,
+                    "status": "administrator",
+                    "user": {"id": uid, "is_bot": False, "first_name": f"admin{uid}"},
+                    "can_be_edited": False,
+                    "is_anonymous": False,
+                    "can_manage_chat": True,
+                    "can_delete_messages": True,
+                    "can_manage_video_chats": True,
+                    "can_restrict_members": True,
+                    "can_promote_members": False,
+                    "can_change_info": True,
+                    "can_invite_users": True,
+                    "can_post_stories": False,
+                    "can_edit_stories": False,
+                    "can_delete_stories": False,
                 }
                 for uid in self.admins.get(chat_id, [])
             ]
@@ -241,7 +255,7 @@ def message_update(
 ) -> dict[str, Any]:
     """A Bot API update carrying one message, as Telegram would send it."""
     message: dict[str, Any] = {
-        "message_id": next(api._message_ids),  # noqa: SLF001 - the fake's own counter
+        "message_id": next(api._message_ids),
         "date": int(time.time()),
         "chat": {"id": chat_id, "type": chat_type or ("private" if chat_id > 0 else "supergroup"), "title": "VIP"},
         "text": text,
@@ -257,7 +271,7 @@ def message_update(
         message["is_topic_message"] = True
     if reply_to is not None:
         message["reply_to_message"] = {
-            "message_id": next(api._message_ids),  # noqa: SLF001
+            "message_id": next(api._message_ids),
             "date": int(time.time()),
             "chat": message["chat"],
             "from": reply_to,

@@ -1,0 +1,161 @@
+"""Running for real: `vipbot run` against a fake Bot API, and the webhook mode with its secret header."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.scheduler import prune_seen_updates
+from bot.telegram_channel import TelegramChannel
+from bot.web import WebServer
+from handlers.clock import FakeClock
+from tests.fakes.bot_api import FakeBotApi, message_update, user
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = -100777
+ALICE = user(101, "Alice", "alice")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_vipbot_run_polls_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    api = await FakeBotApi().start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIPBOT_")}
+    env |= {
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
+        "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
+        "VIPBOT_STORAGE__PATH": str(tmp_path / "run.db"),
+        "VIPBOT_LOCALE": "en",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await api.wait_for(1, method="getUpdates", timeout=30)
+        api.push_update(message_update(api, GROUP, ALICE, "签到"))
+        (reply,) = await api.wait_for(1, timeout=30)
+        assert "Checked in! +10 points" in reply["text"] and int(reply["chat_id"]) == GROUP
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+        await api.stop()
+    assert proc.returncode == 0, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert api.token not in stderr.decode()  # the token never reaches the log
+
+
+async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: FakeClock) -> None:
+    api = await FakeBotApi().start()
+    port = free_port()
+    settings = Settings(
+        locale="en",
+        storage={"path": str(tmp_path / "wh.db")},
+        telegram={
+            "token": api.token,
+            "base_url": api.base_url,
+            "groups": [GROUP],
+            "rate_limiter": False,
+            "webhook": {
+                "url": "https://shop.invalid/telegram",
+                "listen": "127.0.0.1",
+                "port": port,
+                "path": "telegram",
+                "secret_token": "s3cret-Token_1",
+            },
+        },
+    )
+    runtime = await Runtime.open(settings, clock)
+    channel = TelegramChannel(settings, runtime.dispatcher)
+    web = WebServer("127.0.0.1", port)
+    await channel.start(web)
+    await web.start()
+    try:
+        (registered,) = api.sent("setWebhook")
+        assert registered["url"] == "https://shop.invalid/telegram"
+        assert registered["secret_token"] == "s3cret-Token_1"
+        update = message_update(api, GROUP, ALICE, "/checkin")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                refused = await client.post("/telegram", json=update, headers=headers)
+                assert refused.status_code == 403
+            ok = await client.post(
+                "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"}
+            )
+            assert ok.status_code == 200
+            (reply,) = await api.wait_for(1)
+            assert "+10 points" in reply["text"]
+            # Telegram retries a webhook on any error: the same update again has no second effect.
+            again = await client.post(
+                "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"}
+            )
+            assert again.status_code == 200
+            bad = await client.post(
+                "/telegram",
+                content=b"{not json",
+                headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1", "Content-Type": "application/json"},
+            )
+            assert bad.status_code == 400
+            for body in (b"[]", b'{"no": "update_id"}', "签到".encode("gbk"), b"x" * 70_000):
+                refused = await client.post(
+                    "/telegram", content=body, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"}
+                )
+                assert 400 <= refused.status_code < 500, body[:20]
+        async with runtime.deps.db.read() as repos:
+            member = await repos.members.by_identity("telegram", "101")
+            assert member is not None and member.balance == 10
+    finally:
+        await web.stop()
+        await channel.stop()
+        await runtime.close()
+        await api.stop()
+
+
+async def test_seen_update_keys_are_pruned_after_two_days(runtime: Runtime, clock: FakeClock) -> None:
+    async with runtime.deps.db.transaction() as repos:
+        assert await repos.seen_updates.claim("old", runtime.deps.now_ts())
+    clock.advance(timedelta(days=1))
+    assert await prune_seen_updates(runtime.deps) == 0
+    clock.advance(timedelta(days=1, seconds=1))
+    assert await prune_seen_updates(runtime.deps) == 1
+    async with runtime.deps.db.transaction() as repos:
+        assert await repos.seen_updates.claim("old", runtime.deps.now_ts())  # forgotten, so new again
+
+
+def test_channel_posts_make_no_member() -> None:
+    from telegram import Bot, Update
+
+    from bot.telegram_channel import to_inbound
+
+    data = {
+        "update_id": 5,
+        "channel_post": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": -100555, "type": "channel", "title": "News"},
+            "text": "/checkin",
+        },
+    }
+    assert to_inbound(Update.de_json(data, Bot("1:x"))) is None
