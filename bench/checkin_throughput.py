@@ -141,7 +141,7 @@ class FakeServer:
 
     def _control(self, action: str, method: str = "GET") -> dict[str, Any]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/control/{action}", method=method, data=None)
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     def stats(self) -> dict[str, Any]:
@@ -286,7 +286,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def drive(
-    application: Application, data: list[dict[str, Any]], recorder: Recorder, timeout: float
+    application: Application, data: list[dict[str, Any]], recorder: Recorder, wait_s: float
 ) -> tuple[float, float, bool]:
     """Queue every update, wait (bounded) for all replies; returns (t_first_put, cpu_seconds, completed)."""
     updates = [Update.de_json(item, application.bot) for item in data]
@@ -298,7 +298,7 @@ async def drive(
         recorder.put_at[update.message.message_id] = time.perf_counter()
         queue.put_nowait(update)
     try:
-        await asyncio.wait_for(recorder.all_replied.wait(), timeout)
+        await asyncio.wait_for(recorder.all_replied.wait(), wait_s)
         completed = True
     except TimeoutError:
         completed = False
@@ -306,8 +306,14 @@ async def drive(
 
 
 def summarise(
-    pipeline: str, recorder: Recorder, t0: float, cpu: float, completed: bool, fake_before: float,
-    stats: dict[str, Any], expected_ids: set[int],
+    pipeline: str,
+    recorder: Recorder,
+    t0: float,
+    cpu: float,
+    completed: bool,
+    fake_before: float,
+    stats: dict[str, Any],
+    expected_ids: set[int],
 ) -> RunResult:
     members = recorder.expected
     end = max(recorder.replied_at.values(), default=t0)
@@ -345,7 +351,7 @@ def summarise(
     )
 
 
-async def run_bare(server: FakeServer, data: list[dict[str, Any]], concurrency: int, timeout: float) -> RunResult:
+async def run_bare(server: FakeServer, data: list[dict[str, Any]], concurrency: int, wait_s: float) -> RunResult:
     async def reply(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if not isinstance(update, Update) or update.message is None:
             return
@@ -365,7 +371,7 @@ async def run_bare(server: FakeServer, data: list[dict[str, Any]], concurrency: 
     await application.initialize()
     await application.start()
     try:
-        t0, cpu, completed = await drive(application, data, recorder, timeout)
+        t0, cpu, completed = await drive(application, data, recorder, wait_s)
     finally:
         await application.stop()
         await application.shutdown()
@@ -373,7 +379,7 @@ async def run_bare(server: FakeServer, data: list[dict[str, Any]], concurrency: 
     return summarise("bare", recorder, t0, cpu, completed, fake_before, stats, _source_ids(data))
 
 
-async def run_full(server: FakeServer, data: list[dict[str, Any]], concurrency: int, timeout: float) -> RunResult:
+async def run_full(server: FakeServer, data: list[dict[str, Any]], concurrency: int, wait_s: float) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="vipbot-bench-") as tmp:
         db_path = Path(tmp) / "vip.db"
         settings = Settings(
@@ -398,7 +404,7 @@ async def run_full(server: FakeServer, data: list[dict[str, Any]], concurrency: 
             await application.initialize()
             await application.start()
             try:
-                t0, cpu, completed = await drive(application, data, recorder, timeout)
+                t0, cpu, completed = await drive(application, data, recorder, wait_s)
             finally:
                 await channel.stop()
         finally:
@@ -471,24 +477,34 @@ def row(label: str, r: RunResult) -> str:
 
 
 def median_result(results: list[RunResult]) -> dict[str, float]:
-    keys = ("rate", "seconds", "queue_p50_ms", "queue_p99_ms", "service_p50_ms", "service_p99_ms",
-            "bot_cpu_pct", "fake_cpu_pct")
+    keys = (
+        "rate",
+        "seconds",
+        "queue_p50_ms",
+        "queue_p99_ms",
+        "service_p50_ms",
+        "service_p99_ms",
+        "bot_cpu_pct",
+        "fake_cpu_pct",
+    )
     return {key: statistics.median(getattr(r, key) for r in results) for key in keys}
 
 
-async def bench(args: argparse.Namespace) -> int:
+async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     data = build_update_data(args.members)
-    timeout = args.timeout or max(120.0, args.members / 20)
+    wait_s = args.timeout or max(120.0, args.members / 20)
     server = FakeServer.start()
     results: list[tuple[int, RunResult]] = []
     try:
-        print(f"fake Bot API pid {server.process.pid} on 127.0.0.1:{server.port}; bot pid {os.getpid()};"
-              f" {args.members} members, concurrency {args.concurrency}, {args.runs} run(s), rate limiter off")
+        print(
+            f"fake Bot API pid {server.process.pid} on 127.0.0.1:{server.port}; bot pid {os.getpid()};"
+            f" {args.members} members, concurrency {args.concurrency}, {args.runs} run(s), rate limiter off"
+        )
         print(HEADER)
         for index in range(1, args.runs + 1):
             for pipeline in PIPELINES:
                 runner = run_bare if pipeline == "bare" else run_full
-                result = await runner(server, data, args.concurrency, timeout)
+                result = await runner(server, data, args.concurrency, wait_s)
                 results.append((index, result))
                 print(row(str(index), result), flush=True)
     finally:
@@ -523,26 +539,19 @@ async def bench(args: argparse.Namespace) -> int:
     print(f"ratio full/bare: {ratio:.2f} (goal >= 0.5){'' if ratio >= 0.5 else '  -- BELOW GOAL'}")
     print("correctness: " + ("FAILED" if failed else "ok"))
 
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "members": args.members,
-                    "concurrency": args.concurrency,
-                    "runs": args.runs,
-                    "rate_limiter": False,
-                    "python": sys.version.split()[0],
-                    "results": [{"run": i, **asdict(r)} for i, r in results],
-                    "medians": medians,
-                    "ratio_full_over_bare": ratio,
-                    "goal": 0.5,
-                    "correct": not failed,
-                },
-                indent=2,
-            ),
-            encoding="utf-8",
-        )
-    return 1 if failed else 0
+    report = {
+        "members": args.members,
+        "concurrency": args.concurrency,
+        "runs": args.runs,
+        "rate_limiter": False,
+        "python": sys.version.split()[0],
+        "results": [{"run": i, **asdict(r)} for i, r in results],
+        "medians": medians,
+        "ratio_full_over_bare": ratio,
+        "goal": 0.5,
+        "correct": not failed,
+    }
+    return (1 if failed else 0), report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -565,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in list(os.environ):
         if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
             del os.environ[name]
-    return asyncio.run(bench(args))
+    status, report = asyncio.run(bench(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return status
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from storage.sql import fetch_one
+
 
 @dataclass(frozen=True, slots=True)
 class Checkin:
@@ -32,7 +34,8 @@ class CheckinRepo:
 
         The primary key (member_id, day) is what stops a double check-in, not a prior read.
         """
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "WITH s AS (SELECT COALESCE((SELECT streak FROM checkins WHERE member_id = :m AND day = :prev),"
             " 0) + 1 AS streak)"
             " INSERT INTO checkins(member_id, day, streak, points, created_at)"
@@ -47,26 +50,23 @@ class CheckinRepo:
                 "bonus": streak_bonus,
                 "cap": bonus_cap,
             },
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return Checkin(day, row[0], row[1]) if row else None
 
     async def on_day(self, member_id: int, day: str) -> Checkin | None:
-        async with self._conn.execute(
-            "SELECT day, streak, points FROM checkins WHERE member_id = ? AND day = ?", (member_id, day)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, "SELECT day, streak, points FROM checkins WHERE member_id = ? AND day = ?", (member_id, day)
+        )
         return Checkin(row[0], row[1], row[2]) if row else None
 
     async def latest(self, member_id: int) -> Checkin | None:
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "SELECT day, streak, points FROM checkins WHERE member_id = ? ORDER BY day DESC LIMIT 1",
             (member_id,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return Checkin(row[0], row[1], row[2]) if row else None
 
     async def count_on(self, day: str) -> int:
-        async with self._conn.execute("SELECT COUNT(*) FROM checkins WHERE day = ?", (day,)) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM checkins WHERE day = ?", (day,))
         return int(row[0]) if row else 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiosqlite
 
 from storage.repos import Repos
+from storage.sql import fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,25 @@ class Database:
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
         )
-        async with self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
         current = row[0] if row else 0
         for version, name, sql in migration_scripts():
             if version <= current:
                 continue
             log.info("applying migration %s", name)
             # executescript commits first; the script runs inside our own BEGIN ... COMMIT.
-            await self._conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                f"INSERT INTO schema_version(version, name) VALUES ({version}, '{name}');\nCOMMIT;"
-            )
+            try:
+                await self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\n"
+                    f"INSERT INTO schema_version(version, name) VALUES ({version}, '{name}');\nCOMMIT;"
+                )
+            except aiosqlite.Error:
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+                raise
 
     async def schema_version(self) -> int:
-        async with self._conn.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, "SELECT MAX(version) FROM schema_version")
         return int(row[0]) if row and row[0] is not None else 0
 
     @asynccontextmanager

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from storage.sql import fetch_all, fetch_one
+
 
 class InsufficientPoints(Exception):
     """The entry would take the member's balance below zero; nothing was booked."""
@@ -55,43 +57,41 @@ class LedgerRepo:
         if earned_delta is None:
             earned_delta = max(delta, 0)
         try:
-            async with self._conn.execute(
+            row = await fetch_one(
+                self._conn,
                 "INSERT INTO ledger(member_id, delta, earned_delta, reason, note, ref, idem_key, actor_id,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(idem_key) DO NOTHING RETURNING id",
                 (member_id, delta, earned_delta, reason, note, ref, idem_key, actor_id, now),
-            ) as cur:
-                row = await cur.fetchone()
+            )
         except aiosqlite.IntegrityError as exc:
             if "balance_nonnegative" in str(exc):
                 raise InsufficientPoints from exc
             raise
-        async with self._conn.execute("SELECT balance, earned FROM members WHERE id = ?", (member_id,)) as cur:
-            totals = await cur.fetchone()
+        totals = await fetch_one(self._conn, "SELECT balance, earned FROM members WHERE id = ?", (member_id,))
         assert totals is not None
         return Booking(booked=row is not None, balance=totals[0], earned=totals[1])
 
     async def recent(self, member_id: int, limit: int = 5) -> list[LedgerEntry]:
-        async with self._conn.execute(
+        rows = await fetch_all(
+            self._conn,
             "SELECT id, member_id, delta, reason, note, created_at FROM ledger"
             " WHERE member_id = ? ORDER BY id DESC LIMIT ?",
             (member_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [LedgerEntry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def sum_for(self, member_id: int) -> int:
-        async with self._conn.execute(
-            "SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE member_id = ?", (member_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, "SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE member_id = ?", (member_id,)
+        )
         return int(row[0]) if row else 0
 
     async def mismatched_balances(self) -> list[int]:
         """Members whose cached balance differs from their ledger sum (should always be empty)."""
-        async with self._conn.execute(
+        rows = await fetch_all(
+            self._conn,
             "SELECT m.id FROM members m LEFT JOIN (SELECT member_id, SUM(delta) AS s FROM ledger"
-            " GROUP BY member_id) l ON l.member_id = m.id WHERE m.balance <> COALESCE(l.s, 0)"
-        ) as cur:
-            rows = await cur.fetchall()
+            " GROUP BY member_id) l ON l.member_id = m.id WHERE m.balance <> COALESCE(l.s, 0)",
+        )
         return [r[0] for r in rows]

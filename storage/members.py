@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from storage.sql import fetch_all, fetch_one
+
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -60,12 +62,12 @@ class MemberRepo:
         private_chat: bool = False,
     ) -> tuple[int, bool] | None:
         """Refresh a known identity; returns (member id, created=False), or None if it is unknown."""
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "UPDATE identities SET display_name = ?, username = ?, can_message = MAX(can_message, ?)"
             " WHERE channel = ? AND external_id = ? RETURNING member_id",
             (display_name, _norm_username(username), int(private_chat), channel, external_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             return None
         member_id = int(row[0])
@@ -88,11 +90,11 @@ class MemberRepo:
         found = await self.touch(channel, external_id, display_name, username, now, private_chat)
         if found is not None:
             return found
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "INSERT INTO members(display_name, joined_at, last_seen_at) VALUES (?, ?, ?) RETURNING id",
             (display_name, now, now),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         assert row is not None
         member_id = int(row[0])
         # The primary key on (channel, external_id) makes a second registration fail loudly.
@@ -104,36 +106,35 @@ class MemberRepo:
         return member_id, True
 
     async def get(self, member_id: int) -> Member | None:
-        async with self._conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,)) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,))
         return _member(row) if row else None
 
     async def by_identity(self, channel: str, external_id: str) -> Member | None:
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
             " WHERE i.channel = ? AND i.external_id = ?",
             (channel, external_id),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _member(row) if row else None
 
     async def by_username(self, channel: str, username: str) -> Member | None:
         """The member who last used `username` on `channel` (usernames can move between users)."""
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
             " WHERE i.channel = ? AND i.username = ? ORDER BY m.last_seen_at DESC LIMIT 1",
             (channel, _norm_username(username)),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return _member(row) if row else None
 
     async def identities(self, member_id: int) -> list[MemberIdentity]:
-        async with self._conn.execute(
+        rows = await fetch_all(
+            self._conn,
             "SELECT channel, external_id, username, display_name, can_message FROM identities"
             " WHERE member_id = ? ORDER BY channel",
             (member_id,),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [
             MemberIdentity(r["channel"], r["external_id"], r["username"], r["display_name"], bool(r["can_message"]))
             for r in rows
@@ -145,6 +146,5 @@ class MemberRepo:
         )
 
     async def count(self) -> int:
-        async with self._conn.execute("SELECT COUNT(*) FROM members") as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members")
         return int(row[0]) if row else 0

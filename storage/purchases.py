@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from storage.sql import fetch_one
+
 
 @dataclass(frozen=True, slots=True)
 class PurchaseSummary:
@@ -22,19 +24,19 @@ class PurchaseRepo:
         self, member_id: int, amount_fen: int, note: str, idem_key: str, now: int, recorded_by: int | None
     ) -> int | None:
         """Store a purchase once per `idem_key`; returns its id, or None for a repeat."""
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "INSERT INTO purchases(member_id, amount_fen, note, recorded_by, idem_key, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(idem_key) DO NOTHING RETURNING id",
             (member_id, amount_fen, note, recorded_by, idem_key, now),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return int(row[0]) if row else None
 
     async def summary(self, member_id: int) -> PurchaseSummary:
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0), MAX(created_at) FROM purchases WHERE member_id = ?",
             (member_id,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         assert row is not None
         return PurchaseSummary(int(row[0]), int(row[1]), row[2])

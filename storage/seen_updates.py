@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import aiosqlite
 
+from storage.sql import fetch_one
+
 
 class SeenUpdateRepo:
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -11,16 +13,19 @@ class SeenUpdateRepo:
 
     async def claim(self, key: str, now: int) -> bool:
         """True the first time `key` is seen, False for every repeat."""
-        async with self._conn.execute(
-            "INSERT INTO seen_updates(key, seen_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
-            (key, now),
-        ) as cur:
-            return await cur.fetchone() is not None
+        return (
+            await fetch_one(
+                self._conn,
+                "INSERT INTO seen_updates(key, seen_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING RETURNING key",
+                (key, now),
+            )
+            is not None
+        )
 
     async def release(self, key: str) -> None:
         """Forget `key` so that a re-delivery is handled again (used when handling failed)."""
         await self._conn.execute("DELETE FROM seen_updates WHERE key = ?", (key,))
 
     async def prune(self, older_than: int) -> int:
-        async with self._conn.execute("DELETE FROM seen_updates WHERE seen_at < ?", (older_than,)) as cur:
-            return cur.rowcount
+        cur = await self._conn.execute("DELETE FROM seen_updates WHERE seen_at < ?", (older_than,))
+        return cur.rowcount
