@@ -27,10 +27,12 @@ def _setup_logging(settings: Settings, quiet: bool) -> None:
 
 async def run_console(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
-    runtime.start_scheduler()
     try:
         console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console)
+        await console.attach(runtime)
+        await runtime.start()
         await console.run(interactive=sys.stdin.isatty())
+        await runtime.outbox.idle()  # let queued pushes print before leaving
     finally:
         await runtime.close()
 
@@ -56,10 +58,11 @@ async def run_bot(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     try:
+        await telegram.attach(runtime)
         await telegram.start(web)
         if web is not None:
             await web.start()
-        runtime.start_scheduler()
+        await runtime.start()
         if not settings.telegram.groups:
             log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
         log.info("vipbot is running; Ctrl-C stops it")
@@ -67,8 +70,8 @@ async def run_bot(settings: Settings) -> None:
     finally:
         if web is not None:
             await web.stop()
-        await telegram.stop()
         await runtime.close()
+        await telegram.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.i18n import Catalog
-from handlers.rules import CheckinRules, PointsRules, Rules, StrictModel, Tier, default_tiers
+from handlers.rules import CheckinRules, EventRules, PointsRules, Rules, StrictModel, Tier, default_tiers
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -58,8 +58,19 @@ class TelegramSettings(StrictModel):
     admin_cache_seconds: int = Field(300, ge=0)
 
 
+class DeliverySettings(StrictModel):
+    """How the delivery queue is drained (Telegram: 30 messages/s overall, 20/minute into one group)."""
+
+    telegram_per_second: float = Field(30, gt=0)
+    group_per_minute: float = Field(20, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    concurrency: int = Field(32, ge=1, le=512)
+
+
 class StaffSettings(StrictModel):
     telegram: list[int] = Field(default_factory=list)
+    telegram_chat: int | None = None
+    """Chat where staff are told about late, skipped or failed pushes (a staff group or a user id)."""
     console: list[str] = Field(default_factory=lambda: ["店长"])
 
 
@@ -82,6 +93,8 @@ class Settings(BaseSettings):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
+    events: EventRules = Field(default_factory=EventRules)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     messages: dict[str, str] = Field(default_factory=dict)
     """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""
 
@@ -108,7 +121,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rules_valid(self) -> Settings:
-        self.tiers = Rules(checkin=self.checkin, points=self.points, tiers=self.tiers).tiers
+        self.tiers = self.rules.tiers
         Catalog(self.locale, self.messages)  # unknown message keys fail here, at start-up
         return self
 
@@ -118,7 +131,7 @@ class Settings(BaseSettings):
 
     @property
     def rules(self) -> Rules:
-        return Rules(checkin=self.checkin, points=self.points, tiers=self.tiers)
+        return Rules(checkin=self.checkin, points=self.points, tiers=self.tiers, events=self.events)
 
     @property
     def telegram_token(self) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from bot.delivery import SENT, PushResult
+from bot.runtime import Runtime
 from handlers.dispatch import Dispatcher
-from handlers.messages import Identity, Inbound, Reply
+from handlers.messages import Button, Identity, Inbound, Reply
 
 CHANNEL = "console"
 GROUP_CHAT = "console-group"
@@ -22,6 +24,28 @@ _HELP = (
     "console: /as NAME [staff] switches member, /private or /group switches chat, /whoami, /quit.\n"
     "Staff by default: {staff}. Everything else goes to the bot; try /help."
 )
+
+
+class ConsolePusher:
+    """Prints pushes (group posts, private notices, staff notices) to the terminal."""
+
+    channel = CHANNEL
+    per_second = 1000.0
+    has_staff_chat = True
+
+    def __init__(self, output: TextIO) -> None:
+        self.out = output
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        return 0.0
+
+    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult:
+        where = {"chat": "VIP group", "user": f"private to {target}", "staff": "staff chat"}[target_kind]
+        self.out.write(f"📣 [{where}] {text}\n")
+        for index, button in enumerate(buttons, start=1):
+            self.out.write(f"     [{index}] {button.label}\n")
+        self.out.flush()
+        return SENT
 
 
 class ConsoleChannel:
@@ -42,6 +66,12 @@ class ConsoleChannel:
         self.out = output or sys.stdout
         self._session = uuid.uuid4().hex[:8]
         self._counter = 0
+
+    async def attach(self, runtime: Runtime) -> None:
+        """Register the console's pusher and its VIP group, so announcements print here."""
+        runtime.outbox.register(ConsolePusher(self.out))
+        async with runtime.deps.db.transaction() as repos:
+            await repos.chats.add(CHANNEL, GROUP_CHAT, runtime.deps.now_ts(), "console")
 
     # --- ChannelPort -------------------------------------------------------------------------------
     @property

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.config import Settings
-from bot.scheduler import build_scheduler
+from bot.delivery import Outbox
+from bot.planner import Planner
+from bot.scheduler import add_housekeeping
 from handlers.clock import BusinessCalendar, Clock, SystemClock
 from handlers.deps import Deps
 from handlers.dispatch import Dispatcher
@@ -25,25 +27,43 @@ class Runtime:
     deps: Deps
     dispatcher: Dispatcher
     scheduler: AsyncIOScheduler
+    planner: Planner
+    outbox: Outbox
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        """Open the database (migrating it) and wire the handlers; the scheduler is not started yet."""
+        """Open the database (migrating it) and wire the handlers; nothing runs until `start()`."""
         db = await Database.open(settings.storage.path)
+        calendar = BusinessCalendar(settings.zone, settings.checkin.rollover_hour)
+        scheduler = AsyncIOScheduler(
+            timezone=settings.zone,
+            job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
+        )
+        planner = Planner(scheduler)
+        outbox = Outbox(db, settings.delivery)
         deps = Deps(
             db=db,
             clock=clock or SystemClock(),
             rules=settings.rules,
-            calendar=BusinessCalendar(settings.zone, settings.checkin.rollover_hour),
+            calendar=calendar,
             texts=Catalog(settings.locale, settings.messages),
+            outbox=outbox,
+            planner=planner,
         )
-        return cls(settings, deps, Dispatcher(deps, build_commands()), build_scheduler(deps))
+        planner.bind(deps)
+        add_housekeeping(scheduler, deps)
+        return cls(settings, deps, Dispatcher(deps, build_commands()), scheduler, planner, outbox)
 
-    def start_scheduler(self) -> None:
+    async def start(self) -> None:
+        """Start sending and scheduling; channels must have registered their pushers before this."""
+        await self.outbox.start()
+        await self.planner.replan()
         if not self.scheduler.running:
             self.scheduler.start()
+        await self.planner.fire()  # whatever fell due while the bot was down
 
     async def close(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.outbox.stop()
         await self.deps.db.close()

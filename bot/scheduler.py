@@ -1,7 +1,4 @@
-"""The one APScheduler of the process: created here, started and stopped with the runtime.
-
-Jobs hold ids only and reload what they need when they fire; the database stays the source of truth.
-"""
+"""Housekeeping jobs on the process's one APScheduler (which `bot.runtime` creates and owns)."""
 
 from __future__ import annotations
 
@@ -19,20 +16,11 @@ SEEN_UPDATES_KEEP = timedelta(days=2)
 """Telegram keeps an undelivered update for 24 hours; remembering keys for two days is enough."""
 
 
-def build_scheduler(deps: Deps) -> AsyncIOScheduler:
-    # Coalesce missed runs into one, and give a late job an hour instead of APScheduler's default 1 s.
-    scheduler = AsyncIOScheduler(
-        timezone=deps.calendar.zone,
-        job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
-    )
+def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps) -> None:
     scheduler.add_job(
-        prune_seen_updates,
-        CronTrigger(hour=4, minute=17),
-        args=[deps],
-        id="prune_seen_updates",
+        prune_seen_updates, CronTrigger(hour=4, minute=17), args=[deps], id="prune_seen_updates",
         replace_existing=True,
-    )
-    return scheduler
+    )  # fmt: skip
 
 
 async def prune_seen_updates(deps: Deps) -> int:

@@ -25,6 +25,8 @@ from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bot.config import Settings
+from bot.runtime import Runtime
+from bot.telegram_push import TelegramPusher
 from bot.telegram_webhook import TelegramWebhookHandler
 from bot.web import WebServer
 from handlers.dispatch import Dispatcher
@@ -41,6 +43,9 @@ def identity_of(user: User) -> Identity:
 
 def to_inbound(update: Update) -> Inbound | None:
     """Translate an update; None for what the bot ignores (edits, channel posts, bots, anonymous admins)."""
+    query = update.callback_query
+    if query is not None:
+        return _button_inbound(update)
     message = update.message
     if message is None or message.from_user is None:
         return None
@@ -64,6 +69,26 @@ def to_inbound(update: Update) -> Inbound | None:
         thread_id=message.message_thread_id if message.is_topic_message else None,
         reply_to=reply_to,
         addressed_to_bot=to_bot,
+    )
+
+
+def _button_inbound(update: Update) -> Inbound | None:
+    query = update.callback_query
+    assert query is not None
+    if query.from_user.is_bot or not query.data:
+        return None
+    message = query.message
+    chat_id = message.chat.id if message is not None else query.from_user.id
+    is_group = message is not None and message.chat.type in (message.chat.GROUP, message.chat.SUPERGROUP)
+    return Inbound(
+        channel=CHANNEL,
+        chat_id=str(chat_id),
+        sender=identity_of(query.from_user),
+        text="",
+        is_group=is_group,
+        key=f"{CHANNEL}:update:{update.update_id}",
+        message_id=str(message.message_id) if message is not None else None,
+        button=query.data,
     )
 
 
@@ -105,6 +130,7 @@ class TelegramChannel:
         self._staff = set(settings.staff.telegram)
         self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
         self.application = self._build_application()
+        self.pusher: TelegramPusher | None = None
 
     def _build_application(self) -> Application:
         tg = self.settings.telegram
@@ -120,6 +146,15 @@ class TelegramChannel:
         application.add_handler(TypeHandler(Update, self._on_update))
         application.add_error_handler(self._on_error)
         return application
+
+    async def attach(self, runtime: Runtime) -> None:
+        """Register the pusher that delivers queued announcements, and the configured VIP groups."""
+        self.pusher = TelegramPusher(self.settings)
+        await self.pusher.start()
+        runtime.outbox.register(self.pusher)
+        async with runtime.deps.db.transaction() as repos:
+            for group in self.settings.telegram.groups:
+                await repos.chats.add(CHANNEL, str(group), runtime.deps.now_ts())
 
     async def start(self, web: WebServer | None = None) -> None:
         """Connect (getMe), then take updates by webhook on `web` when a URL is configured, else by polling."""
@@ -148,6 +183,8 @@ class TelegramChannel:
         if application.running:
             await application.stop()
         await application.shutdown()
+        if self.pusher is not None:
+            await self.pusher.stop()
 
     # --- ChannelPort -------------------------------------------------------------------------------
     @property
@@ -188,7 +225,20 @@ class TelegramChannel:
         if msg is None:
             return
         replies = await self.dispatcher.handle(msg, self)
+        if update.callback_query is not None:
+            await self._answer_button(update, replies)
+            return
         await self.send(context.bot, msg, replies, update.message)
+
+    async def _answer_button(self, update: Update, replies: list[Reply]) -> None:
+        """A button press is answered with a short notice on the presser's screen, not a group message."""
+        query = update.callback_query
+        assert query is not None
+        text = replies[0].text if replies else None
+        try:
+            await query.answer(text=text[:200] if text else None, show_alert=bool(text and len(text) > 60))
+        except TelegramError as exc:
+            log.warning("answering a button press failed: %s", exc)
 
     async def send(self, bot: Bot, msg: Inbound, replies: list[Reply], source: Message | None) -> None:
         for reply in replies:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from handlers.clock import BusinessCalendar, Clock
 from handlers.i18n import Catalog
 from handlers.messages import Inbound
+from handlers.ports import Outbox, Planner
 from handlers.rules import Rules, Tier
 from storage.database import Database
 
@@ -19,6 +20,8 @@ class Deps:
     rules: Rules
     calendar: BusinessCalendar
     texts: Catalog
+    outbox: Outbox
+    planner: Planner
 
     def now(self) -> datetime:
         return self.clock.now()

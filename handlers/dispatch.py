@@ -11,7 +11,7 @@ from typing import Protocol
 from handlers.command import Command
 from handlers.deps import Deps, Request
 from handlers.messages import Inbound, Reply
-from handlers.parsing import ParsedCommand, parse_command, parse_keyword
+from handlers.parsing import ParsedCommand, parse_button, parse_command, parse_keyword
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Dispatcher:
             for keyword in command.keywords:
                 self._register(self._by_keyword, keyword, command)
         self._keywords = set(self._by_keyword)
+        self._known_groups: set[tuple[str, str]] = set()
 
     @staticmethod
     def _register(table: dict[str, Command], key: str, command: Command) -> None:
@@ -49,6 +50,8 @@ class Dispatcher:
         table[key] = command
 
     def _parse(self, msg: Inbound) -> ParsedCommand | None:
+        if msg.button is not None:
+            return parse_button(msg.button)
         return parse_command(msg.text) or parse_keyword(msg.text, self._keywords)
 
     async def handle(self, msg: Inbound, port: ChannelPort) -> list[Reply]:
@@ -57,7 +60,9 @@ class Dispatcher:
         parsed = self._parse(msg)
         if parsed is not None and parsed.bot is not None and parsed.bot != (port.bot_username or "").lower():
             return []  # /cmd@other_bot: not ours
-        addressed = parsed is not None and (parsed.bot is not None or not msg.is_group or msg.addressed_to_bot)
+        addressed = parsed is not None and (
+            parsed.bot is not None or not msg.is_group or msg.addressed_to_bot or msg.button is not None
+        )
 
         if not port.is_vip_chat(msg):
             return [Reply(texts.t("common.not_vip_group", chat_id=msg.chat_id))] if addressed else []
@@ -101,9 +106,13 @@ class Dispatcher:
         """Claim the update key (None for a repeat) and make sure the sender is a member."""
         now = self.deps.now_ts()
         sender = msg.sender
+        group = (msg.channel, msg.chat_id) if msg.is_group else None
         async with self.deps.db.transaction() as repos:
             if key is not None and not await repos.seen_updates.claim(key, now):
                 return None
+            if group is not None and group not in self._known_groups:
+                await repos.chats.add(msg.channel, msg.chat_id, now)  # announcements go to groups served
+                self._known_groups.add(group)
             return await repos.members.register(
                 sender.channel,
                 sender.external_id,

@@ -34,7 +34,9 @@ class Inbound:
     reply_to: Identity | None = None
     """The author of the message this one replies to, if any (used to pick a target)."""
     addressed_to_bot: bool = False
-    """True when the command names this bot explicitly (``/cmd@our_bot``)."""
+    """True when the message is meant for the bot although in a group (a reply to it, the console)."""
+    button: str | None = None
+    """Callback data of a pressed button (``v1:<command>:<args>``); `text` is empty then."""
 
 
 @dataclass(frozen=True, slots=True)

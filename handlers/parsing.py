@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?:\s+(.*))?$", re.DOTALL)
@@ -28,6 +28,17 @@ def parse_command(text: str) -> ParsedCommand | None:
         return None
     name, bot, args = match.groups()
     return ParsedCommand(name.lower(), (args or "").strip(), bot.lower() if bot else None)
+
+
+_BUTTON = re.compile(r"^v1:([a-z_]{1,32}):(.{0,40})$", re.DOTALL)
+
+
+def parse_button(data: str) -> ParsedCommand | None:
+    """Button callback data ``v1:<command>:<args>`` as the command it stands for."""
+    match = _BUTTON.match(data)
+    if not match:
+        return None
+    return ParsedCommand(match.group(1), match.group(2).strip(), None)
 
 
 def parse_keyword(text: str, keywords: set[str]) -> ParsedCommand | None:
@@ -89,3 +100,43 @@ def split_first(args: str) -> tuple[str, str]:
 
 def looks_like_target(token: str) -> bool:
     return bool(re.fullmatch(r"@\w{1,64}|-?\d{1,20}", token))
+
+
+_LOCAL_DATETIME = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})[ T]+(\d{1,2}):(\d{2})(?:\s+|$)")
+
+
+def parse_local_datetime(text: str, zone: tzinfo) -> tuple[datetime, str] | None:
+    """A leading 'YYYY-MM-DD HH:MM' in the shop's zone, and the text after it; None if malformed."""
+    match = _LOCAL_DATETIME.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute = (int(g) for g in match.groups())
+    try:
+        when = datetime(year, month, day, hour, minute, tzinfo=zone)
+    except ValueError:
+        return None
+    return when, text[match.end() :].strip()
+
+
+def extract_flags(text: str, names: dict[str, bool]) -> tuple[dict[str, str | bool], str]:
+    """Pull ``--name`` (or ``--name value`` / ``--name=value`` where names[name] is True) out of the text.
+
+    Only the given names are recognised; everything else, line breaks included, is left as it was.
+    """
+    found: dict[str, str | bool] = {}
+    for name, takes_value in names.items():
+        if takes_value:
+            pattern = re.compile(rf"(?:^|(?<=\s))--{name}(?:=|\s+)(\S+)(?=\s|$)")
+        else:
+            pattern = re.compile(rf"(?:^|(?<=\s))--{name}(?=\s|$)")
+        match = pattern.search(text)
+        if match:
+            found[name] = match.group(1) if takes_value else True
+            text = (text[: match.start()] + text[match.end() :]).strip()
+    return found, text.strip()
+
+
+def parse_id(text: str) -> int | None:
+    """A positive record number such as an event or announcement id (a leading '#' is fine)."""
+    text = text.strip().lstrip("#")
+    return int(text) if re.fullmatch(r"\d{1,12}", text) and int(text) > 0 else None

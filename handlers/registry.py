@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers import checkin, members, points, staff_points
+from handlers import announcements, checkin, events, members, points, staff_points
 from handlers.command import Command
 from handlers.help import make_help
 
@@ -14,9 +14,19 @@ def build_commands() -> list[Command]:
         Command("points", points.points, "points.summary", aliases=("balance",), keywords=("积分", "我的积分")),
         Command("me", members.me, "me.summary", aliases=("profile",), keywords=("我的",)),
         Command("birthday", members.birthday, "birthday.summary", keywords=("生日",)),
+        Command("events", events.events, "events.summary", keywords=("活动",)),
+        Command("join", events.join, "join.summary", keywords=("报名",)),
+        Command("leave", events.leave, "leave.summary", keywords=("取消报名",)),
+        Command("notify", announcements.notify, "notify.summary", keywords=("通知",)),
         Command("award", staff_points.award, "award.summary", staff=True),
         Command("deduct", staff_points.deduct, "deduct.summary", staff=True),
         Command("purchase", staff_points.purchase, "purchase.summary", staff=True),
+        Command("announce", announcements.announce, "announce.summary", staff=True),
+        Command("schedule", announcements.schedule, "schedule.summary", staff=True),
+        Command("scheduled", announcements.scheduled, "scheduled.summary", staff=True),
+        Command("unschedule", announcements.unschedule, "unschedule.summary", staff=True),
+        Command("delivery", announcements.delivery, "delivery.summary", staff=True),
+        Command("event", events.event, "event.summary", staff=True),
     ]
     table.append(Command("help", make_help(lambda: table), "help_cmd.summary", keywords=("帮助",)))
     return table

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StrictModel(BaseModel):
@@ -46,10 +48,58 @@ class PointsRules(StrictModel):
     max_award: int = Field(100_000, gt=0, description="largest single /award or /deduct")
 
 
+_DURATION = re.compile(r"^(\d+)([dhm])$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'5d', '2h', '30m' as a timedelta; ValueError otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 5d, 2h or 30m")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {"d": timedelta(days=amount), "h": timedelta(hours=amount), "m": timedelta(minutes=amount)}[unit]
+
+
+class EventRules(StrictModel):
+    promo_lead_days: int = Field(5, ge=0, description="the first promo goes out at least this many days ahead")
+    promo_leads: list[str] = Field(default_factory=lambda: ["5d", "3d", "1d", "2h"])
+    late_grace_hours: float = Field(6, ge=0, description="a missed push is still sent this late, else skipped")
+    attend_points: int = Field(20, ge=0, description="points for attending an event, unless the event says")
+
+    @field_validator("promo_leads")
+    @classmethod
+    def _leads_valid(cls, leads: list[str]) -> list[str]:
+        if not leads:
+            raise ValueError("at least one promo lead is needed")
+        durations = [parse_duration(lead) for lead in leads]
+        if len(set(durations)) != len(durations):
+            raise ValueError("promo leads must differ")
+        return [lead for _, lead in sorted(zip(durations, leads, strict=True), reverse=True)]
+
+    @model_validator(mode="after")
+    def _first_lead_early_enough(self) -> EventRules:
+        if parse_duration(self.promo_leads[0]) < self.min_lead:
+            raise ValueError(f"the earliest promo lead must be at least promo_lead_days ({self.promo_lead_days}d)")
+        return self
+
+    def leads(self) -> list[tuple[str, timedelta]]:
+        """(label, duration) from the earliest promo to the last."""
+        return [(lead, parse_duration(lead)) for lead in self.promo_leads]
+
+    @property
+    def min_lead(self) -> timedelta:
+        return timedelta(days=self.promo_lead_days)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(hours=self.late_grace_hours)
+
+
 class Rules(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
+    events: EventRules = Field(default_factory=EventRules)
 
     @field_validator("tiers")
     @classmethod
@@ -66,6 +116,14 @@ class Rules(StrictModel):
         if len(set(mins)) != len(mins):
             raise ValueError("two tiers cannot start at the same number of points")
         return tiers
+
+    def tier_by_id(self, tier_id: str) -> Tier | None:
+        return next((t for t in self.tiers if t.id == tier_id), None)
+
+    def tier_range(self, tier: Tier) -> tuple[int, int | None]:
+        """Lifetime earned points [low, high) of a tier; high is None for the top tier."""
+        upcoming = self.next_tier(tier.min_points)
+        return tier.min_points, upcoming.min_points if upcoming else None
 
     def tier_for(self, earned: int) -> Tier:
         current = self.tiers[0]

@@ -145,6 +145,17 @@ class MemberRepo:
             "UPDATE members SET birthday = ?, birthday_set_at = ? WHERE id = ?", (birthday, now, member_id)
         )
 
+    async def set_notify(self, member_id: int, on: bool) -> None:
+        await self._conn.execute("UPDATE members SET notify = ? WHERE id = ?", (int(on), member_id))
+
+    async def notify(self, member_id: int) -> bool:
+        row = await fetch_one(self._conn, "SELECT notify FROM members WHERE id = ?", (member_id,))
+        return bool(row and row[0])
+
+    async def can_message(self, member_id: int) -> bool:
+        row = await fetch_one(self._conn, "SELECT MAX(can_message) FROM identities WHERE member_id = ?", (member_id,))
+        return bool(row and row[0])
+
     async def count(self) -> int:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members")
         return int(row[0]) if row else 0

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import aiosqlite
 
+from storage.announcements import AnnouncementRepo
+from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
+from storage.deliveries import DeliveryRepo
+from storage.events import EventRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
 from storage.purchases import PurchaseRepo
@@ -19,3 +23,7 @@ class Repos:
         self.checkins = CheckinRepo(conn)
         self.purchases = PurchaseRepo(conn)
         self.seen_updates = SeenUpdateRepo(conn)
+        self.chats = ChatRepo(conn)
+        self.events = EventRepo(conn)
+        self.announcements = AnnouncementRepo(conn)
+        self.deliveries = DeliveryRepo(conn)

@@ -1,0 +1,235 @@
+"""The outbox: drains the delivery table through each channel's pusher under its rate limits.
+
+A row is claimed (pending → sending) in the database right before its message is handed to the platform
+and settled right after, so a restart never sends a row twice: rows found in 'sending' at start-up become
+'uncertain'. A 429 pauses the channel for `retry_after` and puts the row back; connection errors retry
+with backoff; a permanent refusal (blocked, chat gone) is recorded and the broadcast goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.config import DeliverySettings
+from handlers.messages import Button
+from storage.database import Database
+from storage.deliveries import Delivery
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    outcome: Outcome
+    error: str = ""
+    retry_after: float | None = None
+    """For RETRY: seconds the platform asked to wait (429), or None for the outbox's own backoff."""
+
+
+SENT = PushResult(Outcome.SENT)
+
+
+class Pusher(Protocol):
+    """One channel's way of delivering a push."""
+
+    channel: str
+    per_second: float
+    """Messages per second this channel allows overall."""
+
+    @property
+    def has_staff_chat(self) -> bool: ...
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        """Seconds to keep between two messages into this chat (e.g. 3 s for a Telegram group)."""
+        ...
+
+    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult: ...
+
+
+class Pacer:
+    """Hands out send slots at most `rate` per second, evenly spaced (no bursts); can be paused."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+
+    def pause(self, seconds: float) -> None:
+        self._next = max(self._next, time.monotonic() + seconds)
+
+
+class Outbox:
+    def __init__(self, db: Database, settings: DeliverySettings) -> None:
+        self.db = db
+        self.settings = settings
+        self._pushers: dict[str, Pusher] = {}
+        self._pacers: dict[str, Pacer] = {}
+        self._chat_next: dict[tuple[str, str, str], float] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._stopping = False
+
+    # --- the Outbox port of handlers ---------------------------------------------------------------
+    def channels(self) -> frozenset[str]:
+        return frozenset(self._pushers)
+
+    def staff_channels(self) -> frozenset[str]:
+        return frozenset(name for name, pusher in self._pushers.items() if pusher.has_staff_chat)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def register(self, pusher: Pusher) -> None:
+        self._pushers[pusher.channel] = pusher
+        self._pacers[pusher.channel] = Pacer(pusher.per_second)
+
+    async def start(self) -> None:
+        async with self.db.transaction() as repos:
+            interrupted = await repos.deliveries.recover_inflight()
+        if interrupted:
+            log.warning("%d deliveries were interrupted mid-send by the last stop; marked uncertain", interrupted)
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking new rows and let the messages already handed over finish (bounded)."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=timeout)
+
+    async def idle(self, timeout: float = 5.0) -> bool:
+        """Wait until nothing is due right now and nothing is in flight (for the console and tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with self.db.read() as repos:
+                due = await repos.deliveries.due(sorted(self._pushers), time.time(), 1)
+            if not due and not self._inflight:
+                return True
+            self.wake()
+            await asyncio.sleep(0.01)
+        return False
+
+    # --- the loop ----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox loop failed; retrying in a second")
+                await asyncio.sleep(1)
+
+    async def _drain_once(self) -> None:
+        channels = sorted(self._pushers)
+        self._wakeup.clear()
+        async with self.db.read() as repos:
+            batch = await repos.deliveries.due(channels, time.time(), self.settings.concurrency * 4)
+            next_at = None if batch else await repos.deliveries.next_attempt_at(channels)
+        if not batch:
+            timeout = None if next_at is None else max(next_at - time.time(), 0.0) + 0.01
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            return
+        for delivery in batch:
+            if self._stopping:
+                return
+            await self._dispatch(delivery)
+
+    async def _dispatch(self, delivery: Delivery) -> None:
+        pusher = self._pushers[delivery.channel]
+        chat_key = (delivery.channel, delivery.target_kind, delivery.target)
+        interval = pusher.chat_interval(delivery.target_kind, delivery.target)
+        now = time.monotonic()
+        if interval and self._chat_next.get(chat_key, 0.0) > now:
+            # This chat's own limit (e.g. 20/minute into a group): come back to it later.
+            wait = self._chat_next[chat_key] - now
+            async with self.db.transaction() as repos:
+                await repos.deliveries.postpone(delivery.id, time.time() + wait)
+            return
+        await self._pacers[delivery.channel].wait()
+        await self._slots.acquire()
+        try:
+            async with self.db.transaction() as repos:
+                claimed = await repos.deliveries.claim(delivery.id)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not claimed:
+            self._slots.release()
+            return
+        if interval:
+            self._chat_next[chat_key] = time.monotonic() + interval
+        task = asyncio.create_task(self._send(pusher, delivery))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _send(self, pusher: Pusher, delivery: Delivery) -> None:
+        try:
+            buttons = [Button(label, data) for label, data in _buttons(delivery.buttons_json)]
+            try:
+                result = await pusher.push(delivery.target_kind, delivery.target, delivery.text, buttons)
+            except Exception as exc:  # a pusher bug must not stop the broadcast
+                log.exception("pusher %s failed on delivery %s", pusher.channel, delivery.id)
+                result = PushResult(Outcome.UNCERTAIN, f"{type(exc).__name__}: {exc}")
+            await self._settle(pusher, delivery, result)
+        finally:
+            self._slots.release()
+
+    async def _settle(self, pusher: Pusher, delivery: Delivery, result: PushResult) -> None:
+        attempts = delivery.attempts + 1
+        async with self.db.transaction() as repos:
+            if result.outcome is Outcome.SENT:
+                await repos.deliveries.mark_sent(delivery.id, int(time.time()))
+            elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
+                if result.retry_after is not None:
+                    self._pacers[pusher.channel].pause(result.retry_after)
+                    delay = result.retry_after
+                else:
+                    delay = min(2.0**attempts, 300.0)
+                await repos.deliveries.retry_at(delivery.id, time.time() + delay, result.error)
+            elif result.outcome is Outcome.UNCERTAIN:
+                await repos.deliveries.mark_uncertain(delivery.id, result.error)
+            else:
+                await repos.deliveries.mark_failed(delivery.id, result.error or "gave up after retries")
+        if result.outcome is Outcome.RETRY:
+            self.wake()
+        elif result.outcome is not Outcome.SENT:
+            log.warning("delivery %s to %s %s: %s (%s)", delivery.id, delivery.channel, delivery.target,
+                        result.outcome.value, result.error)  # fmt: skip
+
+
+def _buttons(raw: str) -> list[tuple[str, str]]:
+    return [(str(label), str(data)) for label, data in json.loads(raw or "[]")]

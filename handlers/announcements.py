@@ -1,0 +1,141 @@
+"""Staff announcements: /announce now, /schedule for later, /scheduled, /unschedule, /delivery outcome;
+and the member's /notify switch for private notices.
+"""
+
+from __future__ import annotations
+
+from handlers.broadcast import publish
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.parsing import extract_flags, parse_id, parse_local_datetime
+
+TEXT_LIMIT = 3500
+"""Leaves room under Telegram's 4,096 characters for the bot's own framing."""
+
+
+def _usage(deps: Deps, key: str) -> list[Reply]:
+    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
+
+
+def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply | None]:
+    if value is None:
+        return (), None
+    wanted = tuple(dict.fromkeys(t.strip().lower() for t in str(value).split(",") if t.strip()))
+    unknown = [t for t in wanted if deps.rules.tier_by_id(t) is None]
+    if unknown or not wanted:
+        known = ", ".join(t.id for t in deps.rules.tiers)
+        return (), Reply(deps.texts.t("announce.unknown_tier", tiers=", ".join(unknown) or "?", known=known))
+    return wanted, None
+
+
+async def announce(req: Request, deps: Deps) -> list[Reply]:
+    flags, text = extract_flags(req.args, {"tier": True})
+    if not text:
+        return _usage(deps, "announce")
+    tiers, problem = _tiers(deps, flags.get("tier"))
+    if problem is not None:
+        return [problem]
+    async with deps.db.transaction() as repos:
+        ann_id, count = await publish(
+            repos, deps, "now", "tiers" if tiers else "all", text[:TEXT_LIMIT], tiers=tiers,
+            created_by=req.member_id,
+        )  # fmt: skip
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("announce.queued", id=ann_id, count=count))]
+
+
+async def schedule(req: Request, deps: Deps) -> list[Reply]:
+    flags, rest = extract_flags(req.args, {"tier": True})
+    parsed = parse_local_datetime(rest, deps.calendar.zone)
+    if parsed is None or not parsed[1]:
+        return _usage(deps, "schedule")
+    when, text = parsed
+    if when <= deps.now():
+        return [
+            Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp())))),
+            *_usage(deps, "schedule"),
+        ]
+    tiers, problem = _tiers(deps, flags.get("tier"))
+    if problem is not None:
+        return [problem]
+    due = int(when.timestamp())
+    async with deps.db.transaction() as repos:
+        ann_id = await repos.announcements.create(
+            "scheduled", "tiers" if tiers else "all", text[:TEXT_LIMIT], due, deps.now_ts(), tiers=tiers,
+            created_by=req.member_id,
+        )  # fmt: skip
+    deps.planner.plan(ann_id, when)
+    return [Reply(deps.texts.t("schedule.done", id=ann_id, when=deps.local_text(due)))]
+
+
+async def scheduled(req: Request, deps: Deps) -> list[Reply]:
+    async with deps.db.read() as repos:
+        pending = [a for a in await repos.announcements.pending() if a.kind != "staff"]
+    if not pending:
+        return [Reply(deps.texts.t("scheduled.none"))]
+    lines = [deps.texts.t("scheduled.header", count=len(pending))]
+    for ann in pending[:30]:
+        preview = ann.text.replace("\n", " ")
+        preview = preview[:60] + ("…" if len(preview) > 60 else "")
+        label = deps.texts.t("scheduled.promo", event=ann.event_id, lead=ann.lead) if ann.kind == "promo" else ""
+        lines.append(
+            deps.texts.t("scheduled.line", id=ann.id, when=deps.local_text(ann.due_at), label=label, text=preview)
+        )
+    if len(pending) > 30:
+        lines.append(deps.texts.t("scheduled.more", count=len(pending) - 30))
+    return [Reply("\n".join(lines))]
+
+
+async def unschedule(req: Request, deps: Deps) -> list[Reply]:
+    ann_id = parse_id(req.args)
+    if ann_id is None:
+        return _usage(deps, "unschedule")
+    async with deps.db.transaction() as repos:
+        cancelled = await repos.announcements.settle(ann_id, "cancelled", deps.now_ts())
+    if not cancelled:
+        return [Reply(deps.texts.t("unschedule.not_pending", id=ann_id))]
+    deps.planner.unplan(ann_id)
+    return [Reply(deps.texts.t("unschedule.done", id=ann_id))]
+
+
+async def delivery(req: Request, deps: Deps) -> list[Reply]:
+    ann_id = parse_id(req.args)
+    if ann_id is None:
+        return _usage(deps, "delivery")
+    async with deps.db.read() as repos:
+        ann = await repos.announcements.get(ann_id)
+        counts = await repos.deliveries.counts(ann_id)
+        failures = await repos.deliveries.failures(ann_id)
+    if ann is None:
+        return [Reply(deps.texts.t("delivery.unknown", id=ann_id))]
+    text = deps.texts.t(
+        "delivery.status",
+        id=ann_id,
+        state=deps.texts.t(f"delivery.state_{ann.state}"),
+        total=sum(counts.values()),
+        sent=counts.get("sent", 0),
+        pending=counts.get("pending", 0) + counts.get("sending", 0),
+        failed=counts.get("failed", 0),
+        uncertain=counts.get("uncertain", 0),
+    )
+    if ann.outcome:
+        text += "\n" + ann.outcome
+    for target, error in failures:
+        text += "\n" + deps.texts.t("delivery.failure", target=target, error=error)
+    return [Reply(text)]
+
+
+async def notify(req: Request, deps: Deps) -> list[Reply]:
+    choice = req.args.strip().lower()
+    if choice not in ("on", "off", "开", "关"):
+        async with deps.db.read() as repos:
+            current = await repos.members.notify(req.member_id)
+        state = deps.texts.t("notify.state_on" if current else "notify.state_off")
+        return [Reply(deps.texts.t("notify.status", state=state)), *_usage(deps, "notify")]
+    on = choice in ("on", "开")
+    async with deps.db.transaction() as repos:
+        await repos.members.set_notify(req.member_id, on)
+        reachable = await repos.members.can_message(req.member_id)
+    if on and not reachable:
+        return [Reply(deps.texts.t("notify.on_needs_start"))]
+    return [Reply(deps.texts.t("notify.enabled" if on else "notify.disabled"))]

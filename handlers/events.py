@@ -1,0 +1,337 @@
+"""Events (活动): staff create, edit and cancel them; promos are planned from the lead schedule so that the
+first one goes out at least `promo_lead_days` ahead; members sign up, withdraw and earn attendance points.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from handlers.broadcast import publish
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
+from handlers.targets import resolve_target, split_target
+from storage.events import Event, SignupResult
+from storage.repos import Repos
+
+TITLE_LIMIT = 120
+DESCRIPTION_LIMIT = 2000
+
+
+def _usage(deps: Deps, key: str = "event") -> list[Reply]:
+    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
+
+
+def join_button(deps: Deps, event_id: int) -> tuple[str, str]:
+    """Short, versioned callback data: the button is the command `/join <id>`."""
+    return deps.texts.t("event.join_button"), f"v1:join:{event_id}"
+
+
+def promo_text(deps: Deps, event: Event, due: datetime) -> str:
+    start = datetime.fromtimestamp(event.starts_at, due.tzinfo)
+    remaining = start - due
+    if remaining >= timedelta(days=1):
+        countdown = deps.texts.t("event.in_days", days=round(remaining / timedelta(days=1)))
+    else:
+        countdown = deps.texts.t("event.in_hours", hours=max(round(remaining / timedelta(hours=1)), 1))
+    capacity = deps.texts.t("event.capacity", capacity=event.capacity) if event.capacity else ""
+    return deps.texts.t(
+        "event.promo",
+        id=event.id,
+        title=event.title,
+        when=deps.local_text(event.starts_at),
+        countdown=countdown,
+        description=f"\n{event.description}" if event.description else "",
+        capacity=capacity,
+    )
+
+
+async def plan_promos(repos: Repos, deps: Deps, event: Event) -> list[tuple[str, int]]:
+    """Create the event's promo announcements; returns (lead, due) of each, 'now' for an immediate one.
+
+    Each lead is counted back from the start in local wall-clock time. If the earliest lead has already
+    passed (a forced or moved event), one promo goes out at once instead.
+    """
+    now = deps.now()
+    start_local = deps.calendar.local(datetime.fromtimestamp(event.starts_at, now.tzinfo))
+    planned: list[tuple[str, int]] = []
+    leads = deps.rules.events.leads()
+    button = (join_button(deps, event.id),)
+    if start_local - leads[0][1] <= now:
+        await publish(
+            repos, deps, "promo", "all", promo_text(deps, event, now), buttons=button, event_id=event.id, lead="now",
+            created_by=None,
+        )  # fmt: skip
+        planned.append(("now", int(now.timestamp())))
+    for label, lead in leads:
+        due = (start_local - lead).astimezone(now.tzinfo)
+        if due <= now:
+            continue
+        ann_id = await repos.announcements.create(
+            "promo", "all", promo_text(deps, event, due), int(due.timestamp()), int(now.timestamp()),
+            buttons=button, event_id=event.id, lead=label,
+        )  # fmt: skip
+        deps.planner.plan(ann_id, due)
+        planned.append((label, int(due.timestamp())))
+    return planned
+
+
+async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -> list[tuple[str, int]]:
+    for ann_id in await repos.announcements.cancel_pending_for_event(event_id):
+        deps.planner.unplan(ann_id)
+    event = await repos.events.get(event_id)
+    assert event is not None
+    if announce_now:
+        return await plan_promos(repos, deps, event)
+    # Only wording changed: re-plan the promos still ahead, without an extra one now.
+    now = deps.now()
+    start_local = deps.calendar.local(datetime.fromtimestamp(event.starts_at, now.tzinfo))
+    planned = []
+    for label, lead in deps.rules.events.leads():
+        due = (start_local - lead).astimezone(now.tzinfo)
+        if due > now:
+            ann_id = await repos.announcements.create(
+                "promo", "all", promo_text(deps, event, due), int(due.timestamp()), int(now.timestamp()),
+                buttons=(join_button(deps, event.id),), event_id=event.id, lead=label,
+            )  # fmt: skip
+            deps.planner.plan(ann_id, due)
+            planned.append((label, int(due.timestamp())))
+    return planned
+
+
+def _plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
+    return "\n".join(
+        deps.texts.t("event.plan_line", lead=deps.texts.t("event.lead_now") if lead == "now" else lead,
+                     when=deps.local_text(due))
+        for lead, due in planned
+    )  # fmt: skip
+
+
+def _check_start(deps: Deps, when: datetime, force: bool) -> Reply | None:
+    """Refuse a start in the past, or inside the promo lead time unless forced."""
+    now = deps.now()
+    if when <= now:
+        return Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp()))))
+    rules = deps.rules.events
+    if when - now < rules.min_lead and not force:
+        earliest = int((now + rules.min_lead).timestamp()) + 59
+        return Reply(
+            deps.texts.t(
+                "event.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest - earliest % 60)
+            )
+        )
+    return None
+
+
+# --- /events and /event ----------------------------------------------------------------------------
+async def events(req: Request, deps: Deps) -> list[Reply]:
+    async with deps.db.read() as repos:
+        upcoming = await repos.events.upcoming(deps.now_ts())
+    if not upcoming:
+        return [Reply(deps.texts.t("events.none"))]
+    lines = [deps.texts.t("events.header")]
+    for event in upcoming:
+        seats = f"{event.joined}/{event.capacity}" if event.capacity else str(event.joined)
+        lines.append(deps.texts.t("events.line", id=event.id, when=deps.local_text(event.starts_at),
+                                  title=event.title, seats=seats))  # fmt: skip
+    lines.append(deps.texts.t("events.footer"))
+    return [Reply("\n".join(lines))]
+
+
+async def event(req: Request, deps: Deps) -> list[Reply]:
+    sub, rest = split_first(req.args)
+    handler = _SUBCOMMANDS.get(sub.lower())
+    if handler is None:
+        return _usage(deps)
+    return await handler(req, deps, rest)
+
+
+async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
+    flags, rest = extract_flags(args, {"force": False, "capacity": True, "points": True})
+    parsed = parse_local_datetime(rest, deps.calendar.zone)
+    if parsed is None:
+        return _usage(deps, "event_add")
+    when, tail = parsed
+    title, _, description = tail.partition("|")
+    title, description = title.strip(), description.strip()
+    if not title:
+        return _usage(deps, "event_add")
+    capacity = parse_id(str(flags["capacity"])) if "capacity" in flags else None
+    points = deps.rules.events.attend_points
+    if "points" in flags:
+        points = int(str(flags["points"])) if str(flags["points"]).isdigit() else -1
+    if ("capacity" in flags and capacity is None) or points < 0:
+        return _usage(deps, "event_add")
+    force = bool(flags.get("force"))
+    problem = _check_start(deps, when, force)
+    if problem is not None:
+        return [problem, *_usage(deps, "event_add")]
+    bent = when - deps.now() < deps.rules.events.min_lead
+    async with deps.db.transaction() as repos:
+        event_id = await repos.events.create(
+            title[:TITLE_LIMIT], description[:DESCRIPTION_LIMIT], int(when.timestamp()), capacity, points, bent,
+            req.member_id, deps.now_ts(),
+        )  # fmt: skip
+        created = await repos.events.get(event_id)
+        assert created is not None
+        planned = await plan_promos(repos, deps, created)
+    deps.outbox.wake()
+    replies = [
+        Reply(deps.texts.t("event.created", id=event_id, title=created.title, when=deps.local_text(created.starts_at),
+                           plan=_plan_lines(deps, planned)))
+    ]  # fmt: skip
+    if bent:
+        replies.append(Reply(deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days), quote=False))
+    return replies
+
+
+async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
+    event_id = parse_id(args)
+    if event_id is None:
+        return _usage(deps)
+    async with deps.db.read() as repos:
+        found = await repos.events.get(event_id)
+        promos = await repos.announcements.for_event(event_id) if found else []
+    if found is None:
+        return [Reply(deps.texts.t("event.unknown", id=event_id))]
+    seats = f"{found.joined}/{found.capacity}" if found.capacity else str(found.joined)
+    lines = [
+        deps.texts.t("event.details", id=found.id, title=found.title, when=deps.local_text(found.starts_at),
+                     state=deps.texts.t(f"event.state_{found.state}"), seats=seats, points=found.attend_points,
+                     description=found.description or "-"),
+    ]  # fmt: skip
+    for ann in promos:
+        lead = deps.texts.t("event.lead_now") if ann.lead == "now" else (ann.lead or ann.kind)
+        lines.append(deps.texts.t("event.promo_line", id=ann.id, lead=lead, when=deps.local_text(ann.due_at),
+                                  state=deps.texts.t(f"delivery.state_{ann.state}")))  # fmt: skip
+    return [Reply("\n".join(lines))]
+
+
+async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
+    id_text, rest = split_first(args)
+    event_id = parse_id(id_text)
+    field, value = split_first(rest)
+    field = field.lower()
+    if event_id is None or field not in ("start", "title", "desc", "capacity", "points") or not value:
+        return _usage(deps, "event_edit")
+    changes: dict[str, object] = {}
+    announce_now = False
+    if field == "start":
+        flags, value = extract_flags(value, {"force": False})
+        parsed = parse_local_datetime(value, deps.calendar.zone)
+        if parsed is None or parsed[1]:
+            return _usage(deps, "event_edit")
+        problem = _check_start(deps, parsed[0], bool(flags.get("force")))
+        if problem is not None:
+            return [problem, *_usage(deps, "event_edit")]
+        changes["starts_at"] = int(parsed[0].timestamp())
+        announce_now = True
+    elif field == "title":
+        changes["title"] = value[:TITLE_LIMIT]
+    elif field == "desc":
+        changes["description"] = value[:DESCRIPTION_LIMIT]
+    elif field == "capacity":
+        capacity = None if value.lower() in ("none", "0", "无") else parse_id(value)
+        if capacity is None and value.lower() not in ("none", "0", "无"):
+            return _usage(deps, "event_edit")
+        changes["capacity"] = capacity
+    else:
+        if not value.isdigit():
+            return _usage(deps, "event_edit")
+        changes["attend_points"] = int(value)
+    async with deps.db.transaction() as repos:
+        current = await repos.events.get(event_id)
+        if current is None or current.state != "active":
+            return [Reply(deps.texts.t("event.unknown", id=event_id))]
+        if current.starts_at <= deps.now_ts():
+            return [Reply(deps.texts.t("event.already_started", id=event_id))]
+        await repos.events.update(event_id, **changes)
+        planned = None
+        if field in ("start", "title", "desc"):
+            planned = await _replan(repos, deps, event_id, announce_now)
+    deps.outbox.wake()
+    text = deps.texts.t("event.edited", id=event_id)
+    if planned is not None:
+        text += "\n" + (_plan_lines(deps, planned) or deps.texts.t("event.no_promos_left"))
+    return [Reply(text)]
+
+
+async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
+    event_id = parse_id(args)
+    if event_id is None:
+        return _usage(deps)
+    async with deps.db.transaction() as repos:
+        found = await repos.events.get(event_id)
+        if found is None or not await repos.events.cancel(event_id):
+            return [Reply(deps.texts.t("event.unknown", id=event_id))]
+        for ann_id in await repos.announcements.cancel_pending_for_event(event_id):
+            deps.planner.unplan(ann_id)
+        notice = deps.texts.t("event.cancel_notice", title=found.title, when=deps.local_text(found.starts_at))
+        ann_id, count = await publish(repos, deps, "cancel", "signups", notice, event_id=event_id,
+                                      created_by=req.member_id)  # fmt: skip
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("event.cancelled", id=event_id, title=found.title, signups=found.joined,
+                               announcement=ann_id, count=count))]  # fmt: skip
+
+
+async def _attend(req: Request, deps: Deps, args: str) -> list[Reply]:
+    id_text, rest = split_first(args)
+    event_id = parse_id(id_text)
+    inner = Request(req.msg, req.member_id, req.name, rest, req.is_staff)
+    target = split_target(inner)
+    if event_id is None or target is None or target.rest:
+        return _usage(deps, "event_attend")
+    now = deps.now_ts()
+    async with deps.db.transaction() as repos:
+        found = await repos.events.get(event_id)
+        if found is None:
+            return [Reply(deps.texts.t("event.unknown", id=event_id))]
+        member = await resolve_target(repos, inner, target)
+        if member is None:
+            return [Reply(deps.texts.t("common.member_not_found", target=target.target or "?"))]
+        first = await repos.events.mark_attended(event_id, member.id, now)
+        if first and found.attend_points > 0:
+            await repos.ledger.append(
+                member.id, found.attend_points, "event", f"attend:{event_id}:{member.id}", now,
+                note=found.title, ref=str(event_id), actor_id=req.member_id,
+            )  # fmt: skip
+    if not first:
+        return [Reply(deps.texts.t("event.attend_again", name=member.display_name, id=event_id))]
+    return [Reply(deps.texts.t("event.attended", name=member.display_name, title=found.title,
+                               points=found.attend_points))]  # fmt: skip
+
+
+_SUBCOMMANDS = {"add": _add, "show": _show, "edit": _edit, "cancel": _cancel, "attend": _attend}
+
+
+# --- members sign up -------------------------------------------------------------------------------
+async def join(req: Request, deps: Deps) -> list[Reply]:
+    event_id = parse_id(req.args)
+    if event_id is None:
+        return _usage(deps, "join")
+    async with deps.db.transaction() as repos:
+        found = await repos.events.get(event_id)
+        if found is None or found.state != "active":
+            return [Reply(deps.texts.t("event.unknown", id=event_id))]
+        if found.starts_at <= deps.now_ts():
+            return [Reply(deps.texts.t("event.already_started", id=event_id))]
+        result = await repos.events.join(event_id, req.member_id, deps.now_ts())
+        after = await repos.events.get(event_id)
+    assert after is not None
+    key = {SignupResult.JOINED: "join.done", SignupResult.ALREADY: "join.already", SignupResult.FULL: "join.full"}
+    seats = f"{after.joined}/{after.capacity}" if after.capacity else str(after.joined)
+    return [Reply(deps.texts.t(key[result], name=req.name, title=found.title, when=deps.local_text(found.starts_at),
+                               seats=seats, id=event_id))]  # fmt: skip
+
+
+async def leave(req: Request, deps: Deps) -> list[Reply]:
+    event_id = parse_id(req.args)
+    if event_id is None:
+        return _usage(deps, "leave")
+    async with deps.db.transaction() as repos:
+        found = await repos.events.get(event_id)
+        withdrawn = found is not None and await repos.events.withdraw(event_id, req.member_id)
+    if found is None:
+        return [Reply(deps.texts.t("event.unknown", id=event_id))]
+    key = "leave.done" if withdrawn else "leave.not_joined"
+    return [Reply(deps.texts.t(key, title=found.title, id=event_id))]

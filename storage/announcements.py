@@ -1,0 +1,121 @@
+"""Announcements: what to say, to whom and when; the scheduler is re-planned from these rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.sql import fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    id: int
+    kind: str
+    audience: str
+    tiers: tuple[str, ...]
+    text: str
+    buttons: tuple[tuple[str, str], ...]
+    event_id: int | None
+    lead: str | None
+    due_at: int
+    state: str
+    outcome: str
+
+
+_SELECT = "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome FROM announcements"
+
+
+def _announcement(row: aiosqlite.Row) -> Announcement:
+    return Announcement(
+        id=row[0],
+        kind=row[1],
+        audience=row[2],
+        tiers=tuple(t for t in (row[3] or "").split(",") if t),
+        text=row[4],
+        buttons=tuple((label, data) for label, data in json.loads(row[5])),
+        event_id=row[6],
+        lead=row[7],
+        due_at=row[8],
+        state=row[9],
+        outcome=row[10],
+    )
+
+
+class AnnouncementRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def create(
+        self,
+        kind: str,
+        audience: str,
+        text: str,
+        due_at: int,
+        now: int,
+        *,
+        tiers: tuple[str, ...] = (),
+        buttons: tuple[tuple[str, str], ...] = (),
+        event_id: int | None = None,
+        lead: str | None = None,
+        created_by: int | None = None,
+    ) -> int:
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, lead, due_at, created_by,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                kind, audience, ",".join(tiers) or None, text, json.dumps([list(b) for b in buttons]),
+                event_id, lead, due_at, created_by, now,
+            ),
+        )  # fmt: skip
+        assert row is not None
+        return int(row[0])
+
+    async def get(self, announcement_id: int) -> Announcement | None:
+        row = await fetch_one(self._conn, f"{_SELECT} WHERE id = ?", (announcement_id,))
+        return _announcement(row) if row else None
+
+    async def due(self, now: int, limit: int = 500) -> list[Announcement]:
+        rows = await fetch_all(
+            self._conn, f"{_SELECT} WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
+        )
+        return [_announcement(r) for r in rows]
+
+    async def pending_times(self) -> list[tuple[int, int]]:
+        """(id, due_at) of every pending announcement, for re-planning the scheduler."""
+        rows = await fetch_all(self._conn, "SELECT id, due_at FROM announcements WHERE state = 'pending'")
+        return [(r[0], r[1]) for r in rows]
+
+    async def pending(self, kind: str | None = None, event_id: int | None = None) -> list[Announcement]:
+        where, params = ["state = 'pending'"], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if event_id is not None:
+            where.append("event_id = ?")
+            params.append(event_id)
+        rows = await fetch_all(self._conn, f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY due_at, id", params)
+        return [_announcement(r) for r in rows]
+
+    async def for_event(self, event_id: int) -> list[Announcement]:
+        rows = await fetch_all(self._conn, f"{_SELECT} WHERE event_id = ? ORDER BY due_at, id", (event_id,))
+        return [_announcement(r) for r in rows]
+
+    async def settle(self, announcement_id: int, state: str, now: int, outcome: str = "") -> bool:
+        """Move a pending announcement to queued, skipped or cancelled; False if it was no longer pending."""
+        cur = await self._conn.execute(
+            "UPDATE announcements SET state = ?, outcome = ?, queued_at = ? WHERE id = ? AND state = 'pending'",
+            (state, outcome, now, announcement_id),
+        )
+        return cur.rowcount == 1
+
+    async def cancel_pending_for_event(self, event_id: int) -> list[int]:
+        rows = await fetch_all(
+            self._conn,
+            "UPDATE announcements SET state = 'cancelled' WHERE event_id = ? AND state = 'pending' RETURNING id",
+            (event_id,),
+        )
+        return [r[0] for r in rows]

@@ -1,0 +1,192 @@
+"""The delivery queue: one row per (announcement, recipient), drained by the sender under rate limits.
+
+States: pending → sending → sent | failed, or back to pending for a retry. A row found in 'sending' after
+a restart becomes 'uncertain' and is not sent again: a message may have gone out, and it must not go twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.sql import fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    announcement_id: int
+    channel: str
+    target_kind: str
+    target: str
+    attempts: int
+    text: str
+    buttons_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class TierRange:
+    low: int
+    high: int | None
+
+
+def _in(values: Sequence[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+class DeliveryRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    # --- filling the queue -----------------------------------------------------------------------
+    async def queue_groups(self, announcement_id: int, channels: Sequence[str]) -> int:
+        if not channels:
+            return 0
+        cur = await self._conn.execute(
+            "INSERT INTO deliveries(announcement_id, channel, target_kind, target)"
+            f" SELECT ?, channel, 'chat', chat_id FROM chats WHERE channel IN ({_in(channels)})"
+            " ON CONFLICT DO NOTHING",
+            (announcement_id, *channels),
+        )
+        return cur.rowcount
+
+    async def queue_members(
+        self, announcement_id: int, channels: Sequence[str], tiers: Sequence[TierRange] = ()
+    ) -> int:
+        """Private copies for members who can be messaged and want notices, optionally of some tiers only."""
+        if not channels:
+            return 0
+        tier_sql = ""
+        params: list[object] = [announcement_id, *channels]
+        if tiers:
+            parts = []
+            for tier in tiers:
+                if tier.high is None:
+                    parts.append("m.earned >= ?")
+                    params.append(tier.low)
+                else:
+                    parts.append("(m.earned >= ? AND m.earned < ?)")
+                    params += [tier.low, tier.high]
+            tier_sql = f" AND ({' OR '.join(parts)})"
+        cur = await self._conn.execute(
+            "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id)"
+            " SELECT ?, i.channel, 'user', i.external_id, m.id FROM identities i JOIN members m ON m.id = i.member_id"
+            f" WHERE i.can_message = 1 AND m.notify = 1 AND i.channel IN ({_in(channels)}){tier_sql}"
+            " ON CONFLICT DO NOTHING",
+            params,
+        )
+        return cur.rowcount
+
+    async def queue_signups(self, announcement_id: int, event_id: int, channels: Sequence[str]) -> int:
+        """Private copies for everyone signed up to an event (a notice about their own sign-up)."""
+        if not channels:
+            return 0
+        cur = await self._conn.execute(
+            "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id)"
+            " SELECT ?, i.channel, 'user', i.external_id, s.member_id FROM event_signups s"
+            " JOIN identities i ON i.member_id = s.member_id"
+            f" WHERE s.event_id = ? AND s.state = 'joined' AND i.can_message = 1 AND i.channel IN ({_in(channels)})"
+            " ON CONFLICT DO NOTHING",
+            (announcement_id, event_id, *channels),
+        )
+        return cur.rowcount
+
+    async def queue_staff(self, announcement_id: int, channels: Sequence[str]) -> int:
+        count = 0
+        for channel in channels:
+            cur = await self._conn.execute(
+                "INSERT INTO deliveries(announcement_id, channel, target_kind, target) VALUES (?, ?, 'staff', '')"
+                " ON CONFLICT DO NOTHING",
+                (announcement_id, channel),
+            )
+            count += cur.rowcount
+        return count
+
+    # --- draining it -----------------------------------------------------------------------------
+    async def due(self, channels: Sequence[str], wall_now: float, limit: int) -> list[Delivery]:
+        if not channels:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons"
+            " FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
+            f" WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND d.channel IN ({_in(channels)})"
+            " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+            (wall_now, *channels, limit),
+        )
+        return [Delivery(*r) for r in rows]
+
+    async def next_attempt_at(self, channels: Sequence[str]) -> float | None:
+        if not channels:
+            return None
+        row = await fetch_one(
+            self._conn,
+            f"SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending' AND channel IN ({_in(channels)})",
+            tuple(channels),
+        )
+        return row[0] if row and row[0] is not None else None
+
+    async def claim(self, delivery_id: int) -> bool:
+        """Take a pending row for sending; only one sender can win it."""
+        cur = await self._conn.execute(
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
+            (delivery_id,),
+        )
+        return cur.rowcount == 1
+
+    async def mark_sent(self, delivery_id: int, now: int) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET state = 'sent', sent_at = ?, last_error = '' WHERE id = ? AND state = 'sending'",
+            (now, delivery_id),
+        )
+
+    async def retry_at(self, delivery_id: int, wall_time: float, error: str) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?"
+            " WHERE id = ? AND state = 'sending'",
+            (wall_time, error[:500], delivery_id),
+        )
+
+    async def postpone(self, delivery_id: int, wall_time: float) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND state = 'pending'", (wall_time, delivery_id)
+        )
+
+    async def mark_uncertain(self, delivery_id: int, error: str) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET state = 'uncertain', last_error = ? WHERE id = ? AND state = 'sending'",
+            (error[:500], delivery_id),
+        )
+
+    async def mark_failed(self, delivery_id: int, error: str) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET state = 'failed', last_error = ? WHERE id = ? AND state = 'sending'",
+            (error[:500], delivery_id),
+        )
+
+    async def recover_inflight(self) -> int:
+        """After a restart: rows left in 'sending' may have gone out, so they are not sent again."""
+        cur = await self._conn.execute(
+            "UPDATE deliveries SET state = 'uncertain', last_error = 'interrupted while sending'"
+            " WHERE state = 'sending'"
+        )
+        return cur.rowcount
+
+    async def counts(self, announcement_id: int) -> dict[str, int]:
+        rows = await fetch_all(
+            self._conn,
+            "SELECT state, COUNT(*) FROM deliveries WHERE announcement_id = ? GROUP BY state",
+            (announcement_id,),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def failures(self, announcement_id: int, limit: int = 5) -> list[tuple[str, str]]:
+        rows = await fetch_all(
+            self._conn,
+            "SELECT target, last_error FROM deliveries WHERE announcement_id = ? AND state = 'failed'"
+            " ORDER BY id LIMIT ?",
+            (announcement_id, limit),
+        )
+        return [(r[0], r[1]) for r in rows]

@@ -1,0 +1,156 @@
+"""Events (活动) and their sign-ups; the capacity is enforced in the same statement as the sign-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import aiosqlite
+
+from storage.sql import fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    title: str
+    description: str
+    starts_at: int
+    capacity: int | None
+    attend_points: int
+    state: str
+    forced: bool
+    joined: int
+    """How many members are signed up now."""
+
+
+class SignupResult(Enum):
+    JOINED = "joined"
+    ALREADY = "already"
+    FULL = "full"
+
+
+_EVENT_SELECT = (
+    "SELECT e.id, e.title, e.description, e.starts_at, e.capacity, e.attend_points, e.state, e.forced,"
+    " (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = e.id AND s.state = 'joined') AS joined"
+    " FROM events e"
+)
+
+
+def _event(row: aiosqlite.Row) -> Event:
+    return Event(
+        id=row[0],
+        title=row[1],
+        description=row[2],
+        starts_at=row[3],
+        capacity=row[4],
+        attend_points=row[5],
+        state=row[6],
+        forced=bool(row[7]),
+        joined=row[8],
+    )
+
+
+class EventRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def create(
+        self,
+        title: str,
+        description: str,
+        starts_at: int,
+        capacity: int | None,
+        attend_points: int,
+        forced: bool,
+        created_by: int | None,
+        now: int,
+    ) -> int:
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO events(title, description, starts_at, capacity, attend_points, forced, created_by,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (title, description, starts_at, capacity, attend_points, int(forced), created_by, now),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def get(self, event_id: int) -> Event | None:
+        row = await fetch_one(self._conn, f"{_EVENT_SELECT} WHERE e.id = ?", (event_id,))
+        return _event(row) if row else None
+
+    async def upcoming(self, now: int, limit: int = 20) -> list[Event]:
+        rows = await fetch_all(
+            self._conn,
+            f"{_EVENT_SELECT} WHERE e.state = 'active' AND e.starts_at > ? ORDER BY e.starts_at LIMIT ?",
+            (now, limit),
+        )
+        return [_event(r) for r in rows]
+
+    async def update(self, event_id: int, **fields: object) -> bool:
+        """Change some of title, description, starts_at, capacity, attend_points, forced of an active event."""
+        allowed = {"title", "description", "starts_at", "capacity", "attend_points", "forced"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        cur = await self._conn.execute(
+            f"UPDATE events SET {assignments} WHERE id = ? AND state = 'active'", (*fields.values(), event_id)
+        )
+        return cur.rowcount == 1
+
+    async def cancel(self, event_id: int) -> bool:
+        cur = await self._conn.execute(
+            "UPDATE events SET state = 'cancelled' WHERE id = ? AND state = 'active'", (event_id,)
+        )
+        return cur.rowcount == 1
+
+    async def join(self, event_id: int, member_id: int, now: int) -> SignupResult:
+        """Sign up, unless already signed up or the event is full (checked in the same statement)."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO event_signups(event_id, member_id, state, joined_at)"
+            " SELECT :e, :m, 'joined', :now FROM events e WHERE e.id = :e AND (e.capacity IS NULL OR"
+            "  (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = :e AND s.state = 'joined') < e.capacity)"
+            " ON CONFLICT(event_id, member_id) DO UPDATE SET state = 'joined', joined_at = :now"
+            "  WHERE event_signups.state = 'withdrawn'"
+            " RETURNING member_id",
+            {"e": event_id, "m": member_id, "now": now},
+        )
+        if row is not None:
+            return SignupResult.JOINED
+        existing = await fetch_one(
+            self._conn,
+            "SELECT state FROM event_signups WHERE event_id = ? AND member_id = ?",
+            (event_id, member_id),
+        )
+        if existing is not None and existing[0] == "joined":
+            return SignupResult.ALREADY
+        return SignupResult.FULL
+
+    async def withdraw(self, event_id: int, member_id: int) -> bool:
+        cur = await self._conn.execute(
+            "UPDATE event_signups SET state = 'withdrawn' WHERE event_id = ? AND member_id = ? AND state = 'joined'",
+            (event_id, member_id),
+        )
+        return cur.rowcount == 1
+
+    async def mark_attended(self, event_id: int, member_id: int, now: int) -> bool:
+        """Record attendance once; True the first time. A walk-in without sign-up is recorded too."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO event_signups(event_id, member_id, state, joined_at, attended_at)"
+            " VALUES (:e, :m, 'joined', :now, :now)"
+            " ON CONFLICT(event_id, member_id) DO UPDATE SET attended_at = :now"
+            "  WHERE event_signups.attended_at IS NULL"
+            " RETURNING member_id",
+            {"e": event_id, "m": member_id, "now": now},
+        )
+        return row is not None
+
+    async def is_signed_up(self, event_id: int, member_id: int) -> bool:
+        row = await fetch_one(
+            self._conn,
+            "SELECT 1 FROM event_signups WHERE event_id = ? AND member_id = ? AND state = 'joined'",
+            (event_id, member_id),
+        )
+        return row is not None
