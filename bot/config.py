@@ -64,6 +64,8 @@ class DeliverySettings(StrictModel):
     telegram_per_second: float = Field(30, gt=0)
     group_per_minute: float = Field(20, gt=0)
     max_attempts: int = Field(5, ge=1)
+    retry_base_seconds: float = Field(2.0, gt=0)
+    """Backoff after a network error: base, 2 x base, 4 x base, ... (at most 5 minutes)."""
     concurrency: int = Field(32, ge=1, le=512)
 
 

@@ -130,12 +130,12 @@ class Outbox:
             await asyncio.wait(self._inflight, timeout=timeout)
 
     async def idle(self, timeout: float = 5.0) -> bool:
-        """Wait until nothing is due right now and nothing is in flight (for the console and tests)."""
+        """Wait until no row is pending (retries included) and nothing is in flight; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             async with self.db.read() as repos:
-                due = await repos.deliveries.due(sorted(self._pushers), time.time(), 1)
-            if not due and not self._inflight:
+                pending = await repos.deliveries.next_attempt_at(sorted(self._pushers))
+            if pending is None and not self._inflight:
                 return True
             self.wake()
             await asyncio.sleep(0.01)
@@ -218,7 +218,7 @@ class Outbox:
                     self._pacers[pusher.channel].pause(result.retry_after)
                     delay = result.retry_after
                 else:
-                    delay = min(2.0**attempts, 300.0)
+                    delay = min(self.settings.retry_base_seconds * 2.0 ** (attempts - 1), 300.0)
                 await repos.deliveries.retry_at(delivery.id, time.time() + delay, result.error)
             elif result.outcome is Outcome.UNCERTAIN:
                 await repos.deliveries.mark_uncertain(delivery.id, result.error)

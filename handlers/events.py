@@ -101,10 +101,11 @@ async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -
 
 def _plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
     return "\n".join(
-        deps.texts.t("event.plan_line", lead=deps.texts.t("event.lead_now") if lead == "now" else lead,
-                     when=deps.local_text(due))
+        deps.texts.t("event.plan_now", when=deps.local_text(due))
+        if lead == "now"
+        else deps.texts.t("event.plan_line", lead=lead, when=deps.local_text(due))
         for lead, due in planned
-    )  # fmt: skip
+    )
 
 
 def _check_start(deps: Deps, when: datetime, force: bool) -> Reply | None:

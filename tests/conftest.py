@@ -146,3 +146,45 @@ class ChatDriver:
 @pytest.fixture
 def chat(runtime: Runtime) -> ChatDriver:
     return ChatDriver(runtime)
+
+
+@dataclass
+class RecordingPusher:
+    """The test channel's pusher: records every push; `script` can make a target fail or retry."""
+
+    channel: str = "test"
+    per_second: float = 10_000.0
+    has_staff_chat: bool = True
+    pushes: list[tuple[str, str, str]] = field(default_factory=list)
+    script: dict[str, list[Any]] = field(default_factory=dict)
+    """target -> PushResults to answer in turn before succeeding."""
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        return 0.0
+
+    async def push(self, target_kind: str, target: str, text: str, buttons: Any) -> Any:
+        from bot.delivery import SENT
+
+        planned = self.script.get(target)
+        if planned:
+            return planned.pop(0)
+        self.pushes.append((target_kind, target, text))
+        return SENT
+
+    def to(self, target: str) -> list[str]:
+        return [text for _, t, text in self.pushes if t == target]
+
+
+@pytest.fixture
+async def pusher(runtime: Runtime) -> AsyncIterator[RecordingPusher]:
+    """Registers a recording pusher for the 'test' channel and runs the outbox (no APScheduler)."""
+    recorder = RecordingPusher()
+    runtime.outbox.register(recorder)
+    await runtime.outbox.start()
+    yield recorder
+    await runtime.outbox.stop()
+
+
+async def settle(runtime: Runtime) -> None:
+    """Let the outbox send everything that is due now."""
+    assert await runtime.outbox.idle(timeout=10), "outbox did not drain"

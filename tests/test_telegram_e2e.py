@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from telegram import Update
@@ -15,67 +13,25 @@ from bot.runtime import Runtime
 from bot.telegram_channel import TelegramChannel, split_text
 from handlers.clock import FakeClock
 from tests.fakes.bot_api import BOT_USERNAME, FakeBotApi, message_update, user
-
-GROUP = -1001234567890
-OTHER_GROUP = -1009999
-STAFF_ID = 500
-ADMIN_ID = 600
-ALICE = user(101, "Alice", "alice")
-BOB = user(102, "Bob", "bob")
-STAFF = user(STAFF_ID, "Shop", "shopkeeper")
-ADMIN = user(ADMIN_ID, "Admin", "groupadmin")
-
-
-@dataclass
-class Harness:
-    api: FakeBotApi
-    runtime: Runtime
-    channel: TelegramChannel
-
-    async def send(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> str:
-        """Push one update through getUpdates and wait for the bot's answer (text of the replies)."""
-        before = len(self.api.sent())
-        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
-        return await self.answer(before)
-
-    async def answer(self, before: int, expect: int = 1) -> str:
-        sent = await self.api.wait_for(before + expect)
-        return "\n".join(p["text"] for p in sent[before:])
-
-    async def silent(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> None:
-        """Push an update the bot must ignore; a follow-up /help proves it was processed first."""
-        before = len(self.api.sent())
-        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
-        self.api.push_update(message_update(self.api, 777, user(777), "/help"))
-        sent = await self.api.wait_for(before + 1)
-        assert [int(p["chat_id"]) for p in sent[before:]] == [777]
-
-    async def balance(self, who: dict[str, Any]) -> int:
-        async with self.runtime.deps.db.read() as repos:
-            member = await repos.members.by_identity("telegram", str(who["id"]))
-        assert member is not None
-        return member.balance
+from tests.tg_harness import (
+    ADMIN,
+    ADMIN_ID,
+    ALICE,
+    BOB,
+    GROUP,
+    OTHER_GROUP,
+    STAFF,
+    Harness,
+    fake_api,
+    harness_settings,
+    running_bot,
+)
 
 
 @pytest.fixture
 async def tg(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
-    api = await FakeBotApi().start()
-    api.admins[GROUP] = [ADMIN_ID]
-    settings = Settings(
-        locale="en",
-        storage={"path": str(tmp_path / "tg.db")},
-        telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False},
-        staff={"telegram": [STAFF_ID]},
-    )
-    runtime = await Runtime.open(settings, clock)
-    channel = TelegramChannel(settings, runtime.dispatcher)
-    await channel.start()
-    try:
-        yield Harness(api, runtime, channel)
-    finally:
-        await channel.stop()
-        await runtime.close()
-        await api.stop()
+    async with fake_api() as api, running_bot(api, harness_settings(api, tmp_path / "tg.db"), clock) as harness:
+        yield harness
 
 
 async def test_group_checkin_flow_with_points_after_each_step(tg: Harness) -> None:

@@ -1,0 +1,92 @@
+"""A running bot on the real Telegram stack for end-to-end tests: fake Bot API, runtime, channel, outbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.telegram_channel import TelegramChannel
+from handlers.clock import FakeClock
+from tests.fakes.bot_api import FakeBotApi, message_update, user
+
+GROUP = -1001234567890
+OTHER_GROUP = -1009999
+STAFF_ID = 500
+ADMIN_ID = 600
+ALICE = user(101, "Alice", "alice")
+BOB = user(102, "Bob", "bob")
+STAFF = user(STAFF_ID, "Shop", "shopkeeper")
+ADMIN = user(ADMIN_ID, "Admin", "groupadmin")
+STAFF_CHAT = -100555000
+
+
+@dataclass
+class Harness:
+    api: FakeBotApi
+    runtime: Runtime
+    channel: TelegramChannel
+
+    async def send(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> str:
+        """Push one update through getUpdates and wait for the bot's answer (text of the replies)."""
+        before = len(self.api.sent())
+        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
+        return await self.answer(before)
+
+    async def answer(self, before: int, expect: int = 1) -> str:
+        sent = await self.api.wait_for(before + expect)
+        return "\n".join(p["text"] for p in sent[before:])
+
+    async def silent(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> None:
+        """Push an update the bot must ignore; a follow-up /help proves it was processed first."""
+        before = len(self.api.sent())
+        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
+        self.api.push_update(message_update(self.api, 777, user(777), "/help"))
+        sent = await self.api.wait_for(before + 1)
+        assert [int(p["chat_id"]) for p in sent[before:]] == [777]
+
+    async def balance(self, who: dict[str, Any]) -> int:
+        async with self.runtime.deps.db.read() as repos:
+            member = await repos.members.by_identity("telegram", str(who["id"]))
+        assert member is not None
+        return member.balance
+
+
+def harness_settings(api: FakeBotApi, db: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "locale": "en",
+        "storage": {"path": str(db)},
+        "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False},
+        "staff": {"telegram": [STAFF_ID], "telegram_chat": STAFF_CHAT},
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_bot(api: FakeBotApi, settings: Settings, clock: FakeClock) -> AsyncIterator[Harness]:
+    """The bot as `vipbot run` starts it (polling), on the given fake Bot API and clock."""
+    runtime = await Runtime.open(settings, clock)
+    channel = TelegramChannel(settings, runtime.dispatcher)
+    await channel.attach(runtime)
+    await channel.start()
+    await runtime.start()
+    try:
+        yield Harness(api, runtime, channel)
+    finally:
+        await runtime.close()
+        await channel.stop()
+
+
+@asynccontextmanager
+async def fake_api() -> AsyncIterator[FakeBotApi]:
+    api = await FakeBotApi().start()
+    api.admins[GROUP] = [ADMIN_ID]
+    try:
+        yield api
+    finally:
+        await api.stop()
