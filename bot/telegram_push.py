@@ -31,11 +31,11 @@ def classify(exc: TelegramError) -> PushResult:
     if isinstance(exc, RetryAfter):
         return PushResult(Outcome.RETRY, str(exc), retry_after=_seconds(exc.retry_after))
     if isinstance(exc, Forbidden):
-        return PushResult(Outcome.FAILED, f"forbidden: {exc.message}")
+        return PushResult(Outcome.FAILED, exc.message)
     if isinstance(exc, ChatMigrated):
         return PushResult(Outcome.FAILED, f"chat migrated to {exc.new_chat_id}")
     if isinstance(exc, BadRequest):
-        return PushResult(Outcome.FAILED, f"bad request: {exc.message}")
+        return PushResult(Outcome.FAILED, exc.message)
     if isinstance(exc, TimedOut | NetworkError):
         cause = exc.__cause__
         if isinstance(exc, TimedOut) and not isinstance(cause, _NOT_SENT):

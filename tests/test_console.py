@@ -86,3 +86,24 @@ def test_a_bad_config_is_reported_with_exit_code_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "timezone" in result.stderr and "locale" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_announcements_and_events_print_in_the_console(tmp_path: Path) -> None:
+    script = "\n".join(
+        [
+            "/as 店长",
+            "/announce 周五上新，老客户九折",
+            "/event add 2099-06-01 19:30 品茶会 | 十款新茶",
+            "/event add 2000-01-01 10:00 太早了",
+            "/as 小王",
+            "/events",
+            "报名 1",
+        ]
+    )
+    out = vipbot(["console"], script + "\n", tmp_path).stdout
+    assert "公告 #1 已排队，共 1 个接收方" in out
+    assert "📣 [VIP group] 周五上新，老客户九折" in out
+    assert "活动 #1 已创建：品茶会，2099-06-01 19:30。" in out
+    assert "2000-01-01 10:00 已经过去了" in out
+    assert "#1 2099-06-01 19:30 品茶会（已报名 0）" in out
+    assert "小王 报名成功：品茶会" in out

@@ -29,6 +29,7 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float
+    status: int = 200
 
 
 def _decode(value: str) -> Any:
@@ -86,7 +87,11 @@ class FakeBotApi:
 
     # --- what tests look at ----------------------------------------------------------------------
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
-        return [c.params for c in self.calls if c.method == method]
+        """Parameters of the successful calls of `method`, in order."""
+        return [c.params for c in self.calls if c.method == method and c.status == 200]
+
+    def refused(self, method: str = "sendMessage", status: int = 429) -> list[dict[str, Any]]:
+        return [c.params for c in self.calls if c.method == method and c.status == status]
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [p["text"] for p in self.sent() if chat_id is None or int(p["chat_id"]) == chat_id]
@@ -222,12 +227,14 @@ class _MethodHandler(RequestHandler):
             self.finish({"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
         params = self._params()
-        self.api.calls.append(Call(method, params, time.monotonic()))
+        call = Call(method, params, time.monotonic())
+        self.api.calls.append(call)
         if method == "getUpdates":
             updates = await self.api.take_updates(int(params.get("offset", 0) or 0), float(params.get("timeout", 0)))
             self.finish({"ok": True, "result": updates})
             return
         status, body = self.api.answer(method, params)
+        call.status = status
         self.set_status(status)
         self.finish(body)
 
@@ -281,3 +288,25 @@ def message_update(
         command = text.split()[0]
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command.encode("utf-16-le")) // 2}]
     return {"update_id": update_id if update_id is not None else api.next_update_id(), "message": message}
+
+
+def callback_update(
+    api: FakeBotApi, chat_id: int, sender: dict[str, Any], data: str, *, update_id: int | None = None
+) -> dict[str, Any]:
+    """A button press (callback query) under a message the bot posted in `chat_id`."""
+    return {
+        "update_id": update_id if update_id is not None else api.next_update_id(),
+        "callback_query": {
+            "id": f"cb{next(api._message_ids)}",
+            "from": sender,
+            "chat_instance": "ci-1",
+            "data": data,
+            "message": {
+                "message_id": next(api._message_ids),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "title": "VIP"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "VIP Bot", "username": BOT_USERNAME},
+                "text": "📣 promo",
+            },
+        },
+    }
