@@ -3,7 +3,8 @@
 Both pipelines run in this process on one event loop and are fed the same N ``/checkin`` updates (N
 distinct members, one VIP supergroup) straight into ``Application.update_queue``; polling is not
 started. The replies go to the fake Bot API of ``tests/fakes/bot_api.py``, which runs in a separate
-process (spawned here, on 127.0.0.1) so that its CPU does not compete with the bot's event loop.
+process (spawned by ``bench/fake_server.py``, on 127.0.0.1) so that its CPU does not compete with the
+bot's event loop.
 
 * full: ``Settings`` on a temporary SQLite file -> ``Runtime.open`` -> ``TelegramChannel`` (its real PTB
   Application: TypeHandler -> ``to_inbound`` -> ``Dispatcher`` -> check-in handler -> SQLite ->
@@ -38,18 +39,15 @@ import argparse
 import asyncio
 import json
 import logging
-import multiprocessing
 import os
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +58,8 @@ if str(ROOT) not in sys.path:
 from telegram import ReplyParameters, Update  # noqa: E402
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, SimpleUpdateProcessor, TypeHandler  # noqa: E402
 from telegram.request import HTTPXRequest, RequestData  # noqa: E402
-from tornado.web import RequestHandler  # noqa: E402
 
+from bench.fake_server import FakeServer  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.telegram_channel import TelegramChannel  # noqa: E402
@@ -73,104 +71,6 @@ TOKEN = "123456:BENCH-TOKEN"
 PIPELINES = ("bare", "full")
 
 log = logging.getLogger("bench.checkin")
-
-
-# --- the fake Bot API, in its own process ------------------------------------------------------------
-class _ControlHandler(RequestHandler):
-    """``GET /control/stats``, ``POST /control/reset`` and ``POST /control/stop`` for the benchmark."""
-
-    def initialize(self, api: FakeBotApi, stop: asyncio.Event) -> None:
-        self.api = api
-        self.stop = stop
-
-    def get(self, action: str) -> None:
-        if action != "stats":
-            self.send_error(404)
-            return
-        sends = self.api.sent("sendMessage")
-        reply_to = [
-            int(p["reply_parameters"]["message_id"]) for p in sends if isinstance(p.get("reply_parameters"), dict)
-        ]
-        self.finish(
-            {
-                "methods": dict(Counter(c.method for c in self.api.calls)),
-                "send_message": len(sends),
-                "reply_to": reply_to,
-                "texts": Counter(str(p.get("text", "")) for p in sends).most_common(3),
-                "cpu_seconds": time.process_time(),
-            }
-        )
-
-    def post(self, action: str) -> None:
-        if action == "reset":
-            self.api.clear()
-        elif action == "stop":
-            self.stop.set()
-        else:
-            self.send_error(404)
-            return
-        self.finish({"ok": True})
-
-
-async def _serve_fake(conn: Connection) -> None:
-    api = await FakeBotApi(token=TOKEN).start()
-    stop = asyncio.Event()
-    assert api._server is not None
-    api._server.request_callback.add_handlers(  # type: ignore[attr-defined]
-        r".*", [(r"/control/(\w+)", _ControlHandler, {"api": api, "stop": stop})]
-    )
-    conn.send(api.port)
-    conn.close()
-    await stop.wait()
-    await api.stop()
-
-
-def fake_server_main(conn: Connection) -> None:
-    """Entry point of the spawned server process."""
-    asyncio.run(_serve_fake(conn))
-
-
-@dataclass
-class FakeServer:
-    process: multiprocessing.process.BaseProcess
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
-
-    def _control(self, action: str, method: str = "GET") -> dict[str, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/control/{action}", method=method, data=None)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return self._control("stats")
-
-    def reset(self) -> None:
-        self._control("reset", "POST")
-
-    @classmethod
-    def start(cls) -> FakeServer:
-        ctx = multiprocessing.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=fake_server_main, args=(sender,), name="fake-bot-api", daemon=True)
-        process.start()
-        sender.close()
-        if not receiver.poll(60):
-            process.kill()
-            raise RuntimeError("the fake Bot API did not start within 60 s")
-        return cls(process, int(receiver.recv()))
-
-    def stop(self) -> None:
-        try:
-            self._control("stop", "POST")
-        except OSError:
-            pass
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
 
 
 # --- instrumentation (identical for both pipelines) ---------------------------------------------------
@@ -493,7 +393,7 @@ def median_result(results: list[RunResult]) -> dict[str, float]:
 async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     data = build_update_data(args.members)
     wait_s = args.timeout or max(120.0, args.members / 20)
-    server = FakeServer.start()
+    server = FakeServer.start(TOKEN)
     results: list[tuple[int, RunResult]] = []
     try:
         print(

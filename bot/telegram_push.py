@@ -4,6 +4,7 @@ translation of Telegram's answers into sent / retry / failed / uncertain.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import httpx
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
 from bot.delivery import SENT, Outcome, PushResult
@@ -22,14 +24,17 @@ CHANNEL = "telegram"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def _seconds(value: int | float | timedelta) -> float:
+def _retry_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta; both are handled
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def classify(exc: TelegramError) -> PushResult:
     """What a failed sendMessage means for the delivery row."""
     if isinstance(exc, RetryAfter):
-        return PushResult(Outcome.RETRY, str(exc), retry_after=_seconds(exc.retry_after))
+        return PushResult(Outcome.RETRY, str(exc), retry_after=_retry_seconds(exc))
     if isinstance(exc, Forbidden):
         return PushResult(Outcome.FAILED, exc.message)
     if isinstance(exc, ChatMigrated):

@@ -46,22 +46,22 @@ def promo_text(deps: Deps, event: Event, due: datetime) -> str:
     )
 
 
-async def plan_promos(repos: Repos, deps: Deps, event: Event) -> list[tuple[str, int]]:
+async def plan_promos(repos: Repos, deps: Deps, event: Event, *, announce_now: bool = True) -> list[tuple[str, int]]:
     """Create the event's promo announcements; returns (lead, due) of each, 'now' for an immediate one.
 
     Each lead is counted back from the start in local wall-clock time. If the earliest lead has already
-    passed (a forced or moved event), one promo goes out at once instead.
+    passed (a forced or moved event), one promo goes out at once instead, unless `announce_now` is False
+    (only the wording changed).
     """
     now = deps.now()
     start_local = deps.calendar.local(datetime.fromtimestamp(event.starts_at, now.tzinfo))
     planned: list[tuple[str, int]] = []
     leads = deps.rules.events.leads()
     button = (join_button(deps, event.id),)
-    if start_local - leads[0][1] <= now:
+    if announce_now and start_local - leads[0][1] <= now:
         await publish(
-            repos, deps, "promo", "all", promo_text(deps, event, now), buttons=button, event_id=event.id, lead="now",
-            created_by=None,
-        )  # fmt: skip
+            repos, deps, "promo", "all", promo_text(deps, event, now), buttons=button, event_id=event.id, lead="now"
+        )
         planned.append(("now", int(now.timestamp())))
     for label, lead in leads:
         due = (start_local - lead).astimezone(now.tzinfo)
@@ -81,22 +81,7 @@ async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -
         deps.planner.unplan(ann_id)
     event = await repos.events.get(event_id)
     assert event is not None
-    if announce_now:
-        return await plan_promos(repos, deps, event)
-    # Only wording changed: re-plan the promos still ahead, without an extra one now.
-    now = deps.now()
-    start_local = deps.calendar.local(datetime.fromtimestamp(event.starts_at, now.tzinfo))
-    planned = []
-    for label, lead in deps.rules.events.leads():
-        due = (start_local - lead).astimezone(now.tzinfo)
-        if due > now:
-            ann_id = await repos.announcements.create(
-                "promo", "all", promo_text(deps, event, due), int(due.timestamp()), int(now.timestamp()),
-                buttons=(join_button(deps, event.id),), event_id=event.id, lead=label,
-            )  # fmt: skip
-            deps.planner.plan(ann_id, due)
-            planned.append((label, int(due.timestamp())))
-    return planned
+    return await plan_promos(repos, deps, event, announce_now=announce_now)
 
 
 def _plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
