@@ -16,7 +16,8 @@ the bot must answer "queued for N recipients".
 * kill: the same on a fresh database and fake, but once about half the copies were accepted the bot is
   SIGKILLed and started again on the same database; then wait until every chat has it or nothing more
   arrives for ``--stall`` seconds. The rate is reported over the whole span and without the downtime
-  (the largest gap between two accepted copies is taken as the downtime).
+  (the gap between the last copy accepted before the kill and the first one after the restart, both
+  on the fake's clock).
 
 Ground truth is the fake's record of accepted (HTTP 200) ``sendMessage`` calls carrying the text, per chat:
 lost = recipients with no copy, duplicates = recipients with more than one. The database is read after the
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import re
@@ -293,6 +295,8 @@ class RunResult:
     pct_ex_downtime: float = 0.0
     wall_s: float = 0.0
     accepted_at_kill: int | None = None
+    killed_at: float | None = None
+    """The fake's clock (its ``time.monotonic()``) right after the killed bot was reaped."""
     db_states: dict[str, int] = field(default_factory=dict)
     retried_rows: int = 0
     uncertain: int = 0
@@ -323,9 +327,7 @@ def rate_of(times: list[float]) -> tuple[float, float]:
     return span, (len(times) - 1) / span if span > 0 else 0.0
 
 
-def settle(
-    result: RunResult, server: FakeServer, bot: Bot, text: str, db_path: Path, limit: float, split: bool
-) -> None:
+def settle(result: RunResult, server: FakeServer, bot: Bot, text: str, db_path: Path, limit: float) -> None:
     """Stop the bot, then fill `result` from the fake's per-chat counts and the database."""
     result.bot_exit_codes = [p.returncode for p in bot.processes[:-1]] + [bot.terminate()]
     snap = server.broadcast(text, full=True)
@@ -340,11 +342,11 @@ def settle(
     times = sorted(float(t) for t in snap["times"])
     result.span_s, result.rate = rate_of(times)
     result.pct_of_limit = 100 * result.rate / limit
-    if split and len(times) >= 4:
-        gaps = [(times[i + 1] - times[i], i) for i in range(len(times) - 1)]
-        gap, at = max(gaps)
-        result.downtime_s = gap
-        active = (times[at] - times[0]) + (times[-1] - times[at + 1])
+    cut = bisect.bisect_right(times, result.killed_at) if result.killed_at is not None else 0
+    if 2 <= cut <= len(times) - 2:
+        # Before the kill / after the restart; the gap between them is the downtime.
+        result.downtime_s = times[cut] - times[cut - 1]
+        active = (times[cut - 1] - times[0]) + (times[-1] - times[cut])
         result.rate_ex_downtime = (len(times) - 2) / active if active > 0 else 0.0
         result.pct_ex_downtime = 100 * result.rate_ex_downtime / limit
     result.queued_replies = sum(1 for m in server.messages(STAFF_ID) if m["status"] == 200 and QUEUED.search(m["text"]))
@@ -390,7 +392,9 @@ def run_once(args: argparse.Namespace, kill: bool) -> RunResult:
                     result.outcome = f"before the kill: {progress.outcome}"
                 else:
                     bot.kill()
-                    result.accepted_at_kill = server.broadcast(text)["accepted"]
+                    snap = server.broadcast(text)
+                    result.accepted_at_kill = snap["accepted"]
+                    result.killed_at = snap["now"]
                     print(
                         f"  [{label}] SIGKILL at {result.accepted_at_kill} accepted; restarting on the same database",
                         flush=True,
@@ -406,7 +410,7 @@ def run_once(args: argparse.Namespace, kill: bool) -> RunResult:
                 result.outcome = progress.outcome
             result.wall_s = time.monotonic() - t0
             time.sleep(args.grace)  # a late duplicate would arrive now
-            settle(result, server, bot, text, db_path, args.rate_limit, split=kill)
+            settle(result, server, bot, text, db_path, args.rate_limit)
             if result.problems:
                 print(f"  [{label}] bot log tail:\n{bot.log_tail(15)}", flush=True)
         finally:
@@ -458,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for r in results:
         print(row(r))
+    print("uncertain: rows found 'sending' after the kill, in brackets those the fake never got (= lost)")
     failed = False
     for r in results:
         states = ", ".join(f"{k} {v}" for k, v in sorted(r.db_states.items()))

@@ -8,7 +8,7 @@ its CPU does not compete with the bot being measured, plus a small control API u
 * ``GET  /control/broadcast?text=T[&full=1]``: for successful sendMessage calls whose text is exactly T,
   the number of copies, distinct chats, first and last server-side arrival times (``time.monotonic()`` of
   the server process), the number of 429 answers to sendMessage, and with ``full=1`` the per-chat counts
-  and every arrival time;
+  and the arrival times of every accepted copy and every 429;
 * ``GET  /control/messages?chat_id=C``: every sendMessage into chat C (text, status, arrival time);
 * ``POST /control/push`` with JSON ``{"chat_id", "user_id", "text"}``: queue a message update for
   ``getUpdates`` (the bot receives it by long polling);
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import time
 import urllib.parse
@@ -92,6 +93,7 @@ class _ControlHandler(RequestHandler):
     def _broadcast(self, text: str, full: bool) -> dict[str, Any]:
         per_chat: Counter[int] = Counter()
         times: list[float] = []
+        refused_times: list[float] = []
         first = last = None
         refused = 0
         for call in self.api.calls:
@@ -99,6 +101,7 @@ class _ControlHandler(RequestHandler):
                 continue
             if call.status == 429:
                 refused += 1
+                refused_times.append(call.at)
             elif call.status == 200 and call.params.get("text") == text:
                 per_chat[int(call.params.get("chat_id", 0) or 0)] += 1
                 times.append(call.at)
@@ -116,10 +119,12 @@ class _ControlHandler(RequestHandler):
         if full:
             result["per_chat"] = {str(chat): n for chat, n in per_chat.items()}
             result["times"] = times
+            result["refused_times"] = refused_times
         return result
 
 
 async def _serve_fake(conn: Connection, token: str, rate_limit: float | None) -> None:
+    logging.getLogger("tornado.access").setLevel(logging.ERROR)  # not one line per 429 answer
     api = await FakeBotApi(token=token, rate_limit_per_second=rate_limit).start()
     stop = asyncio.Event()
     assert api._server is not None

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.console_channel import ConsoleChannel
@@ -28,7 +29,8 @@ def _setup_logging(settings: Settings, quiet: bool) -> None:
 async def run_console(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
-        console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console)
+        exports = Path(settings.storage.path).parent / "exports"
+        console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console, exports=exports)
         await console.attach(runtime)
         await runtime.start()
         await console.run(interactive=sys.stdin.isatty())

@@ -16,7 +16,17 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.i18n import Catalog
-from handlers.rules import CheckinRules, EventRules, PointsRules, Rules, StrictModel, Tier, default_tiers
+from handlers.rules import (
+    CheckinRules,
+    EventRules,
+    GroupBuyRules,
+    PointsRules,
+    Rules,
+    SaleRules,
+    StrictModel,
+    Tier,
+    default_tiers,
+)
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -56,6 +66,8 @@ class TelegramSettings(StrictModel):
     """Keep under Telegram's flood limits (30 messages/s overall, 20/minute per group)."""
     concurrent_updates: int = Field(64, ge=1, le=1024)
     admin_cache_seconds: int = Field(300, ge=0)
+    member_cache_seconds: int = Field(60, ge=0)
+    """How long 'is this user in a VIP group' (asked for claims from private chats) is remembered."""
 
 
 class DeliverySettings(StrictModel):
@@ -96,6 +108,8 @@ class Settings(BaseSettings):
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
     events: EventRules = Field(default_factory=EventRules)
+    sales: SaleRules = Field(default_factory=SaleRules)
+    groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     messages: dict[str, str] = Field(default_factory=dict)
     """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""
@@ -133,7 +147,14 @@ class Settings(BaseSettings):
 
     @property
     def rules(self) -> Rules:
-        return Rules(checkin=self.checkin, points=self.points, tiers=self.tiers, events=self.events)
+        return Rules(
+            checkin=self.checkin,
+            points=self.points,
+            tiers=self.tiers,
+            events=self.events,
+            sales=self.sales,
+            groupbuy=self.groupbuy,
+        )
 
     @property
     def telegram_token(self) -> str:

@@ -10,9 +10,10 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
-from bot.delivery import SENT, PushResult
+from bot.delivery import Outcome, PushResult
 from bot.runtime import Runtime
 from handlers.dispatch import Dispatcher
 from handlers.messages import Button, Identity, Inbound, Reply
@@ -35,6 +36,7 @@ class ConsolePusher:
 
     def __init__(self, output: TextIO) -> None:
         self.out = output
+        self._posted = 0
 
     def chat_interval(self, target_kind: str, target: str) -> float:
         return 0.0
@@ -45,7 +47,13 @@ class ConsolePusher:
         for index, button in enumerate(buttons, start=1):
             self.out.write(f"     [{index}] {button.label}\n")
         self.out.flush()
-        return SENT
+        self._posted += 1
+        return PushResult(Outcome.SENT, message_id=str(self._posted))
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
+        self.out.write(f"✏️ [VIP group, post {message_id} updated] {text}\n")
+        self.out.flush()
+        return True
 
 
 class ConsoleChannel:
@@ -57,6 +65,7 @@ class ConsoleChannel:
         user: str,
         staff_names: list[str],
         output: TextIO | None = None,
+        exports: Path | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.user = user
@@ -64,6 +73,7 @@ class ConsoleChannel:
         self.played_staff: set[str] = set()
         self.in_group = True
         self.out = output or sys.stdout
+        self.exports = exports or Path("data/exports")
         self._session = uuid.uuid4().hex[:8]
         self._counter = 0
 
@@ -85,6 +95,9 @@ class ConsoleChannel:
         name = msg.sender.external_id
         return name in self.staff_names or name in self.played_staff
 
+    async def is_group_member(self, msg: Inbound) -> bool:
+        return True  # everyone you play is in the console's VIP group
+
     # --- the loop -----------------------------------------------------------------------------------
     def _print(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -93,9 +106,22 @@ class ConsoleChannel:
     def _render(self, replies: list[Reply]) -> None:
         for reply in replies:
             where = "" if reply.chat_id is None else f"[to {reply.chat_id}] "
-            self._print(f"bot> {where}{reply.text}")
+            if reply.private and self.in_group:
+                where = f"[private to {self.user}] "
+            mention = f"@{reply.mention.display_name} " if reply.mention else ""
+            self._print(f"bot> {where}{mention}{reply.text}")
+            if reply.document is not None:
+                self._print(f"     [file {self._save(*reply.document)}]")
             for index, button in enumerate(reply.buttons, start=1):
                 self._print(f"     [{index}] {button.label}")
+
+    def _save(self, name: str, content: bytes) -> str:
+        """Attachments land next to the database, in exports/."""
+        folder = self.exports
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_bytes(content)
+        return str(path)
 
     def _meta(self, line: str) -> bool:
         """Console-only commands; True when the line was one."""

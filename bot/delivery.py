@@ -39,6 +39,8 @@ class PushResult:
     error: str = ""
     retry_after: float | None = None
     """For RETRY: seconds the platform asked to wait (429), or None for the outbox's own backoff."""
+    message_id: str | None = None
+    """For SENT: the platform's id of the message, so that a live post can be edited later."""
 
 
 SENT = PushResult(Outcome.SENT)
@@ -59,6 +61,10 @@ class Pusher(Protocol):
         ...
 
     async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult: ...
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
+        """Replace the text of a message the bot posted; False when it could not."""
+        ...
 
 
 class Pacer:
@@ -103,6 +109,23 @@ class Outbox:
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    async def edit_posts(self, posts: Sequence[tuple[list[int], str, tuple[tuple[str, str], ...]]]) -> int:
+        """Bring live group posts up to date: for each (announcement ids, text, buttons), edit every sent
+        group message whose text changed since the last edit. Returns the number of edits made."""
+        edits = 0
+        for announcement_ids, text, buttons in posts:
+            async with self.db.read() as repos:
+                sent = await repos.deliveries.sent_posts(announcement_ids)
+            for delivery_id, channel, chat_id, message_id in sent:
+                pusher = self._pushers.get(channel)
+                if pusher is None or self._post_texts.get(delivery_id) == text:
+                    continue
+                ok = await pusher.edit(chat_id, message_id, text, [Button(label, data) for label, data in buttons])
+                if ok:
+                    self._post_texts[delivery_id] = text
+                    edits += 1
+        return edits
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def register(self, pusher: Pusher) -> None:
@@ -200,7 +223,8 @@ class Outbox:
         try:
             buttons = [Button(label, data) for label, data in _buttons(delivery.buttons_json)]
             try:
-                result = await pusher.push(delivery.target_kind, delivery.target, delivery.text, buttons)
+                text = delivery.body if delivery.body is not None else delivery.text
+                result = await pusher.push(delivery.target_kind, delivery.target, text, buttons)
             except Exception as exc:  # a pusher bug must not stop the broadcast
                 log.exception("pusher %s failed on delivery %s", pusher.channel, delivery.id)
                 result = PushResult(Outcome.UNCERTAIN, f"{type(exc).__name__}: {exc}")
@@ -212,7 +236,7 @@ class Outbox:
         attempts = delivery.attempts + 1
         async with self.db.transaction() as repos:
             if result.outcome is Outcome.SENT:
-                await repos.deliveries.mark_sent(delivery.id, int(time.time()))
+                await repos.deliveries.mark_sent(delivery.id, int(time.time()), result.message_id)
             elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
                 if result.retry_after is not None:
                     self._pacers[pusher.channel].pause(result.retry_after)

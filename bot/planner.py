@@ -1,6 +1,6 @@
 """Plans announcements on the one APScheduler: a job per pending announcement, keyed by its id.
 
-The rows are the truth; a job only wakes the bot at the right time, and `handlers.broadcast.run_due`
+The rows are the truth; a job only wakes the bot at the right time, and `handlers.due.run_due`
 decides from the rows what to send (or skip). At start-up every pending row gets its job again, and
 anything that fell due while the bot was down is handled at once. A sweep every minute catches the rest.
 """
@@ -16,8 +16,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from handlers.broadcast import run_due
 from handlers.deps import Deps
+from handlers.due import run_due
 
 log = logging.getLogger(__name__)
 

@@ -5,22 +5,25 @@ No business rules live here: only translation, the staff lookup (config list or 
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from dataclasses import dataclass, field
 
 from telegram import (
     Bot,
+    ChatMember,
     ChatMemberAdministrator,
     ChatMemberOwner,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     ReplyParameters,
     Update,
     User,
 )
-from telegram.constants import MessageLimit
+from telegram.constants import MessageLimit, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
@@ -30,7 +33,7 @@ from bot.telegram_push import TelegramPusher
 from bot.telegram_webhook import TelegramWebhookHandler
 from bot.web import WebServer
 from handlers.dispatch import Dispatcher
-from handlers.messages import Identity, Inbound, Reply
+from handlers.messages import Button, Identity, Inbound, Reply
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,12 @@ def _button_inbound(update: Update) -> Inbound | None:
     )
 
 
+def _markup(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons])
+
+
 def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
     """Cut a long text into Telegram-sized pieces, preferring line breaks."""
     pieces: list[str] = []
@@ -129,6 +138,7 @@ class TelegramChannel:
         self._groups = set(settings.telegram.groups)
         self._staff = set(settings.staff.telegram)
         self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
+        self._members: dict[int, tuple[float, bool]] = {}
         self.application = self._build_application()
         self.pusher: TelegramPusher | None = None
 
@@ -204,6 +214,29 @@ class TelegramChannel:
                 return True
         return False
 
+    async def is_group_member(self, msg: Inbound) -> bool:
+        """Is the sender in one of the VIP groups? Asked with getChatMember, remembered for a while."""
+        if msg.is_group:
+            return self.is_vip_chat(msg)
+        user_id = int(msg.sender.external_id)
+        cached = self._members.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = False
+        for group in sorted(self._groups):
+            try:
+                member = await self.application.bot.get_chat_member(group, user_id)
+            except TelegramError as exc:
+                log.info("cannot check membership of %s in %s: %s", user_id, group, exc)
+                continue
+            if member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER) or (
+                member.status == ChatMember.RESTRICTED and getattr(member, "is_member", False)
+            ):
+                found = True
+                break
+        self._members[user_id] = (time.monotonic() + self.settings.telegram.member_cache_seconds, found)
+        return found
+
     async def _admins_of(self, chat_id: int) -> frozenset[int]:
         cached = self._admins.get(chat_id)
         if cached is not None:
@@ -242,29 +275,43 @@ class TelegramChannel:
 
     async def send(self, bot: Bot, msg: Inbound, replies: list[Reply], source: Message | None) -> None:
         for reply in replies:
-            chat_id = reply.chat_id or msg.chat_id
-            same_chat = reply.chat_id is None
-            markup = None
-            if reply.buttons:
-                markup = InlineKeyboardMarkup(
-                    [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in reply.buttons]
-                )
-            pieces = split_text(reply.text)
-            for index, piece in enumerate(pieces):
-                quote = None
-                if same_chat and reply.quote and msg.is_group and index == 0 and source is not None:
-                    quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
-                try:
-                    await bot.send_message(
-                        chat_id=chat_id,
-                        text=piece,
-                        message_thread_id=msg.thread_id if same_chat else None,
-                        reply_parameters=quote,
-                        reply_markup=markup if index == len(pieces) - 1 else None,
-                    )
-                except TelegramError as exc:
-                    log.warning("sending to chat %s failed: %s", chat_id, exc)
-                    break
+            try:
+                await self._send_one(bot, msg, reply, source)
+            except TelegramError as exc:
+                log.warning("sending to chat %s failed: %s", reply.chat_id or msg.chat_id, exc)
+
+    async def _send_one(self, bot: Bot, msg: Inbound, reply: Reply, source: Message | None) -> None:
+        same_chat = reply.chat_id is None and not reply.private
+        chat_id: int | str = reply.chat_id or msg.chat_id
+        if reply.private:
+            chat_id = msg.sender.external_id  # a user's private chat has the user's id
+        thread = msg.thread_id if same_chat else None
+        markup = _markup(reply.buttons)
+        quote = None
+        if same_chat and reply.quote and msg.is_group and source is not None:
+            quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
+        if reply.document is not None:
+            name, content = reply.document
+            await bot.send_document(chat_id=chat_id, document=InputFile(content, filename=name),
+                                    caption=reply.text[:1024], message_thread_id=thread)  # fmt: skip
+            return
+        if reply.mention is not None:
+            # Name the member with a link to their account, so the group message notifies them.
+            who = reply.mention
+            text = f'<a href="tg://user?id={int(who.external_id)}">{html.escape(who.display_name)}</a> '
+            text += html.escape(reply.text)
+            await bot.send_message(chat_id=chat_id, text=text[:4096], parse_mode=ParseMode.HTML,
+                                   message_thread_id=thread, reply_parameters=quote, reply_markup=markup)  # fmt: skip
+            return
+        pieces = split_text(reply.text)
+        for index, piece in enumerate(pieces):
+            await bot.send_message(
+                chat_id=chat_id,
+                text=piece,
+                message_thread_id=thread,
+                reply_parameters=quote if index == 0 else None,
+                reply_markup=markup if index == len(pieces) - 1 else None,
+            )
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling update %r", getattr(update, "update_id", update), exc_info=context.error)

@@ -4,6 +4,7 @@ translation of Telegram's answers into sent / retry / failed / uncertain.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from datetime import timedelta
@@ -15,10 +16,12 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
-from bot.delivery import SENT, Outcome, PushResult
+from bot.delivery import Outcome, PushResult
 from handlers.messages import Button
 
 CHANNEL = "telegram"
+
+log = logging.getLogger(__name__)
 
 # Errors raised before a request left this machine: retrying them cannot send a message twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -29,6 +32,12 @@ def _retry_seconds(exc: RetryAfter) -> float:
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons])
 
 
 def classify(exc: TelegramError) -> PushResult:
@@ -88,13 +97,21 @@ class TelegramPusher:
             chat_id = self._staff_chat
         else:
             chat_id = int(target) if target.lstrip("-").isdigit() else target
-        markup = (
-            InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons])
-            if buttons
-            else None
-        )
+        markup = _markup(buttons)
         try:
-            await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=markup)
+            sent = await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=markup)
         except TelegramError as exc:
             return classify(exc)
-        return SENT
+        return PushResult(Outcome.SENT, message_id=str(sent.message_id))
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
+        try:
+            await self.bot.edit_message_text(
+                text=text[:4096], chat_id=int(chat_id), message_id=int(message_id), reply_markup=_markup(buttons)
+            )
+        except BadRequest as exc:
+            return "not modified" in exc.message  # the text was already current
+        except TelegramError as exc:
+            log.info("editing message %s in %s failed: %s", message_id, chat_id, exc)
+            return False
+        return True

@@ -1,24 +1,21 @@
-"""Announcements as a use case: expanding one into delivery rows, and sending what fell due.
-
-`run_due` is what the scheduler calls: each pending announcement whose time has come is queued, or, when
-the bot was down too long (past the grace time, or past the event's start), skipped; staff hear of both.
+"""Announcements as a use case: planning them ahead of a start (the promo lead rule), creating them, and
+expanding one into a delivery row per recipient.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from handlers.deps import Deps
-from handlers.messages import Button
+from handlers.messages import Button, Reply
 from storage.announcements import Announcement
 from storage.deliveries import TierRange
 from storage.repos import Repos
 
 log = logging.getLogger(__name__)
-
-LATE_NOTICE_AFTER = timedelta(minutes=2)
-"""Lateness below this is ordinary scheduler jitter and not reported to staff."""
 
 
 def buttons_of(ann: Announcement) -> tuple[Button, ...]:
@@ -27,6 +24,8 @@ def buttons_of(ann: Announcement) -> tuple[Button, ...]:
 
 async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
     """Create one delivery row per recipient of `ann` on every channel that can push; returns how many."""
+    if ann.audience == "personal":
+        return 0  # the personal rows were queued with the announcement
     if ann.audience == "staff":
         return await repos.deliveries.queue_staff(ann.id, sorted(deps.outbox.staff_channels()))
     channels = sorted(deps.outbox.channels())
@@ -39,6 +38,8 @@ async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
                 ranges.append(TierRange(low, high))
         return await repos.deliveries.queue_members(ann.id, channels, ranges) if ranges else 0
     count = await repos.deliveries.queue_groups(ann.id, channels)
+    if ann.audience == "groups":
+        return count
     if ann.audience == "signups" and ann.event_id is not None:
         return count + await repos.deliveries.queue_signups(ann.id, ann.event_id, channels)
     return count + await repos.deliveries.queue_members(ann.id, channels)
@@ -54,14 +55,16 @@ async def publish(
     tiers: tuple[str, ...] = (),
     buttons: tuple[tuple[str, str], ...] = (),
     event_id: int | None = None,
+    sale_id: int | None = None,
+    group_buy_id: int | None = None,
     lead: str | None = None,
     created_by: int | None = None,
 ) -> tuple[int, int]:
     """Create an announcement due now and queue it at once; returns (announcement id, recipients)."""
     now = deps.now_ts()
     ann_id = await repos.announcements.create(
-        kind, audience, text, now, now, tiers=tiers, buttons=buttons, event_id=event_id, lead=lead,
-        created_by=created_by,
+        kind, audience, text, now, now, tiers=tiers, buttons=buttons, event_id=event_id, sale_id=sale_id,
+        group_buy_id=group_buy_id, lead=lead, created_by=created_by,
     )  # fmt: skip
     ann = await repos.announcements.get(ann_id)
     assert ann is not None
@@ -70,11 +73,26 @@ async def publish(
     return ann_id, count
 
 
+async def send_personal(
+    repos: Repos, deps: Deps, kind: str, summary: str, bodies: list[tuple[int, str]], **links: Any
+) -> int:
+    """One announcement whose recipients each get their own text (codes, personal notices); returns how
+    many deliveries were queued. Members who cannot be messaged privately are left out."""
+    now = deps.now_ts()
+    ann_id = await repos.announcements.create(kind, "personal", summary, now, now, **links)
+    channels = sorted(deps.outbox.channels())
+    count = 0
+    for member_id, body in bodies:
+        count += await repos.deliveries.queue_personal(ann_id, member_id, body, channels)
+    await repos.announcements.settle(ann_id, "queued", now)
+    return count
+
+
 async def notify_staff(repos: Repos, deps: Deps, text: str) -> None:
     await publish(repos, deps, "staff", "staff", text)
 
 
-def _duration_text(deps: Deps, delta: timedelta) -> str:
+def duration_text(deps: Deps, delta: timedelta) -> str:
     minutes = max(int(delta.total_seconds() // 60), 0)
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
@@ -85,37 +103,71 @@ def _duration_text(deps: Deps, delta: timedelta) -> str:
     return deps.texts.t("time.minutes", minutes=minutes)
 
 
-async def run_due(deps: Deps) -> list[int]:
-    """Queue or skip every pending announcement that is due; returns the ids that were queued."""
+def check_lead_time(deps: Deps, when: datetime, force: bool) -> Reply | None:
+    """Refuse a start in the past, or one inside the promo lead time (five days) unless forced."""
     now = deps.now()
-    now_ts = int(now.timestamp())
-    grace = deps.rules.events.grace
-    queued: list[int] = []
-    async with deps.db.transaction() as repos:
-        for ann in await repos.announcements.due(now_ts):
-            late = now - datetime.fromtimestamp(ann.due_at, now.tzinfo)
-            event = await repos.events.get(ann.event_id) if ann.event_id is not None else None
-            reason = None
-            if event is not None and event.state != "active" and ann.kind != "cancel":
-                reason = deps.texts.t("broadcast.reason_cancelled")
-            elif event is not None and ann.kind == "promo" and now_ts >= event.starts_at:
-                reason = deps.texts.t("broadcast.reason_started")
-            elif late > grace:
-                reason = deps.texts.t("broadcast.reason_grace", late=_duration_text(deps, late))
-            if reason is not None:
-                await repos.announcements.settle(ann.id, "skipped", now_ts, reason)
-                if ann.kind != "staff":
-                    await notify_staff(repos, deps, deps.texts.t("broadcast.skipped", id=ann.id, reason=reason))
-                log.info("announcement %s skipped: %s", ann.id, reason)
-                continue
-            count = await queue_recipients(repos, deps, ann)
-            outcome = ""
-            if late > LATE_NOTICE_AFTER:
-                outcome = deps.texts.t("broadcast.late_outcome", late=_duration_text(deps, late))
-                await notify_staff(
-                    repos, deps, deps.texts.t("broadcast.late", id=ann.id, late=_duration_text(deps, late), count=count)
-                )
-            await repos.announcements.settle(ann.id, "queued", now_ts, outcome)
-            queued.append(ann.id)
-    deps.outbox.wake()
-    return queued
+    if when <= now:
+        return Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp()))))
+    rules = deps.rules.events
+    if when - now < rules.min_lead and not force:
+        earliest = int((now + rules.min_lead).timestamp()) + 59
+        earliest -= earliest % 60
+        return Reply(deps.texts.t("event.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest)))
+    return None
+
+
+async def plan_leads(
+    repos: Repos,
+    deps: Deps,
+    starts_at: int,
+    text_at: Callable[[datetime], str],
+    buttons: tuple[tuple[str, str], ...],
+    *,
+    announce_now: bool = True,
+    event_id: int | None = None,
+    sale_id: int | None = None,
+) -> list[tuple[str, int]]:
+    """Plan the promos of something starting at `starts_at`; returns (lead, due) of each, 'now' for one sent
+    at once. Leads are counted back from the start in local wall-clock time. If the earliest lead has
+    already passed (a forced or moved start), one promo goes out now, unless `announce_now` is False.
+    """
+    now = deps.now()
+    start_local = deps.calendar.local(datetime.fromtimestamp(starts_at, now.tzinfo))
+    leads = deps.rules.events.leads()
+    planned: list[tuple[str, int]] = []
+    if announce_now and start_local - leads[0][1] <= now:
+        await publish(
+            repos, deps, "promo", "all", text_at(now), buttons=buttons, event_id=event_id, sale_id=sale_id, lead="now"
+        )
+        planned.append(("now", int(now.timestamp())))
+    for label, lead in leads:
+        due = (start_local - lead).astimezone(now.tzinfo)
+        if due > now:
+            await plan_at(repos, deps, "promo", "all", text_at(due), due, buttons=buttons, event_id=event_id,
+                          sale_id=sale_id, lead=label)  # fmt: skip
+            planned.append((label, int(due.timestamp())))
+    return planned
+
+
+async def plan_at(
+    repos: Repos,
+    deps: Deps,
+    kind: str,
+    audience: str,
+    text: str,
+    due: datetime,
+    **links: Any,
+) -> int:
+    """Create an announcement due at `due` and give it its scheduler job."""
+    ann_id = await repos.announcements.create(kind, audience, text, int(due.timestamp()), deps.now_ts(), **links)
+    deps.planner.plan(ann_id, due)
+    return ann_id
+
+
+def plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
+    return "\n".join(
+        deps.texts.t("event.plan_now", when=deps.local_text(due))
+        if lead == "now"
+        else deps.texts.t("event.plan_line", lead=lead, when=deps.local_text(due))
+        for lead, due in planned
+    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from handlers.clock import BusinessCalendar, Clock
 from handlers.i18n import Catalog
 from handlers.messages import Inbound
-from handlers.ports import Outbox, Planner
+from handlers.ports import ChannelPort, Outbox, Planner
 from handlers.rules import Rules, Tier
 from storage.database import Database
 
@@ -51,3 +51,8 @@ class Request:
     args: str
     is_staff: bool
     new_member: bool = False
+    port: ChannelPort | None = None
+    """The channel it came through, for questions only the platform can answer (group membership)."""
+
+    async def in_vip_group(self) -> bool:
+        return bool(self.msg.is_group or (self.port is not None and await self.port.is_group_member(self.msg)))

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 from handlers.command import Command
 from handlers.deps import Deps, Request
 from handlers.messages import Inbound, Reply
 from handlers.parsing import ParsedCommand, parse_button, parse_command, parse_keyword
+from handlers.ports import ChannelPort
 
 log = logging.getLogger(__name__)
-
-
-class ChannelPort(Protocol):
-    """What the dispatcher needs to know from the channel an Inbound came through."""
-
-    @property
-    def bot_username(self) -> str | None: ...
-
-    def is_vip_chat(self, msg: Inbound) -> bool:
-        """True for a private chat or a configured VIP group."""
-        ...
-
-    async def is_staff(self, msg: Inbound) -> bool: ...
 
 
 class Dispatcher:
@@ -85,7 +72,7 @@ class Dispatcher:
             log.info("dropping repeated update %s", msg.key)
             return []
         member_id, created = intake
-        request = Request(msg, member_id, msg.sender.display_name, parsed.args, is_staff, created)
+        request = Request(msg, member_id, msg.sender.display_name, parsed.args, is_staff, created, port)
         try:
             return await command.handler(request, self.deps)
         except Exception:

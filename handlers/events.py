@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from handlers.broadcast import publish
+from handlers.broadcast import check_lead_time, plan_leads, plan_lines, publish
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
@@ -47,33 +47,11 @@ def promo_text(deps: Deps, event: Event, due: datetime) -> str:
 
 
 async def plan_promos(repos: Repos, deps: Deps, event: Event, *, announce_now: bool = True) -> list[tuple[str, int]]:
-    """Create the event's promo announcements; returns (lead, due) of each, 'now' for an immediate one.
-
-    Each lead is counted back from the start in local wall-clock time. If the earliest lead has already
-    passed (a forced or moved event), one promo goes out at once instead, unless `announce_now` is False
-    (only the wording changed).
-    """
-    now = deps.now()
-    start_local = deps.calendar.local(datetime.fromtimestamp(event.starts_at, now.tzinfo))
-    planned: list[tuple[str, int]] = []
-    leads = deps.rules.events.leads()
-    button = (join_button(deps, event.id),)
-    if announce_now and start_local - leads[0][1] <= now:
-        await publish(
-            repos, deps, "promo", "all", promo_text(deps, event, now), buttons=button, event_id=event.id, lead="now"
-        )
-        planned.append(("now", int(now.timestamp())))
-    for label, lead in leads:
-        due = (start_local - lead).astimezone(now.tzinfo)
-        if due <= now:
-            continue
-        ann_id = await repos.announcements.create(
-            "promo", "all", promo_text(deps, event, due), int(due.timestamp()), int(now.timestamp()),
-            buttons=button, event_id=event.id, lead=label,
-        )  # fmt: skip
-        deps.planner.plan(ann_id, due)
-        planned.append((label, int(due.timestamp())))
-    return planned
+    """Plan the event's promos from the lead schedule (see `broadcast.plan_leads`)."""
+    return await plan_leads(
+        repos, deps, event.starts_at, lambda due: promo_text(deps, event, due), (join_button(deps, event.id),),
+        announce_now=announce_now, event_id=event.id,
+    )  # fmt: skip
 
 
 async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -> list[tuple[str, int]]:
@@ -82,31 +60,6 @@ async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -
     event = await repos.events.get(event_id)
     assert event is not None
     return await plan_promos(repos, deps, event, announce_now=announce_now)
-
-
-def _plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
-    return "\n".join(
-        deps.texts.t("event.plan_now", when=deps.local_text(due))
-        if lead == "now"
-        else deps.texts.t("event.plan_line", lead=lead, when=deps.local_text(due))
-        for lead, due in planned
-    )
-
-
-def _check_start(deps: Deps, when: datetime, force: bool) -> Reply | None:
-    """Refuse a start in the past, or inside the promo lead time unless forced."""
-    now = deps.now()
-    if when <= now:
-        return Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp()))))
-    rules = deps.rules.events
-    if when - now < rules.min_lead and not force:
-        earliest = int((now + rules.min_lead).timestamp()) + 59
-        return Reply(
-            deps.texts.t(
-                "event.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest - earliest % 60)
-            )
-        )
-    return None
 
 
 # --- /events and /event ----------------------------------------------------------------------------
@@ -149,7 +102,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     if ("capacity" in flags and capacity is None) or points < 0:
         return _usage(deps, "event_add")
     force = bool(flags.get("force"))
-    problem = _check_start(deps, when, force)
+    problem = check_lead_time(deps, when, force)
     if problem is not None:
         return [problem, *_usage(deps, "event_add")]
     bent = when - deps.now() < deps.rules.events.min_lead
@@ -164,7 +117,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     deps.outbox.wake()
     replies = [
         Reply(deps.texts.t("event.created", id=event_id, title=created.title, when=deps.local_text(created.starts_at),
-                           plan=_plan_lines(deps, planned)))
+                           plan=plan_lines(deps, planned)))
     ]  # fmt: skip
     if bent:
         replies.append(Reply(deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days), quote=False))
@@ -207,7 +160,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
         parsed = parse_local_datetime(value, deps.calendar.zone)
         if parsed is None or parsed[1]:
             return _usage(deps, "event_edit")
-        problem = _check_start(deps, parsed[0], bool(flags.get("force")))
+        problem = check_lead_time(deps, parsed[0], bool(flags.get("force")))
         if problem is not None:
             return [problem, *_usage(deps, "event_edit")]
         changes["starts_at"] = int(parsed[0].timestamp())
@@ -238,7 +191,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
     deps.outbox.wake()
     text = deps.texts.t("event.edited", id=event_id)
     if planned is not None:
-        text += "\n" + (_plan_lines(deps, planned) or deps.texts.t("event.no_promos_left"))
+        text += "\n" + (plan_lines(deps, planned) or deps.texts.t("event.no_promos_left"))
     return [Reply(text)]
 
 

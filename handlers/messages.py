@@ -54,3 +54,9 @@ class Reply:
     chat_id: str | None = None
     quote: bool = True
     """Quote the inbound message when answering in a group."""
+    private: bool = False
+    """Send to the sender's private chat instead (only when the member can be messaged privately)."""
+    mention: Identity | None = None
+    """Name this user at the start so that they are notified in a group."""
+    document: tuple[str, bytes] | None = None
+    """A file to attach: (file name, content); `text` is its caption."""

@@ -140,3 +140,16 @@ def parse_id(text: str) -> int | None:
     """A positive record number such as an event or announcement id (a leading '#' is fine)."""
     text = text.strip().lstrip("#")
     return int(text) if re.fullmatch(r"\d{1,12}", text) and int(text) > 0 else None
+
+
+_OPTION = re.compile(r"(?:^|\s)([a-z_]+)=(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]\d{1,2}:\d{2}|\S+)")
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``price=99 stock=20 start=2026-12-01 10:00`` as a dict; a date-time value may contain its space."""
+    return {m.group(1): m.group(2) for m in _OPTION.finditer(text)}
+
+
+def option_leftovers(text: str) -> str:
+    """What is left of `text` once the key=value options are taken out (should be empty)."""
+    return _OPTION.sub(" ", text).strip()

@@ -1,11 +1,13 @@
-"""What handlers need from the runtime, as protocols: the outbox that delivers pushes and the planner
-that wakes the bot when an announcement falls due. `bot/` implements both.
+"""What handlers need from the runtime, as protocols: the channel a message came through, the outbox that
+delivers pushes and the planner that wakes the bot when an announcement falls due. `bot/` implements them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Protocol
+
+from handlers.messages import Inbound
 
 
 class Outbox(Protocol):
@@ -28,3 +30,20 @@ class Planner(Protocol):
         ...
 
     def unplan(self, announcement_id: int) -> None: ...
+
+
+class ChannelPort(Protocol):
+    """What the dispatcher needs to know from the channel an Inbound came through."""
+
+    @property
+    def bot_username(self) -> str | None: ...
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        """True for a private chat or a configured VIP group."""
+        ...
+
+    async def is_staff(self, msg: Inbound) -> bool: ...
+
+    async def is_group_member(self, msg: Inbound) -> bool:
+        """True when the sender is in one of the VIP groups (asked of the platform, cached briefly)."""
+        ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers import announcements, checkin, events, members, points, staff_points
+from handlers import announcements, checkin, events, group_buys, members, points, rewards, sales, staff_points
 from handlers.command import Command
 from handlers.help import make_help
 
@@ -18,6 +18,10 @@ def build_commands() -> list[Command]:
         Command("join", events.join, "join.summary", keywords=("报名",)),
         Command("leave", events.leave, "leave.summary", keywords=("取消报名",)),
         Command("notify", announcements.notify, "notify.summary", keywords=("通知",)),
+        Command("claim", sales.claim, "claim.summary", keywords=("抢", "秒杀")),
+        Command("groupbuy", group_buys.groupbuy, "groupbuy.summary", keywords=("团购",)),
+        Command("rewards", rewards.rewards, "rewards.summary", keywords=("积分商城", "兑换列表")),
+        Command("redeem", rewards.redeem, "redeem.summary", keywords=("兑换",)),
         Command("award", staff_points.award, "award.summary", staff=True),
         Command("deduct", staff_points.deduct, "deduct.summary", staff=True),
         Command("purchase", staff_points.purchase, "purchase.summary", staff=True),
@@ -27,6 +31,9 @@ def build_commands() -> list[Command]:
         Command("unschedule", announcements.unschedule, "unschedule.summary", staff=True),
         Command("delivery", announcements.delivery, "delivery.summary", staff=True),
         Command("event", events.event, "event.summary", staff=True),
+        Command("sale", sales.sale, "sale.summary", staff=True),
+        Command("reward", rewards.reward, "reward.summary", staff=True),
+        Command("redeemed", rewards.redeemed, "redeemed.summary", staff=True),
     ]
     table.append(Command("help", make_help(lambda: table), "help_cmd.summary", keywords=("帮助",)))
     return table

@@ -95,11 +95,27 @@ class EventRules(StrictModel):
         return timedelta(hours=self.late_grace_hours)
 
 
+class SaleRules(StrictModel):
+    early_access_minutes: dict[str, int] = Field(default_factory=lambda: {"black": 10, "diamond": 5})
+    """Tier id -> minutes before everyone else that the tier may claim (announced to them privately)."""
+    edit_interval_seconds: float = Field(5, ge=3, description="group posts' stock line is edited at most this often")
+
+    def early(self, tier_id: str) -> timedelta:
+        return timedelta(minutes=self.early_access_minutes.get(tier_id, 0))
+
+
+class GroupBuyRules(StrictModel):
+    no_deposit_tiers: list[str] = Field(default_factory=lambda: ["diamond", "black"])
+    deposit_percent: int = Field(10, ge=0, le=100, description="deposit asked of other members, % of the group price")
+
+
 class Rules(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
     events: EventRules = Field(default_factory=EventRules)
+    sales: SaleRules = Field(default_factory=SaleRules)
+    groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
 
     @field_validator("tiers")
     @classmethod
@@ -116,6 +132,14 @@ class Rules(StrictModel):
         if len(set(mins)) != len(mins):
             raise ValueError("two tiers cannot start at the same number of points")
         return tiers
+
+    @model_validator(mode="after")
+    def _known_tier_ids(self) -> Rules:
+        known = {t.id for t in self.tiers}
+        unknown = (set(self.sales.early_access_minutes) | set(self.groupbuy.no_deposit_tiers)) - known
+        if unknown:
+            raise ValueError(f"unknown tier ids {sorted(unknown)} in sales or groupbuy (tiers are {sorted(known)})")
+        return self
 
     def tier_by_id(self, tier_id: str) -> Tier | None:
         return next((t for t in self.tiers if t.id == tier_id), None)

@@ -23,9 +23,14 @@ class Announcement:
     due_at: int
     state: str
     outcome: str
+    sale_id: int | None = None
+    group_buy_id: int | None = None
 
 
-_SELECT = "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome FROM announcements"
+_SELECT = (
+    "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome, sale_id, group_buy_id"
+    " FROM announcements"
+)
 
 
 def _announcement(row: aiosqlite.Row) -> Announcement:
@@ -41,6 +46,8 @@ def _announcement(row: aiosqlite.Row) -> Announcement:
         due_at=row[8],
         state=row[9],
         outcome=row[10],
+        sale_id=row[11],
+        group_buy_id=row[12],
     )
 
 
@@ -59,16 +66,18 @@ class AnnouncementRepo:
         tiers: tuple[str, ...] = (),
         buttons: tuple[tuple[str, str], ...] = (),
         event_id: int | None = None,
+        sale_id: int | None = None,
+        group_buy_id: int | None = None,
         lead: str | None = None,
         created_by: int | None = None,
     ) -> int:
         row = await fetch_one(
             self._conn,
-            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, lead, due_at, created_by,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, sale_id, group_buy_id, lead,"
+            " due_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 kind, audience, ",".join(tiers) or None, text, json.dumps([list(b) for b in buttons]),
-                event_id, lead, due_at, created_by, now,
+                event_id, sale_id, group_buy_id, lead, due_at, created_by, now,
             ),
         )  # fmt: skip
         assert row is not None
@@ -113,9 +122,29 @@ class AnnouncementRepo:
         return cur.rowcount == 1
 
     async def cancel_pending_for_event(self, event_id: int) -> list[int]:
+        return await self._cancel_pending("event_id", event_id)
+
+    async def cancel_pending_for_sale(self, sale_id: int) -> list[int]:
+        return await self._cancel_pending("sale_id", sale_id)
+
+    async def cancel_pending_for_group_buy(self, group_buy_id: int) -> list[int]:
+        return await self._cancel_pending("group_buy_id", group_buy_id)
+
+    async def _cancel_pending(self, column: str, subject_id: int) -> list[int]:
         rows = await fetch_all(
             self._conn,
-            "UPDATE announcements SET state = 'cancelled' WHERE event_id = ? AND state = 'pending' RETURNING id",
-            (event_id,),
+            f"UPDATE announcements SET state = 'cancelled' WHERE {column} = ? AND state = 'pending' RETURNING id",
+            (subject_id,),
+        )
+        return [r[0] for r in rows]
+
+    async def set_text(self, announcement_id: int, text: str) -> None:
+        await self._conn.execute("UPDATE announcements SET text = ? WHERE id = ?", (text, announcement_id))
+
+    async def of_subject(self, kind: str, sale_id: int | None = None, group_buy_id: int | None = None) -> list[int]:
+        """Ids of the announcements of `kind` about one sale or group buy."""
+        column, value = ("sale_id", sale_id) if sale_id is not None else ("group_buy_id", group_buy_id)
+        rows = await fetch_all(
+            self._conn, f"SELECT id FROM announcements WHERE kind = ? AND {column} = ? ORDER BY id", (kind, value)
         )
         return [r[0] for r in rows]

@@ -24,6 +24,8 @@ class Delivery:
     attempts: int
     text: str
     buttons_json: str
+    body: str | None = None
+    """A personal text that replaces the announcement's for this recipient."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,18 @@ class DeliveryRepo:
         )
         return cur.rowcount
 
+    async def queue_personal(self, announcement_id: int, member_id: int, body: str, channels: Sequence[str]) -> int:
+        """A private copy with its own text (e.g. a personal code) on each channel the member can be reached."""
+        if not channels:
+            return 0
+        cur = await self._conn.execute(
+            "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id, body)"
+            " SELECT ?, channel, 'user', external_id, member_id, ? FROM identities"
+            f" WHERE member_id = ? AND can_message = 1 AND channel IN ({_in(channels)}) ON CONFLICT DO NOTHING",
+            (announcement_id, body, member_id, *channels),
+        )
+        return cur.rowcount
+
     async def queue_staff(self, announcement_id: int, channels: Sequence[str]) -> int:
         count = 0
         for channel in channels:
@@ -110,7 +124,7 @@ class DeliveryRepo:
             return []
         rows = await fetch_all(
             self._conn,
-            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons"
+            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons, d.body"
             " FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
             f" WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND d.channel IN ({_in(channels)})"
             " ORDER BY d.next_attempt_at, d.id LIMIT ?",
@@ -136,11 +150,24 @@ class DeliveryRepo:
         )
         return cur.rowcount == 1
 
-    async def mark_sent(self, delivery_id: int, now: int) -> None:
+    async def mark_sent(self, delivery_id: int, now: int, message_id: str | None = None) -> None:
         await self._conn.execute(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?, last_error = '' WHERE id = ? AND state = 'sending'",
-            (now, delivery_id),
+            "UPDATE deliveries SET state = 'sent', sent_at = ?, last_error = '', message_id = ?"
+            " WHERE id = ? AND state = 'sending'",
+            (now, message_id, delivery_id),
         )
+
+    async def sent_posts(self, announcement_ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
+        """(delivery id, channel, chat id, message id) of the group posts of these announcements."""
+        if not announcement_ids:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "SELECT id, channel, target, message_id FROM deliveries WHERE state = 'sent' AND target_kind = 'chat'"
+            f" AND message_id IS NOT NULL AND announcement_id IN ({_in(announcement_ids)})",
+            tuple(announcement_ids),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def retry_at(self, delivery_id: int, wall_time: float, error: str) -> None:
         await self._conn.execute(

@@ -9,9 +9,12 @@ from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
 from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
+from storage.group_buys import GroupBuyRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
 from storage.purchases import PurchaseRepo
+from storage.rewards import RewardRepo
+from storage.sales import SaleRepo
 from storage.seen_updates import SeenUpdateRepo
 
 
@@ -27,3 +30,6 @@ class Repos:
         self.events = EventRepo(conn)
         self.announcements = AnnouncementRepo(conn)
         self.deliveries = DeliveryRepo(conn)
+        self.sales = SaleRepo(conn)
+        self.group_buys = GroupBuyRepo(conn)
+        self.rewards = RewardRepo(conn)

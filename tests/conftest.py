@@ -95,6 +95,8 @@ class TestPort:
 
     staff: set[str] = field(default_factory=lambda: {"boss"})
     non_vip_chats: set[str] = field(default_factory=set)
+    outsiders: set[str] = field(default_factory=set)
+    """Users who are not in any VIP group."""
     bot_username: str | None = "vipbot"
 
     def is_vip_chat(self, msg: Inbound) -> bool:
@@ -102,6 +104,9 @@ class TestPort:
 
     async def is_staff(self, msg: Inbound) -> bool:
         return msg.sender.external_id in self.staff
+
+    async def is_group_member(self, msg: Inbound) -> bool:
+        return msg.sender.external_id not in self.outsiders
 
 
 @dataclass
@@ -156,20 +161,28 @@ class RecordingPusher:
     per_second: float = 10_000.0
     has_staff_chat: bool = True
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
+    buttons: list[tuple[str, ...]] = field(default_factory=list)
     script: dict[str, list[Any]] = field(default_factory=dict)
     """target -> PushResults to answer in turn before succeeding."""
 
     def chat_interval(self, target_kind: str, target: str) -> float:
         return 0.0
 
+    edits: list[tuple[str, str, str]] = field(default_factory=list)
+
     async def push(self, target_kind: str, target: str, text: str, buttons: Any) -> Any:
-        from bot.delivery import SENT
+        from bot.delivery import Outcome, PushResult
 
         planned = self.script.get(target)
         if planned:
             return planned.pop(0)
         self.pushes.append((target_kind, target, text))
-        return SENT
+        self.buttons.append(tuple(b.data for b in buttons))
+        return PushResult(Outcome.SENT, message_id=str(len(self.pushes)))
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Any) -> bool:
+        self.edits.append((chat_id, message_id, text))
+        return True
 
     def to(self, target: str) -> list[str]:
         return [text for _, t, text in self.pushes if t == target]

@@ -1,0 +1,331 @@
+"""Flash sales (秒杀): staff create them (the five-day promo rule applies), higher tiers get early access
+announced privately, the start is posted in the VIP groups with a claim button, and members claim units.
+
+A claim is a reservation with a code, paid in the shop. The stock is taken by a conditional update and the
+claim is unique per (sale, member, unit) in the database, so no concurrency oversells or double-claims.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+
+from handlers.broadcast import check_lead_time, plan_at, plan_leads, plan_lines, publish, send_personal
+from handlers.codes import new_code, normalise
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.parsing import (
+    extract_flags,
+    option_leftovers,
+    parse_amount_fen,
+    parse_id,
+    parse_local_datetime,
+    parse_options,
+    split_first,
+)
+from storage.sales import Sale, StockGone
+
+ITEM_LIMIT = 80
+STOCK_LIMIT = 100_000
+
+
+def _usage(deps: Deps, key: str = "sale") -> list[Reply]:
+    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
+
+
+def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:
+    return deps.texts.t("sale.claim_button"), f"v1:claim:{sale_id}"
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen / 100:.2f}"
+
+
+def _tier_name(deps: Deps, tier_id: str | None) -> str:
+    tier = deps.rules.tier_by_id(tier_id) if tier_id else None
+    return deps.tier_name(tier) if tier else ""
+
+
+def post_text(deps: Deps, sale: Sale) -> str:
+    """The group post of a running sale; its stock line is kept current by edits."""
+    stock = (
+        deps.texts.t("sale.stock_line", remaining=sale.remaining, stock=sale.stock)
+        if sale.remaining > 0
+        else deps.texts.t("sale.sold_out_line", stock=sale.stock)
+    )
+    return deps.texts.t("sale.post", id=sale.id, item=sale.item, price=_yuan(sale.price_fen), stock=stock,
+                        limit=sale.per_member, rules=_rules_line(deps, sale))  # fmt: skip
+
+
+def _rules_line(deps: Deps, sale: Sale) -> str:
+    parts = []
+    if sale.min_tier:
+        parts.append(deps.texts.t("sale.rule_tier", tier=_tier_name(deps, sale.min_tier)))
+    if sale.ends_at:
+        parts.append(deps.texts.t("sale.rule_end", when=deps.local_text(sale.ends_at)))
+    if sale.hold_minutes:
+        parts.append(deps.texts.t("sale.rule_hold", minutes=sale.hold_minutes))
+    return "".join(f"\n{p}" for p in parts)
+
+
+def promo_text(deps: Deps, sale: Sale, due: datetime) -> str:
+    remaining = datetime.fromtimestamp(sale.starts_at, due.tzinfo) - due
+    if remaining >= timedelta(days=1):
+        countdown = deps.texts.t("event.in_days", days=round(remaining / timedelta(days=1)))
+    else:
+        countdown = deps.texts.t("event.in_hours", hours=max(round(remaining / timedelta(hours=1)), 1))
+    return deps.texts.t("sale.promo", id=sale.id, item=sale.item, price=_yuan(sale.price_fen), stock=sale.stock,
+                        when=deps.local_text(sale.starts_at), countdown=countdown,
+                        rules=_rules_line(deps, sale))  # fmt: skip
+
+
+def _early_lines(deps: Deps, sale: Sale) -> list[tuple[str, int, str]]:
+    """(tier id, minutes, tier name) of the tiers with early access to this sale, earliest first."""
+    floor = deps.rules.tier_by_id(sale.min_tier) if sale.min_tier else None
+    found = []
+    for tier_id, minutes in deps.rules.sales.early_access_minutes.items():
+        tier = deps.rules.tier_by_id(tier_id)
+        if tier is None or minutes <= 0 or (floor is not None and tier.min_points < floor.min_points):
+            continue
+        found.append((tier_id, minutes, deps.tier_name(tier)))
+    return sorted(found, key=lambda t: -t[1])
+
+
+# --- staff: /sale ----------------------------------------------------------------------------------
+async def sale(req: Request, deps: Deps) -> list[Reply]:
+    sub, rest = split_first(req.args)
+    handler = {
+        "add": _add, "status": _status, "export": _export, "cancel": _cancel, "release": _release, "paid": _paid,
+    }.get(sub.lower())  # fmt: skip
+    if handler is None:
+        return _usage(deps)
+    return await handler(req, deps, rest)
+
+
+async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
+    flags, args = extract_flags(args, {"force": False})
+    item, _, opts = args.partition("|")
+    item = item.strip()[:ITEM_LIMIT]
+    options = parse_options(opts)
+    if not item or option_leftovers(opts) or not {"price", "stock", "start"} <= set(options):
+        return _usage(deps, "sale_add")
+    price = parse_amount_fen(options["price"])
+    stock = int(options["stock"]) if options["stock"].isdigit() else 0
+    start = parse_local_datetime(options["start"], deps.calendar.zone)
+    end = parse_local_datetime(options["end"], deps.calendar.zone) if "end" in options else None
+    limit_text = options.get("limit", "1")
+    limit = int(limit_text) if limit_text.isdigit() else 0
+    hold_text = options.get("hold")
+    hold = int(hold_text) if hold_text and hold_text.isdigit() else None
+    tier = options.get("tier", "").lower() or None
+    problems = [
+        price is None,
+        not 0 < stock <= STOCK_LIMIT,
+        start is None or bool(start[1]),
+        "end" in options and end is None,
+        not 0 < limit <= 100,
+        hold_text is not None and not hold,
+        tier is not None and deps.rules.tier_by_id(tier) is None,
+    ]
+    if any(problems):
+        return _usage(deps, "sale_add")
+    assert price is not None and start is not None
+    starts = start[0]
+    if end is not None and end[0] <= starts:
+        return [Reply(deps.texts.t("sale.end_before_start")), *_usage(deps, "sale_add")]
+    force = bool(flags.get("force"))
+    problem = check_lead_time(deps, starts, force)
+    if problem is not None:
+        return [problem, *_usage(deps, "sale_add")]
+    bent = starts - deps.now() < deps.rules.events.min_lead
+    async with deps.db.transaction() as repos:
+        sale_id = await repos.sales.create(
+            item, price, stock, int(starts.timestamp()), int(end[0].timestamp()) if end else None, limit, tier,
+            hold, bent, req.member_id, deps.now_ts(),
+        )  # fmt: skip
+        created = await repos.sales.get(sale_id)
+        assert created is not None
+        planned = await plan_leads(repos, deps, created.starts_at, lambda due: promo_text(deps, created, due), (),
+                                   sale_id=sale_id)  # fmt: skip
+        early_plan = []
+        for tier_id, minutes, name in _early_lines(deps, created):
+            due = starts - timedelta(minutes=minutes)
+            if due > deps.now():
+                text = deps.texts.t("sale.early", tier=name, minutes=minutes, post=post_text(deps, created))
+                await plan_at(repos, deps, "sale_early", "tiers", text, due, tiers=(tier_id,),
+                              buttons=(claim_button(deps, sale_id),), sale_id=sale_id)  # fmt: skip
+                early_plan.append(
+                    deps.texts.t("sale.plan_early", tier=name, when=deps.local_text(int(due.timestamp())))
+                )
+        await plan_at(repos, deps, "sale_start", "groups", post_text(deps, created), starts,
+                      buttons=(claim_button(deps, sale_id),), sale_id=sale_id)  # fmt: skip
+    deps.outbox.wake()
+    created_line = deps.texts.t(
+        "sale.created", id=sale_id, item=item, price=_yuan(price), stock=stock, when=deps.local_text(created.starts_at)
+    )
+    lines = [
+        created_line,
+        plan_lines(deps, planned),
+        *early_plan,
+        deps.texts.t("sale.plan_start", when=deps.local_text(created.starts_at)),
+    ]
+    replies = [Reply("\n".join(line for line in lines if line))]
+    if bent:
+        replies.append(Reply(deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days), quote=False))
+    return replies
+
+
+async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
+    sale_id = parse_id(args)
+    if sale_id is None:
+        return _usage(deps)
+    async with deps.db.read() as repos:
+        found = await repos.sales.get(sale_id)
+        claims = await repos.sales.claims(sale_id) if found else []
+    if found is None:
+        return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+    live = [c for c in claims if c.state != "released"]
+    lines = [
+        deps.texts.t("sale.status", id=found.id, item=found.item, sold=found.sold, remaining=found.remaining,
+                     stock=found.stock, claimants=len({c.member_id for c in live}),
+                     state=deps.texts.t(f"event.state_{found.state}"), when=deps.local_text(found.starts_at)),
+    ]  # fmt: skip
+    for claim_row in live[:30]:
+        lines.append(deps.texts.t("sale.claim_line", code=claim_row.code, name=claim_row.display_name,
+                                  state=deps.texts.t(f"sale.claim_{claim_row.state}")))  # fmt: skip
+    if len(live) > 30:
+        lines.append(deps.texts.t("scheduled.more", count=len(live) - 30))
+    return [Reply("\n".join(lines))]
+
+
+async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
+    sale_id = parse_id(args)
+    if sale_id is None:
+        return _usage(deps)
+    async with deps.db.read() as repos:
+        found = await repos.sales.get(sale_id)
+        claims = await repos.sales.claims(sale_id) if found else []
+    if found is None:
+        return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["code", "member_id", "member", "unit", "state", "claimed_at", "settled_at"])
+    for c in claims:
+        settled = deps.local_text(c.settled_at) if c.settled_at else ""
+        writer.writerow([c.code, c.member_id, c.display_name, c.unit, c.state, deps.local_text(c.claimed_at), settled])
+    data = buffer.getvalue().encode("utf-8-sig")  # with a BOM, so spreadsheet programs read the Chinese names
+    caption = deps.texts.t("sale.exported", id=sale_id, count=len(claims))
+    return [Reply(caption, document=(f"sale-{sale_id}-claims.csv", data))]
+
+
+async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
+    sale_id = parse_id(args)
+    if sale_id is None:
+        return _usage(deps)
+    now = deps.now_ts()
+    async with deps.db.transaction() as repos:
+        found = await repos.sales.get(sale_id)
+        holders = [c for c in await repos.sales.claims(sale_id) if c.state == "held"] if found else []
+        if found is None or not await repos.sales.cancel(sale_id, now):
+            return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+        for ann_id in await repos.announcements.cancel_pending_for_sale(sale_id):
+            deps.planner.unplan(ann_id)
+        notice = deps.texts.t("sale.cancel_notice", item=found.item)
+        await publish(repos, deps, "cancel", "groups", notice, sale_id=sale_id, created_by=req.member_id)
+        bodies = [(c.member_id, deps.texts.t("sale.cancel_personal", item=found.item, code=c.code)) for c in holders]
+        await send_personal(repos, deps, "cancel", notice, bodies, sale_id=sale_id)
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("sale.cancelled", id=sale_id, item=found.item, released=len(holders)))]
+
+
+async def _release(req: Request, deps: Deps, args: str) -> list[Reply]:
+    if not args.strip():
+        return _usage(deps)
+    code = normalise(args)
+    async with deps.db.transaction() as repos:
+        released = await repos.sales.release(code, deps.now_ts())
+    if released is None:
+        return [Reply(deps.texts.t("sale.code_unknown", code=code))]
+    return [Reply(deps.texts.t("sale.released", code=code, id=released.sale_id))]
+
+
+async def _paid(req: Request, deps: Deps, args: str) -> list[Reply]:
+    if not args.strip():
+        return _usage(deps)
+    code = normalise(args)
+    async with deps.db.transaction() as repos:
+        paid = await repos.sales.mark_paid(code, deps.now_ts())
+    return [Reply(deps.texts.t("sale.paid" if paid else "sale.code_unknown", code=code))]
+
+
+# --- members: /claim -------------------------------------------------------------------------------
+async def claim(req: Request, deps: Deps) -> list[Reply]:
+    sale_id = parse_id(req.args)
+    if sale_id is None:
+        return _usage(deps, "claim")
+    texts = deps.texts
+    now = deps.now_ts()
+    async with deps.db.read() as repos:
+        found = await repos.sales.get(sale_id)
+        member = await repos.members.get(req.member_id)
+        held = await repos.sales.live_claims(sale_id, req.member_id) if found else 0
+    assert member is not None
+    if found is None or found.state != "active":
+        return [Reply(texts.t("sale.unknown", id=sale_id))]
+    if not await req.in_vip_group():
+        return [Reply(texts.t("claim.not_member"))]
+    tier = deps.rules.tier_for(member.earned)
+    required = deps.rules.tier_by_id(found.min_tier) if found.min_tier else None
+    if required is not None and tier.min_points < required.min_points:
+        return [Reply(texts.t("claim.tier_low", tier=deps.tier_name(required)))]
+    opens_at = found.starts_at - int(deps.rules.sales.early(tier.id).total_seconds())
+    if now < opens_at:
+        return [Reply(texts.t("claim.not_started", when=deps.local_text(opens_at)))]
+    if found.ends_at is not None and now >= found.ends_at:
+        return [Reply(texts.t("claim.ended", item=found.item))]
+    if held >= found.per_member:
+        return [Reply(texts.t("claim.limit", limit=found.per_member))]
+    if found.remaining <= 0:
+        return [Reply(texts.t("claim.sold_out", item=found.item))]
+    code = new_code("S")
+    try:
+        async with deps.db.transaction() as repos:
+            unit = await repos.sales.take_unit(sale_id, req.member_id, code, now, opens_at)
+            reachable = await repos.members.can_message(req.member_id)
+    except StockGone:
+        return [Reply(texts.t("claim.sold_out", item=found.item))]
+    if unit is None:
+        return [Reply(texts.t("claim.limit", limit=found.per_member))]
+    hold = texts.t("claim.hold", minutes=found.hold_minutes) if found.hold_minutes else ""
+    code_text = texts.t("claim.code", item=found.item, price=_yuan(found.price_fen), code=code, hold=hold)
+    if not req.msg.is_group:
+        return [Reply(code_text)]
+    if reachable:
+        return [Reply(texts.t("claim.won_private", item=found.item)), Reply(code_text, private=True)]
+    return [Reply(texts.t("claim.won_public", item=found.item)), Reply(code_text, mention=req.msg.sender, quote=False)]
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+async def expire_holds(deps: Deps) -> int:
+    """Release unpaid claims past their sale's hold time; tell the members. Returns how many."""
+    async with deps.db.transaction() as repos:
+        expired = await repos.sales.release_expired(deps.now_ts())
+        bodies = [(c.member_id, deps.texts.t("claim.expired", code=c.code)) for c in expired]
+        if bodies:
+            await send_personal(repos, deps, "sale_expired", deps.texts.t("claim.expired", code="-"), bodies)
+    if expired:
+        deps.outbox.wake()
+    return len(expired)
+
+
+async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, str], ...]]]:
+    """(announcement ids, current text, buttons) of the group posts of running sales."""
+    async with deps.db.read() as repos:
+        running = await repos.sales.running(deps.now_ts())
+        posts = []
+        for item in running:
+            ids = await repos.announcements.of_subject("sale_start", sale_id=item.id)
+            buttons = (claim_button(deps, item.id),) if item.remaining > 0 else ()
+            posts.append((ids, post_text(deps, item), buttons))
+    return posts
