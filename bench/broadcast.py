@@ -413,6 +413,9 @@ def run_once(args: argparse.Namespace, kill: bool) -> RunResult:
             settle(result, server, bot, text, db_path, args.rate_limit)
             if result.problems:
                 print(f"  [{label}] bot log tail:\n{bot.log_tail(15)}", flush=True)
+        except Exception:
+            print(f"  [{label}] failed; bot log tail:\n{bot.log_tail(30)}", flush=True)
+            raise
         finally:
             bot.kill_all()
             server.stop()

@@ -124,7 +124,8 @@ class _ControlHandler(RequestHandler):
 
 
 async def _serve_fake(conn: Connection, token: str, rate_limit: float | None) -> None:
-    logging.getLogger("tornado.access").setLevel(logging.ERROR)  # not one line per 429 answer
+    # Neither a line per 429 answer nor the 500 of a long poll cut short by stop().
+    logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
     api = await FakeBotApi(token=token, rate_limit_per_second=rate_limit).start()
     stop = asyncio.Event()
     assert api._server is not None

@@ -98,6 +98,8 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._post_texts: dict[int, str] = {}
+        """Last text each live group post (by delivery id) was edited to."""
         self._stopping = False
 
     # --- the Outbox port of handlers ---------------------------------------------------------------

@@ -51,7 +51,7 @@ class Runtime:
             planner=planner,
         )
         planner.bind(deps)
-        add_housekeeping(scheduler, deps)
+        add_housekeeping(scheduler, deps, outbox)
         return cls(settings, deps, Dispatcher(deps, build_commands()), scheduler, planner, outbox)
 
     async def start(self) -> None:

@@ -7,8 +7,12 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.delivery import Outbox
+from handlers import group_buys, sales
 from handlers.deps import Deps
+from handlers.sales import expire_holds
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +20,31 @@ SEEN_UPDATES_KEEP = timedelta(days=2)
 """Telegram keeps an undelivered update for 24 hours; remembering keys for two days is enough."""
 
 
-def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps) -> None:
+def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) -> None:
     scheduler.add_job(
         prune_seen_updates, CronTrigger(hour=4, minute=17), args=[deps], id="prune_seen_updates",
         replace_existing=True,
     )  # fmt: skip
+    scheduler.add_job(
+        expire_holds, IntervalTrigger(minutes=1), args=[deps], id="expire_sale_holds", replace_existing=True
+    )
+    scheduler.add_job(
+        refresh_live_posts, IntervalTrigger(seconds=deps.rules.sales.edit_interval_seconds), args=[deps, outbox],
+        id="refresh_live_posts", replace_existing=True,
+    )  # fmt: skip
+
+
+async def refresh_live_posts(deps: Deps, outbox: Outbox) -> int:
+    """Edit the group posts of running flash sales and open group buys whose numbers changed.
+
+    Runs every `sales.edit_interval_seconds` (5 s by default: at most 12 edits a minute per post, under
+    Telegram's 20 messages a minute into one group)."""
+    try:
+        posts = [*await sales.live_posts(deps), *await group_buys.live_posts(deps)]
+        return await outbox.edit_posts(posts)
+    except Exception:
+        log.exception("refreshing live posts failed")
+        return 0
 
 
 async def prune_seen_updates(deps: Deps) -> int:

@@ -259,7 +259,9 @@ class TelegramChannel:
             return
         replies = await self.dispatcher.handle(msg, self)
         if update.callback_query is not None:
-            await self._answer_button(update, replies)
+            # The first reply shows on the presser's screen; the rest (e.g. a claim code) are sent as usual.
+            await self._answer_button(update, replies[:1])
+            await self.send(context.bot, msg, replies[1:], None)
             return
         await self.send(context.bot, msg, replies, update.message)
 

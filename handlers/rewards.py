@@ -91,11 +91,10 @@ async def reward(req: Request, deps: Deps) -> list[Reply]:
         if sub == "edit":
             id_text, opts = split_first(rest)
             reward_id = parse_id(id_text)
-            options = parse_options(opts)
-            name = options.pop("name", None)
-            fields = _reward_fields(deps, options)
-            if name:
-                fields["name"] = name[:NAME_LIMIT]
+            opts, _, name = opts.partition("name=")  # the new name, if any, is last and may hold spaces
+            fields = _reward_fields(deps, parse_options(opts))
+            if name.strip():
+                fields["name"] = name.strip()[:NAME_LIMIT]
             if reward_id is None or not fields or option_leftovers(opts):
                 return _usage(deps, "reward")
             async with deps.db.transaction() as repos:
