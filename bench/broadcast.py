@@ -213,7 +213,11 @@ def trigger(server: FakeServer, bot: Bot, text: str) -> int:
                 return str(message["text"])
         return None
 
-    reply = wait_until(answer, 60, "the answer to /announce", bot)
+    try:
+        reply = wait_until(answer, 60, "the answer to /announce", bot)
+    except RuntimeError as exc:
+        seen = [m["text"][:120] for m in server.messages(STAFF_ID)]
+        raise RuntimeError(f"{exc}; the staff chat got {seen}") from exc
     match = QUEUED.search(reply)
     assert match is not None
     return int(match.group(1))
