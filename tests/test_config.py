@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,7 @@ def test_the_shipped_config_is_valid_and_matches_the_defaults() -> None:
     assert [(t.id, t.min_points) for t in settings.tiers] == [("gold", 0), ("diamond", 600), ("black", 1800)]
     assert settings.checkin.points_for(1) == 10 and settings.checkin.points_for(30) == 30
     assert settings.telegram_token == ""
+    assert settings.model_dump() == Settings(storage={"path": "data/vipbot.db"}).model_dump()
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
