@@ -13,10 +13,6 @@ TEXT_LIMIT = 3500
 """Leaves room under Telegram's 4,096 characters for the bot's own framing."""
 
 
-def _usage(deps: Deps, key: str) -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
-
-
 def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply | None]:
     if value is None:
         return (), None
@@ -31,7 +27,7 @@ def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply
 async def announce(req: Request, deps: Deps) -> list[Reply]:
     flags, text = extract_flags(req.args, {"tier": True})
     if not text:
-        return _usage(deps, "announce")
+        return deps.usage("announce")
     tiers, problem = _tiers(deps, flags.get("tier"))
     if problem is not None:
         return [problem]
@@ -48,12 +44,12 @@ async def schedule(req: Request, deps: Deps) -> list[Reply]:
     flags, rest = extract_flags(req.args, {"tier": True})
     parsed = parse_local_datetime(rest, deps.calendar.zone)
     if parsed is None or not parsed[1]:
-        return _usage(deps, "schedule")
+        return deps.usage("schedule")
     when, text = parsed
     if when <= deps.now():
         return [
             Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp())))),
-            *_usage(deps, "schedule"),
+            *deps.usage("schedule"),
         ]
     tiers, problem = _tiers(deps, flags.get("tier"))
     if problem is not None:
@@ -89,7 +85,7 @@ async def scheduled(req: Request, deps: Deps) -> list[Reply]:
 async def unschedule(req: Request, deps: Deps) -> list[Reply]:
     ann_id = parse_id(req.args)
     if ann_id is None:
-        return _usage(deps, "unschedule")
+        return deps.usage("unschedule")
     async with deps.db.transaction() as repos:
         cancelled = await repos.announcements.settle(ann_id, "cancelled", deps.now_ts())
     if not cancelled:
@@ -101,7 +97,7 @@ async def unschedule(req: Request, deps: Deps) -> list[Reply]:
 async def delivery(req: Request, deps: Deps) -> list[Reply]:
     ann_id = parse_id(req.args)
     if ann_id is None:
-        return _usage(deps, "delivery")
+        return deps.usage("delivery")
     async with deps.db.read() as repos:
         ann = await repos.announcements.get(ann_id)
         counts = await repos.deliveries.counts(ann_id)
@@ -131,7 +127,7 @@ async def notify(req: Request, deps: Deps) -> list[Reply]:
         async with deps.db.read() as repos:
             current = await repos.members.notify(req.member_id)
         state = deps.texts.t("notify.state_on" if current else "notify.state_off")
-        return [Reply(deps.texts.t("notify.status", state=state)), *_usage(deps, "notify")]
+        return [Reply(deps.texts.t("notify.status", state=state)), *deps.usage("notify")]
     on = choice in ("on", "开")
     async with deps.db.transaction() as repos:
         await repos.members.set_notify(req.member_id, on)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from handlers.clock import BusinessCalendar, Clock
 from handlers.i18n import Catalog
-from handlers.messages import Inbound
+from handlers.messages import Inbound, Reply
 from handlers.ports import ChannelPort, Outbox, Planner
 from handlers.rules import Rules, Tier
 from storage.database import Database
@@ -28,6 +28,10 @@ class Deps:
 
     def now_ts(self) -> int:
         return int(self.clock.now().timestamp())
+
+    def usage(self, key: str) -> list[Reply]:
+        """The usage line of a command, from the catalog's ``<key>.usage``."""
+        return [Reply(self.texts.t("common.usage", usage=self.texts.t(f"{key}.usage")))]
 
     def tier_name(self, tier: Tier) -> str:
         return tier.name or self.texts.t(f"tier.{tier.id}")

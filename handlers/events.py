@@ -18,10 +18,6 @@ TITLE_LIMIT = 120
 DESCRIPTION_LIMIT = 2000
 
 
-def _usage(deps: Deps, key: str = "event") -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
-
-
 def join_button(deps: Deps, event_id: int) -> tuple[str, str]:
     """Short, versioned callback data: the button is the command `/join <id>`."""
     return deps.texts.t("event.join_button"), f"v1:join:{event_id}"
@@ -81,7 +77,7 @@ async def event(req: Request, deps: Deps) -> list[Reply]:
     sub, rest = split_first(req.args)
     handler = _SUBCOMMANDS.get(sub.lower())
     if handler is None:
-        return _usage(deps)
+        return deps.usage("event")
     return await handler(req, deps, rest)
 
 
@@ -89,22 +85,22 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     flags, rest = extract_flags(args, {"force": False, "capacity": True, "points": True})
     parsed = parse_local_datetime(rest, deps.calendar.zone)
     if parsed is None:
-        return _usage(deps, "event_add")
+        return deps.usage("event_add")
     when, tail = parsed
     title, _, description = tail.partition("|")
     title, description = title.strip(), description.strip()
     if not title:
-        return _usage(deps, "event_add")
+        return deps.usage("event_add")
     capacity = parse_id(str(flags["capacity"])) if "capacity" in flags else None
     points = deps.rules.events.attend_points
     if "points" in flags:
         points = int(str(flags["points"])) if str(flags["points"]).isdigit() else -1
     if ("capacity" in flags and capacity is None) or points < 0:
-        return _usage(deps, "event_add")
+        return deps.usage("event_add")
     force = bool(flags.get("force"))
     problem = check_lead_time(deps, when, force)
     if problem is not None:
-        return [problem, *_usage(deps, "event_add")]
+        return [problem, *deps.usage("event_add")]
     bent = when - deps.now() < deps.rules.events.min_lead
     async with deps.db.transaction() as repos:
         event_id = await repos.events.create(
@@ -127,7 +123,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
     event_id = parse_id(args)
     if event_id is None:
-        return _usage(deps)
+        return deps.usage("event")
     async with deps.db.read() as repos:
         found = await repos.events.get(event_id)
         promos = await repos.announcements.for_event(event_id) if found else []
@@ -152,17 +148,17 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
     field, value = split_first(rest)
     field = field.lower()
     if event_id is None or field not in ("start", "title", "desc", "capacity", "points") or not value:
-        return _usage(deps, "event_edit")
+        return deps.usage("event_edit")
     changes: dict[str, object] = {}
     announce_now = False
     if field == "start":
         flags, value = extract_flags(value, {"force": False})
         parsed = parse_local_datetime(value, deps.calendar.zone)
         if parsed is None or parsed[1]:
-            return _usage(deps, "event_edit")
+            return deps.usage("event_edit")
         problem = check_lead_time(deps, parsed[0], bool(flags.get("force")))
         if problem is not None:
-            return [problem, *_usage(deps, "event_edit")]
+            return [problem, *deps.usage("event_edit")]
         changes["starts_at"] = int(parsed[0].timestamp())
         announce_now = True
     elif field == "title":
@@ -172,11 +168,11 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
     elif field == "capacity":
         capacity = None if value.lower() in ("none", "0", "无") else parse_id(value)
         if capacity is None and value.lower() not in ("none", "0", "无"):
-            return _usage(deps, "event_edit")
+            return deps.usage("event_edit")
         changes["capacity"] = capacity
     else:
         if not value.isdigit():
-            return _usage(deps, "event_edit")
+            return deps.usage("event_edit")
         changes["attend_points"] = int(value)
     async with deps.db.transaction() as repos:
         current = await repos.events.get(event_id)
@@ -198,7 +194,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
     event_id = parse_id(args)
     if event_id is None:
-        return _usage(deps)
+        return deps.usage("event")
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         if found is None or not await repos.events.cancel(event_id):
@@ -219,7 +215,7 @@ async def _attend(req: Request, deps: Deps, args: str) -> list[Reply]:
     inner = Request(req.msg, req.member_id, req.name, rest, req.is_staff)
     target = split_target(inner)
     if event_id is None or target is None or target.rest:
-        return _usage(deps, "event_attend")
+        return deps.usage("event_attend")
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
@@ -247,7 +243,7 @@ _SUBCOMMANDS = {"add": _add, "show": _show, "edit": _edit, "cancel": _cancel, "a
 async def join(req: Request, deps: Deps) -> list[Reply]:
     event_id = parse_id(req.args)
     if event_id is None:
-        return _usage(deps, "join")
+        return deps.usage("join")
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         if found is None or found.state != "active":
@@ -266,7 +262,7 @@ async def join(req: Request, deps: Deps) -> list[Reply]:
 async def leave(req: Request, deps: Deps) -> list[Reply]:
     event_id = parse_id(req.args)
     if event_id is None:
-        return _usage(deps, "leave")
+        return deps.usage("leave")
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         withdrawn = found is not None and await repos.events.withdraw(event_id, req.member_id)

@@ -18,20 +18,13 @@ from handlers.parsing import (
     parse_local_datetime,
     parse_options,
     split_first,
+    yuan_text,
 )
 from storage.announcements import Announcement
 from storage.group_buys import GroupBuy
 from storage.repos import Repos
 
 ITEM_LIMIT = 80
-
-
-def _usage(deps: Deps, key: str = "groupbuy") -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen / 100:.2f}"
 
 
 def join_button(deps: Deps, group_buy_id: int) -> tuple[str, str]:
@@ -45,9 +38,15 @@ def post_text(deps: Deps, buy: GroupBuy) -> str:
         else deps.texts.t("groupbuy.reached", joined=buy.joined)
     )
     return deps.texts.t(
-        "groupbuy.post", id=buy.id, item=buy.item, price=_yuan(buy.price_fen), group_price=_yuan(buy.group_price_fen),
-        min=buy.min_members, deadline=deps.local_text(buy.deadline_at), progress=progress,
-    )  # fmt: skip
+        "groupbuy.post",
+        id=buy.id,
+        item=buy.item,
+        price=yuan_text(buy.price_fen),
+        group_price=yuan_text(buy.group_price_fen),
+        min=buy.min_members,
+        deadline=deps.local_text(buy.deadline_at),
+        progress=progress,
+    )
 
 
 def _deposit(deps: Deps, earned: int, buy: GroupBuy) -> int:
@@ -65,7 +64,7 @@ async def groupbuy(req: Request, deps: Deps) -> list[Reply]:
             return [Reply(deps.texts.t("common.staff_only"))]
     handler = {"add": _add, "join": _join, "status": _status, "cancel": _cancel, "list": _list, "": _list}.get(sub)
     if handler is None:
-        return _usage(deps)
+        return deps.usage("groupbuy")
     return await handler(req, deps, rest)
 
 
@@ -74,19 +73,19 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     item = item.strip()[:ITEM_LIMIT]
     options = parse_options(opts)
     if not item or option_leftovers(opts) or not {"price", "group_price", "min", "deadline"} <= set(options):
-        return _usage(deps, "groupbuy_add")
+        return deps.usage("groupbuy_add")
     price = parse_amount_fen(options["price"])
     group_price = parse_amount_fen(options["group_price"])
     minimum = int(options["min"]) if options["min"].isdigit() else 0
     deadline = parse_local_datetime(options["deadline"], deps.calendar.zone)
     if price is None or group_price is None or not 2 <= minimum <= 10_000 or deadline is None or deadline[1]:
-        return _usage(deps, "groupbuy_add")
+        return deps.usage("groupbuy_add")
     if group_price > price:
-        return [Reply(deps.texts.t("groupbuy.price_order")), *_usage(deps, "groupbuy_add")]
+        return [Reply(deps.texts.t("groupbuy.price_order")), *deps.usage("groupbuy_add")]
     when = deadline[0]
     if when <= deps.now():
         return [Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp())))),
-                *_usage(deps, "groupbuy_add")]  # fmt: skip
+                *deps.usage("groupbuy_add")]  # fmt: skip
     async with deps.db.transaction() as repos:
         buy_id = await repos.group_buys.create(
             item, price, group_price, minimum, int(when.timestamp()), req.member_id, deps.now_ts()
@@ -105,7 +104,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
     buy_id = parse_id(args)
     if buy_id is None:
-        return _usage(deps)
+        return deps.usage("groupbuy")
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         buy = await repos.group_buys.get(buy_id)
@@ -120,7 +119,7 @@ async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
     if not joined:
         return [Reply(deps.texts.t("groupbuy.already", item=buy.item, missing=after.missing))]
     deposit_line = (
-        deps.texts.t("groupbuy.deposit", deposit=_yuan(deposit)) if deposit else deps.texts.t("groupbuy.no_deposit")
+        deps.texts.t("groupbuy.deposit", deposit=yuan_text(deposit)) if deposit else deps.texts.t("groupbuy.no_deposit")
     )
     key = "groupbuy.joined" if after.missing else "groupbuy.joined_reached"
     return [Reply(deps.texts.t(key, name=req.name, item=buy.item, missing=after.missing, joined=after.joined,
@@ -130,7 +129,7 @@ async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
     buy_id = parse_id(args)
     if buy_id is None:
-        return _usage(deps)
+        return deps.usage("groupbuy")
     async with deps.db.read() as repos:
         buy = await repos.group_buys.get(buy_id)
         people = await repos.group_buys.participants(buy_id) if buy else []
@@ -141,7 +140,7 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
     if mine is not None and mine.code:
         lines.append(deps.texts.t("groupbuy.your_code", code=mine.code))
     if req.is_staff:
-        lines += [deps.texts.t("groupbuy.participant", name=p.display_name, deposit=_yuan(p.deposit_fen),
+        lines += [deps.texts.t("groupbuy.participant", name=p.display_name, deposit=yuan_text(p.deposit_fen),
                                code=p.code or "-") for p in people]  # fmt: skip
     return [Reply("\n".join(lines))]
 
@@ -152,7 +151,7 @@ async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
     if not open_buys:
         return [Reply(deps.texts.t("groupbuy.none"))]
     lines = [deps.texts.t("groupbuy.list_header")]
-    lines += [deps.texts.t("groupbuy.list_line", id=b.id, item=b.item, group_price=_yuan(b.group_price_fen),
+    lines += [deps.texts.t("groupbuy.list_line", id=b.id, item=b.item, group_price=yuan_text(b.group_price_fen),
                            missing=b.missing, deadline=deps.local_text(b.deadline_at)) for b in open_buys]  # fmt: skip
     return [Reply("\n".join(lines))]
 
@@ -160,7 +159,7 @@ async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
     buy_id = parse_id(args)
     if buy_id is None:
-        return _usage(deps)
+        return deps.usage("groupbuy")
     async with deps.db.transaction() as repos:
         buy = await repos.group_buys.get(buy_id)
         if buy is None or not await repos.group_buys.cancel(buy_id):
@@ -191,14 +190,14 @@ async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Ann
         if succeeded:
             code = new_code("G")
             await repos.group_buys.set_code(buy.id, person.member_id, code)
-            price = _yuan(buy.group_price_fen)
+            price = yuan_text(buy.group_price_fen)
             body = deps.texts.t("groupbuy.success_personal", item=buy.item, group_price=price, code=code)
             bodies.append((person.member_id, body))
         else:
             bodies.append((person.member_id, deps.texts.t("groupbuy.failure_personal", item=buy.item)))
     key = "groupbuy.success" if succeeded else "groupbuy.failure"
     text = deps.texts.t(key, id=buy.id, item=buy.item, joined=buy.joined, min=buy.min_members,
-                        group_price=_yuan(buy.group_price_fen))  # fmt: skip
+                        group_price=yuan_text(buy.group_price_fen))  # fmt: skip
     await send_personal(repos, deps, "groupbuy_result", text, bodies, group_buy_id=buy.id)
     await repos.announcements.set_text(ann.id, text)
     return replace(ann, text=text)

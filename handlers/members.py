@@ -6,7 +6,7 @@ from datetime import date
 
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import parse_month_day
+from handlers.parsing import parse_month_day, yuan_text
 
 
 async def start(req: Request, deps: Deps) -> list[Reply]:
@@ -41,7 +41,7 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
                 tier=deps.tier_name(deps.rules.tier_for(member.earned)),
                 streak=streak,
                 purchases=bought.count,
-                total=f"{bought.total_fen / 100:.2f}",
+                total=yuan_text(bought.total_fen),
             )
         )
     ]

@@ -93,6 +93,11 @@ def parse_amount_fen(value: str, maximum_yuan: int = 10_000_000) -> int | None:
     return int(amount * 100)
 
 
+def yuan_text(fen: int) -> str:
+    """Fen as a yuan amount for display, e.g. 19990 -> '199.90'."""
+    return f"{fen / 100:.2f}"
+
+
 def split_first(args: str) -> tuple[str, str]:
     head, _, rest = args.strip().partition(" ")
     return head, rest.strip()

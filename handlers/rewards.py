@@ -18,10 +18,6 @@ CLOSE_FRACTION = 0.3
 """A reward counts as 'close' when the member lacks at most this share of its cost."""
 
 
-def _usage(deps: Deps, key: str) -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
-
-
 class _Invalid(ValueError):
     pass
 
@@ -76,7 +72,7 @@ async def reward(req: Request, deps: Deps) -> list[Reply]:
             name = name.strip()[:NAME_LIMIT]
             fields = _reward_fields(deps, parse_options(opts))
             if not name or "cost" not in fields or option_leftovers(opts):
-                return _usage(deps, "reward")
+                return deps.usage("reward")
             async with deps.db.transaction() as repos:
                 reward_id = await repos.rewards.create(
                     name,
@@ -96,7 +92,7 @@ async def reward(req: Request, deps: Deps) -> list[Reply]:
             if name.strip():
                 fields["name"] = name.strip()[:NAME_LIMIT]
             if reward_id is None or not fields or option_leftovers(opts):
-                return _usage(deps, "reward")
+                return deps.usage("reward")
             async with deps.db.transaction() as repos:
                 changed = await repos.rewards.update(reward_id, **fields)
                 updated = await repos.rewards.get(reward_id)
@@ -106,14 +102,14 @@ async def reward(req: Request, deps: Deps) -> list[Reply]:
         if sub == "remove":
             reward_id = parse_id(rest)
             if reward_id is None:
-                return _usage(deps, "reward")
+                return deps.usage("reward")
             async with deps.db.transaction() as repos:
                 removed = await repos.rewards.remove(reward_id)
             key = "reward.removed" if removed else "reward.unknown"
             return [Reply(deps.texts.t(key, id=reward_id))]
     except _Invalid as bad:
-        return [Reply(deps.texts.t("reward.invalid", field=str(bad))), *_usage(deps, "reward")]
-    return _usage(deps, "reward")
+        return [Reply(deps.texts.t("reward.invalid", field=str(bad))), *deps.usage("reward")]
+    return deps.usage("reward")
 
 
 async def rewards(req: Request, deps: Deps) -> list[Reply]:
@@ -150,7 +146,7 @@ async def rewards(req: Request, deps: Deps) -> list[Reply]:
 async def redeem(req: Request, deps: Deps) -> list[Reply]:
     reward_id = parse_id(req.args)
     if reward_id is None:
-        return _usage(deps, "redeem")
+        return deps.usage("redeem")
     now = deps.now_ts()
     code = new_code("R")
     async with deps.db.read() as repos:
@@ -183,7 +179,7 @@ async def redeem(req: Request, deps: Deps) -> list[Reply]:
 async def redeemed(req: Request, deps: Deps) -> list[Reply]:
     """Staff: mark a redemption handed over."""
     if not req.args.strip():
-        return _usage(deps, "redeemed")
+        return deps.usage("redeemed")
     code = normalise(req.args)
     async with deps.db.transaction() as repos:
         found = await repos.rewards.by_code(code)

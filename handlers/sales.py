@@ -23,6 +23,7 @@ from handlers.parsing import (
     parse_local_datetime,
     parse_options,
     split_first,
+    yuan_text,
 )
 from storage.sales import Sale, StockGone
 
@@ -30,16 +31,8 @@ ITEM_LIMIT = 80
 STOCK_LIMIT = 100_000
 
 
-def _usage(deps: Deps, key: str = "sale") -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{key}.usage")))]
-
-
 def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:
     return deps.texts.t("sale.claim_button"), f"v1:claim:{sale_id}"
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen / 100:.2f}"
 
 
 def _tier_name(deps: Deps, tier_id: str | None) -> str:
@@ -54,7 +47,7 @@ def post_text(deps: Deps, sale: Sale) -> str:
         if sale.remaining > 0
         else deps.texts.t("sale.sold_out_line", stock=sale.stock)
     )
-    return deps.texts.t("sale.post", id=sale.id, item=sale.item, price=_yuan(sale.price_fen), stock=stock,
+    return deps.texts.t("sale.post", id=sale.id, item=sale.item, price=yuan_text(sale.price_fen), stock=stock,
                         limit=sale.per_member, rules=_rules_line(deps, sale))  # fmt: skip
 
 
@@ -75,7 +68,7 @@ def promo_text(deps: Deps, sale: Sale, due: datetime) -> str:
         countdown = deps.texts.t("event.in_days", days=round(remaining / timedelta(days=1)))
     else:
         countdown = deps.texts.t("event.in_hours", hours=max(round(remaining / timedelta(hours=1)), 1))
-    return deps.texts.t("sale.promo", id=sale.id, item=sale.item, price=_yuan(sale.price_fen), stock=sale.stock,
+    return deps.texts.t("sale.promo", id=sale.id, item=sale.item, price=yuan_text(sale.price_fen), stock=sale.stock,
                         when=deps.local_text(sale.starts_at), countdown=countdown,
                         rules=_rules_line(deps, sale))  # fmt: skip
 
@@ -99,7 +92,7 @@ async def sale(req: Request, deps: Deps) -> list[Reply]:
         "add": _add, "status": _status, "export": _export, "cancel": _cancel, "release": _release, "paid": _paid,
     }.get(sub.lower())  # fmt: skip
     if handler is None:
-        return _usage(deps)
+        return deps.usage("sale")
     return await handler(req, deps, rest)
 
 
@@ -109,7 +102,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     item = item.strip()[:ITEM_LIMIT]
     options = parse_options(opts)
     if not item or option_leftovers(opts) or not {"price", "stock", "start"} <= set(options):
-        return _usage(deps, "sale_add")
+        return deps.usage("sale_add")
     price = parse_amount_fen(options["price"])
     stock = int(options["stock"]) if options["stock"].isdigit() else 0
     start = parse_local_datetime(options["start"], deps.calendar.zone)
@@ -129,15 +122,15 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         tier is not None and deps.rules.tier_by_id(tier) is None,
     ]
     if any(problems):
-        return _usage(deps, "sale_add")
+        return deps.usage("sale_add")
     assert price is not None and start is not None
     starts = start[0]
     if end is not None and end[0] <= starts:
-        return [Reply(deps.texts.t("sale.end_before_start")), *_usage(deps, "sale_add")]
+        return [Reply(deps.texts.t("sale.end_before_start")), *deps.usage("sale_add")]
     force = bool(flags.get("force"))
     problem = check_lead_time(deps, starts, force)
     if problem is not None:
-        return [problem, *_usage(deps, "sale_add")]
+        return [problem, *deps.usage("sale_add")]
     bent = starts - deps.now() < deps.rules.events.min_lead
     async with deps.db.transaction() as repos:
         sale_id = await repos.sales.create(
@@ -162,7 +155,12 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
                       buttons=(claim_button(deps, sale_id),), sale_id=sale_id)  # fmt: skip
     deps.outbox.wake()
     created_line = deps.texts.t(
-        "sale.created", id=sale_id, item=item, price=_yuan(price), stock=stock, when=deps.local_text(created.starts_at)
+        "sale.created",
+        id=sale_id,
+        item=item,
+        price=yuan_text(price),
+        stock=stock,
+        when=deps.local_text(created.starts_at),
     )
     lines = [
         created_line,
@@ -179,7 +177,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
     sale_id = parse_id(args)
     if sale_id is None:
-        return _usage(deps)
+        return deps.usage("sale")
     async with deps.db.read() as repos:
         found = await repos.sales.get(sale_id)
         claims = await repos.sales.claims(sale_id) if found else []
@@ -202,7 +200,7 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
     sale_id = parse_id(args)
     if sale_id is None:
-        return _usage(deps)
+        return deps.usage("sale")
     async with deps.db.read() as repos:
         found = await repos.sales.get(sale_id)
         claims = await repos.sales.claims(sale_id) if found else []
@@ -222,7 +220,7 @@ async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
     sale_id = parse_id(args)
     if sale_id is None:
-        return _usage(deps)
+        return deps.usage("sale")
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         found = await repos.sales.get(sale_id)
@@ -241,7 +239,7 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 async def _release(req: Request, deps: Deps, args: str) -> list[Reply]:
     if not args.strip():
-        return _usage(deps)
+        return deps.usage("sale")
     code = normalise(args)
     async with deps.db.transaction() as repos:
         released = await repos.sales.release(code, deps.now_ts())
@@ -252,7 +250,7 @@ async def _release(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 async def _paid(req: Request, deps: Deps, args: str) -> list[Reply]:
     if not args.strip():
-        return _usage(deps)
+        return deps.usage("sale")
     code = normalise(args)
     async with deps.db.transaction() as repos:
         paid = await repos.sales.mark_paid(code, deps.now_ts())
@@ -263,7 +261,7 @@ async def _paid(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def claim(req: Request, deps: Deps) -> list[Reply]:
     sale_id = parse_id(req.args)
     if sale_id is None:
-        return _usage(deps, "claim")
+        return deps.usage("claim")
     texts = deps.texts
     now = deps.now_ts()
     async with deps.db.read() as repos:
@@ -298,7 +296,7 @@ async def claim(req: Request, deps: Deps) -> list[Reply]:
     if unit is None:
         return [Reply(texts.t("claim.limit", limit=found.per_member))]
     hold = texts.t("claim.hold", minutes=found.hold_minutes) if found.hold_minutes else ""
-    code_text = texts.t("claim.code", item=found.item, price=_yuan(found.price_fen), code=code, hold=hold)
+    code_text = texts.t("claim.code", item=found.item, price=yuan_text(found.price_fen), code=code, hold=hold)
     if not req.msg.is_group:
         return [Reply(code_text)]
     if reachable:

@@ -9,16 +9,12 @@ from decimal import ROUND_FLOOR, Decimal
 
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import parse_amount_fen, parse_points, split_first
+from handlers.parsing import parse_amount_fen, parse_points, split_first, yuan_text
 from handlers.targets import TargetArgs, resolve_target, split_target
 from handlers.tiers import tier_up_replies
 from storage.ledger import InsufficientPoints
 
 _NOTE_LIMIT = 500
-
-
-def _usage(deps: Deps, command: str) -> list[Reply]:
-    return [Reply(deps.texts.t("common.usage", usage=deps.texts.t(f"{command}.usage")))]
 
 
 def _not_found(deps: Deps, target: TargetArgs) -> list[Reply]:
@@ -38,14 +34,14 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
     texts = deps.texts
     target = split_target(req)
     if target is None:
-        return _usage(deps, command)
+        return deps.usage(command)
     amount_text, note = split_first(target.rest)
     if not amount_text:
-        return _usage(deps, command)
+        return deps.usage(command)
     maximum = deps.rules.points.max_award
     amount = parse_points(amount_text, maximum)
     if amount is None:
-        return [Reply(texts.t("points_arg.invalid", value=amount_text[:20], max=maximum)), *_usage(deps, command)]
+        return [Reply(texts.t("points_arg.invalid", value=amount_text[:20], max=maximum)), *deps.usage(command)]
     note = note[:_NOTE_LIMIT]
     now = deps.now_ts()
     try:
@@ -76,13 +72,13 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
     texts = deps.texts
     target = split_target(req)
     if target is None:
-        return _usage(deps, "purchase")
+        return deps.usage("purchase")
     amount_text, note = split_first(target.rest)
     if not amount_text:
-        return _usage(deps, "purchase")
+        return deps.usage("purchase")
     fen = parse_amount_fen(amount_text)
     if fen is None:
-        return [Reply(texts.t("purchase.invalid_amount", value=amount_text[:20])), *_usage(deps, "purchase")]
+        return [Reply(texts.t("purchase.invalid_amount", value=amount_text[:20])), *deps.usage("purchase")]
     note = note[:_NOTE_LIMIT]
     earned = int((Decimal(fen) / 100 * deps.rules.points.per_yuan).to_integral_value(ROUND_FLOOR))
     now = deps.now_ts()
@@ -109,7 +105,7 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
     replies = [
         Reply(
             texts.t(
-                "purchase.done", name=member.display_name, amount=f"{fen / 100:.2f}", points=earned, balance=balance
+                "purchase.done", name=member.display_name, amount=yuan_text(fen), points=earned, balance=balance
             )
         )
     ]

@@ -1,0 +1,724 @@
+"""Flash-sale claim presses through the whole Telegram pipeline, against a bare python-telegram-bot handler.
+
+The workload of the issue: N members (10,000) each press the claim button of one flash sale with U units
+(100) once, as fast as the pipeline takes the presses; exactly U presses must win. Both pipelines run in
+this process on one event loop; the presses (callback queries ``v1:claim:1`` with distinct ids, from N
+distinct users, under a message in the VIP supergroup) are put straight into
+``Application.update_queue``; polling is not started. The bot's calls go to the fake Bot API of
+``tests/fakes/bot_api.py``, served by a separate process (spawned here, on 127.0.0.1) so that its CPU does
+not compete with the bot's event loop.
+
+* full: ``Settings`` on a temporary SQLite file (a VIP group, one staff id, no rate limiter) ->
+  ``Runtime.open`` with a ``FakeClock`` -> ``TelegramChannel`` (its real PTB Application: TypeHandler ->
+  ``to_inbound`` -> ``Dispatcher`` -> ``handlers.sales.claim`` -> SQLite -> ``answerCallbackQuery``, and for
+  each winner, who cannot be messaged privately, the code in the group by ``sendMessage`` with HTML).
+  The N members are seeded in the database first; the sale is created by the staff's ``/sale add ...
+  --force`` through the dispatcher, then the clock is moved past its start.
+* bare: a plain ``ApplicationBuilder`` Application (same token, base URL and ``concurrent_updates``) whose
+  only handler does ``await update.callback_query.answer("ok")``.
+
+Each pipeline runs in two ways (a fresh database and sale for every full run):
+
+* open loop: all N presses are queued at once. The rate is the pipeline's throughput; the latency is
+  mostly waiting in the backlog (p50 is about half the run time).
+* closed loop (``--inflight K``): a new press is queued only when an earlier one has been answered, so that
+  K presses are in flight at all times; the latency is what a member sees under that load.
+
+Latency of a press: put into the queue until its ``answerCallbackQuery`` returned (the bot's HTTPXRequest
+is wrapped and keys the answers by ``callback_query_id``); "service" is from the moment the press got one
+of the ``concurrent_updates`` slots. Rate: N / (last answer - first put). The ratio full/bare is taken per
+mode. Goals of the issue: ratio >= 0.5, p99 < 250 ms.
+
+Correctness (exit status 1 otherwise): every press answered exactly once, exactly min(N, U) answers say
+"You got", the others "sold out", min(N, U) codes posted in the group; in SQLite ``sales.sold`` and the
+claims (rows and distinct members) equal min(N, U).
+
+Run from the repository root::
+
+    .venv/bin/python bench/claims_throughput.py [--members 10000] [--units 100] [--concurrency 64]
+        [--inflight 8,16,32] [--json FILE] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import multiprocessing
+import os
+import pstats
+import sqlite3
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from telegram import Update  # noqa: E402
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, SimpleUpdateProcessor, TypeHandler  # noqa: E402
+from telegram.request import HTTPXRequest, RequestData  # noqa: E402
+from tornado.web import RequestHandler  # noqa: E402
+
+from bot.config import Settings  # noqa: E402
+from bot.runtime import Runtime  # noqa: E402
+from bot.telegram_channel import TelegramChannel  # noqa: E402
+from handlers.clock import FakeClock  # noqa: E402
+from handlers.messages import Identity, Inbound  # noqa: E402
+from tests.fakes.bot_api import FakeBotApi, callback_update, user  # noqa: E402
+
+GROUP_ID = -1001234567890
+FIRST_USER_ID = 500_000_000
+STAFF_ID = 500
+TOKEN = "123456:BENCH-TOKEN"
+SALE_ID = 1
+ITEM = "Cup"
+CLOCK_START = datetime(2026, 3, 10, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+SALE_START = "2026-03-10 10:00"  # local time; the clock is moved past it before the presses
+WIN_MARK = "You got"
+SOLD_OUT_MARK = "sold out"
+CODE_MARK = "Your code: S-"
+PIPELINES = ("bare", "full")
+GOAL_RATIO = 0.5
+GOAL_P99_MS = 250.0
+
+log = logging.getLogger("bench.claims")
+
+
+# --- the fake Bot API in its own process ----------------------------------------------------------------
+class _Control(RequestHandler):
+    """``GET /control/stats``, ``POST /control/reset``, ``POST /control/stop`` next to the fake's methods."""
+
+    def initialize(self, api: FakeBotApi, stop: asyncio.Event) -> None:
+        self.api = api
+        self.stop = stop
+
+    def check_xsrf_cookie(self) -> None:
+        return None
+
+    def get(self, action: str) -> None:
+        if action != "stats":
+            self.send_error(404)
+            return
+        methods: dict[str, int] = {}
+        for call in self.api.calls:
+            methods[call.method] = methods.get(call.method, 0) + 1
+        answers = self.api.sent("answerCallbackQuery")
+        mentions = [
+            p
+            for p in self.api.sent("sendMessage")
+            if p.get("parse_mode") == "HTML" and CODE_MARK in str(p.get("text", "")) and int(p["chat_id"]) == GROUP_ID
+        ]
+        self.finish(
+            {
+                "methods": methods,
+                "answers": len(answers),
+                "answered_ids": len({str(p.get("callback_query_id")) for p in answers}),
+                "won": sum(WIN_MARK in str(p.get("text", "")) for p in answers),
+                "sold_out": sum(SOLD_OUT_MARK in str(p.get("text", "")) for p in answers),
+                "group_codes": len(mentions),
+                "cpu_seconds": time.process_time(),
+            }
+        )
+
+    def post(self, action: str) -> None:
+        if action == "reset":
+            self.api.clear()
+        elif action == "stop":
+            self.stop.set()
+        else:
+            self.send_error(404)
+            return
+        self.finish({"ok": True})
+
+
+async def _serve_fake(conn: Connection, token: str) -> None:
+    logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
+    api = await FakeBotApi(token=token).start()
+    stop = asyncio.Event()
+    assert api._server is not None
+    api._server.request_callback.add_handlers(  # type: ignore[attr-defined]
+        r".*", [(r"/control/(\w+)", _Control, {"api": api, "stop": stop})]
+    )
+    conn.send(api.port)
+    conn.close()
+    await stop.wait()
+    await api.stop()
+
+
+def fake_server_main(conn: Connection, token: str) -> None:
+    """Entry point of the spawned fake Bot API process."""
+    asyncio.run(_serve_fake(conn, token))
+
+
+@dataclass
+class FakeServer:
+    process: multiprocessing.process.BaseProcess
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    def control(self, action: str, method: str = "GET") -> dict[str, Any]:
+        data = b"" if method == "POST" else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/control/{action}", method=method, data=data)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return dict(json.loads(response.read()))
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("stats")
+
+    def reset(self) -> None:
+        self.control("reset", "POST")
+
+    @classmethod
+    def start(cls, token: str) -> FakeServer:
+        ctx = multiprocessing.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=fake_server_main, args=(sender, token), name="fake-bot-api", daemon=True)
+        process.start()
+        sender.close()
+        if not receiver.poll(60):
+            process.kill()
+            process.join(5)
+            raise RuntimeError("the fake Bot API did not start within 60 s")
+        return cls(process, int(receiver.recv()))
+
+    def stop(self) -> None:
+        try:
+            self.control("stop", "POST")
+        except OSError:
+            pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+# --- instrumentation (identical for both pipelines) ---------------------------------------------------
+@dataclass
+class Recorder:
+    """Times per callback query id: put into the queue, slot taken, answer returned."""
+
+    expected: int
+    put_at: dict[str, float] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    answered_at: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    answers: int = 0
+    group_codes: int = 0
+    release: Callable[[], None] | None = None
+    """Called once per newly answered press (the closed loop's free slot)."""
+    all_answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def started(self, query_id: str) -> None:
+        self.started_at.setdefault(query_id, time.perf_counter())
+
+    def answered(self, query_id: str, text: str) -> None:
+        self.answers += 1
+        if query_id in self.answered_at:
+            return
+        self.answered_at[query_id] = time.perf_counter()
+        self.texts[query_id] = text
+        if self.release is not None:
+            self.release()
+        if len(self.answered_at) >= self.expected:
+            self.all_answered.set()
+
+
+class TimingRequest(HTTPXRequest):
+    """The default HTTPXRequest, noting when each ``answerCallbackQuery`` got its answer (and the codes
+    posted in the group)."""
+
+    __slots__ = ("_recorder",)
+
+    def __init__(self, recorder: Recorder, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._recorder = recorder
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        write_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+        pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        result = await super().do_request(
+            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
+        )
+        if result[0] == 200 and request_data is not None:
+            params = request_data.parameters
+            if url.endswith("/answerCallbackQuery"):
+                self._recorder.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
+            elif url.endswith("/sendMessage") and params.get("parse_mode") == "HTML":
+                if CODE_MARK in str(params.get("text", "")):
+                    self._recorder.group_codes += 1
+        return result
+
+
+class TimingProcessor(SimpleUpdateProcessor):
+    """PTB's default processor for an int ``concurrent_updates``, noting when a press gets its slot."""
+
+    __slots__ = ("_on_start",)
+
+    def __init__(self, max_concurrent_updates: int, on_start: Callable[[str], None]) -> None:
+        super().__init__(max_concurrent_updates)
+        self._on_start = on_start
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        if isinstance(update, Update) and update.callback_query is not None:
+            self._on_start(update.callback_query.id)
+        await coroutine
+
+
+async def instrument(application: Application, recorder: Recorder) -> None:
+    """Swap in the timing request (same pool size as ApplicationBuilder's default) and update processor."""
+    bot = application.bot
+    unused = bot._request[1]
+    bot._request = (bot._request[0], TimingRequest(recorder, connection_pool_size=256))
+    await unused.shutdown()
+    concurrency = application.update_processor.max_concurrent_updates
+    application._update_processor = TimingProcessor(concurrency, recorder.started)
+
+
+# --- the workload ---------------------------------------------------------------------------------------
+def user_id(index: int) -> int:
+    return FIRST_USER_ID + index
+
+
+def build_update_data(members: int) -> list[dict[str, Any]]:
+    """One claim press per member (distinct users, distinct callback query ids) under a group message."""
+    ids = FakeBotApi(token=TOKEN)  # only its id counters; never started
+    return [
+        callback_update(ids, GROUP_ID, user(user_id(i)), f"v1:claim:{SALE_ID}", update_id=i + 1)
+        for i in range(members)
+    ]
+
+
+@dataclass
+class RunResult:
+    pipeline: str
+    mode: str
+    inflight: int | None
+    members: int
+    seconds: float
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    service_p50_ms: float
+    service_p99_ms: float
+    bot_cpu_pct: float
+    fake_cpu_pct: float
+    completed: bool
+    answered: int
+    answers: int
+    won: int
+    sold_out: int
+    group_codes: int
+    fake: dict[str, Any] = field(default_factory=dict)
+    db: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def drive(
+    application: Application, updates: list[Update], recorder: Recorder, inflight: int | None, wait_s: float
+) -> tuple[float, float, bool]:
+    """Queue the presses (all at once, or keeping `inflight` unanswered) and wait, bounded, for every answer.
+
+    Returns (time of the first put, CPU seconds of this process, completed)."""
+    queue = application.update_queue
+
+    async def feed() -> None:
+        if inflight is None:
+            for update in updates:
+                assert update.callback_query is not None
+                recorder.put_at[update.callback_query.id] = time.perf_counter()
+                queue.put_nowait(update)
+        else:
+            slots = asyncio.Semaphore(inflight)
+            recorder.release = slots.release
+            for update in updates:
+                await slots.acquire()
+                assert update.callback_query is not None
+                recorder.put_at[update.callback_query.id] = time.perf_counter()
+                queue.put_nowait(update)
+        await recorder.all_answered.wait()
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    try:
+        await asyncio.wait_for(feed(), wait_s)
+        completed = True
+    except TimeoutError:
+        completed = False
+    return t0, time.process_time() - cpu0, completed
+
+
+async def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def summarise(
+    pipeline: str,
+    inflight: int | None,
+    recorder: Recorder,
+    t0: float,
+    cpu: float,
+    completed: bool,
+    fake_before: float,
+    fake: dict[str, Any],
+) -> RunResult:
+    members = recorder.expected
+    end = max(recorder.answered_at.values(), default=t0)
+    seconds = max(end - t0, 1e-9)
+    latency = [(at - recorder.put_at[qid]) * 1000 for qid, at in recorder.answered_at.items()]
+    service = [(at - recorder.started_at[qid]) * 1000 for qid, at in recorder.answered_at.items()]
+    texts = list(recorder.texts.values())
+    problems = []
+    if not completed:
+        problems.append(f"timed out with {len(recorder.answered_at)}/{members} presses answered")
+    if recorder.answers != members or len(recorder.answered_at) != members:
+        problems.append(f"{recorder.answers} answers for {len(recorder.answered_at)}/{members} presses")
+    if fake["answers"] != members or fake["answered_ids"] != members:
+        problems.append(f"fake got {fake['answers']} answerCallbackQuery for {fake['answered_ids']} presses")
+    fake = {**fake, "cpu_seconds": fake["cpu_seconds"] - fake_before}
+    return RunResult(
+        pipeline=pipeline,
+        mode="open" if inflight is None else f"closed-{inflight}",
+        inflight=inflight,
+        members=members,
+        seconds=seconds,
+        rate=len(recorder.answered_at) / seconds,
+        p50_ms=percentile(latency, 0.50),
+        p99_ms=percentile(latency, 0.99),
+        max_ms=max(latency, default=float("nan")),
+        service_p50_ms=percentile(service, 0.50),
+        service_p99_ms=percentile(service, 0.99),
+        bot_cpu_pct=100 * cpu / seconds,
+        fake_cpu_pct=100 * fake["cpu_seconds"] / seconds,
+        completed=completed,
+        answered=len(recorder.answered_at),
+        answers=recorder.answers,
+        won=sum(WIN_MARK in t for t in texts),
+        sold_out=sum(SOLD_OUT_MARK in t for t in texts),
+        group_codes=recorder.group_codes,
+        fake=fake,
+        problems=problems,
+    )
+
+
+async def run_bare(
+    server: FakeServer, data: list[dict[str, Any]], concurrency: int, inflight: int | None, wait_s: float
+) -> RunResult:
+    async def answer(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if isinstance(update, Update) and update.callback_query is not None:
+            await update.callback_query.answer("ok")
+
+    application = ApplicationBuilder().token(TOKEN).base_url(server.base_url).concurrent_updates(concurrency).build()
+    application.add_handler(TypeHandler(Update, answer))
+    recorder = Recorder(len(data))
+    await instrument(application, recorder)
+    updates = [Update.de_json(item, application.bot) for item in data]
+    server.reset()
+    fake_before = server.stats()["cpu_seconds"]
+    await application.initialize()
+    await application.start()
+    try:
+        t0, cpu, completed = await drive(application, updates, recorder, inflight, wait_s)
+    finally:
+        await application.stop()
+        await application.shutdown()
+    result = summarise("bare", inflight, recorder, t0, cpu, completed, fake_before, server.stats())
+    if completed and result.answered == len(data) and not all(t == "ok" for t in recorder.texts.values()):
+        result.problems.append("bare answers other than 'ok'")
+    return result
+
+
+async def create_sale(runtime: Runtime, channel: TelegramChannel, units: int) -> None:
+    """The staff's ``/sale add`` in the VIP group, through the dispatcher (the staff id is configured)."""
+    staff = Identity("telegram", str(STAFF_ID), "Shop", "shopkeeper")
+    text = f"/sale add {ITEM} | price=9 stock={units} start={SALE_START} --force"
+    msg = Inbound("telegram", str(GROUP_ID), staff, text, True, "telegram:update:bench-sale", "1")
+    replies = await runtime.dispatcher.handle(msg, channel)
+    said = "\n".join(r.text for r in replies)
+    if f"Flash sale #{SALE_ID} created" not in said:
+        raise RuntimeError(f"creating the sale failed: {said!r}")
+
+
+async def seed_members(runtime: Runtime, members: int) -> None:
+    now = runtime.deps.now_ts()
+    async with runtime.deps.db.transaction() as repos:
+        for i in range(members):
+            uid = user_id(i)
+            await repos.members.register("telegram", str(uid), f"user{uid}", None, now)
+
+
+async def run_full(
+    server: FakeServer,
+    data: list[dict[str, Any]],
+    args: argparse.Namespace,
+    inflight: int | None,
+    wait_s: float,
+    profiler: cProfile.Profile | None = None,
+) -> RunResult:
+    winners = min(len(data), args.units)
+    with tempfile.TemporaryDirectory(prefix="vipbot-bench-") as tmp:
+        db_path = Path(tmp) / "vip.db"
+        settings = Settings(
+            locale="en",
+            storage={"path": str(db_path)},
+            telegram={
+                "token": TOKEN,
+                "base_url": server.base_url,
+                "rate_limiter": False,  # 30 msg/s would measure Telegram's cap, not our code
+                "groups": [GROUP_ID],
+                "concurrent_updates": args.concurrency,
+            },
+            staff={"telegram": [STAFF_ID]},
+        )
+        clock = FakeClock(CLOCK_START)
+        runtime = await Runtime.open(settings, clock)
+        try:
+            channel = TelegramChannel(settings, runtime.dispatcher)
+            await create_sale(runtime, channel, args.units)
+            await seed_members(runtime, len(data))
+            clock.advance(timedelta(hours=1, minutes=1))
+            application = channel.application
+            recorder = Recorder(len(data))
+            await instrument(application, recorder)
+            updates = [Update.de_json(item, application.bot) for item in data]
+            server.reset()
+            fake_before = server.stats()["cpu_seconds"]
+            await application.initialize()
+            await application.start()
+            try:
+                if profiler is not None:
+                    profiler.enable()
+                try:
+                    t0, cpu, completed = await drive(application, updates, recorder, inflight, wait_s)
+                finally:
+                    if profiler is not None:
+                        profiler.disable()
+                # Winners answer first and post their code afterwards: let those posts land (bounded).
+                await wait_until(lambda: recorder.group_codes >= winners, 10.0)
+            finally:
+                await channel.stop()
+        finally:
+            await runtime.close()
+        result = summarise("full", inflight, recorder, t0, cpu, completed, fake_before, server.stats())
+        result.db = read_database(db_path)
+    result.problems.extend(check_full(result, len(data), winners))
+    return result
+
+
+def read_database(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+
+        def one(sql: str) -> int:
+            return int(conn.execute(sql, (SALE_ID,)).fetchone()[0] or 0)
+
+        return {
+            "stock": one("SELECT stock FROM sales WHERE id = ?"),
+            "sold": one("SELECT sold FROM sales WHERE id = ?"),
+            "claims": one("SELECT COUNT(*) FROM sale_claims WHERE sale_id = ?"),
+            "claimants": one("SELECT COUNT(DISTINCT member_id) FROM sale_claims WHERE sale_id = ?"),
+            "codes": one("SELECT COUNT(DISTINCT code) FROM sale_claims WHERE sale_id = ?"),
+            "over_limit": one(
+                "SELECT COUNT(*) FROM (SELECT member_id FROM sale_claims WHERE sale_id = ? GROUP BY member_id"
+                " HAVING COUNT(*) > 1)"
+            ),
+        }
+    finally:
+        conn.close()
+
+
+def check_full(r: RunResult, members: int, winners: int) -> list[str]:
+    problems = []
+    if r.won != winners or r.sold_out != members - winners:
+        problems.append(f"answers: {r.won} won, {r.sold_out} sold out; expected {winners} and {members - winners}")
+    if r.fake.get("won") != winners:
+        problems.append(f"fake saw {r.fake.get('won')} winning answers, expected {winners}")
+    if r.group_codes != winners or r.fake.get("group_codes") != winners:
+        problems.append(f"{r.group_codes} codes posted in the group (fake: {r.fake.get('group_codes')}), expected {winners}")
+    d = r.db
+    if not d["sold"] == d["claims"] == d["claimants"] == d["codes"] == winners or d["over_limit"]:
+        problems.append(f"database: {d}, expected sold = claims = claimants = codes = {winners}")
+    return problems
+
+
+# --- reporting ------------------------------------------------------------------------------------------
+HEADER = (
+    f"{'mode':<10} {'pipeline':<8} {'claims/s':>8} {'wall s':>7} {'p50':>8} {'p99':>8} {'max':>8}"
+    f" {'svc p50':>8} {'svc p99':>8} {'bot cpu':>8} {'fake cpu':>8}"
+)
+
+
+def row(r: RunResult) -> str:
+    return (
+        f"{r.mode:<10} {r.pipeline:<8} {r.rate:8.0f} {r.seconds:7.2f} {r.p50_ms:6.1f}ms {r.p99_ms:6.1f}ms"
+        f" {r.max_ms:6.0f}ms {r.service_p50_ms:6.1f}ms {r.service_p99_ms:6.1f}ms {r.bot_cpu_pct:7.0f}%"
+        f" {r.fake_cpu_pct:7.0f}%"
+    )
+
+
+def print_profile(profiler: cProfile.Profile, path: str, limit: int = 30) -> None:
+    profiler.dump_stats(path)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime")
+    print(f"profile of the full pipeline's presses written to {path}; top {limit} by own time:")
+    stats.print_stats(limit)
+
+
+async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    data = build_update_data(args.members)
+    wait_s = args.timeout or max(120.0, args.members / 20)
+    modes: list[int | None] = [None, *args.inflight] if not args.closed_only else list(args.inflight)
+    profiler = cProfile.Profile() if args.profile else None
+    server = FakeServer.start(TOKEN)
+    results: list[RunResult] = []
+    try:
+        print(
+            f"fake Bot API pid {server.process.pid} on 127.0.0.1:{server.port}; bot pid {os.getpid()};"
+            f" {args.members} presses for {args.units} units, concurrent_updates {args.concurrency},"
+            f" closed loop in flight {args.inflight}, rate limiter off, {os.cpu_count()} CPUs"
+        )
+        print(HEADER)
+        for inflight in modes:
+            bare = await run_bare(server, data, args.concurrency, inflight, wait_s)
+            print(row(bare), flush=True)
+            full = await run_full(server, data, args, inflight, wait_s, profiler)
+            print(row(full), flush=True)
+            results.extend((bare, full))
+    finally:
+        server.stop()
+
+    failed = False
+    ratios: dict[str, float] = {}
+    for bare, full in zip(results[::2], results[1::2], strict=True):
+        ratio = full.rate / bare.rate
+        ratios[full.mode] = ratio
+        verdict = []
+        if ratio < GOAL_RATIO:
+            verdict.append("ratio BELOW GOAL")
+        if full.inflight is not None and not full.p99_ms < GOAL_P99_MS:
+            verdict.append("p99 OVER GOAL")
+        goal = "" if full.inflight is None else f", p99 {full.p99_ms:.0f} ms (goal < {GOAL_P99_MS:.0f})"
+        print(
+            f"{full.mode:<10} ratio full/bare {ratio:.2f} (goal >= {GOAL_RATIO}){goal}"
+            f"{'  -- ' + ', '.join(verdict) if verdict else ''}"
+        )
+    for r in results:
+        line = f"{r.mode} {r.pipeline}: answered {r.answered}/{r.members} ({r.answers} answers)"
+        if r.pipeline == "full":
+            d = r.db
+            line += (
+                f", won {r.won}, sold out {r.sold_out}, codes in group {r.group_codes};"
+                f" db sold {d['sold']}/{d['stock']}, claims {d['claims']} by {d['claimants']} members"
+            )
+        print(line)
+        for problem in r.problems:
+            failed = True
+            print(f"  FAIL: {problem}")
+    meeting = [
+        r.inflight
+        for r in results
+        if r.pipeline == "full"
+        and r.inflight is not None
+        and r.p99_ms < GOAL_P99_MS
+        and ratios[r.mode] >= GOAL_RATIO
+        and not r.problems
+    ]
+    print(f"closed-loop settings meeting both goals: {meeting or 'none'}")
+    print("correctness: " + ("FAILED" if failed else "ok"))
+    if profiler is not None:
+        print_profile(profiler, args.profile)
+
+    report = {
+        "members": args.members,
+        "units": args.units,
+        "concurrency": args.concurrency,
+        "inflight": args.inflight,
+        "rate_limiter": False,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "results": [asdict(r) for r in results],
+        "ratio_full_over_bare": ratios,
+        "goals": {"ratio": GOAL_RATIO, "p99_ms": GOAL_P99_MS},
+        "closed_loop_meeting_goals": meeting,
+        "correct": not failed,
+    }
+    return (1 if failed else 0), report
+
+
+def parse_inflight(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from exc
+    if not values or any(not 1 <= v <= 10_000 for v in values):
+        raise argparse.ArgumentTypeError("in-flight counts must be between 1 and 10000")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--members", type=int, default=10_000, help="distinct members, one claim press each")
+    parser.add_argument("--units", type=int, default=100, help="stock of the flash sale")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent_updates for both pipelines")
+    parser.add_argument(
+        "--inflight", type=parse_inflight, default=[16], help="closed loop: presses kept in flight (e.g. 8,16,32)"
+    )
+    parser.add_argument("--closed-only", action="store_true", help="skip the open-loop runs")
+    parser.add_argument("--timeout", type=float, default=0.0, help="seconds to wait for one run's answers")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the full pipeline's presses (slower)")
+    args = parser.parse_args(argv)
+    if args.members < 1 or args.units < 1 or not 1 <= args.concurrency <= 1024:
+        parser.error("--members and --units must be >= 1, --concurrency between 1 and 1024")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Settings read VIPBOT_* from the environment first: never let a developer's real config leak in.
+    for name in list(os.environ):
+        if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
+            del os.environ[name]
+    status, report = asyncio.run(bench(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
