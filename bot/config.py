@@ -19,8 +19,10 @@ from handlers.i18n import Catalog
 from handlers.rules import (
     CheckinRules,
     EventRules,
+    FeedbackRules,
     GroupBuyRules,
     PointsRules,
+    PollRules,
     Rules,
     SaleRules,
     StrictModel,
@@ -110,6 +112,8 @@ class Settings(BaseSettings):
     events: EventRules = Field(default_factory=EventRules)
     sales: SaleRules = Field(default_factory=SaleRules)
     groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
+    feedback: FeedbackRules = Field(default_factory=FeedbackRules)
+    polls: PollRules = Field(default_factory=PollRules)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     messages: dict[str, str] = Field(default_factory=dict)
     """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""
@@ -154,6 +158,8 @@ class Settings(BaseSettings):
             events=self.events,
             sales=self.sales,
             groupbuy=self.groupbuy,
+            feedback=self.feedback,
+            polls=self.polls,
         )
 
     @property

@@ -1,6 +1,7 @@
 """Message catalogs: every user-facing text, per locale, looked up by dotted key.
 
-The catalogs are YAML files in `handlers/locales/`; zh_CN is the default, en the second language.
+Each locale is a folder of YAML files in `handlers/locales/<locale>/`, one per feature, merged at load;
+zh_CN is the default, en the second language.
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def load_catalog(locale: str) -> dict[str, str]:
     if locale not in LOCALES:
         raise ValueError(f"unknown locale {locale!r}; choose one of {', '.join(LOCALES)}")
-    text = resources.files("handlers.locales").joinpath(f"{locale}.yaml").read_text(encoding="utf-8")
-    return _flatten(yaml.safe_load(text) or {})
+    merged: dict[str, str] = {}
+    folder = resources.files("handlers.locales").joinpath(locale)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        texts = _flatten(yaml.safe_load(entry.read_text(encoding="utf-8")) or {})
+        clash = set(texts) & set(merged)
+        if clash:
+            raise ValueError(f"{locale}/{entry.name} repeats keys: {', '.join(sorted(clash))}")
+        merged.update(texts)
+    return merged
 
 
 def placeholders(template: str) -> set[str]:

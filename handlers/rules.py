@@ -109,6 +109,39 @@ class GroupBuyRules(StrictModel):
     deposit_percent: int = Field(10, ge=0, le=100, description="deposit asked of other members, % of the group price")
 
 
+class FeedbackRules(StrictModel):
+    answer_within_hours: float = Field(24, gt=0, description="members are promised an answer within this time")
+    escalate_after_hours: float = Field(20, gt=0, description="an unanswered ticket is escalated to staff then")
+
+    @property
+    def answer_within(self) -> timedelta:
+        return timedelta(hours=self.answer_within_hours)
+
+    @property
+    def escalate_after(self) -> timedelta:
+        return timedelta(hours=self.escalate_after_hours)
+
+
+class SurveyRules(StrictModel):
+    """The recurring satisfaction survey (a rating poll) and the follow-up rating after a purchase."""
+
+    enabled: bool = False
+    day: str = Field("1st mon", description="APScheduler cron 'day' field: '1st mon' = first Monday of the month")
+    hour: int = Field(10, ge=0, le=23)
+    minute: int = Field(0, ge=0, le=59)
+    question: str = ""
+    """Empty: the catalog's default question."""
+    open_hours: int = Field(72, ge=1, description="how long each survey stays open")
+    purchase_followup_days: int = Field(
+        0, ge=0, description="ask for a private rating this many days after a purchase (0: off)"
+    )
+
+
+class PollRules(StrictModel):
+    default_open_hours: int = Field(72, ge=1, description="a poll without --close or --hours closes after this")
+    survey: SurveyRules = Field(default_factory=SurveyRules)
+
+
 class Rules(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
@@ -116,6 +149,8 @@ class Rules(StrictModel):
     events: EventRules = Field(default_factory=EventRules)
     sales: SaleRules = Field(default_factory=SaleRules)
     groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
+    feedback: FeedbackRules = Field(default_factory=FeedbackRules)
+    polls: PollRules = Field(default_factory=PollRules)
 
     @field_validator("tiers")
     @classmethod

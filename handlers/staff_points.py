@@ -103,11 +103,7 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
             )
             balance, total_earned = booking.balance, booking.earned
     replies = [
-        Reply(
-            texts.t(
-                "purchase.done", name=member.display_name, amount=yuan_text(fen), points=earned, balance=balance
-            )
-        )
+        Reply(texts.t("purchase.done", name=member.display_name, amount=yuan_text(fen), points=earned, balance=balance))
     ]
     if purchase_id is not None:
         replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned)
