@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.delivery import Outcome, PushResult
+from bot.delivery import NativePoll, Outcome, PushResult
 from bot.runtime import Runtime
 from handlers.dispatch import Dispatcher
 from handlers.messages import Button, Identity, Inbound, Reply
@@ -41,9 +41,20 @@ class ConsolePusher:
     def chat_interval(self, target_kind: str, target: str) -> float:
         return 0.0
 
-    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult:
+    async def push(
+        self,
+        target_kind: str,
+        target: str,
+        text: str,
+        buttons: Sequence[Button],
+        *,
+        image: bytes | None = None,
+        poll: NativePoll | None = None,
+    ) -> PushResult:
         where = {"chat": "VIP group", "user": f"private to {target}", "staff": "staff chat"}[target_kind]
         self.out.write(f"📣 [{where}] {text}\n")
+        if image is not None:
+            self.out.write(f"     [picture, {len(image)} bytes]\n")
         for index, button in enumerate(buttons, start=1):
             self.out.write(f"     [{index}] {button.label}\n")
         self.out.flush()
@@ -112,6 +123,8 @@ class ConsoleChannel:
             self._print(f"bot> {where}{mention}{reply.text}")
             if reply.document is not None:
                 self._print(f"     [file {self._save(*reply.document)}]")
+            if reply.image is not None:
+                self._print(f"     [picture {self._save(f'picture-{self._counter}.png', reply.image)}]")
             for index, button in enumerate(reply.buttons, start=1):
                 self._print(f"     [{index}] {button.label}")
 

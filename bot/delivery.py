@@ -41,9 +41,21 @@ class PushResult:
     """For RETRY: seconds the platform asked to wait (429), or None for the outbox's own backoff."""
     message_id: str | None = None
     """For SENT: the platform's id of the message, so that a live post can be edited later."""
+    native_poll_id: str | None = None
+    """For SENT of a native poll: the platform's id of the poll, to match its answers."""
 
 
 SENT = PushResult(Outcome.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class NativePoll:
+    """A poll to send as the platform's own poll (non-anonymous, so answers count per member)."""
+
+    poll_id: int
+    question: str
+    options: tuple[str, ...]
+    multi: bool
 
 
 class Pusher(Protocol):
@@ -60,7 +72,19 @@ class Pusher(Protocol):
         """Seconds to keep between two messages into this chat (e.g. 3 s for a Telegram group)."""
         ...
 
-    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult: ...
+    async def push(
+        self,
+        target_kind: str,
+        target: str,
+        text: str,
+        buttons: Sequence[Button],
+        *,
+        image: bytes | None = None,
+        poll: NativePoll | None = None,
+    ) -> PushResult:
+        """Send one message; with `image` a picture captioned `text`; with `poll` the platform's own poll
+        where it has one (else `text`, which explains how to answer)."""
+        ...
 
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
         """Replace the text of a message the bot posted; False when it could not."""
@@ -226,7 +250,10 @@ class Outbox:
             buttons = [Button(label, data) for label, data in _buttons(delivery.buttons_json)]
             try:
                 text = delivery.body if delivery.body is not None else delivery.text
-                result = await pusher.push(delivery.target_kind, delivery.target, text, buttons)
+                native = await self._native_poll(delivery)
+                result = await pusher.push(
+                    delivery.target_kind, delivery.target, text, buttons, image=delivery.image, poll=native
+                )
             except Exception as exc:  # a pusher bug must not stop the broadcast
                 log.exception("pusher %s failed on delivery %s", pusher.channel, delivery.id)
                 result = PushResult(Outcome.UNCERTAIN, f"{type(exc).__name__}: {exc}")
@@ -234,11 +261,22 @@ class Outbox:
         finally:
             self._slots.release()
 
+    async def _native_poll(self, delivery: Delivery) -> NativePoll | None:
+        if delivery.kind != "poll_native" or delivery.poll_id is None:
+            return None
+        async with self.db.read() as repos:
+            poll = await repos.polls.get(delivery.poll_id)
+        if poll is None:
+            return None
+        return NativePoll(poll.id, poll.question, poll.options, poll.multi)
+
     async def _settle(self, pusher: Pusher, delivery: Delivery, result: PushResult) -> None:
         attempts = delivery.attempts + 1
         async with self.db.transaction() as repos:
             if result.outcome is Outcome.SENT:
                 await repos.deliveries.mark_sent(delivery.id, int(time.time()), result.message_id)
+                if result.native_poll_id is not None and delivery.poll_id is not None:
+                    await repos.polls.map_native(pusher.channel, result.native_poll_id, delivery.poll_id)
             elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
                 if result.retry_after is not None:
                     self._pacers[pusher.channel].pause(result.retry_after)

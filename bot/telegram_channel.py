@@ -15,7 +15,6 @@ from telegram import (
     ChatMember,
     ChatMemberAdministrator,
     ChatMemberOwner,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
     Message,
@@ -29,6 +28,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.telegram_buttons import button_rows
 from bot.telegram_push import TelegramPusher
 from bot.telegram_webhook import TelegramWebhookHandler
 from bot.web import WebServer
@@ -49,6 +49,8 @@ def to_inbound(update: Update) -> Inbound | None:
     query = update.callback_query
     if query is not None:
         return _button_inbound(update)
+    if update.poll_answer is not None:
+        return _poll_answer_inbound(update)
     message = update.message
     if message is None or message.from_user is None:
         return None
@@ -75,6 +77,24 @@ def to_inbound(update: Update) -> Inbound | None:
     )
 
 
+def _poll_answer_inbound(update: Update) -> Inbound | None:
+    """An answer to a native poll the bot sent, as the hidden command ``native_vote``."""
+    answer = update.poll_answer
+    assert answer is not None
+    if answer.user is None or answer.user.is_bot:
+        return None  # answered on behalf of a chat: not a member
+    options = ",".join(str(o) for o in answer.option_ids)
+    return Inbound(
+        channel=CHANNEL,
+        chat_id=str(answer.user.id),
+        sender=identity_of(answer.user),
+        text="",
+        is_group=False,
+        key=f"{CHANNEL}:update:{update.update_id}",
+        button=f"v1:native_vote:{answer.poll_id} {options}",
+    )
+
+
 def _button_inbound(update: Update) -> Inbound | None:
     query = update.callback_query
     assert query is not None
@@ -96,9 +116,7 @@ def _button_inbound(update: Update) -> Inbound | None:
 
 
 def _markup(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons])
+    return button_rows(buttons)
 
 
 def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
@@ -258,6 +276,8 @@ class TelegramChannel:
         if msg is None:
             return
         replies = await self.dispatcher.handle(msg, self)
+        if update.poll_answer is not None:
+            return  # nothing to say to a poll answer
         if update.callback_query is not None:
             # The first reply shows on the presser's screen; the rest (e.g. a claim code) are sent as usual.
             await self._answer_button(update, replies[:1])
@@ -292,6 +312,13 @@ class TelegramChannel:
         quote = None
         if same_chat and reply.quote and msg.is_group and source is not None:
             quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
+        if reply.image is not None:
+            await bot.send_photo(
+                chat_id=chat_id, photo=reply.image, caption=reply.text[:1024], message_thread_id=thread
+            )
+            if len(reply.text) > 1024:
+                await bot.send_message(chat_id=chat_id, text=reply.text[:4096], message_thread_id=thread)
+            return
         if reply.document is not None:
             name, content = reply.document
             await bot.send_document(chat_id=chat_id, document=InputFile(content, filename=name),

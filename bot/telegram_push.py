@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import httpx
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
-from bot.delivery import Outcome, PushResult
+from bot.delivery import NativePoll, Outcome, PushResult
+from bot.telegram_buttons import button_rows
 from handlers.messages import Button
 
 CHANNEL = "telegram"
@@ -35,9 +36,7 @@ def _retry_seconds(exc: RetryAfter) -> float:
 
 
 def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data)] for b in buttons])
+    return button_rows(buttons)
 
 
 def classify(exc: TelegramError) -> PushResult:
@@ -89,7 +88,16 @@ class TelegramPusher:
             return self._group_interval
         return 1.0
 
-    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button]) -> PushResult:
+    async def push(
+        self,
+        target_kind: str,
+        target: str,
+        text: str,
+        buttons: Sequence[Button],
+        *,
+        image: bytes | None = None,
+        poll: NativePoll | None = None,
+    ) -> PushResult:
         chat_id: int | str
         if target_kind == "staff":
             if self._staff_chat is None:
@@ -97,9 +105,19 @@ class TelegramPusher:
             chat_id = self._staff_chat
         else:
             chat_id = int(target) if target.lstrip("-").isdigit() else target
-        markup = _markup(buttons)
         try:
-            sent = await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=markup)
+            if poll is not None:
+                sent = await self.bot.send_poll(
+                    chat_id=chat_id, question=poll.question[:300], options=[o[:100] for o in poll.options],
+                    is_anonymous=False, allows_multiple_answers=poll.multi,
+                )  # fmt: skip
+                return PushResult(
+                    Outcome.SENT, message_id=str(sent.message_id), native_poll_id=sent.poll.id if sent.poll else None
+                )
+            if image is not None:
+                sent = await self.bot.send_photo(chat_id=chat_id, photo=image, caption=text[:1024])
+            else:
+                sent = await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=_markup(buttons))
         except TelegramError as exc:
             return classify(exc)
         return PushResult(Outcome.SENT, message_id=str(sent.message_id))

@@ -29,6 +29,8 @@ async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
     if ann.audience == "staff":
         return await repos.deliveries.queue_staff(ann.id, sorted(deps.outbox.staff_channels()))
     channels = sorted(deps.outbox.channels())
+    if ann.audience == "members":
+        return await repos.deliveries.queue_members(ann.id, channels)
     if ann.audience == "tiers":
         ranges = []
         for tier_id in ann.tiers:

@@ -1,6 +1,6 @@
 """What the scheduler calls: each pending announcement whose time has come is queued, or, when the bot was
 down too long (past the grace time) or its subject no longer wants it (cancelled, already started), skipped.
-Staff hear of both. A group buy's deadline announcement settles the group buy first.
+Staff hear of both. Deadlines (a group buy's, a poll's) settle their subject first, however late.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from handlers.broadcast import duration_text, notify_staff, queue_recipients
 from handlers.deps import Deps
 from handlers.group_buys import settle_at_deadline
+from handlers.polls import close_at_deadline, prepare_followup
 from storage.announcements import Announcement
 from storage.repos import Repos
 
@@ -34,7 +35,7 @@ async def _skip_reason(repos: Repos, deps: Deps, ann: Announcement, now_ts: int,
             return texts.t("broadcast.reason_cancelled")
         if sale is not None and ann.kind in ("promo", "sale_early") and now_ts >= sale.starts_at:
             return texts.t("broadcast.reason_started")
-    if ann.kind == "groupbuy_close":
+    if ann.kind in ("groupbuy_close", "poll_close"):
         return None  # a deadline is always settled, however late
     if late > deps.rules.events.grace:
         return texts.t("broadcast.reason_grace", late=duration_text(deps, late))
@@ -58,6 +59,14 @@ async def run_due(deps: Deps) -> list[int]:
                 continue
             if ann.kind == "groupbuy_close" and ann.group_buy_id is not None:
                 ann = await settle_at_deadline(repos, deps, ann)
+            elif ann.kind == "poll_close" and ann.poll_id is not None:
+                closed = await close_at_deadline(repos, deps, ann)
+                if closed is None:  # closed by staff already
+                    await repos.announcements.settle(ann.id, "cancelled", now_ts)
+                    continue
+                ann = closed
+            elif ann.kind == "followup" and ann.member_id is not None:
+                await prepare_followup(repos, deps, ann)
             count = await queue_recipients(repos, deps, ann)
             outcome = ""
             if late > LATE_NOTICE_AFTER:

@@ -60,3 +60,5 @@ class Reply:
     """Name this user at the start so that they are notified in a group."""
     document: tuple[str, bytes] | None = None
     """A file to attach: (file name, content); `text` is its caption."""
+    image: bytes | None = None
+    """A PNG picture to show (e.g. a results chart); `text` is its caption."""

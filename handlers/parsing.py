@@ -30,7 +30,7 @@ def parse_command(text: str) -> ParsedCommand | None:
     return ParsedCommand(name.lower(), (args or "").strip(), bot.lower() if bot else None)
 
 
-_BUTTON = re.compile(r"^v1:([a-z_]{1,32}):(.{0,40})$", re.DOTALL)
+_BUTTON = re.compile(r"^v1:([a-z_]{1,32}):(.{0,56})$", re.DOTALL)
 
 
 def parse_button(data: str) -> ParsedCommand | None:

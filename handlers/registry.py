@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from handlers import announcements, checkin, events, group_buys, members, points, rewards, sales, staff_points
+from handlers import (
+    announcements,
+    checkin,
+    events,
+    group_buys,
+    members,
+    points,
+    polls,
+    rewards,
+    sales,
+    staff_points,
+)
 from handlers.command import Command
 from handlers.help import make_help
 
@@ -20,6 +31,10 @@ def build_commands() -> list[Command]:
         Command("notify", announcements.notify, "notify.summary", keywords=("通知",)),
         Command("claim", sales.claim, "claim.summary", keywords=("抢", "秒杀")),
         Command("groupbuy", group_buys.groupbuy, "groupbuy.summary", keywords=("团购",)),
+        Command("polls", polls.polls, "polls.summary", keywords=("调查", "投票")),
+        Command("vote", polls.vote, "vote.summary", keywords=("评分",)),
+        Command("rank", polls.rank, "vote.summary", hidden=True),
+        Command("native_vote", polls.native_vote, "vote.summary", hidden=True),
         Command("rewards", rewards.rewards, "rewards.summary", keywords=("积分商城", "兑换列表")),
         Command("redeem", rewards.redeem, "redeem.summary", keywords=("兑换",)),
         Command("award", staff_points.award, "award.summary", staff=True),
@@ -32,6 +47,7 @@ def build_commands() -> list[Command]:
         Command("delivery", announcements.delivery, "delivery.summary", staff=True),
         Command("event", events.event, "event.summary", staff=True),
         Command("sale", sales.sale, "sale.summary", staff=True),
+        Command("poll", polls.poll, "poll.summary", staff=True),
         Command("reward", rewards.reward, "reward.summary", staff=True),
         Command("redeemed", rewards.redeemed, "redeemed.summary", staff=True),
     ]

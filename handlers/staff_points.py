@@ -10,6 +10,7 @@ from decimal import ROUND_FLOOR, Decimal
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import parse_amount_fen, parse_points, split_first, yuan_text
+from handlers.polls import plan_purchase_followup
 from handlers.targets import TargetArgs, resolve_target, split_target
 from handlers.tiers import tier_up_replies
 from storage.ledger import InsufficientPoints
@@ -90,6 +91,8 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
             member.id, fen, note, f"purchase:{req.msg.key}", now, recorded_by=req.member_id
         )
         balance, total_earned = member.balance, member.earned
+        if purchase_id is not None:
+            await plan_purchase_followup(repos, deps, member.id)
         if purchase_id is not None and earned > 0:
             booking = await repos.ledger.append(
                 member.id,

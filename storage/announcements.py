@@ -25,11 +25,13 @@ class Announcement:
     outcome: str
     sale_id: int | None = None
     group_buy_id: int | None = None
+    poll_id: int | None = None
+    member_id: int | None = None
 
 
 _SELECT = (
-    "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome, sale_id, group_buy_id"
-    " FROM announcements"
+    "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome, sale_id, group_buy_id,"
+    " poll_id, member_id FROM announcements"
 )
 
 
@@ -48,6 +50,8 @@ def _announcement(row: aiosqlite.Row) -> Announcement:
         outcome=row[10],
         sale_id=row[11],
         group_buy_id=row[12],
+        poll_id=row[13],
+        member_id=row[14],
     )
 
 
@@ -68,16 +72,20 @@ class AnnouncementRepo:
         event_id: int | None = None,
         sale_id: int | None = None,
         group_buy_id: int | None = None,
+        poll_id: int | None = None,
+        member_id: int | None = None,
+        image: bytes | None = None,
         lead: str | None = None,
         created_by: int | None = None,
     ) -> int:
         row = await fetch_one(
             self._conn,
-            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, sale_id, group_buy_id, lead,"
-            " due_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, sale_id, group_buy_id, poll_id,"
+            " member_id, image, lead, due_at, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 kind, audience, ",".join(tiers) or None, text, json.dumps([list(b) for b in buttons]),
-                event_id, sale_id, group_buy_id, lead, due_at, created_by, now,
+                event_id, sale_id, group_buy_id, poll_id, member_id, image, lead, due_at, created_by, now,
             ),
         )  # fmt: skip
         assert row is not None
@@ -130,6 +138,9 @@ class AnnouncementRepo:
     async def cancel_pending_for_group_buy(self, group_buy_id: int) -> list[int]:
         return await self._cancel_pending("group_buy_id", group_buy_id)
 
+    async def cancel_pending_for_poll(self, poll_id: int) -> list[int]:
+        return await self._cancel_pending("poll_id", poll_id)
+
     async def _cancel_pending(self, column: str, subject_id: int) -> list[int]:
         rows = await fetch_all(
             self._conn,
@@ -138,8 +149,16 @@ class AnnouncementRepo:
         )
         return [r[0] for r in rows]
 
-    async def set_text(self, announcement_id: int, text: str) -> None:
-        await self._conn.execute("UPDATE announcements SET text = ? WHERE id = ?", (text, announcement_id))
+    async def set_text(
+        self, announcement_id: int, text: str, buttons: tuple[tuple[str, str], ...] | None = None
+    ) -> None:
+        if buttons is None:
+            await self._conn.execute("UPDATE announcements SET text = ? WHERE id = ?", (text, announcement_id))
+        else:
+            await self._conn.execute(
+                "UPDATE announcements SET text = ?, buttons = ? WHERE id = ?",
+                (text, json.dumps([list(b) for b in buttons]), announcement_id),
+            )
 
     async def of_subject(self, kind: str, sale_id: int | None = None, group_buy_id: int | None = None) -> list[int]:
         """Ids of the announcements of `kind` about one sale or group buy."""

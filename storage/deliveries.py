@@ -26,6 +26,10 @@ class Delivery:
     buttons_json: str
     body: str | None = None
     """A personal text that replaces the announcement's for this recipient."""
+    image: bytes | None = None
+    poll_id: int | None = None
+    """For a 'poll_native' announcement: the poll to send as the platform's own poll."""
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +128,8 @@ class DeliveryRepo:
             return []
         rows = await fetch_all(
             self._conn,
-            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons, d.body"
-            " FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
+            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons, d.body,"
+            " a.image, a.poll_id, a.kind FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
             f" WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND d.channel IN ({_in(channels)})"
             " ORDER BY d.next_attempt_at, d.id LIMIT ?",
             (wall_now, *channels, limit),

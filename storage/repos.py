@@ -12,6 +12,7 @@ from storage.events import EventRepo
 from storage.group_buys import GroupBuyRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
+from storage.polls import PollRepo
 from storage.purchases import PurchaseRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
@@ -33,3 +34,4 @@ class Repos:
         self.sales = SaleRepo(conn)
         self.group_buys = GroupBuyRepo(conn)
         self.rewards = RewardRepo(conn)
+        self.polls = PollRepo(conn)

@@ -170,7 +170,10 @@ class RecordingPusher:
 
     edits: list[tuple[str, str, str]] = field(default_factory=list)
 
-    async def push(self, target_kind: str, target: str, text: str, buttons: Any) -> Any:
+    images: list[bytes] = field(default_factory=list)
+    polls: list[Any] = field(default_factory=list)
+
+    async def push(self, target_kind: str, target: str, text: str, buttons: Any, **extra: Any) -> Any:
         from bot.delivery import Outcome, PushResult
 
         planned = self.script.get(target)
@@ -178,7 +181,13 @@ class RecordingPusher:
             return planned.pop(0)
         self.pushes.append((target_kind, target, text))
         self.buttons.append(tuple(b.data for b in buttons))
-        return PushResult(Outcome.SENT, message_id=str(len(self.pushes)))
+        if extra.get("image") is not None:
+            self.images.append(extra["image"])
+        native = None
+        if extra.get("poll") is not None:
+            self.polls.append(extra["poll"])
+            native = f"native-{len(self.polls)}"
+        return PushResult(Outcome.SENT, message_id=str(len(self.pushes)), native_poll_id=native)
 
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Any) -> bool:
         self.edits.append((chat_id, message_id, text))

@@ -82,10 +82,10 @@ async def test_rows_interrupted_mid_send_become_uncertain_at_start(runtime: Runt
 async def test_a_crashing_pusher_does_not_stop_the_outbox(runtime: Runtime, pusher: RecordingPusher) -> None:
     original = pusher.push
 
-    async def push(kind: str, target: str, text: str, buttons: object) -> PushResult:
+    async def push(kind: str, target: str, text: str, buttons: object, **extra: object) -> PushResult:
         if target == "m0":
             raise RuntimeError("pusher bug")
-        return await original(kind, target, text, buttons)
+        return await original(kind, target, text, buttons, **extra)
 
     pusher.push = push  # type: ignore[method-assign]
     ann = await broadcast_to(runtime, ["m0", "m1"])

@@ -1,0 +1,401 @@
+"""Polls (满意度调查): 1-5 ratings, NPS 0-10, choices (the platform's own poll where there is one) and
+rankings built tap by tap with undo. One answer per member, changeable until the poll closes; closing (on
+time through the scheduler, or by staff) posts the results in the groups and sends staff a chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from handlers import poll_results
+from handlers.broadcast import plan_at, publish
+from handlers.charts import bar_chart
+from handlers.deps import Deps, Request
+from handlers.messages import Reply
+from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
+from storage.announcements import Announcement
+from storage.polls import Answer, Poll, PollClosed
+from storage.repos import Repos
+
+QUESTION_LIMIT = 300
+OPTION_LIMIT = 100
+OPTION_COUNTS = {"choice": (2, 10), "rank": (3, 10), "rating": (0, 0), "nps": (0, 0)}
+AUDIENCES = ("all", "groups", "members")
+_CLOSE = re.compile(r"--close[= ]+(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]\d{1,2}:\d{2})")
+
+
+# --- what members see ------------------------------------------------------------------------------
+def vote_buttons(deps: Deps, poll: Poll) -> tuple[tuple[str, str], ...]:
+    """Short, versioned callback data: each button is the command it stands for."""
+    if poll.kind == "rating":
+        return tuple((f"{n}⭐", f"v1:vote:{poll.id} {n}") for n in range(1, 6))
+    if poll.kind == "nps":
+        return tuple((str(n), f"v1:vote:{poll.id} {n}") for n in range(11))
+    if poll.kind == "rank":
+        items = tuple((f"{i + 1}. {item}"[:40], f"v1:rank:{poll.id} {i}") for i, item in enumerate(poll.options))
+        return (*items, (deps.texts.t("poll.undo_button"), f"v1:rank:{poll.id} undo"))
+    return ()
+
+
+def poll_text(deps: Deps, poll: Poll) -> str:
+    options = "".join(f"\n{i + 1}. {option}" for i, option in enumerate(poll.options))
+    how = deps.texts.t(f"poll.how_{poll.kind}", id=poll.id)
+    points = deps.texts.t("poll.points_line", points=poll.points) if poll.points else ""
+    return deps.texts.t("poll.post", id=poll.id, question=poll.question, options=options, how=how, points=points,
+                        closes=deps.local_text(poll.closes_at))  # fmt: skip
+
+
+def _ranking_text(deps: Deps, poll: Poll, ranking: list[int]) -> str:
+    return " ".join(f"{place + 1}.{poll.options[index]}" for place, index in enumerate(ranking))
+
+
+# --- results ---------------------------------------------------------------------------------------
+def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
+    """The results summary and its bar chart (PNG)."""
+    texts = deps.texts
+    done = [a.value for a in answers if a.complete]
+    head = texts.t("poll.results_head", id=poll.id, question=poll.question, count=len(done))
+    title = f"#{poll.id} {poll.question}"
+    fallback = texts.t("poll.chart_fallback", id=poll.id)
+    if poll.kind == "rating":
+        r = poll_results.rating([int(v) for v in done])
+        body = texts.t("poll.results_rating", average=f"{r.average:.2f}", satisfaction=f"{r.satisfaction:.0%}",
+                       distribution=" ".join(f"{k}⭐×{v}" for k, v in r.distribution.items()))  # fmt: skip
+        chart = bar_chart(
+            title, [str(k) for k in r.distribution], list(r.distribution.values()), fallback_title=fallback
+        )
+    elif poll.kind == "nps":
+        n = poll_results.nps([int(v) for v in done])
+        body = texts.t("poll.results_nps", score=f"{n.score:+.0f}", promoters=f"{n.promoters:.0%}",
+                       passives=f"{n.passives:.0%}", detractors=f"{n.detractors:.0%}")  # fmt: skip
+        chart = bar_chart(
+            title, [str(k) for k in n.distribution], list(n.distribution.values()), fallback_title=fallback
+        )
+    elif poll.kind == "choice":
+        counts = poll_results.choice([list(v) for v in done], len(poll.options))
+        body = "\n".join(texts.t("poll.results_choice_line", n=i + 1, option=o, count=c)
+                         for i, (o, c) in enumerate(zip(poll.options, counts, strict=True)))  # fmt: skip
+        chart = bar_chart(title, list(poll.options), counts, horizontal=True, fallback_title=fallback)
+    else:
+        ranked = poll_results.borda([list(v) for v in done], len(poll.options))
+        body = "\n".join(
+            texts.t("poll.results_rank_line", place=place + 1, option=poll.options[r.index], borda=r.borda,
+                    mean=f"{r.mean_rank:.2f}")
+            for place, r in enumerate(ranked)
+        )  # fmt: skip
+        chart = bar_chart(title, [poll.options[r.index] for r in ranked], [r.borda for r in ranked], horizontal=True,
+                          fallback_title=fallback)  # fmt: skip
+    return f"{head}\n{body}", chart
+
+
+async def _close(repos: Repos, deps: Deps, poll: Poll) -> tuple[str, bytes]:
+    """Close the poll and send staff the results with the chart; returns (text, chart)."""
+    now = deps.now_ts()
+    await repos.polls.close(poll.id, now)
+    text, chart = results(deps, poll, await repos.polls.answers(poll.id))
+    staff_id = await repos.announcements.create("staff", "staff", text, now, now, poll_id=poll.id, image=chart)
+    await repos.deliveries.queue_staff(staff_id, sorted(deps.outbox.staff_channels()))
+    await repos.announcements.settle(staff_id, "queued", now)
+    return text, chart
+
+
+async def close_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Announcement | None:
+    """The scheduler's side of closing: the announcement now carries the results for the groups, or None
+    when the poll was closed already (nothing more to send)."""
+    assert ann.poll_id is not None
+    poll = await repos.polls.get(ann.poll_id)
+    if poll is None or poll.state != "open":
+        return None
+    text, _ = await _close(repos, deps, poll)
+    await repos.announcements.set_text(ann.id, text)
+    return replace(ann, text=text)
+
+
+# --- staff: /poll ----------------------------------------------------------------------------------
+async def poll(req: Request, deps: Deps) -> list[Reply]:
+    sub, rest = split_first(req.args)
+    sub = sub.lower()
+    if sub in OPTION_COUNTS:
+        return await _create(req, deps, sub, rest)
+    handler = {"close": _close_now, "results": _results, "export": _export}.get(sub)
+    if handler is None:
+        return deps.usage("poll")
+    poll_id = parse_id(rest)
+    if poll_id is None:
+        return deps.usage("poll")
+    return await handler(req, deps, poll_id)
+
+
+async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]:
+    close_match = _CLOSE.search(args)
+    if close_match:
+        args = (args[: close_match.start()] + args[close_match.end() :]).strip()
+    flags, args = extract_flags(args, {"hours": True, "tier": True, "points": True, "to": True, "multi": False})
+    parts = [p.strip() for p in args.split("|")]
+    question, options = parts[0][:QUESTION_LIMIT], [p[:OPTION_LIMIT] for p in parts[1:] if p]
+    low, high = OPTION_COUNTS[kind]
+    if not question or not low <= len(options) <= high or (kind in ("rating", "nps") and len(parts) > 1):
+        return deps.usage(f"poll_{kind}")
+    now = deps.now()
+    closes = now + timedelta(hours=deps.rules.polls.default_open_hours)
+    if close_match:
+        parsed = parse_local_datetime(close_match.group(1), deps.calendar.zone)
+        if parsed is None:
+            return deps.usage(f"poll_{kind}")
+        closes = parsed[0]
+    elif "hours" in flags:
+        hours = str(flags["hours"])
+        if not hours.isdigit() or not 1 <= int(hours) <= 24 * 30:
+            return deps.usage(f"poll_{kind}")
+        closes = now + timedelta(hours=int(hours))
+    if closes <= now:
+        return [Reply(deps.texts.t("common.in_past", when=deps.local_text(int(closes.timestamp()))))]
+    tiers = tuple(t.strip().lower() for t in str(flags.get("tier", "")).split(",") if t.strip())
+    points_text = str(flags.get("points", "0"))
+    audience = str(flags.get("to", "all")).lower()
+    if (
+        any(deps.rules.tier_by_id(t) is None for t in tiers)
+        or not points_text.isdigit()
+        or int(points_text) > 10_000
+        or audience not in AUDIENCES
+    ):
+        return deps.usage(f"poll_{kind}")
+    async with deps.db.transaction() as repos:
+        poll_id = await repos.polls.create(
+            kind, question, options, bool(flags.get("multi")) and kind == "choice", tiers, int(points_text), audience,
+            int(closes.timestamp()), req.member_id, deps.now_ts(),
+        )  # fmt: skip
+        assert poll_id is not None
+        created = await repos.polls.get(poll_id)
+        assert created is not None
+        count = await _post(repos, deps, created)
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("poll.created", id=poll_id, count=count, closes=deps.local_text(created.closes_at)))]
+
+
+async def _post(repos: Repos, deps: Deps, created: Poll) -> int:
+    """Publish the poll and plan its closing; returns the number of recipients."""
+    kind = "poll_native" if created.kind == "choice" else "poll"
+    _, count = await publish(repos, deps, kind, created.audience, poll_text(deps, created),
+                             buttons=vote_buttons(deps, created), poll_id=created.id)  # fmt: skip
+    closes = datetime.fromtimestamp(created.closes_at, deps.now().tzinfo)
+    await plan_at(repos, deps, "poll_close", "groups", created.question, closes, poll_id=created.id)
+    return count
+
+
+async def _close_now(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
+    async with deps.db.transaction() as repos:
+        found = await repos.polls.get(poll_id)
+        if found is None or found.state != "open":
+            return [Reply(deps.texts.t("poll.not_open", id=poll_id))]
+        for ann_id in await repos.announcements.cancel_pending_for_poll(poll_id):
+            deps.planner.unplan(ann_id)
+        text, chart = await _close(repos, deps, found)
+        await publish(repos, deps, "poll_results", "groups", text, poll_id=poll_id)
+    deps.outbox.wake()
+    return [Reply(text, image=chart)]
+
+
+async def _results(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
+    async with deps.db.read() as repos:
+        found = await repos.polls.get(poll_id)
+        answers = await repos.polls.answers(poll_id) if found else []
+    if found is None:
+        return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
+    text, chart = results(deps, found, answers)
+    return [Reply(text, image=chart)]
+
+
+async def _export(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
+    async with deps.db.read() as repos:
+        found = await repos.polls.get(poll_id)
+        answers = await repos.polls.answers(poll_id) if found else []
+    if found is None:
+        return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["member_id", "member", "answer", "complete", "answered_at"])
+    for a in answers:
+        writer.writerow([a.member_id, a.display_name, _answer_text(found, a.value), int(a.complete),
+                         deps.local_text(a.answered_at)])  # fmt: skip
+    caption = deps.texts.t("poll.exported", id=poll_id, count=len(answers))
+    return [Reply(caption, document=(f"poll-{poll_id}-answers.csv", buffer.getvalue().encode("utf-8-sig")))]
+
+
+def _answer_text(poll: Poll, value: Any) -> str:
+    if poll.kind in ("rating", "nps"):
+        return str(value)
+    return " > ".join(poll.options[i] for i in value if 0 <= i < len(poll.options))
+
+
+async def polls(req: Request, deps: Deps) -> list[Reply]:
+    """Anyone: the polls open now."""
+    async with deps.db.read() as repos:
+        open_polls = await repos.polls.open_ones()
+    if not open_polls:
+        return [Reply(deps.texts.t("poll.none"))]
+    lines = [deps.texts.t("poll.list_header")]
+    lines += [deps.texts.t("poll.list_line", id=p.id, question=p.question, closes=deps.local_text(p.closes_at),
+                           how=deps.texts.t(f"poll.how_{p.kind}", id=p.id)) for p in open_polls]  # fmt: skip
+    return [Reply("\n".join(lines))]
+
+
+# --- members answer --------------------------------------------------------------------------------
+async def _load_for_answer(req: Request, deps: Deps, poll_id: int) -> tuple[Poll | None, Reply | None]:
+    async with deps.db.read() as repos:
+        found = await repos.polls.get(poll_id)
+        member = await repos.members.get(req.member_id)
+    assert member is not None
+    if found is None:
+        return None, Reply(deps.texts.t("poll.unknown", id=poll_id))
+    if found.state != "open" or found.closes_at <= deps.now_ts():
+        return None, Reply(deps.texts.t("poll.closed", id=poll_id))
+    if not await req.in_vip_group():
+        return None, Reply(deps.texts.t("poll.not_member"))
+    if found.tiers and deps.rules.tier_for(member.earned).id not in found.tiers:
+        names = ", ".join(deps.tier_name(t) for t in deps.rules.tiers if t.id in found.tiers)
+        return None, Reply(deps.texts.t("poll.tier_only", tiers=names))
+    return found, None
+
+
+async def _record(req: Request, deps: Deps, found: Poll, value: Any, complete: bool) -> bool:
+    """Store the answer; participation points once per member on a complete answer. False when closed."""
+    now = deps.now_ts()
+    try:
+        async with deps.db.transaction() as repos:
+            await repos.polls.answer(found.id, req.member_id, value, complete, now)
+            if complete and found.points:
+                await repos.ledger.append(req.member_id, found.points, "poll", f"poll:{found.id}:{req.member_id}", now,
+                                          note=found.question[:60], ref=str(found.id))  # fmt: skip
+    except PollClosed:
+        return False
+    return True
+
+
+async def vote(req: Request, deps: Deps) -> list[Reply]:
+    """/vote <poll> <answer>: a rating 1-5, a score 0-10, option numbers '1,3', or a full ranking '3 1 2'."""
+    id_text, value_text = split_first(req.args)
+    poll_id = parse_id(id_text)
+    if poll_id is None or not value_text:
+        return deps.usage("vote")
+    found, problem = await _load_for_answer(req, deps, poll_id)
+    if problem is not None or found is None:
+        return [problem] if problem else []
+    numbers = [int(n) for n in re.findall(r"\d+", value_text)]
+    value: Any
+    if found.kind == "rating" and len(numbers) == 1 and 1 <= numbers[0] <= 5:
+        value = numbers[0]
+    elif found.kind == "nps" and len(numbers) == 1 and 0 <= numbers[0] <= 10:
+        value = numbers[0]
+    elif (
+        found.kind == "choice"
+        and numbers
+        and all(1 <= n <= len(found.options) for n in numbers)
+        and (found.multi or len(numbers) == 1)
+    ):
+        value = sorted({n - 1 for n in numbers})
+    elif found.kind == "rank" and sorted(numbers) == list(range(1, len(found.options) + 1)):
+        value = [n - 1 for n in numbers]
+    else:
+        return [
+            Reply(deps.texts.t("poll.bad_answer", id=poll_id, how=deps.texts.t(f"poll.how_{found.kind}", id=poll_id)))
+        ]
+    if not await _record(req, deps, found, value, complete=True):
+        return [Reply(deps.texts.t("poll.closed", id=poll_id))]
+    shown = _answer_text(found, value) if found.kind in ("choice", "rank") else str(value)
+    return [Reply(deps.texts.t("poll.thanks", answer=shown))]
+
+
+async def rank(req: Request, deps: Deps) -> list[Reply]:
+    """A tap in a ranking poll (button ``v1:rank:<poll> <item>|undo``): builds the member's order."""
+    id_text, what = split_first(req.args)
+    poll_id = parse_id(id_text)
+    if poll_id is None or not what:
+        return deps.usage("vote")
+    found, problem = await _load_for_answer(req, deps, poll_id)
+    if problem is not None or found is None or found.kind != "rank":
+        return [problem] if problem else deps.usage("vote")
+    async with deps.db.read() as repos:
+        current = await repos.polls.answer_of(poll_id, req.member_id)
+    ranking: list[int] = list(current.value) if current is not None and not current.complete else []
+    if what == "undo":
+        ranking = ranking[:-1]
+    elif what.isdigit() and int(what) < len(found.options):
+        if int(what) not in ranking:
+            ranking.append(int(what))
+    else:
+        return deps.usage("vote")
+    complete = len(ranking) == len(found.options)
+    if not await _record(req, deps, found, ranking, complete):
+        return [Reply(deps.texts.t("poll.closed", id=poll_id))]
+    so_far = _ranking_text(deps, found, ranking) or "-"
+    key = "poll.rank_done" if complete else "poll.rank_so_far"
+    return [Reply(deps.texts.t(key, ranking=so_far, left=len(found.options) - len(ranking)))]
+
+
+async def native_vote(req: Request, deps: Deps) -> list[Reply]:
+    """An answer to the platform's own poll (``v1:native_vote:<native id> <option,option>``); no reply."""
+    native_id, options = split_first(req.args)
+    async with deps.db.read() as repos:
+        poll_id = await repos.polls.by_native(req.msg.channel, native_id)
+    if poll_id is None:
+        return []
+    found, _ = await _load_for_answer(req, deps, poll_id)
+    if found is None:
+        return []
+    picked = sorted({int(n) for n in re.findall(r"\d+", options) if int(n) < len(found.options)})
+    if not picked:
+        async with deps.db.transaction() as repos:
+            await repos.polls.withdraw(poll_id, req.member_id)
+        return []
+    await _record(req, deps, found, picked, complete=True)
+    return []
+
+
+# --- the recurring survey and the follow-up after a purchase ---------------------------------------
+async def start_survey(deps: Deps) -> int | None:
+    """Open this period's satisfaction survey (a 1-5 rating poll), once per day however often called."""
+    survey = deps.rules.polls.survey
+    local_day = deps.calendar.local(deps.now()).date().isoformat()
+    question = survey.question or deps.texts.t("poll.survey_question")
+    closes = int((deps.now() + timedelta(hours=survey.open_hours)).timestamp())
+    async with deps.db.transaction() as repos:
+        poll_id = await repos.polls.create("rating", question, [], False, (), 0, "all", closes, None, deps.now_ts(),
+                                           series=f"survey:{local_day}")  # fmt: skip
+        if poll_id is None:
+            return None
+        created = await repos.polls.get(poll_id)
+        assert created is not None
+        await _post(repos, deps, created)
+    deps.outbox.wake()
+    return poll_id
+
+
+async def plan_purchase_followup(repos: Repos, deps: Deps, member_id: int) -> None:
+    """After a recorded purchase, plan a private 1-5 rating request (if configured)."""
+    days = deps.rules.polls.survey.purchase_followup_days
+    if days:
+        due = deps.now() + timedelta(days=days)
+        await plan_at(repos, deps, "followup", "personal", deps.texts.t("poll.followup_question"), due,
+                      member_id=member_id)  # fmt: skip
+
+
+async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> None:
+    """Send the member the rating buttons of this month's follow-up poll (opened on first use)."""
+    assert ann.member_id is not None
+    month = deps.calendar.local(deps.now()).strftime("%Y-%m")
+    series = f"followup:{month}"
+    found = await repos.polls.by_series(series)
+    if found is None:
+        closes = int((deps.now() + timedelta(days=45)).timestamp())
+        await repos.polls.create("rating", deps.texts.t("poll.followup_question"), [], False, (), 0, "members",
+                                 closes, None, deps.now_ts(), series=series)  # fmt: skip
+        found = await repos.polls.by_series(series)
+    assert found is not None
+    await repos.announcements.set_text(ann.id, ann.text, vote_buttons(deps, found))
+    await repos.deliveries.queue_personal(ann.id, ann.member_id, ann.text, sorted(deps.outbox.channels()))

@@ -1,0 +1,154 @@
+"""Polls and their answers: one row per (poll, member), changeable while the poll is open."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from storage.sql import fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    id: int
+    kind: str
+    question: str
+    options: tuple[str, ...]
+    multi: bool
+    tiers: tuple[str, ...]
+    points: int
+    audience: str
+    closes_at: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    member_id: int
+    display_name: str
+    value: Any
+    complete: bool
+    answered_at: int
+
+
+_POLL = "SELECT id, kind, question, options, multi, tiers, points, audience, closes_at, state FROM polls"
+
+
+def _poll(row: aiosqlite.Row) -> Poll:
+    return Poll(
+        id=row[0],
+        kind=row[1],
+        question=row[2],
+        options=tuple(json.loads(row[3])),
+        multi=bool(row[4]),
+        tiers=tuple(t for t in (row[5] or "").split(",") if t),
+        points=row[6],
+        audience=row[7],
+        closes_at=row[8],
+        state=row[9],
+    )
+
+
+class PollRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def create(
+        self,
+        kind: str,
+        question: str,
+        options: list[str],
+        multi: bool,
+        tiers: tuple[str, ...],
+        points: int,
+        audience: str,
+        closes_at: int,
+        created_by: int | None,
+        now: int,
+        series: str | None = None,
+    ) -> int | None:
+        """Create a poll; None when a poll of the same `series` exists already."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO polls(kind, question, options, multi, tiers, points, audience, closes_at, series,"
+            " created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(series) DO NOTHING RETURNING id",
+            (kind, question, json.dumps(options, ensure_ascii=False), int(multi), ",".join(tiers) or None, points,
+             audience, closes_at, series, created_by, now),
+        )  # fmt: skip
+        return int(row[0]) if row else None
+
+    async def get(self, poll_id: int) -> Poll | None:
+        row = await fetch_one(self._conn, f"{_POLL} WHERE id = ?", (poll_id,))
+        return _poll(row) if row else None
+
+    async def by_series(self, series: str) -> Poll | None:
+        row = await fetch_one(self._conn, f"{_POLL} WHERE series = ?", (series,))
+        return _poll(row) if row else None
+
+    async def open_ones(self) -> list[Poll]:
+        rows = await fetch_all(self._conn, f"{_POLL} WHERE state = 'open' ORDER BY closes_at")
+        return [_poll(r) for r in rows]
+
+    async def close(self, poll_id: int, now: int) -> bool:
+        cur = await self._conn.execute(
+            "UPDATE polls SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'", (now, poll_id)
+        )
+        return cur.rowcount == 1
+
+    async def answer(self, poll_id: int, member_id: int, value: Any, complete: bool, now: int) -> None:
+        """Record or change the member's answer; raises PollClosed when the poll is not open."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO poll_answers(poll_id, member_id, answer, complete, answered_at)"
+            " SELECT id, :m, :a, :c, :now FROM polls WHERE id = :p AND state = 'open'"
+            " ON CONFLICT(poll_id, member_id) DO UPDATE SET answer = :a, complete = :c, answered_at = :now"
+            " RETURNING member_id",
+            {"p": poll_id, "m": member_id, "a": json.dumps(value), "c": int(complete), "now": now},
+        )
+        if row is None:
+            raise PollClosed
+
+    async def withdraw(self, poll_id: int, member_id: int) -> None:
+        await self._conn.execute(
+            "DELETE FROM poll_answers WHERE poll_id = ? AND member_id = ?"
+            " AND EXISTS (SELECT 1 FROM polls WHERE id = ? AND state = 'open')",
+            (poll_id, member_id, poll_id),
+        )
+
+    async def answer_of(self, poll_id: int, member_id: int) -> Answer | None:
+        row = await fetch_one(
+            self._conn,
+            "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at FROM poll_answers a"
+            " JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? AND a.member_id = ?",
+            (poll_id, member_id),
+        )
+        return Answer(row[0], row[1], json.loads(row[2]), bool(row[3]), row[4]) if row else None
+
+    async def answers(self, poll_id: int) -> list[Answer]:
+        rows = await fetch_all(
+            self._conn,
+            "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at FROM poll_answers a"
+            " JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? ORDER BY a.answered_at, a.member_id",
+            (poll_id,),
+        )
+        return [Answer(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
+
+    async def map_native(self, channel: str, native_id: str, poll_id: int) -> None:
+        await self._conn.execute(
+            "INSERT INTO poll_native(channel, native_id, poll_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (channel, native_id, poll_id),
+        )
+
+    async def by_native(self, channel: str, native_id: str) -> int | None:
+        row = await fetch_one(
+            self._conn, "SELECT poll_id FROM poll_native WHERE channel = ? AND native_id = ?", (channel, native_id)
+        )
+        return int(row[0]) if row else None
+
+
+class PollClosed(Exception):
+    """The poll is closed (or gone); the answer was not recorded."""
