@@ -33,7 +33,7 @@ async def run_console(settings: Settings) -> None:
         console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console, exports=exports)
         await console.attach(runtime)
         await runtime.start()
-        await console.run(interactive=sys.stdin.isatty())
+        await console.run(interactive=sys.stdin.isatty(), settle=lambda: runtime.outbox.idle(timeout=2.0))
         await runtime.outbox.idle()  # let queued pushes print before leaving
     finally:
         await runtime.close()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -143,6 +144,11 @@ class Settings(BaseSettings):
     def _rules_valid(self) -> Settings:
         self.tiers = self.rules.tiers
         Catalog(self.locale, self.messages)  # unknown message keys fail here, at start-up
+        survey = self.polls.survey
+        try:
+            CronTrigger(day=survey.day, hour=survey.hour, minute=survey.minute, timezone=self.zone)
+        except ValueError as exc:
+            raise ValueError(f"polls.survey.day {survey.day!r} is not a cron day such as '1st mon' or '15'") from exc
         return self
 
     @property

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -22,7 +23,8 @@ CHANNEL = "console"
 GROUP_CHAT = "console-group"
 
 _HELP = (
-    "console: /as NAME [staff] switches member, /private or /group switches chat, /whoami, /quit.\n"
+    "console: /as NAME [staff] switches member, /private or /group switches chat, /press N presses button N\n"
+    "of the last message with buttons, /whoami, /quit.\n"
     "Staff by default: {staff}. Everything else goes to the bot; try /help."
 )
 
@@ -34,8 +36,9 @@ class ConsolePusher:
     per_second = 1000.0
     has_staff_chat = True
 
-    def __init__(self, output: TextIO) -> None:
+    def __init__(self, output: TextIO, on_buttons: Callable[[list[Button]], None] | None = None) -> None:
         self.out = output
+        self.on_buttons = on_buttons
         self._posted = 0
 
     def chat_interval(self, target_kind: str, target: str) -> float:
@@ -58,6 +61,8 @@ class ConsolePusher:
         for index, button in enumerate(buttons, start=1):
             self.out.write(f"     [{index}] {button.label}\n")
         self.out.flush()
+        if buttons and self.on_buttons is not None:
+            self.on_buttons(list(buttons))
         self._posted += 1
         return PushResult(Outcome.SENT, message_id=str(self._posted))
 
@@ -85,12 +90,14 @@ class ConsoleChannel:
         self.in_group = True
         self.out = output or sys.stdout
         self.exports = exports or Path("data/exports")
+        self.last_buttons: list[Button] = []
+        """The buttons shown last; `/press N` presses one."""
         self._session = uuid.uuid4().hex[:8]
         self._counter = 0
 
     async def attach(self, runtime: Runtime) -> None:
         """Register the console's pusher and its VIP group, so announcements print here."""
-        runtime.outbox.register(ConsolePusher(self.out))
+        runtime.outbox.register(ConsolePusher(self.out, self._remember))
         async with runtime.deps.db.transaction() as repos:
             await repos.chats.add(CHANNEL, GROUP_CHAT, runtime.deps.now_ts(), "console")
 
@@ -125,8 +132,13 @@ class ConsoleChannel:
                 self._print(f"     [file {self._save(*reply.document)}]")
             if reply.image is not None:
                 self._print(f"     [picture {self._save(f'picture-{self._counter}.png', reply.image)}]")
+            self._remember(reply.buttons)
             for index, button in enumerate(reply.buttons, start=1):
                 self._print(f"     [{index}] {button.label}")
+
+    def _remember(self, buttons: Sequence[Button]) -> None:
+        if buttons:
+            self.last_buttons = list(buttons)
 
     def _save(self, name: str, content: bytes) -> str:
         """Attachments land next to the database, in exports/."""
@@ -157,6 +169,8 @@ class ConsoleChannel:
             where = "VIP group" if self.in_group else "private chat"
             self._print(f"(you are {self.user} in the {where})")
             return True
+        if head == "/press":
+            return False  # handled in run(): it is a message to the bot
         if head in ("/console", "/?"):
             self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
             return True
@@ -177,12 +191,26 @@ class ConsoleChannel:
         )
 
     async def say(self, text: str) -> list[Reply]:
-        """Send one line as the current member and print the answer."""
-        replies = await self.dispatcher.handle(self.inbound(text), self)
+        """Send one line as the current member and print the answer; `/press N` presses a button."""
+        msg = self.inbound(text)
+        words = text.split()
+        if words and words[0].lower() == "/press":
+            number = words[1] if len(words) > 1 else ""
+            if not number.isdigit() or not 1 <= int(number) <= len(self.last_buttons):
+                self._print(f"(no button {number or '?'} to press; {len(self.last_buttons)} shown last)")
+                return []
+            msg = replace(msg, text="", button=self.last_buttons[int(number) - 1].data)
+        replies = await self.dispatcher.handle(msg, self)
         self._render(replies)
         return replies
 
-    async def run(self, read_line: Callable[[], str] | None = None, interactive: bool = False) -> None:
+    async def run(
+        self,
+        read_line: Callable[[], str] | None = None,
+        interactive: bool = False,
+        settle: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Read lines until EOF or /quit; `settle` runs after each line (the CLI lets pushes print)."""
         reader = read_line or sys.stdin.readline
         if interactive:
             self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
@@ -201,3 +229,5 @@ class ConsoleChannel:
             if self._meta(line.strip()):
                 continue
             await self.say(line)
+            if settle is not None:
+                await settle()

@@ -12,6 +12,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.delivery import Outbox
 from handlers import group_buys, sales
 from handlers.deps import Deps
+from handlers.feedback import escalate as escalate_tickets
+from handlers.polls import start_survey
 from handlers.sales import expire_holds
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,15 @@ def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) ->
     scheduler.add_job(
         expire_holds, IntervalTrigger(minutes=1), args=[deps], id="expire_sale_holds", replace_existing=True
     )
+    scheduler.add_job(
+        escalate_tickets, IntervalTrigger(minutes=10), args=[deps], id="escalate_tickets", replace_existing=True
+    )
+    survey = deps.rules.polls.survey
+    if survey.enabled:
+        scheduler.add_job(
+            start_survey, CronTrigger(day=survey.day, hour=survey.hour, minute=survey.minute), args=[deps],
+            id="satisfaction_survey", replace_existing=True,
+        )  # fmt: skip
     scheduler.add_job(
         refresh_live_posts, IntervalTrigger(seconds=deps.rules.sales.edit_interval_seconds), args=[deps, outbox],
         id="refresh_live_posts", replace_existing=True,

@@ -56,18 +56,13 @@ async def publish(
     *,
     tiers: tuple[str, ...] = (),
     buttons: tuple[tuple[str, str], ...] = (),
-    event_id: int | None = None,
-    sale_id: int | None = None,
-    group_buy_id: int | None = None,
-    lead: str | None = None,
-    created_by: int | None = None,
+    **links: Any,
 ) -> tuple[int, int]:
-    """Create an announcement due now and queue it at once; returns (announcement id, recipients)."""
+    """Create an announcement due now and queue it at once; returns (announcement id, recipients).
+
+    `links` name what it is about (event_id, sale_id, group_buy_id, poll_id, lead, created_by, ...)."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(
-        kind, audience, text, now, now, tiers=tiers, buttons=buttons, event_id=event_id, sale_id=sale_id,
-        group_buy_id=group_buy_id, lead=lead, created_by=created_by,
-    )  # fmt: skip
+    ann_id = await repos.announcements.create(kind, audience, text, now, now, tiers=tiers, buttons=buttons, **links)
     ann = await repos.announcements.get(ann_id)
     assert ann is not None
     count = await queue_recipients(repos, deps, ann)

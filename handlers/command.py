@@ -21,6 +21,8 @@ class Command:
     """Other slash names (lower-case ASCII)."""
     keywords: tuple[str, ...] = ()
     """Plain-text triggers such as 签到; they work without a slash."""
+    glued: bool = False
+    """Its keywords may run straight into free text ("投诉快递太慢"), not only into a number."""
     staff: bool = False
     hidden: bool = False
     """Left out of /help (e.g. /start)."""

@@ -28,6 +28,7 @@ class Dispatcher:
             for keyword in command.keywords:
                 self._register(self._by_keyword, keyword, command)
         self._keywords = set(self._by_keyword)
+        self._glued = frozenset(k for c in self.commands if c.glued for k in c.keywords)
         self._known_groups: set[tuple[str, str]] = set()
 
     @staticmethod
@@ -39,7 +40,7 @@ class Dispatcher:
     def _parse(self, msg: Inbound) -> ParsedCommand | None:
         if msg.button is not None:
             return parse_button(msg.button)
-        return parse_command(msg.text) or parse_keyword(msg.text, self._keywords)
+        return parse_command(msg.text) or parse_keyword(msg.text, self._keywords, self._glued)
 
     async def handle(self, msg: Inbound, port: ChannelPort) -> list[Reply]:
         """Answer one inbound message; never raises for a handler's fault."""

@@ -41,18 +41,23 @@ def parse_button(data: str) -> ParsedCommand | None:
     return ParsedCommand(match.group(1), match.group(2).strip(), None)
 
 
-def parse_keyword(text: str, keywords: set[str]) -> ParsedCommand | None:
-    """Match a plain-text keyword (e.g. 签到) at the start of the text, alone or followed by arguments."""
+def parse_keyword(text: str, keywords: set[str], glued: frozenset[str] = frozenset()) -> ParsedCommand | None:
+    """Match a plain-text keyword (e.g. 签到) at the start of the text, alone or followed by arguments.
+
+    Chinese is written without spaces: a keyword may be followed directly by a number ("兑换3"), and a
+    keyword in `glued` by any text at all ("投诉快递太慢").
+    """
     text = text.strip()
     if not text:
         return None
     head, _, rest = text.partition(" ")
     if head in keywords:
         return ParsedCommand(head, rest.strip(), None, slash=False)
-    # Chinese keywords are often sent without a space before the argument ("兑换3").
-    for keyword in keywords:
-        if text.startswith(keyword) and len(text) > len(keyword) and text[len(keyword)].isdigit():
-            return ParsedCommand(keyword, text[len(keyword) :].strip(), None, slash=False)
+    for keyword in sorted(keywords, key=len, reverse=True):
+        if text.startswith(keyword) and len(text) > len(keyword):
+            after = text[len(keyword) :]
+            if after[0].isdigit() or keyword in glued:
+                return ParsedCommand(keyword, after.strip(), None, slash=False)
     return None
 
 

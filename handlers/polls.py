@@ -61,7 +61,7 @@ def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
     done = [a.value for a in answers if a.complete]
     head = texts.t("poll.results_head", id=poll.id, question=poll.question, count=len(done))
     title = f"#{poll.id} {poll.question}"
-    fallback = texts.t("poll.chart_fallback", id=poll.id)
+    fallback = f"#{poll.id}"  # ASCII, for machines without a Chinese font
     if poll.kind == "rating":
         r = poll_results.rating([int(v) for v in done])
         body = texts.t("poll.results_rating", average=f"{r.average:.2f}", satisfaction=f"{r.satisfaction:.0%}",

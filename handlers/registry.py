@@ -6,6 +6,7 @@ from handlers import (
     announcements,
     checkin,
     events,
+    feedback,
     group_buys,
     members,
     points,
@@ -37,6 +38,8 @@ def build_commands() -> list[Command]:
         Command("native_vote", polls.native_vote, "vote.summary", hidden=True),
         Command("rewards", rewards.rewards, "rewards.summary", keywords=("积分商城", "兑换列表")),
         Command("redeem", rewards.redeem, "redeem.summary", keywords=("兑换",)),
+        Command("feedback", feedback.feedback, "feedback.summary", keywords=("投诉", "建议", "反馈"), glued=True),
+        Command("rate_ticket", feedback.rate_ticket, "rate_ticket.summary", hidden=True),
         Command("award", staff_points.award, "award.summary", staff=True),
         Command("deduct", staff_points.deduct, "deduct.summary", staff=True),
         Command("purchase", staff_points.purchase, "purchase.summary", staff=True),
@@ -50,6 +53,9 @@ def build_commands() -> list[Command]:
         Command("poll", polls.poll, "poll.summary", staff=True),
         Command("reward", rewards.reward, "reward.summary", staff=True),
         Command("redeemed", rewards.redeemed, "redeemed.summary", staff=True),
+        Command("reply", feedback.reply, "reply.summary", staff=True),
+        Command("tickets", feedback.tickets, "tickets.summary", staff=True),
+        Command("close", feedback.close, "close.summary", staff=True),
     ]
     table.append(Command("help", make_help(lambda: table), "help_cmd.summary", keywords=("帮助",)))
     return table

@@ -17,6 +17,7 @@ from storage.purchases import PurchaseRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
 from storage.seen_updates import SeenUpdateRepo
+from storage.tickets import TicketRepo
 
 
 class Repos:
@@ -35,3 +36,4 @@ class Repos:
         self.group_buys = GroupBuyRepo(conn)
         self.rewards = RewardRepo(conn)
         self.polls = PollRepo(conn)
+        self.tickets = TicketRepo(conn)

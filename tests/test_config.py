@@ -60,6 +60,7 @@ def test_token_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
         ("storage:\n  paht: x.db\n", "storage.paht: Extra inputs are not permitted"),
         ("messages:\n  nope.key: hi\n", "unknown message keys in overrides: nope.key"),
         ("- a\n- b\n", "the top level must be a mapping"),
+        ("polls:\n  survey:\n    day: someday\n", "is not a cron day"),
         ("timezone: [\n", "not valid YAML"),
     ],
 )

@@ -107,3 +107,10 @@ def test_announcements_and_events_print_in_the_console(tmp_path: Path) -> None:
     assert "2000-01-01 10:00 已经过去了" in out
     assert "#1 2099-06-01 19:30 品茶会（已报名 0）" in out
     assert "小王 报名成功：品茶会" in out
+
+
+def test_buttons_can_be_pressed_in_the_console(tmp_path: Path) -> None:
+    script = "/as 店长\n/poll rating 服务满意吗 --hours 2\n/as 小王\n/press 4\n/press 9\n/as 店长\n/poll results 1\n"
+    out = vipbot(["console"], script, tmp_path).stdout
+    assert "您的答案：4" in out and "(no button 9 to press; 5 shown last)" in out
+    assert "平均 4.00 分" in out and "[picture " in out

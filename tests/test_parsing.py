@@ -23,6 +23,8 @@ def test_keywords_with_and_without_space() -> None:
     parsed = parse_keyword("兑换3", words)
     assert parsed is not None and (parsed.name, parsed.args) == ("兑换", "3")
     assert parse_keyword("签到了吗", words) is None
+    glued = parse_keyword("投诉快递太慢", {"投诉"}, frozenset({"投诉"}))
+    assert glued is not None and (glued.name, glued.args) == ("投诉", "快递太慢")
 
 
 def test_amounts_and_points() -> None:
