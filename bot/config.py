@@ -18,14 +18,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from handlers.i18n import Catalog
 from handlers.rules import (
+    BirthdayRules,
     CheckinRules,
     EventRules,
     FeedbackRules,
+    GreetingRules,
     GroupBuyRules,
     PointsRules,
     PollRules,
+    ReferralRules,
+    ReportRules,
     Rules,
     SaleRules,
+    SegmentRules,
     StrictModel,
     Tier,
     default_tiers,
@@ -115,6 +120,11 @@ class Settings(BaseSettings):
     groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
     feedback: FeedbackRules = Field(default_factory=FeedbackRules)
     polls: PollRules = Field(default_factory=PollRules)
+    greetings: GreetingRules = Field(default_factory=GreetingRules)
+    birthdays: BirthdayRules = Field(default_factory=BirthdayRules)
+    segments: SegmentRules = Field(default_factory=SegmentRules)
+    referrals: ReferralRules = Field(default_factory=ReferralRules)
+    reports: ReportRules = Field(default_factory=ReportRules)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     messages: dict[str, str] = Field(default_factory=dict)
     """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""

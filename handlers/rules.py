@@ -142,6 +142,65 @@ class PollRules(StrictModel):
     survey: SurveyRules = Field(default_factory=SurveyRules)
 
 
+class CustomDay(StrictModel):
+    """A shop's own yearly day (anniversary, member day) greeted like a holiday."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    date: str = Field(pattern=r"^\d{2}-\d{2}$", description="MM-DD, every year")
+    name: str
+    text: str = ""
+    """Greeting text; empty uses the catalog's generic custom-day greeting."""
+    gift_points: int = Field(0, ge=0)
+
+
+class GreetingRules(StrictModel):
+    enabled: bool = True
+    hour: int = Field(9, ge=0, le=23, description="local hour holiday greetings go out")
+    minute: int = Field(0, ge=0, le=59)
+    gift_points: dict[str, int] = Field(default_factory=dict)
+    """Holiday id -> points given to every member with the greeting (e.g. {spring_festival: 88})."""
+    texts: dict[str, str] = Field(default_factory=dict)
+    """Holiday id -> greeting text, overriding the catalog."""
+    off: list[str] = Field(default_factory=list)
+    """Holiday ids never greeted (staff can add more with /greetings off)."""
+    custom: list[CustomDay] = Field(default_factory=list)
+
+
+class BirthdayRules(StrictModel):
+    enabled: bool = True
+    hour: int = Field(9, ge=0, le=23)
+    gift_points: int = Field(0, ge=0, description="points given on the birthday, once a year (0: none)")
+    leap_day_on: str = Field(
+        "02-28", pattern=r"^(02-28|03-01)$", description="when 29 Feb birthdays are greeted in other years"
+    )
+    min_days_before: int = Field(30, ge=0, description="a birthday set or changed fewer days before earns no gift")
+
+
+class SegmentRules(StrictModel):
+    """RFM segments from recorded purchases (defaults from one shop's playbook)."""
+
+    new_days: int = Field(45, ge=1, description="new: first (only) purchase within this many days")
+    active_days: int = Field(45, ge=1, description="active: 2+ purchases, the last within this many days")
+    dormant_high_days: tuple[int, int] = (90, 180)
+    dormant_low_days: tuple[int, int] = (180, 360)
+    lost_days: int = Field(360, ge=1, description="lost: no purchase for more than this many days")
+    winback: bool = False
+    """Send care messages when a member enters dormant-high or dormant-low (once per entry)."""
+
+
+class ReferralRules(StrictModel):
+    referrer_points: int = Field(100, ge=0)
+    referred_points: int = Field(50, ge=0)
+    monthly_cap: int = Field(10, ge=0, description="rewarded referrals per referrer per month")
+
+
+class ReportRules(StrictModel):
+    weekly: bool = False
+    """Send the weekly report chart to the staff chat."""
+    day: str = Field("mon", description="cron day_of_week")
+    hour: int = Field(9, ge=0, le=23)
+
+
 class Rules(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
@@ -151,6 +210,11 @@ class Rules(StrictModel):
     groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
     feedback: FeedbackRules = Field(default_factory=FeedbackRules)
     polls: PollRules = Field(default_factory=PollRules)
+    greetings: GreetingRules = Field(default_factory=GreetingRules)
+    birthdays: BirthdayRules = Field(default_factory=BirthdayRules)
+    segments: SegmentRules = Field(default_factory=SegmentRules)
+    referrals: ReferralRules = Field(default_factory=ReferralRules)
+    reports: ReportRules = Field(default_factory=ReportRules)
 
     @field_validator("tiers")
     @classmethod
