@@ -40,40 +40,57 @@ async def run_console(settings: Settings) -> None:
 
 
 async def run_bot(settings: Settings) -> None:
-    if not settings.telegram_token:
+    telegram_on = bool(settings.telegram_token)
+    wechat_on = settings.wechat.enabled
+    if not telegram_on and not wechat_on:
         print(
-            "No channel has credentials (set TELEGRAM_BOT_TOKEN or telegram.token to run on Telegram).\n"
+            "No channel has credentials (set TELEGRAM_BOT_TOKEN, or wechat.app_id and WECHAT_TOKEN).\n"
             "Opening the console chat instead, on the database at " + settings.storage.path + ".",
             file=sys.stderr,
         )
         await run_console(settings)
         return
-    from bot.telegram_channel import TelegramChannel  # imported only when Telegram is configured
+    # Imported only when a channel is configured, so the console starts fast.
+    from bot.health import HealthHandler
+    from bot.telegram_channel import TelegramChannel
+    from bot.wechat_channel import WeChatChannel
 
     runtime = await Runtime.open(settings)
-    telegram = TelegramChannel(settings, runtime.dispatcher)
-    webhook = settings.telegram.webhook
-    web = WebServer(webhook.listen, webhook.port) if webhook.url else None
+    http = settings.http
+    web = WebServer(http.host, http.port, http.max_body_bytes) if settings.telegram.webhook.url or wechat_on else None
+    telegram = TelegramChannel(settings, runtime.dispatcher) if telegram_on else None
+    wechat = WeChatChannel(settings, runtime.dispatcher) if wechat_on else None
+    running: dict[str, str] = {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     try:
-        await telegram.attach(runtime)
-        await telegram.start(web)
+        if telegram is not None:
+            await telegram.attach(runtime)
+            await telegram.start(web)
+            running["telegram"] = telegram.mode
+            if not settings.telegram.groups:
+                log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
+        if wechat is not None:
+            assert web is not None
+            await wechat.attach(runtime, web)
+            running["wechat"] = "webhook"
         if web is not None:
+            web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running))
             await web.start()
         await runtime.start()
-        if not settings.telegram.groups:
-            log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
-        log.info("vipbot is running; Ctrl-C stops it")
+        log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
         await stop.wait()
     finally:
         if web is not None:
             await web.stop()
+        if wechat is not None:
+            await wechat.stop()
         await runtime.close()
-        await telegram.stop()
+        if telegram is not None:
+            await telegram.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

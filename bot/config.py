@@ -47,12 +47,17 @@ class StorageSettings(StrictModel):
     path: str = Field("data/vipbot.db", min_length=1)
 
 
+class HttpSettings(StrictModel):
+    """The one HTTP server for webhooks (Telegram at /telegram, WeChat at /wechat) and /healthz."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+
 class WebhookSettings(StrictModel):
     url: str = ""
-    """Public HTTPS URL Telegram posts to; empty means long polling."""
-    listen: str = "0.0.0.0"
-    port: int = Field(8443, ge=1, le=65535)
-    path: str = "telegram"
+    """Public HTTPS URL Telegram posts to (ending in /telegram); empty means long polling."""
     secret_token: SecretStr = SecretStr("")
 
     @field_validator("secret_token")
@@ -89,8 +94,48 @@ class DeliverySettings(StrictModel):
     concurrency: int = Field(32, ge=1, le=512)
 
 
+class WeChatSettings(StrictModel):
+    """A WeChat Official Account (公众号); enabled when app_id and token are set."""
+
+    app_id: str = ""
+    app_secret: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")
+    encoding_aes_key: SecretStr = SecretStr("")
+    mode: Literal["plain", "compatible", "safe"] = "plain"
+    """Message encryption as set on the WeChat console (明文 / 兼容 / 安全模式)."""
+    reply_budget_seconds: float = Field(4.0, gt=0, lt=5)
+    """Answer in the HTTP response when ready within this; later answers go through the customer-service API."""
+    api_base_url: str = "https://api.weixin.qq.com/cgi-bin/"
+    window_hours: int = Field(48, ge=1)
+    window_messages: int = Field(5, ge=1)
+    template_id: str = ""
+    """Template message used for pushes outside the customer-service window (verified service accounts)."""
+    per_second: float = Field(20, gt=0)
+    menu: dict[str, str] = Field(
+        default_factory=lambda: {
+            "CHECKIN": "签到", "POINTS": "积分", "ME": "我的", "EVENTS": "活动", "REWARDS": "积分商城",
+            "POLLS": "调查", "HELP": "帮助",
+        }
+    )  # fmt: skip
+    """Menu CLICK EventKey -> the text it stands for."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id and self.token.get_secret_value())
+
+    @model_validator(mode="after")
+    def _safe_mode_needs_key(self) -> WeChatSettings:
+        if self.enabled and self.mode != "plain" and len(self.encoding_aes_key.get_secret_value()) != 43:
+            raise ValueError(
+                "wechat.encoding_aes_key must be the 43-character EncodingAESKey for compatible or safe mode"
+            )
+        return self
+
+
 class StaffSettings(StrictModel):
     telegram: list[int] = Field(default_factory=list)
+    wechat: list[str] = Field(default_factory=list)
+    """OpenIDs of staff on WeChat."""
     telegram_chat: int | None = None
     """Chat where staff are told about late, skipped or failed pushes (a staff group or a user id)."""
     console: list[str] = Field(default_factory=lambda: ["店长"])
@@ -110,6 +155,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     storage: StorageSettings = Field(default_factory=StorageSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    wechat: WeChatSettings = Field(default_factory=WeChatSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     checkin: CheckinRules = Field(default_factory=CheckinRules)
@@ -215,6 +262,15 @@ def _secrets_from_environment(data: dict[str, Any]) -> None:
         webhook = telegram.setdefault("webhook", {})
         if isinstance(webhook, dict):
             webhook["secret_token"] = secret
+    wechat = data.setdefault("wechat", {})
+    if isinstance(wechat, dict):
+        for variable, key in (
+            ("WECHAT_APP_SECRET", "app_secret"),
+            ("WECHAT_TOKEN", "token"),
+            ("WECHAT_ENCODING_AES_KEY", "encoding_aes_key"),
+        ):
+            if value := os.environ.get(variable):
+                wechat[key] = value
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

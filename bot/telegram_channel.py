@@ -194,15 +194,19 @@ class TelegramChannel:
             if web is None:
                 raise RuntimeError("webhook mode needs the web server")
             secret = webhook.secret_token.get_secret_value()
-            web.mount(f"/{webhook.path.strip('/')}", TelegramWebhookHandler, ptb_app=application, secret=secret)
+            web.mount("/telegram", TelegramWebhookHandler, ptb_app=application, secret=secret)
             await application.bot.set_webhook(
                 url=webhook.url, secret_token=secret or None, allowed_updates=Update.ALL_TYPES
             )
-            log.info("telegram: webhook %s -> %s:%s/%s", webhook.url, webhook.listen, webhook.port, webhook.path)
+            log.info("telegram: webhook %s -> /telegram", webhook.url)
         else:
             assert application.updater is not None
             await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
             log.info("telegram: polling as @%s", application.bot.username)
+
+    @property
+    def mode(self) -> str:
+        return "webhook" if self.settings.telegram.webhook.url else "polling"
 
     async def stop(self) -> None:
         application = self.application

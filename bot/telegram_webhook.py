@@ -22,7 +22,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class TelegramWebhookHandler(LimitedHandler):
-    def initialize(self, ptb_app: Application[Any, Any, Any, Any, Any, Any], secret: str) -> None:
+    def initialize(  # type: ignore[override]
+        self, ptb_app: Application[Any, Any, Any, Any, Any, Any], secret: str, max_body: int
+    ) -> None:
+        self.max_body = max_body
         self.ptb_app = ptb_app
         self.secret = secret
 

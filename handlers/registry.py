@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers import (
     announcements,
+    binding,
     checkin,
     events,
     feedback,
@@ -30,6 +31,7 @@ def build_commands() -> list[Command]:
         Command("join", events.join, "join.summary", keywords=("报名",)),
         Command("leave", events.leave, "leave.summary", keywords=("取消报名",)),
         Command("notify", announcements.notify, "notify.summary", keywords=("通知",)),
+        Command("bind", binding.bind, "bind.summary", keywords=("绑定",)),
         Command("claim", sales.claim, "claim.summary", keywords=("抢", "秒杀")),
         Command("groupbuy", group_buys.groupbuy, "groupbuy.summary", keywords=("团购",)),
         Command("polls", polls.polls, "polls.summary", keywords=("调查", "投票")),
@@ -50,6 +52,7 @@ def build_commands() -> list[Command]:
         Command("delivery", announcements.delivery, "delivery.summary", staff=True),
         Command("event", events.event, "event.summary", staff=True),
         Command("sale", sales.sale, "sale.summary", staff=True),
+        Command("unlink", binding.unlink, "unlink.summary", staff=True),
         Command("poll", polls.poll, "poll.summary", staff=True),
         Command("reward", rewards.reward, "reward.summary", staff=True),
         Command("redeemed", rewards.redeemed, "redeemed.summary", staff=True),

@@ -82,6 +82,11 @@ class Database:
         row = await fetch_one(self._conn, "SELECT MAX(version) FROM schema_version")
         return int(row[0]) if row and row[0] is not None else 0
 
+    async def ping(self) -> None:
+        """A trivial query: raises if the database cannot be reached."""
+        async with self._lock:
+            await self._conn.execute_fetchall("SELECT 1")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception."""

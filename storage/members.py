@@ -71,9 +71,12 @@ class MemberRepo:
         if row is None:
             return None
         member_id = int(row[0])
+        # A member linked across channels keeps one name; only a single-identity member follows renames.
         await self._conn.execute(
-            "UPDATE members SET last_seen_at = ?, display_name = ? WHERE id = ?",
-            (now, display_name, member_id),
+            "UPDATE members SET last_seen_at = :now, display_name = CASE WHEN"
+            " (SELECT COUNT(*) FROM identities WHERE member_id = :id) = 1 THEN :name ELSE display_name END"
+            " WHERE id = :id",
+            {"now": now, "name": display_name, "id": member_id},
         )
         return member_id, False
 
@@ -155,6 +158,16 @@ class MemberRepo:
     async def can_message(self, member_id: int) -> bool:
         row = await fetch_one(self._conn, "SELECT MAX(can_message) FROM identities WHERE member_id = ?", (member_id,))
         return bool(row and row[0])
+
+    async def create_bare(self, display_name: str, now: int) -> int:
+        """A new member with no identity yet (an identity is moved to it right after)."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO members(display_name, joined_at, last_seen_at) VALUES (?, ?, ?) RETURNING id",
+            (display_name, now, now),
+        )
+        assert row is not None
+        return int(row[0])
 
     async def count(self) -> int:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members")

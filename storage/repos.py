@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiosqlite
 
 from storage.announcements import AnnouncementRepo
+from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
 from storage.deliveries import DeliveryRepo
@@ -29,6 +30,7 @@ class Repos:
         self.purchases = PurchaseRepo(conn)
         self.seen_updates = SeenUpdateRepo(conn)
         self.chats = ChatRepo(conn)
+        self.channel_state = ChannelStateRepo(conn)
         self.events = EventRepo(conn)
         self.announcements = AnnouncementRepo(conn)
         self.deliveries = DeliveryRepo(conn)

@@ -1,0 +1,256 @@
+"""WeChat end to end: signed and encrypted posts to the real HTTP server, retries, the 5-second window,
+the customer-service window for pushes, numbered choices, and linking a WeChat account to a member."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.web import WebServer
+from bot.wechat_channel import WeChatChannel
+from handlers.clock import FakeClock
+from tests.conftest import ChatDriver
+from tests.fakes.wechat_api import FakeWeChatApi
+
+TOKEN = "shoptoken"
+APP_ID = "wx0123456789abcdef"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+STAFF_OPENID = "o-staff-0001"
+_ids = iter(range(1, 1_000_000))
+
+
+def signature(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+def text_xml(openid: str, content: str, msg_id: int | None = None) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id or next(_ids)}</MsgId></xml>"
+    )
+
+
+def event_xml(openid: str, event: str, key: str = "", created: int | None = None) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{created or next(_ids)}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey></xml>"
+    )
+
+
+@dataclass
+class WeChatHarness:
+    http: httpx.AsyncClient
+    runtime: Runtime
+    api: FakeWeChatApi
+    crypto: WeChatCrypto
+
+    async def post(self, xml: str, *, encrypted: bool = False, forged: bool = False) -> httpx.Response:
+        timestamp, nonce = str(int(time.time())), f"n{next(_ids)}"
+        if encrypted:
+            envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
+            params = {"timestamp": timestamp, "nonce": nonce, "encrypt_type": "aes",
+                      "msg_signature": envelope["MsgSignature"] if not forged else "0" * 40,
+                      "signature": signature(TOKEN, timestamp, nonce)}  # fmt: skip
+            encrypt = envelope["Encrypt"]
+            body = f"<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+            return await self.http.post("/wechat", params=params, content=body.encode())
+        sig = signature(TOKEN if not forged else "wrong", timestamp, nonce)
+        return await self.http.post("/wechat", params={"signature": sig, "timestamp": timestamp, "nonce": nonce},
+                                    content=xml.encode())  # fmt: skip
+
+    async def say(self, openid: str, content: str, **kwargs: Any) -> str:
+        """Post a text message and return the passive answer's text ('' for 'success')."""
+        response = await self.post(text_xml(openid, content), **kwargs)
+        assert response.status_code == 200, response.text
+        return answer_text(response.text, self.crypto if kwargs.get("encrypted") else None)
+
+    async def balance(self, openid: str) -> int:
+        async with self.runtime.deps.db.read() as repos:
+            member = await repos.members.by_identity("wechat", openid)
+        assert member is not None
+        return member.balance
+
+
+def answer_text(body: str, crypto: WeChatCrypto | None = None) -> str:
+    if body == "success":
+        return ""
+    if crypto is not None:
+        envelope = xmltodict.parse(body)["xml"]
+        body = crypto.decrypt_message(body, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
+    return str(xmltodict.parse(body)["xml"]["Content"])
+
+
+def wechat_settings(tmp_path: Path, api: FakeWeChatApi, **wechat: Any) -> Settings:
+    return Settings(
+        locale="en",
+        storage={"path": str(tmp_path / "wx.db")},
+        staff={"wechat": [STAFF_OPENID]},
+        wechat={
+            "app_id": APP_ID,
+            "token": TOKEN,
+            "encoding_aes_key": AES_KEY,
+            "mode": "compatible",
+            "app_secret": "secret",
+            "api_base_url": api.base_url,
+            **wechat,
+        },
+        http={"host": "127.0.0.1", "port": 0},
+    )
+
+
+@pytest.fixture
+async def wx(tmp_path: Path, clock: FakeClock) -> AsyncIterator[WeChatHarness]:
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api), clock, api)
+    try:
+        yield harness
+    finally:
+        await _stop(harness, api)
+
+
+async def _start(settings: Settings, clock: FakeClock, api: FakeWeChatApi) -> WeChatHarness:
+    runtime = await Runtime.open(settings, clock)
+    web = WebServer("127.0.0.1", 0, settings.http.max_body_bytes)
+    channel = WeChatChannel(settings, runtime.dispatcher)
+    await channel.attach(runtime, web)
+    await web.start()
+    await runtime.start()
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{web.port}", timeout=20)
+    harness = WeChatHarness(http, runtime, api, WeChatCrypto(TOKEN, AES_KEY, APP_ID))
+    harness._web = web  # type: ignore[attr-defined]
+    harness._channel = channel  # type: ignore[attr-defined]
+    return harness
+
+
+async def _stop(harness: WeChatHarness, api: FakeWeChatApi) -> None:
+    await harness.http.aclose()
+    await harness._web.stop()  # type: ignore[attr-defined]
+    await harness._channel.stop()  # type: ignore[attr-defined]
+    await harness.runtime.close()
+    await api.stop()
+
+
+async def test_the_url_check_echoes_only_when_signed(wx: WeChatHarness) -> None:
+    ts, nonce = "1700000000", "abc"
+    good = await wx.http.get("/wechat", params={"signature": signature(TOKEN, ts, nonce), "timestamp": ts,
+                                                "nonce": nonce, "echostr": "hello123"})  # fmt: skip
+    assert (good.status_code, good.text) == (200, "hello123")
+    bad = await wx.http.get("/wechat", params={"signature": "x", "timestamp": ts, "nonce": nonce, "echostr": "e"})
+    assert bad.status_code == 403
+
+
+async def test_checkin_points_and_a_keyword_with_arguments_in_plain_mode(wx: WeChatHarness) -> None:
+    assert "Checked in! +10 points" in await wx.say("o-ann", "签到")
+    assert "already checked in today" in await wx.say("o-ann", "签到")
+    assert "points: 10" in await wx.say("o-ann", "积分")
+    assert "Birthday saved: month 2, day 29." in await wx.say("o-ann", "生日 02-29")
+    assert await wx.balance("o-ann") == 10
+
+
+async def test_encrypted_messages_get_encrypted_answers(wx: WeChatHarness) -> None:
+    response = await wx.post(text_xml("o-bob", "签到"), encrypted=True)
+    assert response.status_code == 200 and "<Encrypt>" in response.text
+    assert "Checked in! +10 points" in answer_text(response.text, wx.crypto)
+
+
+async def test_menu_clicks_subscribe_and_unsubscribe(wx: WeChatHarness) -> None:
+    welcome = await wx.post(event_xml("o-cat", "subscribe"))
+    assert "Welcome to the VIP club" in answer_text(welcome.text)
+    click = await wx.post(event_xml("o-cat", "CLICK", "CHECKIN"))
+    assert "Checked in!" in answer_text(click.text)
+    gone = await wx.post(event_xml("o-cat", "unsubscribe"))
+    assert (gone.status_code, gone.text) == (200, "success")
+    async with wx.runtime.deps.db.read() as repos:
+        member = await repos.members.by_identity("wechat", "o-cat")
+        (identity,) = await repos.members.identities(member.id)  # type: ignore[union-attr]
+    assert member is not None and member.balance == 10 and not identity.can_message  # nothing deleted
+
+
+async def test_forged_malformed_and_oversized_requests_are_refused(wx: WeChatHarness) -> None:
+    assert (await wx.post(text_xml("o-eve", "签到"), forged=True)).status_code == 403
+    assert (await wx.post(text_xml("o-eve", "签到"), encrypted=True, forged=True)).status_code == 403
+    ts, nonce = "1700000000", "n1"
+    params = {"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
+    for body in (b"<xml><unclosed>", b"not xml at all", "<xml>签到</xml>".encode("gbk"), b"<xml></xml>"):
+        assert (await wx.http.post("/wechat", params=params, content=body)).status_code == 400, body
+    huge = text_xml("o-eve", "x" * 70_000).encode()
+    assert (await wx.http.post("/wechat", params=params, content=huge)).status_code == 413
+    async with wx.runtime.deps.db.read() as repos:
+        assert await repos.members.by_identity("wechat", "o-eve") is None
+
+
+async def test_a_retried_message_is_handled_once_with_the_same_answer(wx: WeChatHarness) -> None:
+    xml = text_xml("o-dan", "签到", msg_id=424242)
+    first = answer_text((await wx.post(xml)).text)
+    again = answer_text((await wx.post(xml)).text)
+    assert "Checked in! +10 points" in first and again == first
+    assert await wx.balance("o-dan") == 10
+
+
+async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_path: Path, clock: FakeClock) -> None:
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
+    try:
+        await harness.say("o-fay", "积分")  # opens the member's customer-service window
+        async with harness.runtime.deps.db.transaction():  # the database is busy: the handler must wait
+            response = await harness.post(text_xml("o-fay", "签到"))
+        assert (response.status_code, response.text) == (200, "success")
+        assert await harness.runtime.outbox.idle()
+        for _ in range(200):
+            if api.texts_to("o-fay"):
+                break
+            await __import__("asyncio").sleep(0.01)
+        assert any("Checked in! +10 points" in t for t in api.texts_to("o-fay"))
+        assert api.token_requests == 1  # the access token is cached
+    finally:
+        await _stop(harness, api)
+
+
+async def test_pushes_use_the_window_and_numbered_choices(wx: WeChatHarness, clock: FakeClock) -> None:
+    await wx.say("o-gus", "签到")
+    assert "Poll #1 posted to 2 recipients" in await wx.say(STAFF_OPENID, "/poll rating How was it? --hours 5")
+    await wx.say(STAFF_OPENID, "/announce hello")  # the staff member opened a window too
+    assert await wx.runtime.outbox.idle()
+    (post,) = [t for t in wx.api.texts_to("o-gus") if "Poll #1" in t]
+    assert "Reply 5: 5⭐" in post
+    assert "Thank you! Your answer: 5" in await wx.say("o-gus", "5")
+    async with wx.runtime.deps.db.transaction() as repos:  # the member's window closed two days ago
+        await repos.conn.execute("UPDATE identities SET last_inbound_at = 0 WHERE external_id = 'o-gus'")
+    await wx.say(STAFF_OPENID, "/announce second")
+    assert await wx.runtime.outbox.idle()
+    status = await wx.say(STAFF_OPENID, "/delivery 4")
+    assert "1 failed" in status and "outside the 48-hour customer-service window" in status
+
+
+async def test_a_wechat_account_links_to_a_telegram_member(wx: WeChatHarness) -> None:
+    chat = ChatDriver(wx.runtime)
+    await chat.say("alice", "/checkin")
+    await chat.say("boss", "/award @alice 700")
+    code = (await chat.say("alice", "/bind", group=False)).split("Your link code: ")[1].split(" ")[0]
+    await wx.say("o-ann", "签到")  # the WeChat side has points of its own
+    text = await wx.say("o-ann", f"绑定 {code}")
+    assert "Linked! Both accounts are now member Alice: 720 points, tier Diamond." in text
+    async with wx.runtime.deps.db.read() as repos:
+        member = await repos.members.by_identity("wechat", "o-ann")
+        assert member is not None and member.balance == 720
+        assert {i.channel for i in await repos.members.identities(member.id)} == {"test", "wechat"}
+        assert await repos.ledger.mismatched_balances() == []
+    assert "points: 720" in await wx.say("o-ann", "积分")
+    assert "wrong or expired" in await wx.say("o-ann", f"绑定 {code}")
+    unlinked = await chat.say("boss", "/unlink @alice wechat")
+    assert "Unlinked Alice on wechat" in unlinked
+    assert await wx.balance("o-ann") == 0
+    assert replace  # keeps the import used in this module's helpers
