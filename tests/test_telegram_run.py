@@ -153,3 +153,60 @@ def test_channel_posts_make_no_member() -> None:
         },
     }
     assert to_inbound(Update.de_json(data, Bot("1:x"))) is None
+
+
+async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> None:
+    """`vipbot run` with a Telegram webhook and a WeChat account: one port, three paths."""
+    import hashlib
+
+    api = await FakeBotApi().start()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIPBOT_", "WECHAT_", "TELEGRAM_"))}
+    env |= {
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_WEBHOOK_SECRET": "hook-secret",
+        "WECHAT_TOKEN": "wxtoken",
+        "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
+        "VIPBOT_TELEGRAM__WEBHOOK__URL": "https://shop.invalid/telegram",
+        "VIPBOT_WECHAT__APP_ID": "wx0123456789abcdef",
+        "VIPBOT_HTTP__HOST": "127.0.0.1",
+        "VIPBOT_HTTP__PORT": str(port),
+        "VIPBOT_STORAGE__PATH": str(tmp_path / "one.db"),
+        "VIPBOT_LOCALE": "en",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=ROOT, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(300):  # wait (bounded) for the server to come up
+                try:
+                    health = await client.get("/healthz")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.05)
+            assert health.status_code == 200
+            assert health.json() == {
+                "status": "ok", "database": True, "scheduler": True,
+                "channels": {"telegram": "webhook", "wechat": "webhook"},
+            }  # fmt: skip
+            assert (await client.post("/telegram", json={"update_id": 1})).status_code == 403
+            ts, nonce = "1700000000", "n"
+            sig = hashlib.sha1("".join(sorted(["wxtoken", ts, nonce])).encode()).hexdigest()
+            echo = await client.get(
+                "/wechat", params={"signature": sig, "timestamp": ts, "nonce": nonce, "echostr": "ok7"}
+            )
+            assert echo.text == "ok7"
+            update = message_update(api, GROUP, ALICE, "签到")
+            sent = await client.post(
+                "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "hook-secret"}
+            )
+            assert sent.status_code == 200
+            (reply,) = await api.wait_for(1, timeout=30)
+            assert "Checked in!" in reply["text"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+        await api.stop()
+    assert proc.returncode == 0, stderr.decode()
