@@ -18,22 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from handlers.i18n import Catalog
 from handlers.rules import (
-    BirthdayRules,
-    CheckinRules,
-    EventRules,
-    FeedbackRules,
-    GreetingRules,
-    GroupBuyRules,
-    PointsRules,
-    PollRules,
-    ReferralRules,
-    ReportRules,
     Rules,
-    SaleRules,
-    SegmentRules,
     StrictModel,
-    Tier,
-    default_tiers,
 )
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -145,7 +131,7 @@ class ConsoleSettings(StrictModel):
     user: str = Field("小王", min_length=1, max_length=64)
 
 
-class Settings(BaseSettings):
+class Settings(Rules, BaseSettings):  # the programme's rules are top-level sections of the file
     model_config = SettingsConfigDict(
         env_prefix="VIPBOT_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
@@ -159,19 +145,6 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
-    checkin: CheckinRules = Field(default_factory=CheckinRules)
-    points: PointsRules = Field(default_factory=PointsRules)
-    tiers: list[Tier] = Field(default_factory=default_tiers)
-    events: EventRules = Field(default_factory=EventRules)
-    sales: SaleRules = Field(default_factory=SaleRules)
-    groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)
-    feedback: FeedbackRules = Field(default_factory=FeedbackRules)
-    polls: PollRules = Field(default_factory=PollRules)
-    greetings: GreetingRules = Field(default_factory=GreetingRules)
-    birthdays: BirthdayRules = Field(default_factory=BirthdayRules)
-    segments: SegmentRules = Field(default_factory=SegmentRules)
-    referrals: ReferralRules = Field(default_factory=ReferralRules)
-    reports: ReportRules = Field(default_factory=ReportRules)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     messages: dict[str, str] = Field(default_factory=dict)
     """Overrides of message-catalog texts by key, e.g. ``checkin.done``."""
@@ -199,7 +172,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rules_valid(self) -> Settings:
-        self.tiers = self.rules.tiers
         Catalog(self.locale, self.messages)  # unknown message keys fail here, at start-up
         survey = self.polls.survey
         try:
@@ -214,16 +186,8 @@ class Settings(BaseSettings):
 
     @property
     def rules(self) -> Rules:
-        return Rules(
-            checkin=self.checkin,
-            points=self.points,
-            tiers=self.tiers,
-            events=self.events,
-            sales=self.sales,
-            groupbuy=self.groupbuy,
-            feedback=self.feedback,
-            polls=self.polls,
-        )
+        """The rules part of the settings (the handlers' view)."""
+        return self
 
     @property
     def telegram_token(self) -> str:
