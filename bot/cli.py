@@ -77,10 +77,10 @@ async def run_bot(settings: Settings) -> None:
             assert web is not None
             await wechat.attach(runtime, web)
             running["wechat"] = "webhook"
-        if web is not None:
+        await runtime.start()
+        if web is not None:  # last, so that /healthz is green from its first answer
             web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running))
             await web.start()
-        await runtime.start()
         log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
         await stop.wait()
     finally:

@@ -14,6 +14,7 @@ from bot.scheduler import add_housekeeping
 from handlers.clock import BusinessCalendar, Clock, SystemClock
 from handlers.deps import Deps
 from handlers.dispatch import Dispatcher
+from handlers.greetings import plan_greetings, send_birthdays
 from handlers.i18n import Catalog
 from handlers.registry import build_commands
 from storage.database import Database
@@ -57,10 +58,12 @@ class Runtime:
     async def start(self) -> None:
         """Start sending and scheduling; channels must have registered their pushers before this."""
         await self.outbox.start()
+        await plan_greetings(self.deps)
         await self.planner.replan()
         if not self.scheduler.running:
             self.scheduler.start()
         await self.planner.fire()  # whatever fell due while the bot was down
+        await send_birthdays(self.deps)  # does nothing before the configured hour, or twice a day
 
     async def close(self) -> None:
         if self.scheduler.running:

@@ -13,6 +13,7 @@ from bot.delivery import Outbox
 from handlers import group_buys, sales
 from handlers.deps import Deps
 from handlers.feedback import escalate as escalate_tickets
+from handlers.greetings import plan_greetings, send_birthdays
 from handlers.polls import start_survey
 from handlers.sales import expire_holds
 
@@ -30,6 +31,13 @@ def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) ->
     scheduler.add_job(
         expire_holds, IntervalTrigger(minutes=1), args=[deps], id="expire_sale_holds", replace_existing=True
     )
+    scheduler.add_job(
+        plan_greetings, CronTrigger(hour=0, minute=5), args=[deps], id="plan_greetings", replace_existing=True
+    )
+    scheduler.add_job(
+        send_birthdays, CronTrigger(hour=deps.rules.birthdays.hour, minute=1), args=[deps], id="birthdays",
+        replace_existing=True,
+    )  # fmt: skip
     scheduler.add_job(
         escalate_tickets, IntervalTrigger(minutes=10), args=[deps], id="escalate_tickets", replace_existing=True
     )

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from handlers.broadcast import duration_text, notify_staff, queue_recipients
 from handlers.deps import Deps
+from handlers.greetings import prepare_greeting
 from handlers.group_buys import settle_at_deadline
 from handlers.polls import close_at_deadline, prepare_followup
 from storage.announcements import Announcement
@@ -67,6 +68,8 @@ async def run_due(deps: Deps) -> list[int]:
                 ann = closed
             elif ann.kind == "followup" and ann.member_id is not None:
                 await prepare_followup(repos, deps, ann)
+            elif ann.kind == "greeting":
+                ann = await prepare_greeting(repos, deps, ann)
             count = await queue_recipients(repos, deps, ann)
             outcome = ""
             if late > LATE_NOTICE_AFTER:

@@ -144,8 +144,10 @@ class MemberRepo:
         ]
 
     async def set_birthday(self, member_id: int, birthday: str, now: int) -> None:
+        # Setting the same date again does not restart the 30-day no-gift rule.
         await self._conn.execute(
-            "UPDATE members SET birthday = ?, birthday_set_at = ? WHERE id = ?", (birthday, now, member_id)
+            "UPDATE members SET birthday = ?, birthday_set_at = ? WHERE id = ? AND birthday IS NOT ?",
+            (birthday, now, member_id, birthday),
         )
 
     async def set_notify(self, member_id: int, on: bool) -> None:

@@ -10,6 +10,7 @@ from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
 from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
+from storage.greetings import GreetingRepo
 from storage.group_buys import GroupBuyRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
@@ -39,3 +40,4 @@ class Repos:
         self.rewards = RewardRepo(conn)
         self.polls = PollRepo(conn)
         self.tickets = TicketRepo(conn)
+        self.greetings = GreetingRepo(conn)

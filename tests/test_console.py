@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_announcements_and_events_print_in_the_console(tmp_path: Path) -> None:
         ]
     )
     out = vipbot(["console"], script + "\n", tmp_path).stdout
-    assert "公告 #1 已排队，共 1 个接收方" in out
+    assert re.search(r"公告 #\d+ 已排队，共 1 个接收方", out)  # holiday greetings may have taken #1
     assert "📣 [VIP group] 周五上新，老客户九折" in out
     assert "活动 #1 已创建：品茶会，2099-06-01 19:30。" in out
     assert "2000-01-01 10:00 已经过去了" in out

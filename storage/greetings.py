@@ -1,0 +1,164 @@
+"""Greetings: the holiday occurrences already planned (one per holiday and day), the holidays staff
+silenced, and the birthdays greeted (one per member and day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.sql import fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class GreetingPlan:
+    holiday_id: str
+    day: str
+    """Local date 'YYYY-MM-DD'."""
+    announcement_id: int | None
+    state: str | None
+    """The announcement's state: 'pending', 'queued', 'skipped' or 'cancelled'."""
+
+
+@dataclass(frozen=True, slots=True)
+class BirthdayMember:
+    id: int
+    display_name: str
+    birthday: str
+    """'MM-DD'."""
+    set_at: int | None
+    """Unix seconds the birthday was last set or changed (None: before that was recorded)."""
+    notify: bool
+    can_message: bool
+
+
+def _in(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+class GreetingRepo:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    # --- holiday greetings ------------------------------------------------------------------------
+    async def claim_plan(self, holiday_id: str, day: str, now: int) -> bool:
+        """Take the right to plan this occurrence; False if it was planned before (the unique key decides)."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO greeting_plans(holiday_id, day, planned_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(holiday_id, day) DO NOTHING RETURNING holiday_id",
+            (holiday_id, day, now),
+        )
+        return row is not None
+
+    async def attach(self, holiday_id: str, day: str, announcement_id: int) -> None:
+        await self._conn.execute(
+            "UPDATE greeting_plans SET announcement_id = ? WHERE holiday_id = ? AND day = ?",
+            (announcement_id, holiday_id, day),
+        )
+
+    async def plan_of(self, announcement_id: int) -> GreetingPlan | None:
+        row = await fetch_one(
+            self._conn,
+            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
+            " LEFT JOIN announcements a ON a.id = p.announcement_id WHERE p.announcement_id = ?",
+            (announcement_id,),
+        )
+        return GreetingPlan(row[0], row[1], row[2], row[3]) if row else None
+
+    async def plans_from(self, day: str) -> list[GreetingPlan]:
+        """Every plan for an occurrence on or after `day`."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
+            " LEFT JOIN announcements a ON a.id = p.announcement_id WHERE p.day >= ? ORDER BY p.day, p.holiday_id",
+            (day,),
+        )
+        return [GreetingPlan(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def pending(self, holiday_ids: Sequence[str] | None = None) -> list[GreetingPlan]:
+        """Plans whose greeting is still waiting to go out, of some holidays or of all."""
+        where, params = "", ()
+        if holiday_ids is not None:
+            if not holiday_ids:
+                return []
+            where, params = f" AND p.holiday_id IN ({_in(holiday_ids)})", tuple(holiday_ids)
+        rows = await fetch_all(
+            self._conn,
+            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
+            f" JOIN announcements a ON a.id = p.announcement_id WHERE a.state = 'pending'{where}"
+            " ORDER BY p.day, p.holiday_id",
+            params,
+        )
+        return [GreetingPlan(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def release(self, holiday_id: str, day: str) -> None:
+        """Forget the plan of an occurrence whose greeting was cancelled unsent, so it may be planned again."""
+        await self._conn.execute("DELETE FROM greeting_plans WHERE holiday_id = ? AND day = ?", (holiday_id, day))
+
+    async def silence(self, holiday_id: str, by: int | None, now: int) -> bool:
+        """False if it was silenced already."""
+        cur = await self._conn.execute(
+            "INSERT INTO greeting_silenced(holiday_id, silenced_by, silenced_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(holiday_id) DO NOTHING",
+            (holiday_id, by, now),
+        )
+        return cur.rowcount == 1
+
+    async def unsilence(self, holiday_id: str) -> bool:
+        """False if it was not silenced."""
+        cur = await self._conn.execute("DELETE FROM greeting_silenced WHERE holiday_id = ?", (holiday_id,))
+        return cur.rowcount == 1
+
+    async def silenced(self) -> set[str]:
+        rows = await fetch_all(self._conn, "SELECT holiday_id FROM greeting_silenced")
+        return {r[0] for r in rows}
+
+    async def member_ids(self) -> list[int]:
+        """Every member with an identity (a member merged into another has none left), for gifts to all."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT m.id FROM members m WHERE EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id)"
+            " ORDER BY m.id",
+        )
+        return [r[0] for r in rows]
+
+    # --- birthdays --------------------------------------------------------------------------------
+    async def birthdays_on(self, month_days: Sequence[str]) -> list[BirthdayMember]:
+        """Members whose birthday ('MM-DD') is one of `month_days`, with how they can be reached; members
+        without an identity (merged into another) are left out."""
+        if not month_days:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "SELECT m.id, m.display_name, m.birthday, m.birthday_set_at, m.notify,"
+            " (SELECT MAX(i.can_message) FROM identities i WHERE i.member_id = m.id) AS reach"
+            f" FROM members m WHERE m.birthday IN ({_in(month_days)}) AND reach IS NOT NULL ORDER BY m.id",
+            tuple(month_days),
+        )
+        return [BirthdayMember(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5])) for r in rows]
+
+    async def claim_birthday(self, member_id: int, day: str, now: int) -> bool:
+        """Take the right to greet a member on `day`; False if they were greeted that day already."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO birthday_greetings(member_id, day, sent_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(member_id, day) DO NOTHING RETURNING member_id",
+            (member_id, day, now),
+        )
+        return row is not None
+
+    async def record_birthday(self, member_id: int, day: str, via: str, gift: int, announcement_id: int | None) -> None:
+        await self._conn.execute(
+            "UPDATE birthday_greetings SET via = ?, gift = ?, announcement_id = ? WHERE member_id = ? AND day = ?",
+            (via, gift, announcement_id, member_id, day),
+        )
+
+    async def birthday_record(self, member_id: int, day: str) -> tuple[str, int] | None:
+        """(via, gift) of a member's greeting on `day`, if they were greeted."""
+        row = await fetch_one(
+            self._conn, "SELECT via, gift FROM birthday_greetings WHERE member_id = ? AND day = ?", (member_id, day)
+        )
+        return (row[0], row[1]) if row else None
