@@ -96,9 +96,9 @@ class Pacer:
 
     Sending at exactly the limit trips a sliding-window limiter on a millisecond of jitter, and every 429
     then costs a whole `retry_after`. So the pacer starts at `SAFETY` of the rate, slows by 5% after a 429
-    and creeps back (0.2% per message sent) towards that start."""
+    and creeps back (0.05% per message sent) towards that start."""
 
-    SAFETY = 0.97
+    SAFETY = 0.95
 
     def __init__(self, rate: float) -> None:
         self.base_interval = 1.0 / (rate * self.SAFETY)
@@ -120,7 +120,7 @@ class Pacer:
         self.interval = min(self.interval * 1.05, self.base_interval * 2)
 
     def sent(self) -> None:
-        self.interval = max(self.base_interval, self.interval * 0.998)
+        self.interval = max(self.base_interval, self.interval * 0.9995)
 
 
 class Outbox:
