@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHOICES_VALID_SECONDS = 24 * 3600
 ANSWERS_KEPT = 10_000
+ANSWERING_AT_ONCE = 32
 """Answers remembered for WeChat's retries (it retries within seconds; this is plenty)."""
 
 
@@ -54,11 +55,14 @@ class WeChatChannel:
         self.runtime: Runtime | None = None
         self._answers: OrderedDict[str, asyncio.Future[list[Reply]]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Answers run a few at a time: under a burst the first ones still finish inside WeChat's window
+        # instead of all finishing together at the end.
+        self._slots = asyncio.Semaphore(ANSWERING_AT_ONCE)
 
     async def attach(self, runtime: Runtime, web: WebServer) -> None:
         self.runtime = runtime
         choice_line = runtime.deps.texts.t("wechat.choice")
-        self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line)
+        self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line, runtime.deps.clock)
         runtime.outbox.register(self.pusher)
         web.mount("/wechat", WeChatHandler, channel=self)
 
@@ -95,7 +99,7 @@ class WeChatChannel:
             else f"{CHANNEL}:event:{openid}:{message.create_time}"
         )
         text, button = "", None
-        now = int(time.time())
+        now = self.runtime.deps.now_ts()
         if kind == "text":
             text = str(message.content or "").strip()
             if text.isdigit() and len(text) <= 2:  # a numbered choice stands for a button
@@ -135,20 +139,14 @@ class WeChatChannel:
         while len(self._answers) > ANSWERS_KEPT:
             self._answers.popitem(last=False)
         try:
-            await self._open_window(msg.sender.external_id)
-            replies = await self.dispatcher.handle(msg, self)
-            await self._open_window(msg.sender.external_id)  # again: the handler may have made the member
+            # The dispatcher's intake records the member's message, which opens their push window.
+            async with self._slots:
+                replies = await self.dispatcher.handle(msg, self)
         except Exception as exc:
             future.set_exception(exc)
             raise
         future.set_result(replies)
         return replies
-
-    async def _open_window(self, openid: str) -> None:
-        """The member wrote: their customer-service window (48 h, 5 messages) starts again."""
-        assert self.runtime is not None
-        async with self.runtime.deps.db.transaction() as repos:
-            await repos.channel_state.opened_window(CHANNEL, openid, int(time.time()))
 
     def render(self, replies: list[Reply]) -> tuple[str, list[Button]]:
         """All replies as one text (WeChat answers once), buttons as numbered choices."""
@@ -167,7 +165,7 @@ class WeChatChannel:
         if buttons and self.runtime is not None:
             async with self.runtime.deps.db.transaction() as repos:
                 await repos.channel_state.set_choices(CHANNEL, openid, [(b.label, b.data) for b in buttons],
-                                                      int(time.time()))  # fmt: skip
+                                                      self.runtime.deps.now_ts())  # fmt: skip
 
     async def deliver_late(self, openid: str, task: asyncio.Task[list[Reply]]) -> None:
         """The answer missed the 5-second window: send it through the customer-service API."""
@@ -236,8 +234,10 @@ class WeChatHandler(LimitedHandler):
             self._refuse(400, f"malformed body ({type(exc).__name__})")
             return
         task = asyncio.ensure_future(self.channel.answer(message))
+        # The budget counts from the request's arrival: WeChat's 5 seconds started then.
+        budget = config.reply_budget_seconds - (time.time() - self.request._start_time)
         try:
-            replies = await asyncio.wait_for(asyncio.shield(task), config.reply_budget_seconds)
+            replies = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
         except TimeoutError:
             self.channel.track(asyncio.ensure_future(self.channel.deliver_late(str(message.source), task)))
             self.finish("success")

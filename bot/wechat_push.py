@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 
 import requests
@@ -16,6 +15,7 @@ from wechatpy.exceptions import WeChatClientException
 from bot.config import WeChatSettings
 from bot.delivery import NativePoll, Outcome, PushResult
 from bot.wechat_client import ShopWeChatClient
+from handlers.clock import Clock
 from handlers.messages import Button
 from storage.database import Database
 
@@ -37,8 +37,11 @@ class WeChatPusher:
     channel = CHANNEL
     has_staff_chat = False
 
-    def __init__(self, settings: WeChatSettings, db: Database, client: ShopWeChatClient, choice_line: str) -> None:
+    def __init__(
+        self, settings: WeChatSettings, db: Database, client: ShopWeChatClient, choice_line: str, clock: Clock
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.per_second = settings.per_second
         self.db = db
         self.client = client
@@ -60,7 +63,7 @@ class WeChatPusher:
         if target_kind != "user":
             return PushResult(Outcome.FAILED, "WeChat has no group chats")
         body = with_choices(text, buttons, self.choice_line)
-        now = int(time.time())
+        now = int(self.clock.now().timestamp())  # the same clock that recorded the member's last message
         opened_after = now - self.settings.window_hours * 3600
         async with self.db.transaction() as repos:
             in_window = await repos.channel_state.take_window_slot(

@@ -62,12 +62,17 @@ class MemberRepo:
         private_chat: bool = False,
     ) -> tuple[int, bool] | None:
         """Refresh a known identity; returns (member id, created=False), or None if it is unknown."""
+        # A private message also opens the member's push window (WeChat: 48 h, 5 messages) afresh.
         row = await fetch_one(
             self._conn,
-            "UPDATE identities SET display_name = ?, username = ?, can_message = MAX(can_message, ?)"
-            " WHERE channel = ? AND external_id = ? RETURNING member_id",
-            (display_name, _norm_username(username), int(private_chat), channel, external_id),
-        )
+            "UPDATE identities SET display_name = :name, username = :user, can_message = MAX(can_message, :private),"
+            " last_inbound_at = CASE WHEN :private THEN :now ELSE last_inbound_at END,"
+            " window_sent = CASE WHEN :private THEN 0 ELSE window_sent END,"
+            " unsubscribed_at = CASE WHEN :private THEN NULL ELSE unsubscribed_at END"
+            " WHERE channel = :channel AND external_id = :ext RETURNING member_id",
+            {"name": display_name, "user": _norm_username(username), "private": int(private_chat), "now": now,
+             "channel": channel, "ext": external_id},
+        )  # fmt: skip
         if row is None:
             return None
         member_id = int(row[0])
@@ -103,8 +108,17 @@ class MemberRepo:
         # The primary key on (channel, external_id) makes a second registration fail loudly.
         await self._conn.execute(
             "INSERT INTO identities(channel, external_id, member_id, username, display_name, can_message,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (channel, external_id, member_id, _norm_username(username), display_name, int(private_chat), now),
+            " created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                channel,
+                external_id,
+                member_id,
+                _norm_username(username),
+                display_name,
+                int(private_chat),
+                now,
+                now if private_chat else None,
+            ),
         )
         return member_id, True
 
