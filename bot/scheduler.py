@@ -16,6 +16,8 @@ from handlers.feedback import escalate as escalate_tickets
 from handlers.greetings import plan_greetings, send_birthdays
 from handlers.polls import start_survey
 from handlers.sales import expire_holds
+from handlers.segments import winback
+from handlers.stats import weekly_report
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,13 @@ def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) ->
         send_birthdays, CronTrigger(hour=deps.rules.birthdays.hour, minute=1), args=[deps], id="birthdays",
         replace_existing=True,
     )  # fmt: skip
+    scheduler.add_job(winback, CronTrigger(hour=10, minute=30), args=[deps], id="winback", replace_existing=True)
+    reports = deps.rules.reports
+    if reports.weekly:
+        scheduler.add_job(
+            weekly_report, CronTrigger(day_of_week=reports.day, hour=reports.hour), args=[deps], id="weekly_report",
+            replace_existing=True,
+        )  # fmt: skip
     scheduler.add_job(
         escalate_tickets, IntervalTrigger(minutes=10), args=[deps], id="escalate_tickets", replace_existing=True
     )

@@ -15,7 +15,9 @@ from handlers import (
     polls,
     rewards,
     sales,
+    segments,
     staff_points,
+    stats,
 )
 from handlers.command import Command
 from handlers.help import make_help
@@ -54,6 +56,10 @@ def build_commands() -> list[Command]:
         Command("event", events.event, "event.summary", staff=True),
         Command("sale", sales.sale, "sale.summary", staff=True),
         Command("unlink", binding.unlink, "unlink.summary", staff=True),
+        Command("segments", segments.segments, "segments.summary", staff=True),
+        Command("segment", segments.segment, "segment.summary", staff=True),
+        Command("stats", stats.stats, "stats.summary", staff=True),
+        Command("report", stats.report, "report.summary", staff=True),
         Command("greetings", greetings.greetings, "greetings.summary", keywords=("节日问候",), staff=True),
         Command("poll", polls.poll, "poll.summary", staff=True),
         Command("reward", rewards.reward, "reward.summary", staff=True),

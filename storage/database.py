@@ -49,6 +49,7 @@ class Database:
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache for the statistics' aggregates
         db = cls(conn, path)
         await db._migrate()
         return db
@@ -61,10 +62,10 @@ class Database:
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
         )
-        row = await fetch_one(self._conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
-        current = row[0] if row else 0
+        # Every migration not yet recorded runs, in order (also one numbered below the newest applied).
+        applied = {r[0] for r in await self._conn.execute_fetchall("SELECT version FROM schema_version")}
         for version, name, sql in migration_scripts():
-            if version <= current:
+            if version in applied:
                 continue
             log.info("applying migration %s", name)
             # executescript commits first; the script runs inside our own BEGIN ... COMMIT.

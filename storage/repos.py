@@ -19,6 +19,8 @@ from storage.purchases import PurchaseRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
 from storage.seen_updates import SeenUpdateRepo
+from storage.segments import SegmentRepo
+from storage.stats import StatsRepo
 from storage.tickets import TicketRepo
 
 
@@ -41,3 +43,5 @@ class Repos:
         self.polls = PollRepo(conn)
         self.tickets = TicketRepo(conn)
         self.greetings = GreetingRepo(conn)
+        self.segments = SegmentRepo(conn)
+        self.stats = StatsRepo(conn)
