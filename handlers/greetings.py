@@ -80,7 +80,7 @@ def send_time(deps: Deps, day: date) -> datetime:
 
 
 async def _silenced(repos: Repos, deps: Deps) -> set[str]:
-    return set(deps.rules.greetings.off) | await repos.greetings.silenced()
+    return set(deps.rules.greetings.silenced) | await repos.greetings.silenced()
 
 
 async def _cancel_pending(repos: Repos, deps: Deps, holiday_ids: list[str] | None) -> int:
@@ -222,7 +222,7 @@ async def _off(req: Request, deps: Deps, holiday_id: str) -> list[Reply]:
 
 async def _on(req: Request, deps: Deps, holiday_id: str) -> list[Reply]:
     name = holiday_name(deps, holiday_id)
-    if holiday_id in deps.rules.greetings.off:
+    if holiday_id in deps.rules.greetings.silenced:
         return [Reply(deps.texts.t("greetings.off_in_config", id=holiday_id, name=name))]
     async with deps.db.transaction() as repos:
         was_off = await repos.greetings.unsilence(holiday_id)

@@ -161,8 +161,8 @@ class GreetingRules(StrictModel):
     """Holiday id -> points given to every member with the greeting (e.g. {spring_festival: 88})."""
     texts: dict[str, str] = Field(default_factory=dict)
     """Holiday id -> greeting text, overriding the catalog."""
-    off: list[str] = Field(default_factory=list)
-    """Holiday ids never greeted (staff can add more with /greetings off)."""
+    silenced: list[str] = Field(default_factory=list)
+    """Holiday ids never greeted (staff can add more with /greetings off). Not named `off`: YAML reads that as false."""
     custom: list[CustomDay] = Field(default_factory=list)
 
 

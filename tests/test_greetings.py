@@ -261,7 +261,7 @@ async def test_greetings_off_survives_a_restart_and_on_brings_it_back(settings: 
 
 
 async def test_holidays_switched_off_in_the_configuration(tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(locale="en", storage={"path": str(tmp_path / "off.db")}, greetings={"off": ["mid_autumn"]})
+    settings = Settings(locale="en", storage={"path": str(tmp_path / "off.db")}, greetings={"silenced": ["mid_autumn"]})
     runtime = await Runtime.open(settings, clock)
     try:
         chat = ChatDriver(runtime)
