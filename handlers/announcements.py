@@ -4,10 +4,12 @@ and the member's /notify switch for private notices.
 
 from __future__ import annotations
 
-from handlers.broadcast import publish
+from handlers.broadcast import publish, send_personal
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime
+from handlers.segments import parse_segment, segment_member_ids
+from storage.segments import SEGMENTS
 
 TEXT_LIMIT = 3500
 """Leaves room under Telegram's 4,096 characters for the bot's own framing."""
@@ -25,9 +27,11 @@ def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply
 
 
 async def announce(req: Request, deps: Deps) -> list[Reply]:
-    flags, text = extract_flags(req.args, {"tier": True})
+    flags, text = extract_flags(req.args, {"tier": True, "segment": True})
     if not text:
         return deps.usage("announce")
+    if "segment" in flags:
+        return await _announce_to_segment(req, deps, str(flags["segment"]), text)
     tiers, problem = _tiers(deps, flags.get("tier"))
     if problem is not None:
         return [problem]
@@ -38,6 +42,20 @@ async def announce(req: Request, deps: Deps) -> list[Reply]:
         )  # fmt: skip
     deps.outbox.wake()
     return [Reply(deps.texts.t("announce.queued", id=ann_id, count=count))]
+
+
+async def _announce_to_segment(req: Request, deps: Deps, name: str, text: str) -> list[Reply]:
+    """Privately to the members of one RFM segment (those who can be messaged and want notices)."""
+    segment = parse_segment(deps, name)
+    if segment is None:
+        return [Reply(deps.texts.t("announce.unknown_segment", segment=name[:30], known=", ".join(SEGMENTS)))]
+    async with deps.db.transaction() as repos:
+        members = await segment_member_ids(repos, deps.rules.segments, segment, deps.now_ts())
+        wanting = [m for m in members if await repos.members.notify(m)]
+        count = await send_personal(repos, deps, "now", text[:TEXT_LIMIT], [(m, text[:TEXT_LIMIT]) for m in wanting],
+                                    created_by=req.member_id)  # fmt: skip
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("announce.segment_queued", segment=segment, count=count, members=len(members)))]
 
 
 async def schedule(req: Request, deps: Deps) -> list[Reply]:

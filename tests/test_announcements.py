@@ -79,3 +79,16 @@ async def test_bad_announcement_commands(chat: ChatDriver, pusher: RecordingPush
     assert "Usage: /delivery" in await chat.say("boss", "/delivery")
     for command in ("/schedule 2026-03-12 10:00 hi", "/scheduled", "/unschedule 1", "/delivery 1"):
         assert "only staff" in await chat.say("mallory", command)
+
+
+async def test_announce_to_one_segment(chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher) -> None:
+    await community(chat)
+    await chat.say("boss", "/purchase @alice 50")  # alice: one purchase, soon 100 days ago
+    clock.advance(timedelta(days=100))
+    await chat.say("boss", "/purchase @carol 80")  # carol: bought today
+    text = await chat.say("boss", "/announce --segment dormant-high We miss you! 20% off this week")
+    assert "Queued privately for segment dormant_high: 1 messages (1 members in it" in text
+    await settle(chat.runtime)
+    assert pusher.to("alice")[-1] == "We miss you! 20% off this week"
+    assert not any("miss you" in t for t in pusher.to("carol") + pusher.to("group"))
+    assert "Unknown segment: vip" in await chat.say("boss", "/announce --segment vip Hello")
