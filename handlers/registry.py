@@ -13,6 +13,7 @@ from handlers import (
     members,
     points,
     polls,
+    referrals,
     rewards,
     sales,
     segments,
@@ -25,7 +26,8 @@ from handlers.help import make_help
 
 def build_commands() -> list[Command]:
     table: list[Command] = [
-        Command("start", members.start, "start_cmd.summary", hidden=True),
+        Command("start", referrals.start_with_referral, "start_cmd.summary", hidden=True),
+        Command("invite", referrals.invite, "invite.summary", keywords=("邀请",)),
         Command("checkin", checkin.checkin, "checkin.summary", keywords=("签到", "打卡")),
         Command("points", points.points, "points.summary", aliases=("balance",), keywords=("积分", "我的积分")),
         Command("me", members.me, "me.summary", aliases=("profile",), keywords=("我的",)),

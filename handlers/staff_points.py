@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import ROUND_FLOOR, Decimal
 
+from handlers import referrals
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import parse_amount_fen, parse_points, split_first, yuan_text
@@ -105,9 +106,10 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
                 actor_id=req.member_id,
             )
             balance, total_earned = booking.balance, booking.earned
+        referral_replies = await referrals.on_purchase(repos, deps, member.id, purchase_id)
     replies = [
         Reply(texts.t("purchase.done", name=member.display_name, amount=yuan_text(fen), points=earned, balance=balance))
     ]
     if purchase_id is not None:
         replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned)
-    return replies
+    return replies + referral_replies

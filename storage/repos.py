@@ -16,6 +16,7 @@ from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
 from storage.polls import PollRepo
 from storage.purchases import PurchaseRepo
+from storage.referrals import ReferralRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
 from storage.seen_updates import SeenUpdateRepo
@@ -45,3 +46,4 @@ class Repos:
         self.greetings = GreetingRepo(conn)
         self.segments = SegmentRepo(conn)
         self.stats = StatsRepo(conn)
+        self.referrals = ReferralRepo(conn)
