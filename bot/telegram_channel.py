@@ -15,7 +15,6 @@ from telegram import (
     ChatMember,
     ChatMemberAdministrator,
     ChatMemberOwner,
-    InlineKeyboardMarkup,
     InputFile,
     Message,
     ReplyParameters,
@@ -33,7 +32,7 @@ from bot.telegram_push import TelegramPusher
 from bot.telegram_webhook import TelegramWebhookHandler
 from bot.web import WebServer
 from handlers.dispatch import Dispatcher
-from handlers.messages import Button, Identity, Inbound, Reply
+from handlers.messages import Identity, Inbound, Reply
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +112,6 @@ def _button_inbound(update: Update) -> Inbound | None:
         message_id=str(message.message_id) if message is not None else None,
         button=query.data,
     )
-
-
-def _markup(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
-    return button_rows(buttons)
 
 
 def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
@@ -312,7 +307,7 @@ class TelegramChannel:
         if reply.private:
             chat_id = msg.sender.external_id  # a user's private chat has the user's id
         thread = msg.thread_id if same_chat else None
-        markup = _markup(reply.buttons)
+        markup = button_rows(reply.buttons)
         quote = None
         if same_chat and reply.quote and msg.is_group and source is not None:
             quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import httpx
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
@@ -33,10 +33,6 @@ def _retry_seconds(exc: RetryAfter) -> float:
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _markup(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
-    return button_rows(buttons)
 
 
 def classify(exc: TelegramError) -> PushResult:
@@ -117,7 +113,7 @@ class TelegramPusher:
             if image is not None:
                 sent = await self.bot.send_photo(chat_id=chat_id, photo=image, caption=text[:1024])
             else:
-                sent = await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=_markup(buttons))
+                sent = await self.bot.send_message(chat_id=chat_id, text=text[:4096], reply_markup=button_rows(buttons))
         except TelegramError as exc:
             return classify(exc)
         return PushResult(Outcome.SENT, message_id=str(sent.message_id))
@@ -125,7 +121,7 @@ class TelegramPusher:
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
         try:
             await self.bot.edit_message_text(
-                text=text[:4096], chat_id=int(chat_id), message_id=int(message_id), reply_markup=_markup(buttons)
+                text=text[:4096], chat_id=int(chat_id), message_id=int(message_id), reply_markup=button_rows(buttons)
             )
         except BadRequest as exc:
             return "not modified" in exc.message  # the text was already current

@@ -17,14 +17,6 @@ class ChannelStateRepo:
         self._conn = conn
 
     # --- the customer-service window ---------------------------------------------------------------
-    async def opened_window(self, channel: str, external_id: str, now: int) -> None:
-        """The member wrote to us: a new window opens and its message count starts again."""
-        await self._conn.execute(
-            "UPDATE identities SET last_inbound_at = ?, window_sent = 0, unsubscribed_at = NULL, can_message = 1"
-            " WHERE channel = ? AND external_id = ?",
-            (now, channel, external_id),
-        )
-
     async def take_window_slot(self, channel: str, external_id: str, opened_after: int, cap: int) -> bool:
         """Count one push against the open window; False when it is closed or used up."""
         row = await fetch_one(
