@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import bisect
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -56,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import child_env, python_executable, stop_child  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
 from storage.database import Database  # noqa: E402
 
@@ -68,20 +68,9 @@ QUEUED = re.compile(r"queued for (\d+)")
 
 
 # --- the bot process ---------------------------------------------------------------------------------------
-def _python() -> str:
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
 def bot_env(server: FakeServer, db_path: Path, bot_rate: float | None) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("VIPBOT_") and k not in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
-    }
+    env = child_env()
     env.update(
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
         TELEGRAM_BOT_TOKEN=server.token,
         VIPBOT_TELEGRAM__BASE_URL=server.base_url,
         VIPBOT_STORAGE__PATH=str(db_path),
@@ -117,7 +106,7 @@ class Bot:
             log.write(f"--- start #{len(self.processes) + 1} ---\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                [_python(), "-m", "bot.cli", "run"],
+                [python_executable(), "-m", "bot.cli", "run"],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -134,16 +123,7 @@ class Bot:
 
     def terminate(self, timeout: float = 30.0) -> int | None:
         proc = self.current
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return None if proc is None else stop_child(proc, timeout)
 
     def kill_all(self) -> None:
         for proc in self.processes:

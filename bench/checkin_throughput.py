@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sqlite3
@@ -46,7 +45,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +54,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from telegram import ReplyParameters, Update  # noqa: E402
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, SimpleUpdateProcessor, TypeHandler  # noqa: E402
-from telegram.request import HTTPXRequest, RequestData  # noqa: E402
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler  # noqa: E402
 
+from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
@@ -94,59 +92,16 @@ class Recorder:
         if len(self.replied_at) >= self.expected:
             self.all_replied.set()
 
-
-class TimingRequest(HTTPXRequest):
-    """The default HTTPXRequest, noting when each quoting ``sendMessage`` got its answer."""
-
-    __slots__ = ("_on_reply",)
-
-    def __init__(self, on_reply: Callable[[int], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_reply = on_reply
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        write_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        result = await super().do_request(
-            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
-        )
-        if result[0] == 200 and request_data is not None and url.endswith("/sendMessage"):
-            quoted = request_data.parameters.get("reply_parameters")
+    def on_success(self, url: str, params: dict[str, Any]) -> None:
+        """A Bot API call got its answer: a ``sendMessage`` quoting a source message is its reply."""
+        if url.endswith("/sendMessage"):
+            quoted = params.get("reply_parameters")
             if isinstance(quoted, dict):
-                self._on_reply(int(quoted["message_id"]))
-        return result
+                self.replied(int(quoted["message_id"]))
 
-
-class TimingProcessor(SimpleUpdateProcessor):
-    """PTB's default processor for an int ``concurrent_updates``, noting when an update gets its slot."""
-
-    __slots__ = ("_on_start",)
-
-    def __init__(self, max_concurrent_updates: int, on_start: Callable[[int], None]) -> None:
-        super().__init__(max_concurrent_updates)
-        self._on_start = on_start
-
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+    def on_start(self, update: object) -> None:
         if isinstance(update, Update) and update.message is not None:
-            self._on_start(update.message.message_id)
-        await coroutine
-
-
-async def instrument(application: Application, recorder: Recorder) -> None:
-    """Swap in the timing request (same pool size as ApplicationBuilder's default) and update processor."""
-    bot = application.bot
-    unused = bot._request[1]
-    bot._request = (bot._request[0], TimingRequest(recorder.replied, connection_pool_size=256))
-    await unused.shutdown()
-    concurrency = application.update_processor.max_concurrent_updates
-    application._update_processor = TimingProcessor(concurrency, recorder.started)
+            self.started(update.message.message_id)
 
 
 # --- the workload ---------------------------------------------------------------------------------------
@@ -176,13 +131,6 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     db: dict[str, int] = field(default_factory=dict)
     reply_texts: list[tuple[str, int]] = field(default_factory=list)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 async def drive(
@@ -265,7 +213,7 @@ async def run_bare(server: FakeServer, data: list[dict[str, Any]], concurrency: 
     application = ApplicationBuilder().token(TOKEN).base_url(server.base_url).concurrent_updates(concurrency).build()
     application.add_handler(TypeHandler(Update, reply))
     recorder = Recorder(len(data))
-    await instrument(application, recorder)
+    await instrument(application, recorder.on_success, recorder.on_start)
     server.reset()
     fake_before = server.stats()["cpu_seconds"]
     await application.initialize()
@@ -297,7 +245,7 @@ async def run_full(server: FakeServer, data: list[dict[str, Any]], concurrency: 
         channel = TelegramChannel(settings, runtime.dispatcher)
         application = channel.application
         recorder = Recorder(len(data))
-        await instrument(application, recorder)
+        await instrument(application, recorder.on_success, recorder.on_start)
         server.reset()
         fake_before = server.stats()["cpu_seconds"]
         try:
@@ -468,16 +416,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Settings read VIPBOT_* from the environment first: never let a developer's real config leak in.
-    for name in list(os.environ):
-        if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
-            del os.environ[name]
-    status, report = asyncio.run(bench(args))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return status
+    return run_in_process_bench(bench, parse_args(argv))
 
 
 if __name__ == "__main__":

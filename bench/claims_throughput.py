@@ -5,8 +5,8 @@ The workload of the issue: N members (10,000) each press the claim button of one
 this process on one event loop; the presses (callback queries ``v1:claim:1`` with distinct ids, from N
 distinct users, under a message in the VIP supergroup) are put straight into
 ``Application.update_queue``; polling is not started. The bot's calls go to the fake Bot API of
-``tests/fakes/bot_api.py``, served by a separate process (spawned here, on 127.0.0.1) so that its CPU does
-not compete with the bot's event loop.
+``tests/fakes/bot_api.py``, served by a separate process (spawned by ``bench/fake_server.py``, on
+127.0.0.1) so that its CPU does not compete with the bot's event loop.
 
 * full: ``Settings`` on a temporary SQLite file (a VIP group, one staff id, no rate limiter) ->
   ``Runtime.open`` with a ``FakeClock`` -> ``TelegramChannel`` (its real PTB Application: TypeHandler ->
@@ -49,9 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import logging
-import multiprocessing
 import os
 import pstats
 import sqlite3
@@ -59,11 +57,9 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -73,10 +69,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from telegram import Update  # noqa: E402
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, SimpleUpdateProcessor, TypeHandler  # noqa: E402
-from telegram.request import HTTPXRequest, RequestData  # noqa: E402
-from tornado.web import RequestHandler  # noqa: E402
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler  # noqa: E402
 
+from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
+from bench.fake_server import FakeServer  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.telegram_channel import TelegramChannel  # noqa: E402
@@ -102,115 +98,27 @@ GOAL_P99_MS = 250.0
 log = logging.getLogger("bench.claims")
 
 
-# --- the fake Bot API in its own process ----------------------------------------------------------------
-class _Control(RequestHandler):
-    """``GET /control/stats``, ``POST /control/reset``, ``POST /control/stop`` next to the fake's methods."""
-
-    def initialize(self, api: FakeBotApi, stop: asyncio.Event) -> None:
-        self.api = api
-        self.stop = stop
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
-    def get(self, action: str) -> None:
-        if action != "stats":
-            self.send_error(404)
-            return
-        methods: dict[str, int] = {}
-        for call in self.api.calls:
-            methods[call.method] = methods.get(call.method, 0) + 1
-        answers = self.api.sent("answerCallbackQuery")
-        mentions = [
-            p
-            for p in self.api.sent("sendMessage")
-            if p.get("parse_mode") == "HTML" and CODE_MARK in str(p.get("text", "")) and int(p["chat_id"]) == GROUP_ID
-        ]
-        self.finish(
-            {
-                "methods": methods,
-                "answers": len(answers),
-                "answered_ids": len({str(p.get("callback_query_id")) for p in answers}),
-                "won": sum(WIN_MARK in str(p.get("text", "")) for p in answers),
-                "sold_out": sum(SOLD_OUT_MARK in str(p.get("text", "")) for p in answers),
-                "group_codes": len(mentions),
-                "cpu_seconds": time.process_time(),
-            }
-        )
-
-    def post(self, action: str) -> None:
-        if action == "reset":
-            self.api.clear()
-        elif action == "stop":
-            self.stop.set()
-        else:
-            self.send_error(404)
-            return
-        self.finish({"ok": True})
-
-
-async def _serve_fake(conn: Connection, token: str) -> None:
-    logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
-    api = await FakeBotApi(token=token).start()
-    stop = asyncio.Event()
-    assert api._server is not None
-    api._server.request_callback.add_handlers(  # type: ignore[attr-defined]
-        r".*", [(r"/control/(\w+)", _Control, {"api": api, "stop": stop})]
-    )
-    conn.send(api.port)
-    conn.close()
-    await stop.wait()
-    await api.stop()
-
-
-def fake_server_main(conn: Connection, token: str) -> None:
-    """Entry point of the spawned fake Bot API process."""
-    asyncio.run(_serve_fake(conn, token))
-
-
-@dataclass
-class FakeServer:
-    process: multiprocessing.process.BaseProcess
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/bot"
-
-    def control(self, action: str, method: str = "GET") -> dict[str, Any]:
-        data = b"" if method == "POST" else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/control/{action}", method=method, data=data)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return dict(json.loads(response.read()))
-
-    def stats(self) -> dict[str, Any]:
-        return self.control("stats")
-
-    def reset(self) -> None:
-        self.control("reset", "POST")
-
-    @classmethod
-    def start(cls, token: str) -> FakeServer:
-        ctx = multiprocessing.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=fake_server_main, args=(sender, token), name="fake-bot-api", daemon=True)
-        process.start()
-        sender.close()
-        if not receiver.poll(60):
-            process.kill()
-            process.join(5)
-            raise RuntimeError("the fake Bot API did not start within 60 s")
-        return cls(process, int(receiver.recv()))
-
-    def stop(self) -> None:
-        try:
-            self.control("stop", "POST")
-        except OSError:
-            pass
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
+# --- what the fake Bot API reports (computed in its process) -------------------------------------------
+def claim_stats(api: FakeBotApi) -> dict[str, Any]:
+    """``GET /control/stats`` of this benchmark: the calls, the answers to the presses, the group codes."""
+    methods: dict[str, int] = {}
+    for call in api.calls:
+        methods[call.method] = methods.get(call.method, 0) + 1
+    answers = api.sent("answerCallbackQuery")
+    mentions = [
+        p
+        for p in api.sent("sendMessage")
+        if p.get("parse_mode") == "HTML" and CODE_MARK in str(p.get("text", "")) and int(p["chat_id"]) == GROUP_ID
+    ]
+    return {
+        "methods": methods,
+        "answers": len(answers),
+        "answered_ids": len({str(p.get("callback_query_id")) for p in answers}),
+        "won": sum(WIN_MARK in str(p.get("text", "")) for p in answers),
+        "sold_out": sum(SOLD_OUT_MARK in str(p.get("text", "")) for p in answers),
+        "group_codes": len(mentions),
+        "cpu_seconds": time.process_time(),
+    }
 
 
 # --- instrumentation (identical for both pipelines) ---------------------------------------------------
@@ -243,63 +151,17 @@ class Recorder:
         if len(self.answered_at) >= self.expected:
             self.all_answered.set()
 
+    def on_success(self, url: str, params: dict[str, Any]) -> None:
+        """A Bot API call got its answer: an ``answerCallbackQuery``, or maybe a code posted in the group."""
+        if url.endswith("/answerCallbackQuery"):
+            self.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
+        elif url.endswith("/sendMessage") and params.get("parse_mode") == "HTML":
+            if CODE_MARK in str(params.get("text", "")):
+                self.group_codes += 1
 
-class TimingRequest(HTTPXRequest):
-    """The default HTTPXRequest, noting when each ``answerCallbackQuery`` got its answer (and the codes
-    posted in the group)."""
-
-    __slots__ = ("_recorder",)
-
-    def __init__(self, recorder: Recorder, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._recorder = recorder
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        write_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        result = await super().do_request(
-            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
-        )
-        if result[0] == 200 and request_data is not None:
-            params = request_data.parameters
-            if url.endswith("/answerCallbackQuery"):
-                self._recorder.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
-            elif url.endswith("/sendMessage") and params.get("parse_mode") == "HTML":
-                if CODE_MARK in str(params.get("text", "")):
-                    self._recorder.group_codes += 1
-        return result
-
-
-class TimingProcessor(SimpleUpdateProcessor):
-    """PTB's default processor for an int ``concurrent_updates``, noting when a press gets its slot."""
-
-    __slots__ = ("_on_start",)
-
-    def __init__(self, max_concurrent_updates: int, on_start: Callable[[str], None]) -> None:
-        super().__init__(max_concurrent_updates)
-        self._on_start = on_start
-
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+    def on_start(self, update: object) -> None:
         if isinstance(update, Update) and update.callback_query is not None:
-            self._on_start(update.callback_query.id)
-        await coroutine
-
-
-async def instrument(application: Application, recorder: Recorder) -> None:
-    """Swap in the timing request (same pool size as ApplicationBuilder's default) and update processor."""
-    bot = application.bot
-    unused = bot._request[1]
-    bot._request = (bot._request[0], TimingRequest(recorder, connection_pool_size=256))
-    await unused.shutdown()
-    concurrency = application.update_processor.max_concurrent_updates
-    application._update_processor = TimingProcessor(concurrency, recorder.started)
+            self.started(update.callback_query.id)
 
 
 # --- the workload ---------------------------------------------------------------------------------------
@@ -339,13 +201,6 @@ class RunResult:
     fake: dict[str, Any] = field(default_factory=dict)
     db: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 async def drive(
@@ -450,7 +305,7 @@ async def run_bare(
     application = ApplicationBuilder().token(TOKEN).base_url(server.base_url).concurrent_updates(concurrency).build()
     application.add_handler(TypeHandler(Update, answer))
     recorder = Recorder(len(data))
-    await instrument(application, recorder)
+    await instrument(application, recorder.on_success, recorder.on_start)
     updates = [Update.de_json(item, application.bot) for item in data]
     server.reset()
     fake_before = server.stats()["cpu_seconds"]
@@ -518,7 +373,7 @@ async def run_full(
             clock.advance(timedelta(hours=1, minutes=1))
             application = channel.application
             recorder = Recorder(len(data))
-            await instrument(application, recorder)
+            await instrument(application, recorder.on_success, recorder.on_start)
             updates = [Update.de_json(item, application.bot) for item in data]
             server.reset()
             fake_before = server.stats()["cpu_seconds"]
@@ -630,7 +485,7 @@ async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     wait_s = args.timeout or max(120.0, args.members / 20)
     modes: list[int | None] = list(args.inflight) if args.closed_only else [None, *args.inflight]
     profiler = cProfile.Profile() if args.profile else None
-    server = FakeServer.start(TOKEN)
+    server = FakeServer.start(TOKEN, stats=claim_stats)
     results: list[tuple[int, RunResult]] = []
     try:
         print(
@@ -755,16 +610,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Settings read VIPBOT_* from the environment first: never let a developer's real config leak in.
-    for name in list(os.environ):
-        if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
-            del os.environ[name]
-    status, report = asyncio.run(bench(args))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return status
+    return run_in_process_bench(bench, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ if str(ROOT) not in sys.path:
 
 from telegram import Update  # noqa: E402
 from telegram.ext import Application  # noqa: E402
-from telegram.request import HTTPXRequest, RequestData  # noqa: E402
 
+from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
@@ -156,48 +156,10 @@ class Recorder:
         if len(self.answered_at) >= self.expected:
             self.all_answered.set()
 
-
-class TimingRequest(HTTPXRequest):
-    """The default HTTPXRequest, noting when each ``answerCallbackQuery`` got its answer."""
-
-    __slots__ = ("_recorder",)
-
-    def __init__(self, recorder: Recorder, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._recorder = recorder
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        write_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-        pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        result = await super().do_request(
-            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
-        )
-        if result[0] == 200 and request_data is not None and url.endswith("/answerCallbackQuery"):
-            params = request_data.parameters
-            self._recorder.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
-        return result
-
-
-async def instrument(application: Application, recorder: Recorder) -> None:
-    """Swap in the timing request (same pool size as ApplicationBuilder's default)."""
-    bot = application.bot
-    unused = bot._request[1]
-    bot._request = (bot._request[0], TimingRequest(recorder, connection_pool_size=256))
-    await unused.shutdown()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+    def on_success(self, url: str, params: dict[str, Any]) -> None:
+        """A Bot API call got its answer: note each ``answerCallbackQuery``."""
+        if url.endswith("/answerCallbackQuery"):
+            self.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
 
 
 # --- one run --------------------------------------------------------------------------------------------
@@ -444,7 +406,7 @@ async def run(
             await seed_members(runtime, args.members)
             application = channel.application
             recorder = Recorder(len(data))
-            await instrument(application, recorder)
+            await instrument(application, recorder.on_success)
             updates = [Update.de_json(item, application.bot) for item in data]
             server.reset()
             fake_before = server.stats()["cpu_seconds"]
@@ -634,16 +596,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Settings read VIPBOT_* from the environment first: never let a developer's real config leak in.
-    for name in list(os.environ):
-        if name.startswith("VIPBOT_") or name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"):
-            del os.environ[name]
-    status, report = asyncio.run(bench(args))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return status
+    return run_in_process_bench(bench, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
 import signal
@@ -83,10 +82,10 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import xmltodict  # noqa: E402
-from tornado.web import RequestHandler  # noqa: E402
 from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
-from bench.fake_server import FakeServer  # noqa: E402
+from bench.common import child_env, percentile, python_executable, stop_child  # noqa: E402
+from bench.fake_server import ControlHandler, FakeServer, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
 from handlers.rules import CheckinRules  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, message_update, user  # noqa: E402
 from tests.fakes.wechat_api import FakeWeChatApi  # noqa: E402
@@ -110,14 +109,7 @@ log = logging.getLogger("bench.webhooks")
 
 
 # --- the fake WeChat API in its own process ------------------------------------------------------------------
-class _WeChatControl(RequestHandler):
-    def initialize(self, api: FakeWeChatApi, stop: asyncio.Event) -> None:
-        self.api = api
-        self.stop = stop
-
-    def check_xsrf_cookie(self) -> None:
-        return None
-
+class _WeChatControl(ControlHandler):
     def get(self, action: str) -> None:
         if action != "stats":
             self.send_error(404)
@@ -144,17 +136,7 @@ class _WeChatControl(RequestHandler):
 
 
 async def _serve_wechat(conn: Connection) -> None:
-    logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
-    api = await FakeWeChatApi().start()
-    stop = asyncio.Event()
-    assert api._server is not None
-    api._server.request_callback.add_handlers(  # type: ignore[attr-defined]
-        r".*", [(r"/control/(\w+)", _WeChatControl, {"api": api, "stop": stop})]
-    )
-    conn.send(api.port)
-    conn.close()
-    await stop.wait()
-    await api.stop()
+    await serve_until_stopped(await FakeWeChatApi().start(), _WeChatControl, conn)
 
 
 def wechat_fake_main(conn: Connection) -> None:
@@ -162,54 +144,17 @@ def wechat_fake_main(conn: Connection) -> None:
     asyncio.run(_serve_wechat(conn))
 
 
-@dataclass
-class WeChatFake:
-    process: multiprocessing.process.BaseProcess
-    port: int
-
+class WeChatFake(SpawnedFake):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/cgi-bin/"
 
-    def control(self, action: str, method: str = "GET") -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/control/{action}", method=method, data=b"" if method == "POST" else None
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def stats(self) -> dict[str, Any]:
-        return self.control("stats")
-
     @classmethod
     def start(cls) -> WeChatFake:
-        ctx = multiprocessing.get_context("spawn")
-        receiver, sender = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=wechat_fake_main, args=(sender,), name="fake-wechat-api", daemon=True)
-        process.start()
-        sender.close()
-        if not receiver.poll(60):
-            process.kill()
-            raise RuntimeError("the fake WeChat API did not start within 60 s")
-        return cls(process, int(receiver.recv()))
-
-    def stop(self) -> None:
-        try:
-            self.control("stop", "POST")
-        except OSError:
-            pass
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
+        return cls(*spawn_fake(wechat_fake_main, (), "fake-wechat-api", "the fake WeChat API"))
 
 
 # --- the bot process -----------------------------------------------------------------------------------------
-def _python() -> str:
-    venv = ROOT / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -217,10 +162,8 @@ def free_port() -> int:
 
 
 def bot_env(tg: FakeServer, wx: WeChatFake, db_path: Path, port: int, mode: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIPBOT_", "WECHAT_", "TELEGRAM_"))}
+    env = child_env(drop=lambda k: k.startswith(("VIPBOT_", "WECHAT_", "TELEGRAM_")))
     env.update(
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
         TELEGRAM_BOT_TOKEN=tg.token,
         TELEGRAM_WEBHOOK_SECRET=TG_SECRET,
         WECHAT_TOKEN=WX_TOKEN,
@@ -257,7 +200,7 @@ class Bot:
         config.write_text("{}\n", encoding="utf-8")
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [_python(), "-m", "bot.cli", "run", "--config", str(config)],
+                [python_executable(), "-m", "bot.cli", "run", "--config", str(config)],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -279,17 +222,7 @@ class Bot:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def terminate(self, timeout: float = 30.0) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return None if self.proc is None else stop_child(self.proc, timeout)
 
     def log_text(self) -> str:
         try:
@@ -469,13 +402,6 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, poll:
 
 
 # --- figures -------------------------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 @dataclass
 class PathResult:
     path: str
