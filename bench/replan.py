@@ -43,7 +43,7 @@ async def one_run(count: int) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory(prefix="vipbot-replan-") as tmp:
         path = Path(tmp) / "vip.db"
         await seed(path, count)
-        settings = Settings(storage={"path": str(path)})
+        settings = Settings(storage={"path": str(path)}, greetings={"enabled": False})  # only the seeded rows
         runtime = await Runtime.open(settings)
         try:
             started = time.perf_counter()
