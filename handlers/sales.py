@@ -25,7 +25,7 @@ from handlers.parsing import (
     split_first,
     yuan_text,
 )
-from storage.sales import Sale, StockGone
+from storage.sales import Claim, Sale, StockGone
 
 ITEM_LIMIT = 80
 STOCK_LIMIT = 100_000
@@ -174,7 +174,8 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     return replies
 
 
-async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
+async def _sale_with_claims(deps: Deps, args: str) -> tuple[Sale, list[Claim]] | list[Reply]:
+    """The sale named by `args` and all its claims, or the reply explaining why there is none."""
     sale_id = parse_id(args)
     if sale_id is None:
         return deps.usage("sale")
@@ -183,6 +184,14 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
         claims = await repos.sales.claims(sale_id) if found else []
     if found is None:
         return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+    return found, claims
+
+
+async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
+    loaded = await _sale_with_claims(deps, args)
+    if isinstance(loaded, list):
+        return loaded
+    found, claims = loaded
     live = [c for c in claims if c.state != "released"]
     lines = [
         deps.texts.t("sale.status", id=found.id, item=found.item, sold=found.sold, remaining=found.remaining,
@@ -198,14 +207,11 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
-    sale_id = parse_id(args)
-    if sale_id is None:
-        return deps.usage("sale")
-    async with deps.db.read() as repos:
-        found = await repos.sales.get(sale_id)
-        claims = await repos.sales.claims(sale_id) if found else []
-    if found is None:
-        return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+    loaded = await _sale_with_claims(deps, args)
+    if isinstance(loaded, list):
+        return loaded
+    found, claims = loaded
+    sale_id = found.id
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["code", "member_id", "member", "unit", "state", "claimed_at", "settled_at"])
