@@ -48,7 +48,7 @@ when an answer is missing, wrong, "success", over 5 s, a reply was lost or doubl
 Run from the repository root::
 
     .venv/bin/python bench/webhooks.py [--members 2000] [--inflight N] [--modes plain,safe]
-        [--client raw|httpx] [--json FILE]
+        [--client raw|httpx] [--paths wechat,telegram] [--json FILE]
 """
 
 from __future__ import annotations
@@ -466,6 +466,8 @@ class Load:
     inflight: int
     client: str
     """raw (asyncio streams, one connection per request) or httpx."""
+    paths: list[str] = field(default_factory=lambda: ["wechat", "telegram"])
+    """Which bursts run: wechat, telegram."""
 
 
 @dataclass
@@ -594,8 +596,8 @@ async def telegram_phase(bot: Bot, base: str, tg: FakeServer, load: Load, result
         result.problems.append(f"telegram: {http.requests - http.within_5s} webhook answers over 5 s")
 
 
-def check_database(path: Path, members: int, points: int) -> tuple[dict[str, int], list[str]]:
-    """Per channel N check-ins; one ledger entry each; ledger sum 2 N x points; balances = ledger sums."""
+def check_database(path: Path, members: int, points: int, channels: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Per channel N check-ins; one ledger entry each; ledger sum (channels x N) x points; balances = ledger sums."""
     conn = sqlite3.connect(path)
     try:
 
@@ -623,12 +625,13 @@ def check_database(path: Path, members: int, points: int) -> tuple[dict[str, int
     finally:
         conn.close()
     problems = []
-    for channel in ("wechat", "telegram"):
+    for channel in channels:
         if db[f"checkins_{channel}"] != members:
             problems.append(f"{db[f'checkins_{channel}']} {channel} check-ins, expected {members}")
-    if db["ledger_rows"] != 2 * members or db["ledger_sum"] != 2 * members * points:
+    expected = len(channels) * members
+    if db["ledger_rows"] != expected or db["ledger_sum"] != expected * points:
         problems.append(
-            f"ledger: {db['ledger_rows']} rows, sum {db['ledger_sum']}, expected sum {2 * members * points}"
+            f"ledger: {db['ledger_rows']} rows, sum {db['ledger_sum']}, expected sum {expected * points}"
         )
     if db["balance_mismatches"]:
         problems.append(f"{db['balance_mismatches']} balances differ from their ledger sums")
@@ -648,8 +651,10 @@ async def run_round(mode: str, load: Load, tg: FakeServer, wx: WeChatFake) -> Ro
         bot.start()
         try:
             await wait_ready(bot, base)
-            await wechat_phase(bot, base, wx, load, mode, result, points)
-            await telegram_phase(bot, base, tg, load, result, points)
+            if "wechat" in load.paths:
+                await wechat_phase(bot, base, wx, load, mode, result, points)
+            if "telegram" in load.paths:
+                await telegram_phase(bot, base, tg, load, result, points)
         finally:
             code = bot.terminate()
             text = bot.log_text()
@@ -663,7 +668,7 @@ async def run_round(mode: str, load: Load, tg: FakeServer, wx: WeChatFake) -> Ro
         )
         if warnings:
             result.surprises.append(f"bot warnings: {dict(warnings.most_common(3))}")
-        result.db, db_problems = check_database(db_path, load.members, points)
+        result.db, db_problems = check_database(db_path, load.members, points, load.paths)
         result.problems.extend(db_problems)
     return result
 
@@ -703,7 +708,7 @@ async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         )
         print(HEADER)
         for mode in args.modes:
-            result = await run_round(mode, Load(args.members, args.inflight, args.client), tg, wx)
+            result = await run_round(mode, Load(args.members, args.inflight, args.client, args.paths), tg, wx)
             rounds.append(result)
             for path in result.paths:
                 print(row(path), flush=True)
@@ -749,10 +754,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: raw asyncio streams (cheap) or httpx.AsyncClient")  # fmt: skip
     parser.add_argument("--modes", default="plain,safe", help="WeChat modes, one round each: plain, safe")
+    parser.add_argument("--paths", default="wechat,telegram", help="bursts per round: wechat, telegram")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.inflight = args.inflight or args.members
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not args.paths or any(p not in ("wechat", "telegram") for p in args.paths):
+        parser.error("--paths is a comma-separated list of wechat and telegram")
     if args.members < 1 or not 1 <= args.inflight <= args.members:
         parser.error("--members must be >= 1 and --inflight between 1 and --members")
     if not args.modes or any(m not in ("plain", "safe") for m in args.modes):

@@ -50,7 +50,7 @@ class WebServer:
         app = Application(self._routes)
         # Bodies a little over the limit get a proper 413 from BodyLimit; far larger ones are cut off.
         self._server = HTTPServer(app, max_body_size=self.max_body * 4, xheaders=True)
-        sockets = [socket.create_server((self.listen, self.port), reuse_port=False, backlog=1024)]
+        sockets = [socket.create_server((self.listen, self.port), reuse_port=False, backlog=4096)]
         sockets[0].setblocking(False)
         self.port = sockets[0].getsockname()[1]
         self._server.add_sockets(sockets)

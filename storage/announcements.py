@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,7 @@ _SELECT = (
 )
 
 
-def _announcement(row: aiosqlite.Row) -> Announcement:
+def _announcement(row: sqlite3.Row) -> Announcement:
     return Announcement(
         id=row[0],
         kind=row[1],
@@ -56,7 +55,7 @@ def _announcement(row: aiosqlite.Row) -> Announcement:
 
 
 class AnnouncementRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def create(

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 # Tables whose rows move with a merged member; the ledger is append-only and gets transfer entries instead.
 _NOT_MOVED = {"ledger", "members"}
 
 
 class ChannelStateRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     # --- the customer-service window ---------------------------------------------------------------

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
-from storage.sql import fetch_all
+from storage.sql import Statements, fetch_all
 
 
 class ChatRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def add(self, channel: str, chat_id: str, now: int, title: str = "") -> None:

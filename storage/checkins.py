@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_one
+from storage.sql import Statements, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +15,7 @@ class Checkin:
 
 
 class CheckinRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def record(

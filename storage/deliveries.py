@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +41,7 @@ def _in(values: Sequence[str]) -> str:
 
 
 class DeliveryRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     # --- filling the queue -----------------------------------------------------------------------
@@ -82,6 +80,7 @@ class DeliveryRepo:
             f" WHERE i.can_message = 1 AND m.notify = 1 AND i.channel IN ({_in(channels)}){tier_sql}"
             " ON CONFLICT DO NOTHING",
             params,
+            bulk=True,
         )
         return cur.rowcount
 
@@ -96,6 +95,7 @@ class DeliveryRepo:
             f" WHERE s.event_id = ? AND s.state = 'joined' AND i.can_message = 1 AND i.channel IN ({_in(channels)})"
             " ON CONFLICT DO NOTHING",
             (announcement_id, event_id, *channels),
+            bulk=True,
         )
         return cur.rowcount
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,7 @@ _EVENT_SELECT = (
 )
 
 
-def _event(row: aiosqlite.Row) -> Event:
+def _event(row: sqlite3.Row) -> Event:
     return Event(
         id=row[0],
         title=row[1],
@@ -52,7 +51,7 @@ def _event(row: aiosqlite.Row) -> Event:
 
 
 class EventRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def create(

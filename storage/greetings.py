@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,7 @@ def _in(values: Sequence[object]) -> str:
 
 
 class GreetingRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     # --- holiday greetings ------------------------------------------------------------------------
@@ -122,6 +120,7 @@ class GreetingRepo:
             self._conn,
             "SELECT m.id FROM members m WHERE EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id)"
             " ORDER BY m.id",
+            bulk=True,
         )
         return [r[0] for r in rows]
 
@@ -137,6 +136,7 @@ class GreetingRepo:
             " (SELECT MAX(i.can_message) FROM identities i WHERE i.member_id = m.id) AS reach"
             f" FROM members m WHERE m.birthday IN ({_in(month_days)}) AND reach IS NOT NULL ORDER BY m.id",
             tuple(month_days),
+            bulk=True,
         )
         return [BirthdayMember(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5])) for r in rows]
 

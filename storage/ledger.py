@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 class InsufficientPoints(Exception):
@@ -33,7 +32,7 @@ class Booking:
 
 
 class LedgerRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def append(
@@ -64,7 +63,7 @@ class LedgerRepo:
                 " ON CONFLICT(idem_key) DO NOTHING RETURNING id",
                 (member_id, delta, earned_delta, reason, note, ref, idem_key, actor_id, now),
             )
-        except aiosqlite.IntegrityError as exc:
+        except sqlite3.IntegrityError as exc:
             if "balance_nonnegative" in str(exc):
                 raise InsufficientPoints from exc
             raise

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +30,7 @@ class MemberIdentity:
 _MEMBER_COLUMNS = "m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned"
 
 
-def _member(row: aiosqlite.Row) -> Member:
+def _member(row: sqlite3.Row) -> Member:
     return Member(
         id=row["id"],
         display_name=row["display_name"],
@@ -49,7 +48,7 @@ def _norm_username(username: str | None) -> str | None:
 
 
 class MemberRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def touch(
@@ -186,5 +185,5 @@ class MemberRepo:
         return int(row[0])
 
     async def count(self) -> int:
-        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members")
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members", bulk=True)
         return int(row[0]) if row else 0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +36,7 @@ class Answer:
 _POLL = "SELECT id, kind, question, options, multi, tiers, points, audience, closes_at, state FROM polls"
 
 
-def _poll(row: aiosqlite.Row) -> Poll:
+def _poll(row: sqlite3.Row) -> Poll:
     return Poll(
         id=row[0],
         kind=row[1],
@@ -53,7 +52,7 @@ def _poll(row: aiosqlite.Row) -> Poll:
 
 
 class PollRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def create(
@@ -134,6 +133,7 @@ class PollRepo:
             "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at FROM poll_answers a"
             " JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? ORDER BY a.answered_at, a.member_id",
             (poll_id,),
+            bulk=True,
         )
         return [Answer(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
 

@@ -6,11 +6,10 @@ referral settles once, against the referrer's monthly cap counted in the same st
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +46,12 @@ _REFERRAL = (
 )
 
 
-def _referral(row: aiosqlite.Row) -> Referral:
+def _referral(row: sqlite3.Row) -> Referral:
     return Referral(*row)
 
 
 class ReferralRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     # --- codes ---------------------------------------------------------------------------------------

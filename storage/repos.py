@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from storage.announcements import AnnouncementRepo
 from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
@@ -21,12 +19,13 @@ from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
 from storage.seen_updates import SeenUpdateRepo
 from storage.segments import SegmentRepo
+from storage.sql import Statements
 from storage.stats import StatsRepo
 from storage.tickets import TicketRepo
 
 
 class Repos:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self.conn = conn
         self.members = MemberRepo(conn)
         self.ledger = LedgerRepo(conn)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +42,7 @@ _REDEMPTION = (
 
 
 class RewardRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def create(self, name: str, cost: int, stock: int | None, min_tier: str | None, now: int) -> int:

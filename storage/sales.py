@@ -4,11 +4,10 @@ unique per (sale, member, unit) by a partial unique index, so no concurrency can
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +53,12 @@ _CLAIM = (
 )
 
 
-def _sale(row: aiosqlite.Row) -> Sale:
+def _sale(row: sqlite3.Row) -> Sale:
     return Sale(*row[:11], forced=bool(row[11]))
 
 
 class SaleRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def create(
@@ -139,7 +138,7 @@ class SaleRepo:
         return Claim(*row) if row else None
 
     async def claims(self, sale_id: int) -> list[Claim]:
-        rows = await fetch_all(self._conn, f"{_CLAIM} WHERE c.sale_id = ? ORDER BY c.id", (sale_id,))
+        rows = await fetch_all(self._conn, f"{_CLAIM} WHERE c.sale_id = ? ORDER BY c.id", (sale_id,), bulk=True)
         return [Claim(*r) for r in rows]
 
     async def release(self, code: str, now: int) -> Claim | None:

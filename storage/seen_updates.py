@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
-from storage.sql import fetch_one
+from storage.sql import Statements, fetch_one
 
 
 class SeenUpdateRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def claim(self, key: str, now: int) -> bool:
@@ -27,5 +25,5 @@ class SeenUpdateRepo:
         await self._conn.execute("DELETE FROM seen_updates WHERE key = ?", (key,))
 
     async def prune(self, older_than: int) -> int:
-        cur = await self._conn.execute("DELETE FROM seen_updates WHERE seen_at < ?", (older_than,))
+        cur = await self._conn.execute("DELETE FROM seen_updates WHERE seen_at < ?", (older_than,), bulk=True)
         return cur.rowcount

@@ -22,9 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 SEGMENTS = ("new", "active", "cooling", "dormant_high", "dormant_low", "lost", "never")
 """Every segment, from the most recent buyers to members who never bought."""
@@ -131,7 +129,7 @@ def _check(segment: str) -> None:
 
 
 class SegmentRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def counts(self, bounds: SegmentBounds) -> SegmentCounts:
@@ -139,6 +137,7 @@ class SegmentRepo:
             self._conn,
             f"SELECT seg, COUNT(*), SUM(n >= 2) FROM (SELECT {_CASE} AS seg, n FROM ({_AGGREGATE})) GROUP BY seg",
             bounds.params(),
+            bulk=True,
         )
         members = dict.fromkeys(SEGMENTS, 0)
         repeat = 0
@@ -146,7 +145,7 @@ class SegmentRepo:
             members[seg] = int(count)
             repeat += int(repeaters)
         buyers = sum(members.values())
-        total = await fetch_one(self._conn, "SELECT COUNT(*) FROM members")
+        total = await fetch_one(self._conn, "SELECT COUNT(*) FROM members", bulk=True)
         members["never"] = int(total[0]) - buyers if total else 0
         return SegmentCounts(members, buyers, repeat)
 
@@ -167,7 +166,7 @@ class SegmentRepo:
                 " JOIN members m ON m.id = a.member_id WHERE a.seg = :seg"
                 " ORDER BY a.last DESC, a.member_id LIMIT :limit OFFSET :offset"
             )
-        rows = await fetch_all(self._conn, sql, params)
+        rows = await fetch_all(self._conn, sql, params, bulk=True)
         if not rows and offset:
             total = len(await self.member_ids(bounds, segment))
         else:
@@ -182,12 +181,14 @@ class SegmentRepo:
                 self._conn,
                 "SELECT m.id FROM members m WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)"
                 " ORDER BY m.id",
+                bulk=True,
             )
         else:
             rows = await fetch_all(
                 self._conn,
                 f"SELECT member_id FROM ({_AGGREGATE}) WHERE {_CASE} = :seg ORDER BY member_id",
                 {**bounds.params(), "seg": segment},
+                bulk=True,
             )
         return [int(r[0]) for r in rows]
 
@@ -203,6 +204,7 @@ class SegmentRepo:
             " last_purchase_at = excluded.last_purchase_at, entered_at = excluded.entered_at, cared_at = NULL"
             " WHERE segment <> excluded.segment OR last_purchase_at <> excluded.last_purchase_at",
             {**bounds.params(), "now": now},
+            bulk=True,
         )
         return cur.rowcount
 
@@ -220,6 +222,7 @@ class SegmentRepo:
             " AND EXISTS (SELECT 1 FROM identities i WHERE i.member_id = s.member_id AND i.can_message = 1"
             f" AND i.channel IN ({marks})) ORDER BY s.member_id",
             (*CARE_SEGMENTS, *channels),
+            bulk=True,
         )
         return [CareDue(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -228,6 +231,7 @@ class SegmentRepo:
             "UPDATE member_segments SET cared_at = ? WHERE cared_at IS NULL"
             " AND member_id IN (SELECT value FROM json_each(?))",
             (now, "[" + ",".join(str(int(i)) for i in member_ids) + "]"),
+            bulk=True,
         )
 
     async def entry_of(self, member_id: int) -> tuple[str, int, int, int | None] | None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +33,7 @@ def _bucket(column: str, starts: Sequence[int]) -> str:
 
 
 class StatsRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def members(self, since: int) -> tuple[int, int]:
@@ -44,12 +42,13 @@ class StatsRepo:
             self._conn,
             "SELECT (SELECT COUNT(*) FROM members), (SELECT COUNT(*) FROM members WHERE joined_at >= ?)",
             (since,),
+            bulk=True,
         )
         assert row is not None
         return int(row[0]), int(row[1])
 
     async def checkins_on(self, day: str) -> int:
-        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM checkins WHERE day = ?", (day,))
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM checkins WHERE day = ?", (day,), bulk=True)
         return int(row[0]) if row else 0
 
     async def active_members(self, since_day: str, since: int) -> int:
@@ -59,6 +58,7 @@ class StatsRepo:
             "SELECT COUNT(*) FROM (SELECT member_id FROM checkins WHERE day >= ?"
             " UNION SELECT member_id FROM purchases WHERE created_at >= ?)",
             (since_day, since),
+            bulk=True,
         )
         return int(row[0]) if row else 0
 
@@ -70,6 +70,7 @@ class StatsRepo:
             " JOIN polls p ON p.id = a.poll_id"
             " WHERE p.kind = 'rating' AND p.state = 'closed' AND a.complete = 1 AND a.answered_at >= ?",
             (since,),
+            bulk=True,
         )
         assert row is not None
         return RatingShare(int(row[0]), int(row[1]))
@@ -82,7 +83,7 @@ class StatsRepo:
         """Rows of the `referrals` table, or None when this database has no such table."""
         if not await self.has_table("referrals"):
             return None
-        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM referrals")
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM referrals", bulk=True)
         return int(row[0]) if row else 0
 
     async def points_flow(self, since: int, until: int) -> PointsFlow:
@@ -92,6 +93,7 @@ class StatsRepo:
             " COALESCE(SUM(CASE WHEN reason = 'redeem' THEN -delta END), 0)"
             " FROM ledger WHERE created_at >= ? AND created_at < ?",
             (since, until),
+            bulk=True,
         )
         assert row is not None
         return PointsFlow(int(row[0]), int(row[1]))
@@ -105,6 +107,7 @@ class StatsRepo:
             self._conn,
             "SELECT day, COUNT(*) FROM checkins WHERE day >= ? AND day <= ? GROUP BY day",
             (days[0], days[-1]),
+            bulk=True,
         )
         found = {r[0]: int(r[1]) for r in rows}
         return [found.get(day, 0) for day in days]
@@ -118,6 +121,7 @@ class StatsRepo:
             f"SELECT {_bucket('joined_at', starts)} AS b, COUNT(*) FROM members"
             " WHERE joined_at >= ? AND joined_at < ? GROUP BY b",
             (starts[0], until),
+            bulk=True,
         )
         found = {int(r[0]): int(r[1]) for r in rows}
         return [found.get(i, 0) for i in range(len(starts))]
@@ -133,6 +137,7 @@ class StatsRepo:
             " COALESCE(SUM(CASE WHEN reason = 'redeem' THEN -delta END), 0)"
             " FROM ledger WHERE created_at >= ? AND created_at < ? GROUP BY b",
             (starts[0], until),
+            bulk=True,
         )
         found = {int(r[0]): PointsFlow(int(r[1]), int(r[2])) for r in rows}
         return [found.get(i, PointsFlow(0, 0)) for i in range(len(starts))]

@@ -4,12 +4,11 @@ the one escalation of an unanswered ticket, and the satisfaction figures drawn f
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiosqlite
-
-from storage.sql import fetch_all, fetch_one
+from storage.sql import Statements, fetch_all, fetch_one
 
 KINDS = ("complaint", "suggestion", "feedback")
 
@@ -54,7 +53,7 @@ _SELECT = (
 )
 
 
-def _ticket(row: aiosqlite.Row) -> Ticket:
+def _ticket(row: sqlite3.Row) -> Ticket:
     return Ticket(
         id=row[0],
         member_id=row[1],
@@ -75,7 +74,7 @@ def _ticket(row: aiosqlite.Row) -> Ticket:
 
 
 class TicketRepo:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Statements) -> None:
         self._conn = conn
 
     async def open(
@@ -199,6 +198,7 @@ class TicketRepo:
             " COUNT(rating), AVG(rating), COALESCE(SUM(rating >= 4), 0)"
             " FROM tickets",
             {"now": now},
+            bulk=True,
         )
         assert row is not None
         return {

@@ -1,9 +1,15 @@
-"""The database file: created with its folder, migrated once, WAL and foreign keys on."""
+"""The database file: created with its folder, migrated once, WAL and foreign keys on; the writer on the loop,
+readers beside it, bulk statements and lock waits off the loop, checkpoints in the background."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from storage import database
 from storage.database import Database, migration_scripts
 
 
@@ -20,12 +26,11 @@ async def test_open_creates_the_folder_and_applies_migrations_once(tmp_path: Pat
     try:
         async with db.read() as repos:
             assert await repos.members.count() == 1
-            async with repos.conn.execute("SELECT COUNT(*) FROM schema_version") as cur:
-                assert (await cur.fetchone())[0] == len(migration_scripts())
-            async with repos.conn.execute("PRAGMA journal_mode") as cur:
-                assert (await cur.fetchone())[0] == "wal"
-            async with repos.conn.execute("PRAGMA foreign_keys") as cur:
-                assert (await cur.fetchone())[0] == 1
+            rows = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM schema_version")
+            assert rows[0][0] == len(migration_scripts())
+            assert (await repos.conn.execute_fetchall("PRAGMA journal_mode"))[0][0] == "wal"
+        async with db.transaction() as repos:  # the writer enforces foreign keys
+            assert (await repos.conn.execute_fetchall("PRAGMA foreign_keys"))[0][0] == 1
     finally:
         await db.close()
 
@@ -43,3 +48,114 @@ async def test_a_failed_use_case_leaves_nothing_behind(tmp_path: Path) -> None:
             assert await repos.members.count() == 0
     finally:
         await db.close()
+
+
+async def test_a_read_sees_the_last_commit_and_does_not_wait_for_a_running_transaction(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        async with db.transaction() as repos:
+            await repos.members.register("test", "a", "A", None, 0)
+        async with db.transaction() as repos:
+            await repos.members.register("test", "b", "B", None, 0)
+            async with db.read() as reading:  # would deadlock if reads queued behind the writer
+                assert await reading.members.count() == 1  # the snapshot before this transaction
+        async with db.read() as reading:
+            assert await reading.members.count() == 2
+    finally:
+        await db.close()
+
+
+async def test_a_write_waits_for_another_process_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    db = await Database.open(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # e.g. a backup tool holding the write lock
+
+        async def register() -> None:
+            async with db.transaction() as repos:
+                await repos.members.register("test", "a", "A", None, 0)
+
+        task = asyncio.create_task(register())
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop keeps running while the write waits
+        assert not task.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(task, 5)
+        async with db.read() as repos:
+            assert await repos.members.count() == 1
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_write_gives_up_when_the_lock_is_never_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_SECONDS", 0.05)
+    path = tmp_path / "t.db"
+    db = await Database.open(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            async with db.transaction() as repos:
+                await repos.members.register("test", "a", "A", None, 0)
+        other.execute("ROLLBACK")
+        async with db.transaction() as repos:  # the connection is usable again
+            await repos.members.register("test", "a", "A", None, 0)
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_cancelled_bulk_statement_rolls_back_and_leaves_the_connection_usable(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        started = asyncio.Event()
+
+        async def fill() -> None:
+            async with db.transaction() as repos:
+                started.set()
+                await repos.conn.execute(
+                    "INSERT INTO members(display_name, joined_at, last_seen_at) WITH RECURSIVE n(i) AS"
+                    " (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT 'm' || i, 0, 0 FROM n",
+                    bulk=True,
+                )
+
+        task = asyncio.create_task(fill())
+        await started.wait()
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.transaction() as repos:
+            await repos.members.register("test", "a", "A", None, 0)
+        async with db.read() as repos:
+            assert await repos.members.count() == 1  # nothing of the cancelled fan-out
+    finally:
+        await db.close()
+
+
+async def test_the_wal_is_checkpointed_into_the_database_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database, "CHECKPOINT_AFTER_CHANGES", 10)
+    path = tmp_path / "t.db"
+    db = await Database.open(path)
+    try:
+        for i in range(12):
+            async with db.transaction() as repos:
+                await repos.members.register("test", f"u{i}", "U", None, 0)
+        await db.idle()
+        # immutable=1 reads the main file alone, ignoring the WAL: what is there was checkpointed.
+        direct = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            assert direct.execute("SELECT COUNT(*) FROM members").fetchone()[0] == 12
+        finally:
+            direct.close()
+    finally:
+        await db.close()
+
+
+async def test_the_database_must_be_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="file"):
+        await Database.open(":memory:")
