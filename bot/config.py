@@ -32,6 +32,13 @@ class ConfigError(Exception):
 class StorageSettings(StrictModel):
     path: str = Field("data/vipbot.db", min_length=1)
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, value: str) -> str:
+        if value == ":memory:" or value.startswith("file:"):
+            raise ValueError("must be a file path: the bot's reader and writer connections share the file")
+        return value
+
 
 class HttpSettings(StrictModel):
     """The one HTTP server for webhooks (Telegram at /telegram, WeChat at /wechat) and /healthz."""

@@ -58,6 +58,7 @@ def test_token_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
         ("checkin:\n  rollover_hour: 25\n", "checkin.rollover_hour"),
         ("tiers:\n  - {id: gold, min_points: 10}\n", "the lowest tier must start at 0 points"),
         ("storage:\n  paht: x.db\n", "storage.paht: Extra inputs are not permitted"),
+        ("storage:\n  path: ':memory:'\n", "storage.path: Value error, must be a file path"),
         ("messages:\n  nope.key: hi\n", "unknown message keys in overrides: nope.key"),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("polls:\n  survey:\n    day: someday\n", "is not a cron day"),
