@@ -78,9 +78,7 @@ async def send_personal(
     now = deps.now_ts()
     ann_id = await repos.announcements.create(kind, "personal", summary, now, now, **links)
     channels = sorted(deps.outbox.channels())
-    count = 0
-    for member_id, body in bodies:
-        count += await repos.deliveries.queue_personal(ann_id, member_id, body, channels)
+    count = await repos.deliveries.queue_personal_many(ann_id, bodies, channels)
     await repos.announcements.settle(ann_id, "queued", now)
     return count
 

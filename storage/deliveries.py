@@ -6,6 +6,7 @@ a restart becomes 'uncertain' and is not sent again: a message may have gone out
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,10 @@ class Delivery:
 class TierRange:
     low: int
     high: int | None
+
+
+BULK_ROWS = 100
+"""Rows written by one statement beyond which it goes to the database thread instead of the event loop."""
 
 
 def _in(values: Sequence[str]) -> str:
@@ -101,13 +106,22 @@ class DeliveryRepo:
 
     async def queue_personal(self, announcement_id: int, member_id: int, body: str, channels: Sequence[str]) -> int:
         """A private copy with its own text (e.g. a personal code) on each channel the member can be reached."""
-        if not channels:
+        return await self.queue_personal_many(announcement_id, [(member_id, body)], channels)
+
+    async def queue_personal_many(
+        self, announcement_id: int, bodies: Sequence[tuple[int, str]], channels: Sequence[str]
+    ) -> int:
+        """`queue_personal` for many (member id, text) pairs in one statement, in their order."""
+        if not channels or not bodies:
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id, body)"
-            " SELECT ?, channel, 'user', external_id, member_id, ? FROM identities"
-            f" WHERE member_id = ? AND can_message = 1 AND channel IN ({_in(channels)}) ON CONFLICT DO NOTHING",
-            (announcement_id, body, member_id, *channels),
+            " SELECT ?, i.channel, 'user', i.external_id, i.member_id, json_extract(j.value, '$[1]') FROM json_each(?) j"
+            " JOIN identities i ON i.member_id = json_extract(j.value, '$[0]')"
+            f" WHERE i.can_message = 1 AND i.channel IN ({_in(channels)}) ORDER BY j.key, i.channel"
+            " ON CONFLICT DO NOTHING",
+            (announcement_id, json.dumps(bodies, ensure_ascii=False), *channels),
+            bulk=len(bodies) > BULK_ROWS,
         )
         return cur.rowcount
 

@@ -159,3 +159,24 @@ async def test_the_wal_is_checkpointed_into_the_database_file(tmp_path: Path, mo
 async def test_the_database_must_be_a_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="file"):
         await Database.open(":memory:")
+
+
+@pytest.mark.parametrize("members", [3, 150])  # 150 runs as a bulk statement on the database thread
+async def test_personal_copies_are_queued_in_one_statement_each_with_its_own_text(tmp_path: Path, members: int) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        async with db.transaction() as repos:
+            ids = [(await repos.members.register("wechat", f"o{i}", f"M{i}", None, 0, private_chat=True))[0]
+                   for i in range(members)]  # fmt: skip
+            await repos.members.register("wechat", "group-only", "G", None, 0)  # cannot be messaged privately
+            silent = (await repos.members.register("wechat", "group-only", "G", None, 0))[0]
+            ann = await repos.announcements.create("winback", "personal", "-", 0, 0)
+            bodies = [(member_id, f"你好 M{n}, code {n:04d}") for n, member_id in enumerate(ids)] + [(silent, "x")]
+            queued = await repos.deliveries.queue_personal_many(ann, bodies, ["wechat"])
+            again = await repos.deliveries.queue_personal_many(ann, bodies, ["wechat"])
+        assert (queued, again) == (members, 0)
+        async with db.read() as repos:
+            rows = await repos.conn.execute_fetchall("SELECT target, body FROM deliveries ORDER BY id")
+        assert [tuple(r) for r in rows] == [(f"o{n}", f"你好 M{n}, code {n:04d}") for n in range(members)]
+    finally:
+        await db.close()
