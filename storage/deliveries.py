@@ -116,8 +116,8 @@ class DeliveryRepo:
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id, body)"
-            " SELECT ?, i.channel, 'user', i.external_id, i.member_id, json_extract(j.value, '$[1]') FROM json_each(?) j"
-            " JOIN identities i ON i.member_id = json_extract(j.value, '$[0]')"
+            " SELECT ?, i.channel, 'user', i.external_id, i.member_id, json_extract(j.value, '$[1]')"
+            " FROM json_each(?) j JOIN identities i ON i.member_id = json_extract(j.value, '$[0]')"
             f" WHERE i.can_message = 1 AND i.channel IN ({_in(channels)}) ORDER BY j.key, i.channel"
             " ON CONFLICT DO NOTHING",
             (announcement_id, json.dumps(bodies, ensure_ascii=False), *channels),
