@@ -3,6 +3,7 @@ the customer-service window for pushes, numbered choices, and linking a WeChat a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -255,3 +256,17 @@ async def test_a_wechat_account_links_to_a_telegram_member(wx: WeChatHarness) ->
     assert "Unlinked Alice on wechat" in unlinked
     assert await wx.balance("o-ann") == 0
     assert replace  # keeps the import used in this module's helpers
+
+
+async def test_a_burst_of_members_and_their_retries_all_get_passive_answers_once(wx: WeChatHarness) -> None:
+    members = [f"o-burst-{i:03d}" for i in range(150)]
+    messages = [text_xml(openid, "签到", msg_id=900_000 + i) for i, openid in enumerate(members)]
+    # Every message twice at the same moment: WeChat's retry can overlap the first attempt.
+    responses = await asyncio.gather(*(wx.post(xml) for xml in messages + messages))
+    answers = [answer_text(r.text) for r in responses]
+    assert all(r.status_code == 200 for r in responses)
+    assert all(a.startswith("Checked in! +10 points") for a in answers), set(answers)
+    async with wx.runtime.deps.db.read() as repos:
+        rows = await repos.conn.execute_fetchall("SELECT COUNT(*), COALESCE(SUM(delta), 0) FROM ledger")
+        assert tuple(rows[0]) == (150, 1500)
+        assert await repos.ledger.mismatched_balances() == []
