@@ -50,7 +50,7 @@ async def test_non_staff_get_a_polite_refusal(chat: ChatDriver) -> None:
 
 async def test_bad_arguments_get_the_usage_line(chat: ChatDriver) -> None:
     await chat.say("alice", "hello")
-    assert (await chat.say("boss", "/award")).startswith("Usage: /award <member> <points>")
+    assert (await chat.say("boss", "/award")).startswith("Usage: /award <@username|member no.> <points>")
     assert "Usage: /award" in await chat.say("boss", "/award @alice")
     assert "not a valid number of points" in await chat.say("boss", "/award @alice -5")
     assert "not a valid number of points" in await chat.say("boss", "/award @alice 1e9")
