@@ -21,6 +21,7 @@ from handlers.rules import (
     Rules,
     StrictModel,
 )
+from storage.database import is_file_path
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -35,7 +36,7 @@ class StorageSettings(StrictModel):
     @field_validator("path")
     @classmethod
     def _a_file(cls, value: str) -> str:
-        if value == ":memory:" or value.startswith("file:"):
+        if not is_file_path(value):
             raise ValueError("must be a file path: the bot's reader and writer connections share the file")
         return value
 

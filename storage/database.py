@@ -54,6 +54,11 @@ def migration_scripts() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def is_file_path(path: str) -> bool:
+    """Whether `path` names a database file (not `:memory:` or a URI), as both connections must share it."""
+    return path != ":memory:" and not path.startswith("file:")
+
+
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
     return conn.execute(sql, params).fetchall()
 
@@ -159,19 +164,22 @@ class Database:
     async def open(cls, path: str | Path) -> Database:
         """Open (creating the file and its folder) and migrate the database at `path`."""
         path = str(path)
-        if path == ":memory:" or path.startswith("file:"):
+        if not is_file_path(path):
             raise ValueError("the database must be a file path: its readers and its writer share it")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vipbot-db")
         loop = asyncio.get_running_loop()
+        writer: sqlite3.Connection | None = None
         try:
             writer = await loop.run_in_executor(executor, _connect_writer, path)
             await loop.run_in_executor(executor, _migrate, writer)
             writer.execute("PRAGMA busy_timeout=0")  # from now on a busy BEGIN is retried without blocking
+            reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
+            if writer is not None:
+                writer.close()
             executor.shutdown(wait=False)
             raise
-        reader = await aiosqlite.connect(path, isolation_level=None)
         reader.row_factory = aiosqlite.Row
         await reader.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         await reader.execute("PRAGMA query_only=ON")
