@@ -14,6 +14,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.console_channel import ConsoleChannel
 from bot.runtime import Runtime
 from bot.web import WebServer
+from storage.preflight import StorageError
 
 log = logging.getLogger("vipbot")
 
@@ -84,13 +85,14 @@ async def run_bot(settings: Settings) -> None:
         log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
         await stop.wait()
     finally:
+        # Stop taking updates first, finish what is in hand, and close the database last.
         if web is not None:
             await web.stop()
+        if telegram is not None:
+            await telegram.stop()
         if wechat is not None:
             await wechat.stop()
         await runtime.close()
-        if telegram is not None:
-            await telegram.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass
+    except StorageError as exc:  # the database cannot be used: one line, what to do, no traceback
+        print(f"vipbot: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

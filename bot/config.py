@@ -70,18 +70,29 @@ class TelegramSettings(StrictModel):
     """Chat ids of the VIP groups; empty means every group the bot is in."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     rate_limiter: bool = True
-    """Keep under Telegram's flood limits (30 messages/s overall, 20/minute per group)."""
-    concurrent_updates: int = Field(64, ge=1, le=1024)
+    """Keep under Telegram's flood limits. False lifts them: only for benchmarks against a fake server."""
+    concurrent_updates: int = Field(8, ge=1, le=256)
+    """Updates handled at once (each one is a short database transaction; sending never holds one)."""
+    prefetch: int = Field(500, ge=10, le=10000)
+    """Updates stored but not yet handled beyond which polling stops fetching (Telegram keeps the rest)."""
+    stop_timeout_seconds: float = Field(8.0, gt=0, le=60)
+    """On SIGTERM: how long to finish the updates in hand and the messages in flight before exiting."""
     admin_cache_seconds: int = Field(300, ge=0)
     member_cache_seconds: int = Field(60, ge=0)
     """How long 'is this user in a VIP group' (asked for claims from private chats) is remembered."""
 
 
 class DeliverySettings(StrictModel):
-    """How the delivery queue is drained (Telegram: 30 messages/s overall, 20/minute into one group)."""
+    """How messages leave (Telegram allows 30 messages/s overall, 20/minute into one group, about 1/s
+    into one private chat; the defaults keep a margin under each)."""
 
-    telegram_per_second: float = Field(30, gt=0)
-    group_per_minute: float = Field(20, gt=0)
+    telegram_per_second: float = Field(28, gt=0, le=30)
+    group_per_minute: float = Field(17, gt=0, le=20)
+    """Messages and edits into one group per minute, evenly spaced."""
+    private_gap_seconds: float = Field(1.1, ge=1.0)
+    """Seconds between two messages into one private chat."""
+    coalesce_seconds: float = Field(0.4, ge=0, le=5)
+    """Group replies that arrive within this window (or wait for the group's turn together) share a message."""
     max_attempts: int = Field(5, ge=1)
     retry_base_seconds: float = Field(2.0, gt=0)
     """Backoff after a network error: base, 2 x base, 4 x base, ... (at most 5 minutes)."""

@@ -31,6 +31,8 @@ class Outcome(enum.Enum):
     RETRY = "retry"
     FAILED = "failed"
     UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+    """The pusher's claim of the row was refused: another sender has it; nothing to settle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,8 @@ class Outbox:
         self._post_texts: dict[int, str] = {}
         """Last text each live group post (by delivery id) was edited to."""
         self._stopping = False
+        self._claiming: set[int] = set()
+        """Rows handed to a pusher that claims them itself and not settled yet (not to be fetched again)."""
 
     # --- the Outbox port of handlers ---------------------------------------------------------------
     def channels(self) -> frozenset[str]:
@@ -188,7 +192,11 @@ class Outbox:
                 await self._task
             self._task = None
         if self._inflight:
-            await asyncio.wait(self._inflight, timeout=timeout)
+            _, late = await asyncio.wait(set(self._inflight), timeout=timeout)
+            for task in late:  # a row cancelled mid-send is found 'sending' at the next start: uncertain
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     async def idle(self, timeout: float = 5.0) -> bool:
         """Wait until no row is pending (retries included) and nothing is in flight; False on timeout."""
@@ -224,7 +232,12 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             return
-        for delivery in batch:
+        fresh = [d for d in batch if d.id not in self._claiming]
+        if not fresh:  # everything due is already with a pusher: wait until one settles
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), 1.0)
+            return
+        for delivery in fresh:
             if self._stopping:
                 return
             await self._dispatch(delivery)
@@ -242,36 +255,47 @@ class Outbox:
             return
         await self._pacers[delivery.channel].wait()
         await self._slots.acquire()
-        try:
-            async with self.db.transaction() as repos:
-                claimed = await repos.deliveries.claim(delivery.id)
-        except BaseException:
-            self._slots.release()
-            raise
-        if not claimed:
-            self._slots.release()
-            return
+        if not getattr(pusher, "claims_itself", False):
+            try:
+                claimed = await self._claim(delivery.id)
+            except BaseException:
+                self._slots.release()
+                raise
+            if not claimed:
+                self._slots.release()
+                return
+        else:
+            self._claiming.add(delivery.id)
         if interval:
             self._chat_next[chat_key] = time.monotonic() + interval
         task = asyncio.create_task(self._send(pusher, delivery))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
+    async def _claim(self, delivery_id: int) -> bool:
+        async with self.db.transaction() as repos:
+            return await repos.deliveries.claim(delivery_id)
+
     async def _send(self, pusher: Pusher, delivery: Delivery) -> None:
+        extra: dict[str, object] = {}
+        if getattr(pusher, "claims_itself", False):
+            extra["claim"] = lambda: self._claim(delivery.id)
         try:
             buttons = [Button(label, data) for label, data in _buttons(delivery.buttons_json)]
             try:
                 text = delivery.body if delivery.body is not None else delivery.text
                 native = await self._native_poll(delivery)
                 result = await pusher.push(
-                    delivery.target_kind, delivery.target, text, buttons, image=delivery.image, poll=native
+                    delivery.target_kind, delivery.target, text, buttons, image=delivery.image, poll=native, **extra
                 )
             except Exception as exc:  # a pusher bug must not stop the broadcast
                 log.exception("pusher %s failed on delivery %s", pusher.channel, delivery.id)
                 result = PushResult(Outcome.UNCERTAIN, f"{type(exc).__name__}: {exc}")
             await self._settle(pusher, delivery, result)
         finally:
+            self._claiming.discard(delivery.id)
             self._slots.release()
+            self._wakeup.set()
 
     async def _native_poll(self, delivery: Delivery) -> NativePoll | None:
         if delivery.kind != "poll_native" or delivery.poll_id is None:
@@ -283,6 +307,8 @@ class Outbox:
         return NativePoll(poll.id, poll.question, poll.options, poll.multi)
 
     async def _settle(self, pusher: Pusher, delivery: Delivery, result: PushResult) -> None:
+        if result.outcome is Outcome.SKIPPED:
+            return
         attempts = delivery.attempts + 1
         async with self.db.transaction() as repos:
             if result.outcome is Outcome.SENT:

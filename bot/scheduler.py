@@ -11,6 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.delivery import Outbox
 from handlers import group_buys, sales
+from handlers.announcements import report_outcomes
 from handlers.deps import Deps
 from handlers.feedback import escalate as escalate_tickets
 from handlers.greetings import plan_greetings, send_birthdays
@@ -50,6 +51,9 @@ def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) ->
     scheduler.add_job(
         escalate_tickets, IntervalTrigger(minutes=10), args=[deps], id="escalate_tickets", replace_existing=True
     )
+    scheduler.add_job(
+        report_outcomes, IntervalTrigger(minutes=1), args=[deps], id="report_delivery_outcomes", replace_existing=True
+    )
     survey = deps.rules.polls.survey
     if survey.enabled:
         scheduler.add_job(
@@ -76,9 +80,9 @@ async def refresh_live_posts(deps: Deps, outbox: Outbox) -> int:
 
 
 async def prune_seen_updates(deps: Deps) -> int:
-    """Forget inbound update keys older than SEEN_UPDATES_KEEP."""
+    """Forget handled inbound update keys older than SEEN_UPDATES_KEEP."""
     cutoff = int((deps.now() - SEEN_UPDATES_KEEP).timestamp())
     async with deps.db.transaction() as repos:
-        removed = await repos.seen_updates.prune(cutoff)
+        removed = await repos.inbox.prune(cutoff)
     log.info("pruned %d seen update keys", removed)
     return removed

@@ -1,38 +1,37 @@
-"""The Telegram adapter: python-telegram-bot updates in, neutral Inbound to the dispatcher, Replies out.
-
-No business rules live here: only translation, the staff lookup (config list or group admin) and sending.
+"""The Telegram adapter: stored updates in (see `bot.telegram_intake`), neutral Inbound to the dispatcher,
+Replies routed to the sender (see `bot.sender`): privately or into the group, coalesced, or onto the day's
+check-in board. No business rules live here: only translation, routing and the staff lookup.
 """
 
 from __future__ import annotations
 
-import html
+import asyncio
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from telegram import (
-    Bot,
-    ChatMember,
-    ChatMemberAdministrator,
-    ChatMemberOwner,
-    InputFile,
-    Message,
-    ReplyParameters,
-    Update,
-    User,
-)
-from telegram.constants import MessageLimit, ParseMode
+import httpx
+from telegram import ChatMember, ChatMemberAdministrator, ChatMemberOwner, Update, User
+from telegram.constants import MessageLimit
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import Application, ApplicationBuilder
 
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.telegram_buttons import button_rows
+from bot.sender import Delivered, Job, Outcome, Pace, Priority, Sender
+from bot.telegram_intake import Intake
 from bot.telegram_push import TelegramPusher
+from bot.telegram_sender import CALLBACK_SCOPE, TelegramTransport
 from bot.telegram_webhook import TelegramWebhookHandler
 from bot.web import WebServer
+from handlers.checkin_board import render_board
+from handlers.deps import Deps
 from handlers.dispatch import Dispatcher
 from handlers.messages import Identity, Inbound, Reply
+from storage.repos import Repos
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +142,9 @@ class _AdminCache:
 
 
 class TelegramChannel:
-    """Owns the python-telegram-bot Application and implements the dispatcher's ChannelPort."""
+    """Owns the python-telegram-bot Application, the intake and the sender; implements the ChannelPort."""
 
-    def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
+    def __init__(self, settings: Settings, dispatcher: Dispatcher, pace: Pace | None = None) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
         self._groups = set(settings.telegram.groups)
@@ -153,50 +152,82 @@ class TelegramChannel:
         self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
         self._members: dict[int, tuple[float, bool]] = {}
         self.application = self._build_application()
-        self.pusher: TelegramPusher | None = None
+        delivery = settings.delivery
+        self.sender = Sender(
+            TelegramTransport(settings, self.application.bot),
+            per_second=delivery.telegram_per_second if settings.telegram.rate_limiter else 1_000_000,
+            coalesce_seconds=delivery.coalesce_seconds,
+            concurrency=delivery.concurrency,
+            pace=pace,
+        )
+        self.pusher = TelegramPusher(settings, self.sender)
+        self.intake: Intake | None = None
+        self.runtime: Runtime | None = None
+        self._settled: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._apologised: dict[str, float] = {}
+        self._storage_failing = False
+        self._board_texts: dict[tuple[str, str], str] = {}
+        """The text each board was last drawn with, so an unchanged board is not edited."""
+        self._http: httpx.AsyncClient | None = None
 
     def _build_application(self) -> Application:
         tg = self.settings.telegram
-        builder = (
+        pool = self.settings.delivery.concurrency + 8
+        return (
             ApplicationBuilder()
             .token(self.settings.telegram_token)
             .base_url(tg.base_url)
-            .concurrent_updates(tg.concurrent_updates)
+            .updater(None)  # updates come through our own intake: stored before they are confirmed
+            .connection_pool_size(pool)
+            .pool_timeout(30)
+            .build()
         )
-        if tg.rate_limiter:
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
-        application = builder.build()
-        application.add_handler(TypeHandler(Update, self._on_update))
-        application.add_error_handler(self._on_error)
-        return application
+
+    @property
+    def deps(self) -> Deps:
+        assert self.runtime is not None
+        return self.runtime.deps
 
     async def attach(self, runtime: Runtime) -> None:
         """Register the pusher that delivers queued announcements, and the configured VIP groups."""
-        self.pusher = TelegramPusher(self.settings)
-        await self.pusher.start()
+        self.runtime = runtime
         runtime.outbox.register(self.pusher)
+        self.dispatcher.faults = self
+        self.intake = Intake(
+            runtime.deps.db, self._process, workers=self.settings.telegram.concurrent_updates,
+            prefetch=self.settings.telegram.prefetch, on_store_fault=self.store_failed,
+        )  # fmt: skip
         async with runtime.deps.db.transaction() as repos:
             for group in self.settings.telegram.groups:
                 await repos.chats.add(CHANNEL, str(group), runtime.deps.now_ts())
 
     async def start(self, web: WebServer | None = None) -> None:
-        """Connect (getMe), then take updates by webhook on `web` when a URL is configured, else by polling."""
+        """Connect (getMe), resume what was stored, then take updates by webhook on `web` when a URL is
+        configured, else by polling."""
+        assert self.intake is not None
         application = self.application
         await application.initialize()
         await application.start()
+        self.sender.start()
+        self._flusher = asyncio.create_task(self._flush_settled(), name="outbound-settle")
+        await self._resume_outbound()
+        await self.intake.start()
         webhook = self.settings.telegram.webhook
         if webhook.url:
             if web is None:
                 raise RuntimeError("webhook mode needs the web server")
             secret = webhook.secret_token.get_secret_value()
-            web.mount("/telegram", TelegramWebhookHandler, ptb_app=application, secret=secret)
+            web.mount("/telegram", TelegramWebhookHandler, channel=self, secret=secret)
             await application.bot.set_webhook(
                 url=webhook.url, secret_token=secret or None, allowed_updates=Update.ALL_TYPES
             )
             log.info("telegram: webhook %s -> /telegram", webhook.url)
         else:
-            assert application.updater is not None
-            await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+            await application.bot.delete_webhook()
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(40.0, connect=10.0))
+            url = f"{self.settings.telegram.base_url}{self.settings.telegram_token}/getUpdates"
+            self.intake.poll(self._http, url, list(Update.ALL_TYPES))
             log.info("telegram: polling as @%s", application.bot.username)
 
     @property
@@ -204,19 +235,39 @@ class TelegramChannel:
         return "webhook" if self.settings.telegram.webhook.url else "polling"
 
     async def stop(self) -> None:
+        """Stop fetching, finish what is in hand (bounded by `telegram.stop_timeout_seconds`), settle."""
+        budget = self.settings.telegram.stop_timeout_seconds
+        if self.intake is not None:
+            await self.intake.stop(timeout=budget / 2)
+        await self.sender.stop(timeout=budget / 4)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+            await self._write_settled()
+        if self._http is not None:
+            await self._http.aclose()
         application = self.application
-        if application.updater is not None and application.updater.running:
-            await application.updater.stop()
         if application.running:
             await application.stop()
         await application.shutdown()
-        if self.pusher is not None:
-            await self.pusher.stop()
+
+    async def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every stored update is handled and every message sent (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        assert self.intake is not None
+        if not await self.intake.idle(timeout):
+            return False
+        return await self.sender.idle(max(deadline - time.monotonic(), 0.01))
 
     # --- ChannelPort -------------------------------------------------------------------------------
     @property
     def bot_username(self) -> str | None:
-        return self.application.bot.username if self.application.bot._bot_user else None
+        try:
+            return self.application.bot.username
+        except RuntimeError:  # not initialised yet
+            return None
 
     def is_vip_chat(self, msg: Inbound) -> bool:
         return not msg.is_group or not self._groups or int(msg.chat_id) in self._groups
@@ -251,6 +302,8 @@ class TelegramChannel:
             ):
                 found = True
                 break
+        if len(self._members) > 50_000:
+            self._members.clear()  # a bounded cache: forgetting only costs a question to Telegram
         self._members[user_id] = (time.monotonic() + self.settings.telegram.member_cache_seconds, found)
         return found
 
@@ -267,79 +320,245 @@ class TelegramChannel:
         self._admins.put(chat_id, admins)
         return admins
 
-    # --- updates in, replies out --------------------------------------------------------------------
-    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if not isinstance(update, Update):
-            return
-        msg = to_inbound(update)
-        if msg is None:
-            return
-        replies = await self.dispatcher.handle(msg, self)
+    # --- updates in --------------------------------------------------------------------------------
+    async def receive(self, update: dict[str, Any]) -> None:
+        """A webhook update: stored (raises when storage fails), then handled by the intake's workers."""
+        assert self.intake is not None
+        await self.intake.store([update])
+
+    async def _process(self, key: str, raw: dict[str, Any]) -> bool:
+        """Handle one stored update; False when storage failed (it is tried again later)."""
+        try:
+            update = Update.de_json(raw, self.application.bot)
+        except Exception as exc:  # a body Telegram would not send: keep it from blocking the queue
+            log.warning("update %s cannot be read: %s", key, exc)
+            update = None
+        msg = to_inbound(update) if update is not None else None
+        if msg is None or msg.key != key:
+            async with self.deps.db.transaction() as repos:
+                await repos.inbox.claim(key, CHANNEL, self.deps.now_ts())
+            return True
+        assert update is not None
+        jobs: list[Job] = []
+        boards: list[tuple[str, int | None]] = []
+
+        async def sink(repos: Repos, member_id: int | None, replies: list[Reply], staff: bool) -> None:
+            await self._route(repos, update, msg, replies, jobs, boards, staff)
+
+        handled = await self.dispatcher.handle_update(msg, self, sink)
+        if not handled.committed:
+            self._apologise(key, msg, update, handled.replies)
+            return False
+        for job in jobs:
+            self.sender.submit(job)
+        for chat_id, thread in boards:
+            self.touch_board(chat_id, thread)
+        self.deps.outbox.wake()
+        return True
+
+    # --- replies out -------------------------------------------------------------------------------
+    async def _route(self, repos: Repos, update: Update, msg: Inbound, replies: list[Reply], jobs: list[Job],
+                     boards: list[tuple[str, int | None]], staff: bool = False) -> None:  # fmt: skip
+        """Turn the handler's replies into sender jobs, queued durably in the update's transaction."""
         if update.poll_answer is not None:
             return  # nothing to say to a poll answer
+        now = self.deps.now_ts()
+        board_on = msg.is_group and self.settings.checkin.board.enabled
         if update.callback_query is not None:
-            # The first reply shows on the presser's screen; the rest (e.g. a claim code) are sent as usual.
-            await self._answer_button(update, replies[:1])
-            await self.send(context.bot, msg, replies[1:], None)
-            return
-        await self.send(context.bot, msg, replies, update.message)
-
-    async def _answer_button(self, update: Update, replies: list[Reply]) -> None:
-        """A button press is answered with a short notice on the presser's screen, not a group message."""
-        query = update.callback_query
-        assert query is not None
-        text = replies[0].text if replies else None
-        try:
-            await query.answer(text=text[:200] if text else None, show_alert=bool(text and len(text) > 60))
-        except TelegramError as exc:
-            log.warning("answering a button press failed: %s", exc)
-
-    async def send(self, bot: Bot, msg: Inbound, replies: list[Reply], source: Message | None) -> None:
+            # The first reply shows on the presser's screen only; the rest are sent as usual.
+            first = replies[0].text if replies else ""
+            payload = {"kind": "callback", "query_id": update.callback_query.id, "text": first[:200],
+                       "alert": len(first) > 60 and not (replies and replies[0].board)}  # fmt: skip
+            jobs.append(Job(CALLBACK_SCOPE, Priority.ANSWER, payload))
+            if replies and replies[0].board and board_on:
+                boards.append((msg.chat_id, msg.thread_id))
+            replies = replies[1:]
+        if not msg.is_group:
+            for held in await repos.outbound.release_held(CHANNEL, msg.chat_id):
+                jobs.append(self._job_of(held.id, held.chat_id, held.priority, json.loads(held.payload), held.blob))
+        reachable: bool | None = None
         for reply in replies:
-            try:
-                await self._send_one(bot, msg, reply, source)
-            except TelegramError as exc:
-                log.warning("sending to chat %s failed: %s", reply.chat_id or msg.chat_id, exc)
+            if reply.board and board_on:
+                boards.append((msg.chat_id, msg.thread_id))
+                if not reply.personal:
+                    continue  # the board confirms it
+            private_wanted = reply.private or reply.secret or reply.personal
+            if msg.is_group and private_wanted and reply.chat_id is None:
+                if reachable is None:
+                    reachable = await repos.members.can_message_on(CHANNEL, msg.sender.external_id)
+                if reachable:
+                    await self._queue(repos, jobs, msg.sender.external_id, Priority.ANSWER, reply, msg, now)
+                    continue
+                if reply.secret or reply.private:
+                    # Never where others can read it: it waits for the member's private chat.
+                    await self._queue(repos, jobs, msg.sender.external_id, Priority.ANSWER, reply, msg, now, held=True)
+                    hint = self.deps.texts.t("common.start_bot_first", bot=self.bot_username or "")
+                    await self._queue(repos, jobs, msg.chat_id, Priority.GROUP, Reply(hint, mention=msg.sender), msg,
+                                      now, coalesce=True)  # fmt: skip
+                    continue
+            if reply.chat_id is not None:
+                await self._queue(repos, jobs, reply.chat_id, Priority.STAFF, reply, msg, now)
+            elif msg.is_group and staff:  # a staff command's answer: before group chatter, not merged into it
+                await self._queue(repos, jobs, msg.chat_id, Priority.STAFF, reply, msg, now)
+            elif msg.is_group:
+                await self._queue(repos, jobs, msg.chat_id, Priority.GROUP, reply, msg, now, coalesce=True)
+            else:
+                await self._queue(repos, jobs, msg.chat_id, Priority.STAFF if staff else Priority.ANSWER, reply, msg,
+                                  now)  # fmt: skip
 
-    async def _send_one(self, bot: Bot, msg: Inbound, reply: Reply, source: Message | None) -> None:
-        same_chat = reply.chat_id is None and not reply.private
-        chat_id: int | str = reply.chat_id or msg.chat_id
-        if reply.private:
-            chat_id = msg.sender.external_id  # a user's private chat has the user's id
-        thread = msg.thread_id if same_chat else None
-        markup = button_rows(reply.buttons)
-        quote = None
-        if same_chat and reply.quote and msg.is_group and source is not None:
-            quote = ReplyParameters(message_id=source.message_id, allow_sending_without_reply=True)
+    async def _queue(self, repos: Repos, jobs: list[Job], chat_id: str, priority: Priority, reply: Reply,
+                     msg: Inbound, now: int, *, held: bool = False, coalesce: bool = False) -> None:  # fmt: skip
+        in_thread = chat_id == msg.chat_id and msg.is_group
+        base: dict[str, Any] = {"thread": msg.thread_id if in_thread else None}
+        blob: bytes | None = None
         if reply.image is not None:
-            await bot.send_photo(
-                chat_id=chat_id, photo=reply.image, caption=reply.text[:1024], message_thread_id=thread
-            )
-            if len(reply.text) > 1024:
-                await bot.send_message(chat_id=chat_id, text=reply.text[:4096], message_thread_id=thread)
-            return
-        if reply.document is not None:
-            name, content = reply.document
-            await bot.send_document(chat_id=chat_id, document=InputFile(content, filename=name),
-                                    caption=reply.text[:1024], message_thread_id=thread)  # fmt: skip
-            return
-        if reply.mention is not None:
-            # Name the member with a link to their account, so the group message notifies them.
-            who = reply.mention
-            text = f'<a href="tg://user?id={int(who.external_id)}">{html.escape(who.display_name)}</a> '
-            text += html.escape(reply.text)
-            await bot.send_message(chat_id=chat_id, text=text[:4096], parse_mode=ParseMode.HTML,
-                                   message_thread_id=thread, reply_parameters=quote, reply_markup=markup)  # fmt: skip
-            return
-        pieces = split_text(reply.text)
-        for index, piece in enumerate(pieces):
-            await bot.send_message(
-                chat_id=chat_id,
-                text=piece,
-                message_thread_id=thread,
-                reply_parameters=quote if index == 0 else None,
-                reply_markup=markup if index == len(pieces) - 1 else None,
-            )
+            pieces, blob = [{**base, "kind": "photo", "text": reply.text[:1024]}], reply.image
+        elif reply.document is not None:
+            name, blob = reply.document
+            pieces = [{**base, "kind": "document", "text": reply.text[:1024], "filename": name}]
+        else:
+            texts = split_text(reply.text) if not reply.mention else [reply.text[:3900]]
+            pieces = [{**base, "kind": "text", "text": t} for t in texts]
+            pieces[-1]["buttons"] = [(b.label, b.data) for b in reply.buttons]
+            if in_thread and reply.quote and msg.message_id:
+                pieces[0]["quote"] = msg.message_id
+            if reply.mention is not None:
+                pieces[0]["mention"] = {"id": reply.mention.external_id, "name": reply.mention.display_name}
+            if in_thread:
+                for piece in pieces:
+                    piece["who"] = {"id": msg.sender.external_id, "name": msg.sender.display_name}
+        for piece in pieces:
+            can_merge = coalesce and piece["kind"] == "text" and not piece.get("buttons") and len(pieces) == 1
+            piece["coalesce"] = can_merge
+            row = await repos.outbound.add(CHANNEL, chat_id, int(priority), json.dumps(piece, ensure_ascii=False),
+                                           blob, now, held=held)  # fmt: skip
+            if not held:
+                jobs.append(self._job_of(row, chat_id, int(priority), piece, blob))
 
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("error while handling update %r", getattr(update, "update_id", update), exc_info=context.error)
+    def _job_of(self, row_id: int, chat_id: str, priority: int, payload: dict[str, Any], blob: bytes | None) -> Job:
+        return Job(chat_id, Priority(priority), payload, blob=blob, coalesce=bool(payload.get("coalesce")),
+                   row_ids=(row_id,), on_result=self._settle)  # fmt: skip
+
+    async def _settle(self, job: Job, result: Delivered) -> None:
+        """A durable reply is done (sent, or refused for good): its row goes in the next batch delete."""
+        self._settled.extend(job.row_ids)
+
+    async def _flush_settled(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await self._write_settled()
+
+    async def _write_settled(self) -> None:
+        if not self._settled:
+            return
+        ids, self._settled = self._settled, []
+        try:
+            async with self.deps.db.transaction() as repos:
+                await repos.outbound.done(ids)
+        except Exception as exc:
+            log.warning("could not record %d sent replies yet: %s", len(ids), exc)
+            self._settled.extend(ids)
+
+    async def _resume_outbound(self) -> None:
+        async with self.deps.db.read() as repos:
+            waiting = await repos.outbound.waiting(CHANNEL)
+            boards = await repos.boards.days_with_board(CHANNEL, self._today())
+        for item in waiting:
+            self.sender.submit(self._job_of(item.id, item.chat_id, item.priority, json.loads(item.payload), item.blob))
+        if waiting:
+            log.info("resuming %d replies not sent before the last stop", len(waiting))
+        for chat_id in boards:  # check-ins booked just before a stop may not be on the board yet
+            self.touch_board(chat_id)
+
+    # --- the check-in board ------------------------------------------------------------------------
+    def _today(self) -> str:
+        return self.deps.calendar.business_day(self.deps.now()).isoformat()
+
+    def touch_board(self, chat_id: str, thread: int | None = None) -> None:
+        """The board of this group changed: post it (first check-in of the day, in the topic it came from)
+        or edit it, in the group's turn; one edit shows every check-in since the last."""
+        day = self._today()
+        drawn: list[str] = []
+
+        async def render() -> dict[str, Any] | None:
+            text, buttons = await render_board(self.deps, CHANNEL, chat_id, day)
+            async with self.deps.db.read() as repos:
+                message_id = await repos.boards.message_id(CHANNEL, chat_id, day)
+            if message_id is not None and self._board_texts.get((chat_id, day)) == text:
+                return None  # already shows this
+            drawn[:] = [text]
+            return {"kind": "board", "text": text, "message_id": message_id, "thread": thread,
+                    "buttons": [(b.label, b.data) for b in buttons]}  # fmt: skip
+
+        async def posted(job: Job, result: Delivered) -> None:
+            if result.outcome is Outcome.SENT and drawn:
+                if len(self._board_texts) > 1000:
+                    self._board_texts.clear()  # old days' boards: forgetting costs at most one edit
+                self._board_texts[(chat_id, day)] = drawn[0]
+            if result.outcome is not Outcome.SENT or result.message_id is None:
+                if result.outcome is Outcome.FAILED and "not found" in result.error:
+                    async with self.deps.db.transaction() as repos:  # deleted by an admin: post a new one
+                        await repos.conn.execute(
+                            "DELETE FROM checkin_boards WHERE channel = ? AND chat_id = ? AND day = ?",
+                            (CHANNEL, chat_id, day),
+                        )
+                return
+            async with self.deps.db.transaction() as repos:
+                known = await repos.boards.message_id(CHANNEL, chat_id, day)
+                if known != result.message_id:
+                    await repos.boards.posted(CHANNEL, chat_id, day, result.message_id)
+            if known != result.message_id and self.settings.checkin.board.pin:
+                self.sender.submit(Job(chat_id, Priority.GROUP, {"kind": "pin", "message_id": result.message_id}))
+
+        self.sender.submit(Job(chat_id, Priority.GROUP, live_key=f"board:{day}", render=render, on_result=posted))
+
+    # --- storage faults ----------------------------------------------------------------------------
+    def failed(self, exc: BaseException) -> None:
+        """Storage failed (a full disk): tell staff once, until it works again."""
+        log.error("storage fault: %s", exc)
+        if not self._storage_failing:
+            self._storage_failing = True
+            self._tell_staff(self.deps.texts.t("common.storage_fault", error=str(exc)[:200]))
+
+    def ok(self) -> None:
+        if self._storage_failing:
+            self._storage_failing = False
+            log.warning("storage works again")
+            self._tell_staff(self.deps.texts.t("common.storage_recovered"))
+
+    def _tell_staff(self, text: str) -> None:
+        staff = self.settings.staff
+        targets = [str(staff.telegram_chat)] if staff.telegram_chat else [str(i) for i in staff.telegram]
+        for target in targets:  # straight to the sender: the database cannot take it
+            self.sender.submit(Job(target, Priority.STAFF, {"kind": "text", "text": text}))
+
+    def store_failed(self, updates: list[dict[str, Any]], exc: BaseException) -> None:
+        self.failed(exc)
+        for raw in updates:
+            try:
+                update = Update.de_json(raw, self.application.bot)
+            except Exception:
+                continue
+            msg = to_inbound(update) if update is not None else None
+            if msg is not None and update is not None:
+                self._apologise(msg.key, msg, update, [Reply(self.deps.texts.t("common.apology"))])
+
+    def _apologise(self, key: str, msg: Inbound, update: Update, replies: list[Reply]) -> None:
+        """Say sorry once per update while storage fails (from memory: nothing can be written)."""
+        now = time.monotonic()
+        if key in self._apologised:
+            return
+        if len(self._apologised) > 10_000:
+            self._apologised = {k: t for k, t in self._apologised.items() if now - t < 600}
+        self._apologised[key] = now
+        text = replies[0].text if replies else self.deps.texts.t("common.apology")
+        if update.callback_query is not None:
+            payload = {"kind": "callback", "query_id": update.callback_query.id, "text": text[:200]}
+            self.sender.submit(Job(CALLBACK_SCOPE, Priority.ANSWER, payload))
+            return
+        if update.message is None:
+            return
+        who = {"id": msg.sender.external_id, "name": msg.sender.display_name}
+        self.sender.submit(Job(msg.chat_id, Priority.ANSWER if not msg.is_group else Priority.GROUP,
+                               {"kind": "text", "text": text, "who": who, "thread": msg.thread_id},
+                               coalesce=msg.is_group))  # fmt: skip

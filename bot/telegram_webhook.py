@@ -1,7 +1,8 @@
-"""The Telegram webhook endpoint: checks the secret header, parses the body, queues the update.
+"""The Telegram webhook endpoint: checks the secret header, parses the body, stores the update.
 
-A wrong or missing `X-Telegram-Bot-Api-Secret-Token` gets 403, a body that is not an update gets 400;
-only a well-formed update from Telegram reaches the Application's update queue.
+A wrong or missing `X-Telegram-Bot-Api-Secret-Token` gets 403, a body that is not an update gets 400.
+The 200 that tells Telegram the update arrived is sent only once it is stored; when storage fails the
+answer is 503, so Telegram delivers it again later.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import json
 import logging
 from typing import Any
 
-from telegram import Update
-from telegram.ext import Application
-
 from bot.web import LimitedHandler
+from storage.preflight import is_storage_fault
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +21,9 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class TelegramWebhookHandler(LimitedHandler):
-    def initialize(  # type: ignore[override]
-        self, ptb_app: Application[Any, Any, Any, Any, Any, Any], secret: str, max_body: int
-    ) -> None:
+    def initialize(self, channel: Any, secret: str, max_body: int) -> None:  # type: ignore[override]
         self.max_body = max_body
-        self.ptb_app = ptb_app
+        self.channel = channel
         self.secret = secret
 
     def _refuse(self, status: int, reason: str) -> None:
@@ -43,10 +40,16 @@ class TelegramWebhookHandler(LimitedHandler):
             data = json.loads(self.request.body.decode("utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
                 raise ValueError("not an update")
-            update = Update.de_json(data, self.ptb_app.bot)
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
             log.warning("webhook: refused a malformed body: %s", exc)
             self._refuse(400, "malformed update")
             return
-        await self.ptb_app.update_queue.put(update)
+        try:
+            await self.channel.receive(data)
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                log.exception("webhook: storing update %s failed", data.get("update_id"))
+            self.channel.store_failed([data], exc)
+            self._refuse(503, "try again later")
+            return
         self.finish({"ok": True})

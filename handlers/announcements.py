@@ -1,5 +1,6 @@
-"""Staff announcements: /announce now, /schedule for later, /scheduled, /unschedule, /delivery outcome;
-and the member's /notify switch for private notices.
+"""Staff announcements: /announce now, /schedule for later, /scheduled, /unschedule, /delivery outcome
+(and /delivery resend of the uncertain rows, confirmed); the minute job that tells staff of failed and
+uncertain deliveries; and the member's /notify switch for private notices.
 """
 
 from __future__ import annotations
@@ -9,10 +10,17 @@ from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime
 from handlers.segments import parse_segment, segment_member_ids
+from storage.announcements import Announcement
 from storage.segments import SEGMENTS
 
 TEXT_LIMIT = 3500
 """Leaves room under Telegram's 4,096 characters for the bot's own framing."""
+RESEND_WORDS = ("resend", "重发")
+CONFIRM_WORDS = ("confirm", "确认")
+REPORT_BATCH = 20
+"""Announcements reported by one run of the minute job (the rest wait for the next minute)."""
+REPORT_PROBLEMS = 3
+"""Failed or uncertain recipients named in a report, with their reasons."""
 
 
 def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply | None]:
@@ -113,6 +121,9 @@ async def unschedule(req: Request, deps: Deps) -> list[Reply]:
 
 
 async def delivery(req: Request, deps: Deps) -> list[Reply]:
+    words = req.args.split()
+    if words and words[0].lower() in RESEND_WORDS:
+        return await _resend(deps, words[1:])
     ann_id = parse_id(req.args)
     if ann_id is None:
         return deps.usage("delivery")
@@ -137,6 +148,74 @@ async def delivery(req: Request, deps: Deps) -> list[Reply]:
     for target, error in failures:
         text += "\n" + deps.texts.t("delivery.failure", target=target, error=error)
     return [Reply(text)]
+
+
+async def _resend(deps: Deps, words: list[str]) -> list[Reply]:
+    """/delivery resend <id> [confirm]: uncertain rows may have arrived, so staff confirm knowingly."""
+    ann_id = parse_id(words[0]) if words else None
+    confirmed = len(words) == 2 and words[1].lower() in CONFIRM_WORDS
+    if ann_id is None or len(words) > 2 or (len(words) == 2 and not confirmed):
+        return deps.usage("delivery")
+    if not confirmed:
+        async with deps.db.read() as repos:
+            ann = await repos.announcements.get(ann_id)
+            uncertain = (await repos.deliveries.counts(ann_id)).get("uncertain", 0)
+    else:
+        async with deps.db.transaction() as repos:
+            ann = await repos.announcements.get(ann_id)
+            uncertain = await repos.deliveries.resend_uncertain(ann_id) if ann is not None else 0
+    if ann is None:
+        return [Reply(deps.texts.t("delivery.unknown", id=ann_id))]
+    if not uncertain:
+        return [Reply(deps.texts.t("delivery.resend_none", id=ann_id))]
+    if not confirmed:
+        return [Reply(deps.texts.t("delivery.resend_ask", id=ann_id, count=uncertain))]
+    deps.outbox.wake()
+    return [Reply(deps.texts.t("delivery.resend_done", id=ann_id, count=uncertain))]
+
+
+async def report_outcomes(deps: Deps) -> int:
+    """The minute job: one staff notice for each announcement whose deliveries have all settled with some
+    failed or uncertain, marked reported in the same transaction so it is told exactly once. Returns how
+    many were reported. Staff notices themselves are never reported."""
+    staff = sorted(deps.outbox.staff_channels())
+    if not staff:
+        return 0
+    now = deps.now_ts()
+    reported = 0
+    async with deps.db.transaction() as repos:
+        for ann_id in await repos.announcements.unreported_outcomes(REPORT_BATCH):
+            ann = await repos.announcements.get(ann_id)
+            if ann is None or not await repos.announcements.mark_outcome_reported(ann_id, now):
+                continue
+            counts = await repos.deliveries.counts(ann_id)
+            problems = await repos.deliveries.problems(ann_id, REPORT_PROBLEMS)
+            notice = await repos.announcements.create("staff", "staff", _outcome_text(deps, ann, counts, problems),
+                                                      now, now)  # fmt: skip
+            await repos.deliveries.queue_staff(notice, staff)
+            await repos.announcements.settle(notice, "queued", now)
+            reported += 1
+    if reported:
+        deps.outbox.wake()
+    return reported
+
+
+def _outcome_text(deps: Deps, ann: Announcement, counts: dict[str, int], problems: list[tuple[str, str, str]]) -> str:
+    preview = ann.text.replace("\n", " ")
+    preview = preview[:40] + ("…" if len(preview) > 40 else "")
+    uncertain = counts.get("uncertain", 0)
+    head = deps.texts.t(
+        "delivery.report", id=ann.id, text=preview, total=sum(counts.values()), sent=counts.get("sent", 0),
+        failed=counts.get("failed", 0), uncertain=uncertain,
+    )  # fmt: skip
+    lines = [head]
+    for state, target, error in problems:
+        label = deps.texts.t("delivery.report_failed" if state == "failed" else "delivery.report_uncertain")
+        lines.append(deps.texts.t("delivery.report_problem", state=label, target=target, error=error[:200] or "?"))
+    if uncertain:
+        lines.append(deps.texts.t("delivery.report_resend", id=ann.id, count=uncertain))
+    lines.append(deps.texts.t("delivery.report_details", id=ann.id))
+    return "\n".join(lines)
 
 
 async def notify(req: Request, deps: Deps) -> list[Reply]:

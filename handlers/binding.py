@@ -22,7 +22,8 @@ async def bind(req: Request, deps: Deps) -> list[Reply]:
         expires = deps.now() + CODE_LIFETIME
         async with deps.db.transaction() as repos:
             await repos.channel_state.create_bind_code(code, req.member_id, int(expires.timestamp()))
-        return [Reply(deps.texts.t("bind.code", code=code, minutes=int(CODE_LIFETIME.total_seconds() // 60)))]
+        return [Reply(deps.texts.t("bind.code", code=code, minutes=int(CODE_LIFETIME.total_seconds() // 60)),
+                      secret=True)]
     code = normalise(req.args)
     now = deps.now_ts()
     async with deps.db.transaction() as repos:

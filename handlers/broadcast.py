@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from handlers.deps import Deps
@@ -98,14 +98,38 @@ def duration_text(deps: Deps, delta: timedelta) -> str:
     return deps.texts.t("time.minutes", minutes=minutes)
 
 
+def local_days_before(instant: datetime, days: int, zone: tzinfo) -> datetime:
+    """The instant (UTC) `days` local calendar days before `instant`, at the same local time of day
+    (`days` may be negative: after). A wall time that does not exist on that day (skipped by a
+    spring-forward) is read with the offset before the gap, so it lands that much later (02:30 becomes
+    03:30); one that occurs twice (fall-back) means its first occurrence. This is RFC 5545's rule (fold=0).
+    """
+    wall = instant.astimezone(zone).replace(tzinfo=None) - timedelta(days=days)
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def lead_due(deps: Deps, start: datetime, label: str, lead: timedelta) -> datetime:
+    """When the promo `label` ('5d', '2h', '30m') ahead of `start` is due (UTC). Day leads are local calendar
+    days (same local time of day, see `local_days_before`); hour and minute leads are elapsed time."""
+    if label.strip().endswith("d"):
+        return local_days_before(start, lead.days, deps.calendar.zone)
+    return start.astimezone(UTC) - lead
+
+
+def inside_lead_time(deps: Deps, when: datetime) -> bool:
+    """Whether a start at `when` breaks the five-day rule: `promo_lead_days` local calendar days before it
+    (same local time of day) has already passed."""
+    return local_days_before(when, deps.rules.events.promo_lead_days, deps.calendar.zone) < deps.now()
+
+
 def check_lead_time(deps: Deps, when: datetime, force: bool) -> Reply | None:
-    """Refuse a start in the past, or one inside the promo lead time (five days) unless forced."""
+    """Refuse a start in the past, or one inside the promo lead time (five local days) unless forced."""
     now = deps.now()
     if when <= now:
         return Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp()))))
     rules = deps.rules.events
-    if when - now < rules.min_lead and not force:
-        earliest = int((now + rules.min_lead).timestamp()) + 59
+    if inside_lead_time(deps, when) and not force:
+        earliest = int(local_days_before(now, -rules.promo_lead_days, deps.calendar.zone).timestamp()) + 59
         earliest -= earliest % 60
         return Reply(deps.texts.t("event.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest)))
     return None
@@ -123,20 +147,21 @@ async def plan_leads(
     sale_id: int | None = None,
 ) -> list[tuple[str, int]]:
     """Plan the promos of something starting at `starts_at`; returns (lead, due) of each, 'now' for one sent
-    at once. Leads are counted back from the start in local wall-clock time. If the earliest lead has
-    already passed (a forced or moved start), one promo goes out now, unless `announce_now` is False.
+    at once. Day leads are counted back in local calendar days, hour and minute leads in elapsed time (see
+    `lead_due`). If the earliest lead has already passed (a forced or moved start), one promo goes out now,
+    unless `announce_now` is False.
     """
     now = deps.now()
-    start_local = deps.calendar.local(datetime.fromtimestamp(starts_at, now.tzinfo))
+    start = datetime.fromtimestamp(starts_at, UTC)
     leads = deps.rules.events.leads()
+    dues = [(label, lead_due(deps, start, label, lead).astimezone(now.tzinfo)) for label, lead in leads]
     planned: list[tuple[str, int]] = []
-    if announce_now and start_local - leads[0][1] <= now:
+    if announce_now and min(due for _, due in dues) <= now:
         await publish(
             repos, deps, "promo", "all", text_at(now), buttons=buttons, event_id=event_id, sale_id=sale_id, lead="now"
         )
         planned.append(("now", int(now.timestamp())))
-    for label, lead in leads:
-        due = (start_local - lead).astimezone(now.tzinfo)
+    for label, due in dues:
         if due > now:
             await plan_at(repos, deps, "promo", "all", text_at(due), due, buttons=buttons, event_id=event_id,
                           sale_id=sale_id, lead=label)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from handlers.checkin_board import board_chat
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.tiers import tier_up_replies
@@ -22,6 +23,7 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
             rules.base_points,
             rules.streak_bonus,
             rules.streak_bonus_cap,
+            chat=board_chat(req.msg) if req.msg.is_group else None,
         )
         if done is None:
             existing = await repos.checkins.on_day(req.member_id, day.isoformat())
@@ -34,6 +36,8 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                 int(now.timestamp()),
                 ref=day.isoformat(),
             )
+    # In a group with a board the board confirms it (a button press shows the text as a toast).
+    on_board = req.msg.is_group and rules.board.enabled
     if done is None:
         opens = deps.calendar.day_start(day + timedelta(days=1))
         wait = opens - now
@@ -47,7 +51,9 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                         "common.datetime", date=opens.strftime("%Y-%m-%d"), time=opens.strftime("%H:%M")
                     ),
                     wait=deps.texts.t("checkin.wait", hours=minutes // 60, minutes=minutes % 60),
-                )
+                ),
+                personal=on_board,
+                board=on_board,
             )
         ]
     tier = deps.rules.tier_for(booking.earned)
@@ -59,7 +65,8 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                 streak=done.streak,
                 balance=booking.balance,
                 tier=deps.tier_name(tier),
-            )
+            ),
+            board=on_board,
         )
     ]
     return replies + tier_up_replies(deps, req.name, booking.earned - done.points, booking.earned)

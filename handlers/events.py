@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from handlers.broadcast import check_lead_time, plan_leads, plan_lines, publish
+from handlers.broadcast import check_lead_time, inside_lead_time, plan_leads, plan_lines, publish
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
@@ -101,7 +101,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     problem = check_lead_time(deps, when, force)
     if problem is not None:
         return [problem, *deps.usage("event_add")]
-    bent = when - deps.now() < deps.rules.events.min_lead
+    bent = inside_lead_time(deps, when)
     async with deps.db.transaction() as repos:
         event_id = await repos.events.create(
             title[:TITLE_LIMIT], description[:DESCRIPTION_LIMIT], int(when.timestamp()), capacity, points, bent,

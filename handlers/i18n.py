@@ -64,3 +64,9 @@ class Catalog:
     def t(self, key: str, **values: object) -> str:
         template = self._texts[key]
         return template.format(**values) if values else template
+
+    def n(self, key: str, count: int, **values: object) -> str:
+        """A text with plural forms: `<key>.one` for a count of 1 where the locale has it, else
+        `<key>.other`; `{count}` is filled in."""
+        form = f"{key}.one" if count == 1 and f"{key}.one" in self._texts else f"{key}.other"
+        return self.t(form, count=count, **values)

@@ -42,7 +42,8 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
                 streak=streak,
                 purchases=bought.count,
                 total=yuan_text(bought.total_fen),
-            )
+            ),
+            personal=True,
         )
     ]
 

@@ -62,3 +62,11 @@ class Reply:
     """A file to attach: (file name, content); `text` is its caption."""
     image: bytes | None = None
     """A PNG picture to show (e.g. a results chart); `text` is its caption."""
+    personal: bool = False
+    """Concerns only the asker (their points, their profile): asked in a group, it goes to their private
+    chat when the bot may message them, and the group sees at most a short line."""
+    secret: bool = False
+    """Must never be readable by others (a claim or redemption code): private, or held back with a hint."""
+    board: bool = False
+    """A check-in confirmation: in a group with a check-in board the board shows it instead of a message
+    (and a button press shows it as a toast)."""

@@ -33,4 +33,4 @@ async def points(req: Request, deps: Deps) -> list[Reply]:
             )
     else:
         lines.append(texts.t("points.no_entries"))
-    return [Reply("\n".join(lines))]
+    return [Reply("\n".join(lines), personal=True)]

@@ -47,3 +47,11 @@ class ChannelPort(Protocol):
     async def is_group_member(self, msg: Inbound) -> bool:
         """True when the sender is in one of the VIP groups (asked of the platform, cached briefly)."""
         ...
+
+
+class FaultReporter(Protocol):
+    """Told when storage fails and when it works again (to tell staff once, not per update)."""
+
+    def failed(self, exc: BaseException) -> None: ...
+
+    def ok(self) -> None: ...

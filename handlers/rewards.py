@@ -173,7 +173,8 @@ async def redeem(req: Request, deps: Deps) -> list[Reply]:
         return [Reply(deps.texts.t("duplicate"))]
     except InsufficientPoints:
         return [Reply(deps.texts.t("redeem.insufficient", name=item.name, cost=item.cost, balance=member.balance))]
-    return [Reply(deps.texts.t("redeem.done", name=item.name, cost=item.cost, code=code, balance=booking.balance))]
+    return [Reply(deps.texts.t("redeem.done", name=item.name, cost=item.cost, code=code, balance=booking.balance),
+                  secret=True)]
 
 
 async def redeemed(req: Request, deps: Deps) -> list[Reply]:

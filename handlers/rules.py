@@ -18,11 +18,20 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class BoardRules(StrictModel):
+    """The daily check-in board (签到榜) a group gets instead of one reply per check-in."""
+
+    enabled: bool = Field(True, description="false: one (coalesced) reply per check-in, for small groups")
+    pin: bool = Field(False, description="pin the board when it is posted (the bot must be allowed to pin)")
+    names: int = Field(60, ge=5, le=150, description="latest names the board lists")
+
+
 class CheckinRules(StrictModel):
     base_points: int = Field(10, ge=0, description="points for every check-in")
     streak_bonus: int = Field(2, ge=0, description="extra points per consecutive day after the first")
     streak_bonus_cap: int = Field(20, ge=0, description="the streak bonus never exceeds this")
     rollover_hour: int = Field(0, ge=0, le=23, description="local hour at which a new business day starts")
+    board: BoardRules = Field(default_factory=BoardRules)
 
     def points_for(self, streak: int) -> int:
         return self.base_points + min(self.streak_bonus * max(streak - 1, 0), self.streak_bonus_cap)

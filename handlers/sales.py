@@ -305,9 +305,8 @@ async def claim(req: Request, deps: Deps) -> list[Reply]:
     code_text = texts.t("claim.code", item=found.item, price=yuan_text(found.price_fen), code=code, hold=hold)
     if not req.msg.is_group:
         return [Reply(code_text)]
-    if reachable:
-        return [Reply(texts.t("claim.won_private", item=found.item)), Reply(code_text, private=True)]
-    return [Reply(texts.t("claim.won_public", item=found.item)), Reply(code_text, mention=req.msg.sender, quote=False)]
+    won = texts.t("claim.won_private" if reachable else "claim.won_public", item=found.item)
+    return [Reply(won, quote=False), Reply(code_text, secret=True)]
 
 
 # --- jobs ------------------------------------------------------------------------------------------

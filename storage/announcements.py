@@ -166,3 +166,34 @@ class AnnouncementRepo:
             self._conn, f"SELECT id FROM announcements WHERE kind = ? AND {column} = ? ORDER BY id", (kind, value)
         )
         return [r[0] for r in rows]
+
+    # --- delivery reports ------------------------------------------------------------------------
+    async def unreported_outcomes(self, limit: int = 20) -> list[int]:
+        """Ids of announcements not reported to staff yet whose deliveries are all settled (none pending or
+        sending) and at least one of them failed or is uncertain. Staff notices are never reported."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT a.id FROM announcements a WHERE a.outcome_reported_at IS NULL"
+            " AND a.kind <> 'staff' AND a.audience <> 'staff'"
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.announcement_id = a.id"
+            " AND d.state IN ('failed', 'uncertain'))"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.announcement_id = a.id"
+            " AND d.state IN ('pending', 'sending'))"
+            " ORDER BY a.id LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows]
+
+    async def mark_outcome_reported(self, announcement_id: int, now: int) -> bool:
+        """Record that staff were told how the announcement's delivery ended; False if it already was."""
+        cur = await self._conn.execute(
+            "UPDATE announcements SET outcome_reported_at = ? WHERE id = ? AND outcome_reported_at IS NULL",
+            (now, announcement_id),
+        )
+        return cur.rowcount == 1
+
+    async def outcome_reported_at(self, announcement_id: int) -> int | None:
+        row = await fetch_one(
+            self._conn, "SELECT outcome_reported_at FROM announcements WHERE id = ?", (announcement_id,)
+        )
+        return row[0] if row else None

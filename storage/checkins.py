@@ -27,17 +27,19 @@ class CheckinRepo:
         base_points: int,
         streak_bonus: int,
         bonus_cap: int,
+        chat: str | None = None,
     ) -> Checkin | None:
         """Insert today's check-in; None when the member already checked in on `day`.
 
-        The primary key (member_id, day) is what stops a double check-in, not a prior read.
+        The primary key (member_id, day) is what stops a double check-in, not a prior read. `chat`
+        ('channel:chat id') names the group it was made in, for that group's board.
         """
         row = await fetch_one(
             self._conn,
             "WITH s AS (SELECT COALESCE((SELECT streak FROM checkins WHERE member_id = :m AND day = :prev),"
             " 0) + 1 AS streak)"
-            " INSERT INTO checkins(member_id, day, streak, points, created_at)"
-            " SELECT :m, :day, streak, :base + MIN(:bonus * (streak - 1), :cap), :now FROM s WHERE true"
+            " INSERT INTO checkins(member_id, day, streak, points, created_at, chat)"
+            " SELECT :m, :day, streak, :base + MIN(:bonus * (streak - 1), :cap), :now, :chat FROM s WHERE true"
             " ON CONFLICT(member_id, day) DO NOTHING RETURNING streak, points",
             {
                 "m": member_id,
@@ -47,6 +49,7 @@ class CheckinRepo:
                 "base": base_points,
                 "bonus": streak_bonus,
                 "cap": bonus_cap,
+                "chat": chat,
             },
         )
         return Checkin(day, row[0], row[1]) if row else None

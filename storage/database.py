@@ -10,14 +10,24 @@ never blocks the loop (the BEGIN is retried with `asyncio.sleep`).
 
 Reads (`read()`): a second connection through aiosqlite, on its own thread, each read one snapshot. In WAL
 mode readers and the writer do not wait for each other, so a slow report never holds up a check-in.
-WAL checkpoints run on the reader's thread as well, never inside a COMMIT on the loop.
+WAL checkpoints run on the reader's thread as well, never inside a COMMIT on the loop. A PASSIVE checkpoint
+cannot reset the WAL while writes keep coming, so once the WAL passes `WAL_TRUNCATE_BYTES` writes pause for
+a TRUNCATE one (on the database thread) that empties it: the WAL stays bounded however fast writes come.
+(A snapshot that stays open keeps any WAL from resetting: then the TRUNCATE gives up after
+`TRUNCATE_WAIT_SECONDS` and tries again once the WAL has doubled.)
+
+Opening refuses, with a one-line `StorageError`, a file or folder the bot cannot use as its database
+(storage/preflight.py); a COMMIT that fails (a full disk) is rolled back, so the next write can succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import itertools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -30,6 +40,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from storage.preflight import check_contents, check_path, describe_error, is_storage_fault
 from storage.repos import Repos
 from storage.sql import Outcome, Params
 
@@ -37,10 +48,23 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_UNIT: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar("vipbot_unit", default=None)
+"""The task that holds the open `Database.unit()`, if any."""
+_SAVEPOINTS = itertools.count(1)
+
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a write waits for another process's write lock before it fails."""
-CHECKPOINT_AFTER_CHANGES = 2000
-"""Rows written since the last WAL checkpoint that call for the next one (on the reader's thread)."""
+CHECKPOINT_AFTER_CHANGES = 1000
+"""Rows written since the last WAL checkpoint that call for the next one (PASSIVE, on the reader's thread)."""
+WAL_CHECK_AFTER_CHANGES = 100
+"""Rows written between two looks at the WAL's size (one stat each, on the loop)."""
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+"""A WAL this large is emptied by a TRUNCATE checkpoint, writes waiting for it (a few milliseconds)."""
+TRUNCATE_WAIT_SECONDS = 0.25
+"""How long that checkpoint waits for a reader's snapshot to end (writes wait too) before giving up for now."""
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+# When the WAL restarts after a complete checkpoint, SQLite cuts the file back to this size: without a limit
+# the file keeps the size of the largest burst ever written (it was 114 MB after 3,000 /start's).
 CACHE_PRAGMA = "PRAGMA cache_size=-65536"  # 64 MiB of page cache per connection, for the statistics' aggregates
 
 
@@ -61,6 +85,17 @@ def is_file_path(path: str) -> bool:
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
     return conn.execute(sql, params).fetchall()
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Copy what is left of the WAL into the database and empty it; False if a snapshot still in use (ours, or
+    another process's) kept it from finishing within TRUNCATE_WAIT_SECONDS. Called with no transaction open."""
+    conn.execute(f"PRAGMA busy_timeout={int(TRUNCATE_WAIT_SECONDS * 1000)}")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
+    return not busy
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -114,13 +149,19 @@ def _connect_writer(path: str) -> sqlite3.Connection:
     # check_same_thread=False: bulk statements run on the database thread; the write lock keeps the
     # connection to one user at a time.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")  # only while opening and migrating
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on the reader's thread
-    conn.execute(CACHE_PRAGMA)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")  # only while opening and migrating
+        check_contents(conn, path, migration_scripts()[-1][0])  # before the first PRAGMA that writes to the file
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the loop: Database._after_commit
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
+        conn.execute(CACHE_PRAGMA)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -146,6 +187,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class Database:
+    is_storage_fault = staticmethod(is_storage_fault)
+    """Whether an exception is a disk or I/O fault (full, failing, read-only): answer the member with an apology."""
+
     def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection, path: str,
                  executor: ThreadPoolExecutor) -> None:  # fmt: skip
         self.path = path
@@ -157,43 +201,58 @@ class Database:
         self._inline = InlineStatements(writer, executor)
         self._write_repos = Repos(self._inline)
         self._read_repos = Repos(ThreadedStatements(reader))
-        self._checkpointed_at = writer.total_changes
+        self._checkpointed_at = self._wal_checked_at = writer.total_changes
         self._checkpoint: asyncio.Task[None] | None = None
+        self._truncation: asyncio.Task[None] | None = None
+        self._checkpoint_lock = asyncio.Lock()  # one checkpoint at a time: SQLite fails a second one at once
+        self._wal_full = False  # the WAL passed _truncate_above: the next write waits for a TRUNCATE checkpoint
+        self._truncate_above = WAL_TRUNCATE_BYTES  # higher for a while after a TRUNCATE could not finish
+        self._closing = False
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
-        """Open (creating the file and its folder) and migrate the database at `path`."""
+        """Open (creating the file and its folder) and migrate the database at `path`. A file or folder that
+        cannot be the bot's database (not SQLite, another program's, from a newer vipbot, read-only, a folder,
+        or an SQLite error while opening or migrating) raises `StorageError`, one line saying what to do."""
         path = str(path)
         if not is_file_path(path):
             raise ValueError("the database must be a file path: its readers and its writer share it")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_path(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vipbot-db")
         loop = asyncio.get_running_loop()
         writer: sqlite3.Connection | None = None
+        reader: aiosqlite.Connection | None = None
         try:
             writer = await loop.run_in_executor(executor, _connect_writer, path)
             await loop.run_in_executor(executor, _migrate, writer)
             writer.execute("PRAGMA busy_timeout=0")  # from now on a busy BEGIN is retried without blocking
             reader = await aiosqlite.connect(path, isolation_level=None)
-        except BaseException:
+            reader.row_factory = aiosqlite.Row
+            await reader.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            await reader.execute("PRAGMA query_only=ON")
+            await reader.execute(CACHE_PRAGMA)
+        except BaseException as exc:
+            if reader is not None:
+                with contextlib.suppress(Exception):
+                    await reader.close()
             if writer is not None:
                 writer.close()
             executor.shutdown(wait=False)
+            if isinstance(exc, sqlite3.Error):
+                raise describe_error(path, exc) from exc
             raise
-        reader.row_factory = aiosqlite.Row
-        await reader.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        await reader.execute("PRAGMA query_only=ON")
-        await reader.execute(CACHE_PRAGMA)
         return cls(writer, reader, path, executor)
 
     async def idle(self) -> None:
         """Wait for background work on the database (a running WAL checkpoint) to finish."""
-        if self._checkpoint is not None:
-            await asyncio.gather(self._checkpoint, return_exceptions=True)
+        running = [task for task in (self._checkpoint, self._truncation) if task is not None]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def close(self) -> None:
+        self._closing = True  # no new checkpoint starts; the TRUNCATE below does their work
+        await self.idle()  # outside the write lock, which a running checkpoint may be waiting for
         async with self._write_lock:
-            await self.idle()
             await self._reader.close()
             try:
                 await self._inline.offload(self._writer.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -215,24 +274,70 @@ class Database:
             self._writer.execute("SELECT 1").fetchall()
 
     @asynccontextmanager
+    async def unit(self) -> AsyncIterator[Repos]:
+        """One inbound update = one transaction: every `transaction()` and `read()` that the same task opens
+        inside it joins it (a savepoint each), so the update's "done" mark, the handler's effects and its
+        queued replies commit together or not at all."""
+        if self._owned_unit():
+            async with self.transaction() as repos:
+                yield repos
+            return
+        if self._wal_full:
+            await self._make_room()
+        async with self._write_lock:
+            await self._begin()
+            token = _UNIT.set(asyncio.current_task())
+            try:
+                yield self._write_repos
+            except BaseException:
+                self._rollback()
+                raise
+            else:
+                self._commit()
+            finally:
+                _UNIT.reset(token)
+
+    def _owned_unit(self) -> bool:
+        """Whether the running task is inside a `unit()` (tasks it spawns are not: they wait their turn)."""
+        owner = _UNIT.get()
+        return owner is not None and owner is asyncio.current_task() and self._writer.in_transaction
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
-        """One use case = one transaction; commits on success, rolls back on any exception."""
+        """One use case = one transaction; commits on success, rolls back on any exception. Inside a
+        `unit()` it is a savepoint of the unit's transaction instead."""
+        if self._owned_unit():
+            name = f"sp{next(_SAVEPOINTS)}"
+            self._writer.execute(f"SAVEPOINT {name}")
+            try:
+                yield self._write_repos
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute(f"ROLLBACK TO {name}")
+                    self._writer.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._writer.execute(f"RELEASE {name}")
+            return
+        if self._wal_full:
+            await self._make_room()
         async with self._write_lock:
             await self._begin()
             try:
                 yield self._write_repos
             except BaseException:
-                if self._writer.in_transaction:
-                    self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
             else:
-                self._writer.execute("COMMIT")
-                self._after_commit()
+                self._commit()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Repos]:
         """Repositories for reading, on their own connection: one consistent snapshot that neither waits
-        for a running transaction nor holds one up."""
+        for a running transaction nor holds one up. Inside a `unit()` it reads the unit's own writes."""
+        if self._owned_unit():
+            yield self._write_repos
+            return
         async with self._read_lock:
             await self._reader.execute("BEGIN")
             try:
@@ -242,6 +347,8 @@ class Database:
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE (take the write lock now); while another process holds it, retry off the loop."""
+        if self._writer.in_transaction:  # left open by a failed ROLLBACK: the write lock is ours, so nobody's
+            self._rollback()
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         pause = 0.002
         while True:
@@ -254,17 +361,84 @@ class Database:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
+    def _commit(self) -> None:
+        """COMMIT; if that fails (a full disk, a deferred constraint) roll back, so the next use case starts clean."""
+        try:
+            self._writer.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._after_commit()
+
+    def _rollback(self) -> None:
+        """ROLLBACK the open transaction, if any (SQLite may have rolled it back itself, e.g. on SQLITE_FULL).
+        A failing ROLLBACK is logged, not raised: the caller is already raising the error that matters."""
+        if self._writer.in_transaction:
+            try:
+                self._writer.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("ROLLBACK failed: %s", exc)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(self.path + "-wal").st_size
+        except OSError:
+            return 0
+
     def _after_commit(self) -> None:
-        """Start a WAL checkpoint on the reader's thread once enough has been written since the last."""
-        if self._checkpoint is None and self._writer.total_changes - self._checkpointed_at >= CHECKPOINT_AFTER_CHANGES:
-            self._checkpointed_at = self._writer.total_changes
+        """Every CHECKPOINT_AFTER_CHANGES rows written, start a PASSIVE checkpoint on the reader's thread; every
+        WAL_CHECK_AFTER_CHANGES rows, look at the WAL's size, and past WAL_TRUNCATE_BYTES start the TRUNCATE
+        checkpoint that the next write waits for (`_make_room`)."""
+        if self._closing:
+            return
+        changes = self._writer.total_changes
+        if changes - self._wal_checked_at >= WAL_CHECK_AFTER_CHANGES:
+            self._wal_checked_at = changes
+            if self._wal_bytes() >= self._truncate_above:
+                self._wal_full = True
+                if self._truncation is None:
+                    self._truncation = asyncio.create_task(self._run_truncation())
+        if self._checkpoint is None and changes - self._checkpointed_at >= CHECKPOINT_AFTER_CHANGES:
+            self._checkpointed_at = changes
             self._checkpoint = asyncio.create_task(self._run_checkpoint())
 
+    async def _make_room(self) -> None:
+        """Wait for the TRUNCATE checkpoint that empties the overgrown WAL, starting it if none runs: a burst of
+        writes that never yields the loop would give it no chance to run otherwise."""
+        while self._wal_full and not self._closing:
+            if self._truncation is None:
+                self._truncation = asyncio.create_task(self._run_truncation())
+            await asyncio.wait({self._truncation})  # a cancelled writer leaves the checkpoint running
+
     async def _run_checkpoint(self) -> None:
+        """A PASSIVE checkpoint on the reader's thread, while writes go on: it copies pages into the database
+        file, but it cannot reset a WAL that writes keep appending to (`_run_truncation` does)."""
         try:
             async with self._read_lock:
-                await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if not self._checkpoint_lock.locked():  # else a TRUNCATE is doing the work
+                    async with self._checkpoint_lock:
+                        await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
             self._checkpoint = None
+
+    async def _run_truncation(self) -> None:
+        """A TRUNCATE checkpoint under the write lock (no write of ours runs), on the database thread: it copies
+        what PASSIVE ones left, waits up to TRUNCATE_WAIT_SECONDS for older snapshots to end (reads go on
+        meanwhile; new ones read the database file) and empties the WAL. It takes no read lock, so a long
+        read holds writes up for that long at most."""
+        try:
+            size = self._wal_bytes()
+            async with self._write_lock, self._checkpoint_lock:  # a running PASSIVE one finishes first
+                emptied = await self._inline.offload(_truncate_wal, self._writer)
+            if emptied:
+                self._truncate_above = WAL_TRUNCATE_BYTES
+            else:  # a long read: don't hold writes up again before the WAL has doubled
+                self._truncate_above = 2 * max(size, WAL_TRUNCATE_BYTES)
+                log.info("WAL not emptied yet: a snapshot (a long read, or another process) is still open")
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint (TRUNCATE) failed: %s", exc)
+        finally:
+            self._wal_full = False
+            self._truncation = None

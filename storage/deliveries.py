@@ -235,3 +235,23 @@ class DeliveryRepo:
             (announcement_id, limit),
         )
         return [(r[0], r[1]) for r in rows]
+
+    async def problems(self, announcement_id: int, limit: int = 3) -> list[tuple[str, str, str]]:
+        """(state, target, error) of the first failed or uncertain rows of an announcement."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT state, target, last_error FROM deliveries WHERE announcement_id = ?"
+            " AND state IN ('failed', 'uncertain') ORDER BY id LIMIT ?",
+            (announcement_id, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def resend_uncertain(self, announcement_id: int) -> int:
+        """Put exactly the uncertain rows of an announcement back in the queue, due now and with a fresh
+        retry budget; returns how many. Staff decide this knowing that some may arrive twice."""
+        cur = await self._conn.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = 0"
+            " WHERE announcement_id = ? AND state = 'uncertain'",
+            (announcement_id,),
+        )
+        return cur.rowcount

@@ -170,6 +170,14 @@ class MemberRepo:
         row = await fetch_one(self._conn, "SELECT notify FROM members WHERE id = ?", (member_id,))
         return bool(row and row[0])
 
+    async def can_message_on(self, channel: str, external_id: str) -> bool:
+        """Whether this identity has opened a private chat with the bot (so it may be messaged there)."""
+        row = await fetch_one(
+            self._conn, "SELECT can_message FROM identities WHERE channel = ? AND external_id = ?",
+            (channel, external_id),
+        )  # fmt: skip
+        return bool(row and row[0])
+
     async def can_message(self, member_id: int) -> bool:
         row = await fetch_one(self._conn, "SELECT MAX(can_message) FROM identities WHERE member_id = ?", (member_id,))
         return bool(row and row[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.announcements import AnnouncementRepo
+from storage.boards import BoardRepo
 from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
@@ -10,14 +11,15 @@ from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
 from storage.greetings import GreetingRepo
 from storage.group_buys import GroupBuyRepo
+from storage.inbox import InboxRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
+from storage.outbound import OutboundRepo
 from storage.polls import PollRepo
 from storage.purchases import PurchaseRepo
 from storage.referrals import ReferralRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
-from storage.seen_updates import SeenUpdateRepo
 from storage.segments import SegmentRepo
 from storage.sql import Statements
 from storage.stats import StatsRepo
@@ -31,7 +33,9 @@ class Repos:
         self.ledger = LedgerRepo(conn)
         self.checkins = CheckinRepo(conn)
         self.purchases = PurchaseRepo(conn)
-        self.seen_updates = SeenUpdateRepo(conn)
+        self.inbox = InboxRepo(conn)
+        self.outbound = OutboundRepo(conn)
+        self.boards = BoardRepo(conn)
         self.chats = ChatRepo(conn)
         self.channel_state = ChannelStateRepo(conn)
         self.events = EventRepo(conn)

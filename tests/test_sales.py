@@ -117,7 +117,7 @@ async def test_concurrent_claims_never_oversell(chat: ChatDriver, clock: FakeClo
     assert sorted(c.unit for c in claims) == [1, 2]
 
 
-async def test_codes_go_privately_when_possible_else_with_a_mention(
+async def test_codes_are_never_for_the_group(
     chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher
 ) -> None:
     await customers(chat)
@@ -125,9 +125,9 @@ async def test_codes_go_privately_when_possible_else_with_a_mention(
     clock.set(START)
     reachable = await chat.replies("gold", "/claim 1")
     assert "code was sent to you privately" in reachable[0].text
-    assert reachable[1].private and "Your code: S-" in reachable[1].text
+    assert reachable[1].secret and "Your code: S-" in reachable[1].text
     unreachable = await chat.replies("diamond", "/claim 1")
-    assert unreachable[1].mention is not None and unreachable[1].mention.external_id == "diamond"
+    assert unreachable[1].secret and unreachable[1].mention is None  # the channel holds it for their private chat
     in_private = await chat.replies("black", "/claim 1", group=False)
     assert len(in_private) == 1 and "Your code: S-" in in_private[0].text
 

@@ -6,13 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from telegram import Update
 
 from bot.config import Settings
-from bot.runtime import Runtime
-from bot.telegram_channel import TelegramChannel, split_text
+from bot.telegram_channel import split_text
 from handlers.clock import FakeClock
-from tests.fakes.bot_api import BOT_USERNAME, FakeBotApi, message_update, user
+from tests.fakes.bot_api import BOT_USERNAME, message_update, user
 from tests.tg_harness import (
     ADMIN,
     ADMIN_ID,
@@ -35,19 +33,25 @@ async def tg(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
 
 
 async def test_group_checkin_flow_with_points_after_each_step(tg: Harness) -> None:
-    text = await tg.send(GROUP, ALICE, f"/checkin@{BOT_USERNAME}")
-    assert "Checked in! +10 points (1-day streak)" in text
-    reply = tg.api.sent()[-1]
-    assert int(reply["chat_id"]) == GROUP
-    assert reply["reply_parameters"]["message_id"] > 0  # answers the member's own message
+    board = await tg.send(GROUP, ALICE, f"/checkin@{BOT_USERNAME}")
+    # The first check-in of the day posts the board, with the check-in button.
+    assert "1 member has checked in" in board and "Alice (1-day streak)" in board
+    post = tg.api.sent()[-1]
+    assert int(post["chat_id"]) == GROUP
+    assert post["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "v1:checkin:"
+    # Alice never opened a private chat: her points are answered in the group, quoting her.
     assert "Alice's points: 10" in await tg.send(GROUP, ALICE, "/points")
+    assert tg.api.sent()[-1]["reply_parameters"]["message_id"] > 0
 
     assert "already checked in today" in await tg.send(GROUP, ALICE, "签到")
     assert "Alice's points: 10" in await tg.send(GROUP, ALICE, f"/POINTS@{BOT_USERNAME.upper()}")
 
-    assert "+10 points" in await tg.send(GROUP, BOB, "签到")
+    # Bob's check-in is confirmed by an edit of the same board, not by a new message.
+    edited = await tg.post(GROUP, BOB, "签到", "editMessageText")
+    assert "2 members have checked in" in edited and "Bob (1-day streak)" in edited
     assert "Bob's points: 10" in await tg.send(GROUP, BOB, "积分")
     assert await tg.balance(ALICE) == 10
+    assert sum("checked in" in t for t in tg.api.texts(GROUP)) == 2  # the board and Alice's repeat
 
 
 async def test_commands_for_other_bots_and_bot_senders_are_ignored(tg: Harness) -> None:
@@ -61,13 +65,13 @@ async def test_commands_for_other_bots_and_bot_senders_are_ignored(tg: Harness) 
 
 
 async def test_a_repeated_update_is_handled_once(tg: Harness) -> None:
-    await tg.send(GROUP, ALICE, "/checkin")
+    await tg.send(GROUP, ALICE, "/checkin")  # posts the board
     update = message_update(tg.api, GROUP, STAFF, "/award @alice 50 thanks")
     before = len(tg.api.sent())
     tg.api.push_update(update)
     tg.api.push_update(update)  # Telegram re-delivers the very same update
     assert "Gave Alice 50 points" in await tg.answer(before)
-    await tg.channel.application.process_update(Update.de_json(update, tg.channel.application.bot))
+    await tg.channel.receive(update)  # and once more by webhook, after it was handled
     assert "Alice's points: 60" in await tg.send(GROUP, ALICE, "/points")
     assert sum("Gave Alice" in t for t in tg.api.texts()) == 1
     assert await tg.balance(ALICE) == 60
@@ -86,8 +90,8 @@ async def test_staff_from_config_and_group_admins_may_award_others_may_not(tg: H
 
 
 async def test_reply_goes_to_the_same_forum_topic(tg: Harness) -> None:
-    assert "+10 points" in await tg.send(GROUP, ALICE, "签到", thread_id=42)
-    assert tg.api.sent()[-1]["message_thread_id"] == 42
+    assert "Alice (1-day streak)" in await tg.send(GROUP, ALICE, "签到", thread_id=42)
+    assert tg.api.sent()[-1]["message_thread_id"] == 42  # the board is posted where the day's first came from
     assert "Alice's points: 10" in await tg.send(GROUP, ALICE, "/points", thread_id=42)
     assert tg.api.sent()[-1]["message_thread_id"] == 42
     await tg.send(GROUP, ALICE, "/points")
@@ -128,22 +132,13 @@ def test_split_text_prefers_line_breaks() -> None:
     assert split_text("x" * 30, limit=15) == ["x" * 15, "x" * 15]
 
 
-async def test_the_rate_limited_application_still_answers(tmp_path: Path, clock: FakeClock) -> None:
-    api = await FakeBotApi().start()
-    settings = Settings(
-        locale="en",
-        storage={"path": str(tmp_path / "rl.db")},
-        telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
-    )
-    runtime = await Runtime.open(settings, clock)
-    channel = TelegramChannel(settings, runtime.dispatcher)
-    await channel.start()
-    try:
-        assert channel.application.bot.rate_limiter is not None
-        api.push_update(message_update(api, GROUP, ALICE, "签到"))
-        (reply,) = await api.wait_for(1)
-        assert "+10 points" in reply["text"]
-    finally:
-        await channel.stop()
-        await runtime.close()
-        await api.stop()
+async def test_the_default_configuration_answers_under_telegrams_limits(tmp_path: Path, clock: FakeClock) -> None:
+    async with fake_api() as api:
+        settings = Settings(
+            locale="en",
+            storage={"path": str(tmp_path / "rl.db")},
+            telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
+        )
+        async with running_bot(api, settings, clock) as harness:
+            assert "Alice (1-day streak)" in await harness.send(GROUP, ALICE, "签到")
+            assert "Alice's points: 10" in await harness.send(101, ALICE, "/points")

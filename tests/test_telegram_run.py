@@ -57,7 +57,7 @@ async def test_vipbot_run_polls_answers_and_stops_cleanly(tmp_path: Path) -> Non
         await api.wait_for(1, method="getUpdates", timeout=30)
         api.push_update(message_update(api, GROUP, ALICE, "签到"))
         (reply,) = await api.wait_for(1, timeout=30)
-        assert "Checked in! +10 points" in reply["text"] and int(reply["chat_id"]) == GROUP
+        assert "Alice (1-day streak)" in reply["text"] and int(reply["chat_id"]) == GROUP  # the day's board
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
@@ -84,6 +84,7 @@ async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: Fake
     runtime = await Runtime.open(settings, clock)
     channel = TelegramChannel(settings, runtime.dispatcher)
     web = WebServer("127.0.0.1", port)
+    await channel.attach(runtime)
     await channel.start(web)
     await web.start()
     try:
@@ -100,7 +101,7 @@ async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: Fake
             )
             assert ok.status_code == 200
             (reply,) = await api.wait_for(1)
-            assert "+10 points" in reply["text"]
+            assert "Alice (1-day streak)" in reply["text"]
             # Telegram retries a webhook on any error: the same update again has no second effect.
             again = await client.post(
                 "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"}
@@ -129,13 +130,14 @@ async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: Fake
 
 async def test_seen_update_keys_are_pruned_after_two_days(runtime: Runtime, clock: FakeClock) -> None:
     async with runtime.deps.db.transaction() as repos:
-        assert await repos.seen_updates.claim("old", runtime.deps.now_ts())
+        assert await repos.inbox.claim("telegram:update:1", "telegram", runtime.deps.now_ts())
+        assert not await repos.inbox.claim("telegram:update:1", "telegram", runtime.deps.now_ts())
     clock.advance(timedelta(days=1))
     assert await prune_seen_updates(runtime.deps) == 0
     clock.advance(timedelta(days=1, seconds=1))
     assert await prune_seen_updates(runtime.deps) == 1
-    async with runtime.deps.db.transaction() as repos:
-        assert await repos.seen_updates.claim("old", runtime.deps.now_ts())  # forgotten, so new again
+    async with runtime.deps.db.transaction() as repos:  # forgotten, so new again
+        assert await repos.inbox.claim("telegram:update:1", "telegram", runtime.deps.now_ts())
 
 
 def test_channel_posts_make_no_member() -> None:
@@ -204,7 +206,7 @@ async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> 
             )
             assert sent.status_code == 200
             (reply,) = await api.wait_for(1, timeout=30)
-            assert "Checked in!" in reply["text"]
+            assert "Alice (1-day streak)" in reply["text"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)

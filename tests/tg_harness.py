@@ -10,10 +10,14 @@ from typing import Any
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.sender import Pace
 from bot.telegram_channel import TelegramChannel
 from handlers.clock import FakeClock
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
+PACE = Pace(speed=20.0)
+"""Time for the sender and the fake Bot API runs 20 times faster: Telegram's limits hold exactly (20 messages a
+minute into a group is 20 in 3 real seconds), and no test waits for real minutes."""
 GROUP = -1001234567890
 OTHER_GROUP = -1009999
 STAFF_ID = 500
@@ -30,12 +34,21 @@ class Harness:
     api: FakeBotApi
     runtime: Runtime
     channel: TelegramChannel
+    allow_floods: bool = False
+    """Set by a test that makes the fake answer 429 on purpose; otherwise a 429 fails the test."""
 
     async def send(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> str:
         """Push one update through getUpdates and wait for the bot's answer (text of the replies)."""
         before = len(self.api.sent())
         self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
         return await self.answer(before)
+
+    async def post(self, chat_id: int, sender: dict[str, Any] | None, text: str, method: str, **kwargs: Any) -> str:
+        """Push one update and wait for the next call of `method` (e.g. the board's editMessageText)."""
+        before = len(self.api.sent(method))
+        self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
+        sent = await self.api.wait_for(before + 1, method)
+        return str(sent[-1]["text"])
 
     async def answer(self, before: int, expect: int = 1) -> str:
         sent = await self.api.wait_for(before + expect)
@@ -60,7 +73,7 @@ def harness_settings(api: FakeBotApi, db: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "locale": "en",
         "storage": {"path": str(db)},
-        "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False},
+        "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
         "staff": {"telegram": [STAFF_ID], "telegram_chat": STAFF_CHAT},
         "greetings": {"enabled": False},  # holiday greetings would take announcement numbers the tests count on
     }
@@ -72,20 +85,22 @@ def harness_settings(api: FakeBotApi, db: Path, **overrides: Any) -> Settings:
 async def running_bot(api: FakeBotApi, settings: Settings, clock: FakeClock) -> AsyncIterator[Harness]:
     """The bot as `vipbot run` starts it (polling), on the given fake Bot API and clock."""
     runtime = await Runtime.open(settings, clock)
-    channel = TelegramChannel(settings, runtime.dispatcher)
+    channel = TelegramChannel(settings, runtime.dispatcher, pace=PACE)
     await channel.attach(runtime)
     await channel.start()
     await runtime.start()
+    harness = Harness(api, runtime, channel)
     try:
-        yield Harness(api, runtime, channel)
+        yield harness
     finally:
-        await runtime.close()
         await channel.stop()
+        await runtime.close()
+    assert harness.allow_floods or not api.flood_refusals(), f"the bot provoked 429s: {api.flood_refusals()[:3]}"
 
 
 @asynccontextmanager
 async def fake_api() -> AsyncIterator[FakeBotApi]:
-    api = await FakeBotApi().start()
+    api = await FakeBotApi(now=PACE.now).start()
     api.admins[GROUP] = [ADMIN_ID]
     try:
         yield api

@@ -1,7 +1,20 @@
 """A fake Telegram Bot API server on 127.0.0.1 for end-to-end tests and benchmarks.
 
 It answers ``POST /bot<token>/<method>`` like Telegram (``{"ok": true, "result": ...}``), records every
-call, serves queued updates to ``getUpdates`` and can be told to answer 429 with ``retry_after``.
+call and serves queued updates to ``getUpdates``.
+
+Like the real server it enforces Telegram's flood limits on *messages* (see ``MESSAGE_METHODS``: sends, edits
+and pins; ``answerCallbackQuery``, ``getUpdates``, ``getMe``... are not messages), each a sliding window
+measured at arrival with ``FakeBotApi.now``:
+
+* at most ``per_second`` (30) messages in any 1 s overall;
+* at most ``group_per_minute`` (20) messages, edits included, in any 60 s into one group (negative chat id);
+* at most one message per ``1 / private_per_second`` (1) s into one private chat (positive chat id).
+
+A message over a limit is answered HTTP 429 ``Too Many Requests: retry after N`` with
+``parameters.retry_after = N``, N the whole seconds until that window has room again (at least 1); a refused
+call is recorded (``Call.status``, ``flood_refusals()``) but not counted in the windows. ``limits=False``
+switches the limits off.
 """
 
 from __future__ import annotations
@@ -9,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import socket
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +38,21 @@ from tornado.web import Application, RequestHandler
 
 BOT_ID = 7000001
 BOT_USERNAME = "vip_test_bot"
+
+EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
+MESSAGE_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "sendDocument", "sendPoll", "sendMediaGroup", "pinChatMessage", *EDIT_METHODS}
+)
+"""Calls that post or change a message, and so count against the flood limits (a pin posts a service message)."""
+OVERALL_WINDOW = 1.0
+GROUP_WINDOW = 60.0
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup of the message are"
+    " exactly the same as a current content and reply markup of the message"
+)
+
+ChatKey = int | str
+"""A chat as the calls name it: its id, or an ``@username`` (treated as a group)."""
 
 
 @dataclass
@@ -45,6 +76,65 @@ def _decode(value: str) -> Any:
         return value
 
 
+def _chat_key(value: Any) -> ChatKey | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _is_private(chat: ChatKey | None) -> bool:
+    return isinstance(chat, int) and chat > 0
+
+
+def _chat_json(chat: ChatKey | None) -> dict[str, Any]:
+    if isinstance(chat, int):
+        return {"id": chat, "type": "private" if chat > 0 else "supergroup"}
+    name = str(chat or "")
+    chat_id = -(10**12) - zlib.crc32(name.encode())  # a stable id for an @username
+    return {"id": chat_id, "type": "supergroup", **({"username": name.lstrip("@")} if name else {})}
+
+
+def _weight(method: str, params: dict[str, Any]) -> int:
+    """How many messages a call posts: an album posts one per item."""
+    media = params.get("media") if method == "sendMediaGroup" else None
+    return len(media) if isinstance(media, list) and media else 1
+
+
+def _markup(params: dict[str, Any]) -> Any:
+    """The inline keyboard a call leaves on its message (None: no keyboard, as when an edit omits it)."""
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):
+        try:
+            markup = json.loads(markup)
+        except ValueError:
+            return markup
+    if isinstance(markup, dict) and not markup.get("inline_keyboard"):
+        return None  # reply keyboards are not part of a message; an empty inline keyboard is none
+    return markup
+
+
+def _caption(params: dict[str, Any]) -> str | None:
+    caption = params.get("caption")
+    return None if caption is None else str(caption)
+
+
+def _wait(times: deque[float], now: float, window: float, limit: float, weight: int) -> float:
+    """Seconds until `weight` more messages fit in a sliding `window` holding at most `limit` (0: they fit now).
+
+    Drops from `times` (ascending arrival times of counted messages) those that left the window."""
+    while times and now - times[0] >= window:
+        times.popleft()
+    cap = max(1, int(limit))
+    need = min(weight, cap)
+    if len(times) + need <= cap:
+        return 0.0
+    expiring = times[len(times) + need - cap - 1]  # the oldest message that must leave before they fit
+    return max(expiring + window - now, 0.0)
+
+
 @dataclass
 class FakeBotApi:
     token: str = "123456:TEST-TOKEN"
@@ -52,16 +142,33 @@ class FakeBotApi:
     """chat id -> user ids returned by getChatAdministrators."""
     calls: list[Call] = field(default_factory=list)
     rate_limit_per_second: float | None = None
-    """When set, sendMessage beyond this rate gets HTTP 429 with retry_after."""
+    """Old name of the overall limit: when set it replaces `per_second`, and applies even with `limits=False`."""
     fail: dict[str, Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]] = field(default_factory=dict)
     """method -> hook returning (status, body) to answer instead, or None to answer normally."""
     port: int = 0
+    limits: bool = True
+    """Enforce Telegram's flood limits on messages (HTTP 429 with retry_after); False switches them off."""
+    per_second: int = 30
+    """At most this many messages in any 1 s, over all chats."""
+    group_per_minute: int = 20
+    """At most this many messages (sends and edits) in any 60 s into one group."""
+    private_per_second: float = 1.0
+    """At most one message per 1 / this many seconds into one private chat."""
+    now: Callable[[], float] = time.monotonic
+    """The clock of the limits and of `Call.at`; tests inject their own to move time without sleeping."""
+    served_ids: set[int] = field(default_factory=set)
+    """Every update_id getUpdates ever returned."""
+    confirmed_ids: set[int] = field(default_factory=set)
+    """Update ids dropped from the queue because a later getUpdates offset confirmed them."""
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _update_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _new_updates: asyncio.Event | None = None
     _server: HTTPServer | None = None
-    _window: list[float] = field(default_factory=list)
+    _overall: deque[float] = field(default_factory=deque)
+    _per_chat: dict[ChatKey, deque[float]] = field(default_factory=dict)
+    _messages: dict[ChatKey | None, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    """chat -> message id -> what the bot last put there (text, caption, reply_markup, date...)."""
 
     @property
     def base_url(self) -> str:
@@ -97,7 +204,50 @@ class FakeBotApi:
         return [p["text"] for p in self.sent() if chat_id is None or int(p["chat_id"]) == chat_id]
 
     def clear(self) -> None:
+        """Forget the recorded calls (the flood windows and the messages' contents stay, as on the real server)."""
         self.calls.clear()
+
+    def reset_limits(self) -> None:
+        """Empty the flood windows, as if the last message had been sent long ago."""
+        self._overall.clear()
+        self._per_chat.clear()
+
+    def flood_refusals(self) -> list[Call]:
+        """Every call answered 429, of any method."""
+        return [c for c in self.calls if c.status == 429]
+
+    def group_load(self, chat_id: ChatKey) -> int:
+        """The most messages (sends and edits) that went into `chat_id` in any 60 s so far."""
+        key = _chat_key(chat_id)
+        return 0 if key is None else self._loads().get(key, 0)
+
+    def max_per_minute(self) -> dict[int, int]:
+        """chat id -> the most messages that went into it in any 60 s so far."""
+        return {chat: n for chat, n in self._loads().items() if isinstance(chat, int)}
+
+    def messages(self, chat_id: ChatKey) -> dict[int, str]:
+        """message id -> the text (or caption) the bot last gave that message in `chat_id`."""
+        stored = self._messages.get(_chat_key(chat_id), {})
+        return {mid: str(m.get("text") or m.get("caption") or "") for mid, m in stored.items()}
+
+    def _loads(self) -> dict[ChatKey, int]:
+        arrivals: dict[ChatKey, list[tuple[float, int]]] = {}
+        for c in self.calls:
+            chat = _chat_key(c.params.get("chat_id"))
+            if c.method in MESSAGE_METHODS and c.status == 200 and chat is not None:
+                arrivals.setdefault(chat, []).append((c.at, _weight(c.method, c.params)))
+        loads: dict[ChatKey, int] = {}
+        for chat, seen in arrivals.items():
+            seen.sort()
+            best = total = start = 0
+            for at, weight in seen:  # the window ending at each arrival: (at - 60 s, at]
+                total += weight
+                while at - seen[start][0] >= GROUP_WINDOW:
+                    total -= seen[start][1]
+                    start += 1
+                best = max(best, total)
+            loads[chat] = best
+        return loads
 
     async def wait_for(self, count: int, method: str = "sendMessage", timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait (on the event loop, bounded) until `count` calls of `method` arrived."""
@@ -118,24 +268,147 @@ class FakeBotApi:
         self._new_updates.set()
 
     # --- answers ---------------------------------------------------------------------------------
-    def answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def answer(self, method: str, params: dict[str, Any], at: float | None = None) -> tuple[int, dict[str, Any]]:
+        """(status, body) for a call of `method` that arrived at `at` (default: now)."""
         hook = self.fail.get(method)
         if hook is not None:
             forced = hook(params)
             if forced is not None:
                 return forced
-        if method == "sendMessage" and self.rate_limit_per_second:
-            now = time.monotonic()
-            self._window = [t for t in self._window if now - t < 1.0]
-            if len(self._window) >= self.rate_limit_per_second:
+        if method in EDIT_METHODS and self._unchanged(method, params):
+            return 400, {"ok": False, "error_code": 400, "description": NOT_MODIFIED}
+        if method in MESSAGE_METHODS:
+            arrived = self.now() if at is None else at
+            retry_after = self._flood_wait(method, params, arrived)
+            if retry_after:
                 return 429, {
                     "ok": False,
                     "error_code": 429,
-                    "description": "Too Many Requests: retry after 1",
-                    "parameters": {"retry_after": 1},
+                    "description": f"Too Many Requests: retry after {retry_after}",
+                    "parameters": {"retry_after": retry_after},
                 }
-            self._window.append(now)
         return 200, {"ok": True, "result": self._result(method, params)}
+
+    def _flood_wait(self, method: str, params: dict[str, Any], now: float) -> int:
+        """Whole seconds to wait before this message fits every window (0: it fits, and is counted)."""
+        chat = _chat_key(params.get("chat_id"))
+        weight = _weight(method, params)
+        per_chat = self._per_chat.setdefault(chat, deque()) if chat is not None else None
+        overall_limit = self.rate_limit_per_second or (self.per_second if self.limits else None)
+        if _is_private(chat):
+            chat_window = 1.0 / self.private_per_second if self.private_per_second else 0.0
+            chat_limit: float | None = 1 if self.limits and self.private_per_second else None
+        else:
+            chat_window, chat_limit = GROUP_WINDOW, (self.group_per_minute if self.limits else None)
+        waits = [0.0]
+        if overall_limit:
+            waits.append(_wait(self._overall, now, OVERALL_WINDOW, overall_limit, weight))
+        if per_chat is not None and chat_limit:
+            waits.append(_wait(per_chat, now, chat_window, chat_limit, weight))
+        wait = max(waits)
+        if wait > 0:
+            return max(1, math.ceil(wait - 1e-9))
+        self._overall.extend([now] * weight)
+        if per_chat is not None:
+            per_chat.extend([now] * weight)
+        self._trim(per_chat, now, chat_window)
+        return 0
+
+    def _trim(self, per_chat: deque[float] | None, now: float, chat_window: float) -> None:
+        """Forget arrivals that left every window, so that long runs with the limits off stay small."""
+        while self._overall and now - self._overall[0] >= OVERALL_WINDOW:
+            self._overall.popleft()
+        while per_chat and now - per_chat[0] >= chat_window:
+            per_chat.popleft()
+
+    # --- messages, as the bot left them --------------------------------------------------------------
+    def _stored(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        if params.get("inline_message_id") or params.get("message_id") in (None, ""):
+            return None
+        return self._messages.get(_chat_key(params.get("chat_id")), {}).get(int(params["message_id"]))
+
+    def _unchanged(self, method: str, params: dict[str, Any]) -> bool:
+        """Whether an edit would leave a message the bot sent exactly as it is (Telegram refuses it with 400)."""
+        stored = self._stored(params)
+        if stored is None or _markup(params) != stored.get("reply_markup"):
+            return False
+        if method == "editMessageText":
+            return str(params.get("text", "")) == stored.get("text")
+        if method == "editMessageCaption":
+            return str(params.get("caption") or "") == (stored.get("caption") or "")
+        return True  # editMessageReplyMarkup with the same keyboard
+
+    def _post(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
+        """A new message from the bot, remembered so that edits can be checked against it."""
+        chat = _chat_key(params.get("chat_id"))
+        stored: dict[str, Any] = {"date": int(time.time()), "reply_markup": _markup(params), **content}
+        if "message_thread_id" in params:
+            stored["message_thread_id"] = int(params["message_thread_id"])
+        message_id = next(self._message_ids)
+        self._messages.setdefault(chat, {})[message_id] = stored
+        return self._message_json(chat, message_id, stored)
+
+    def _edit(self, method: str, params: dict[str, Any]) -> Any:
+        if params.get("inline_message_id"):
+            return True  # Telegram answers True for inline messages
+        chat = _chat_key(params.get("chat_id"))
+        message_id = int(params["message_id"])
+        stored = self._messages.setdefault(chat, {}).setdefault(message_id, {"date": int(time.time())})
+        if method == "editMessageText":
+            stored["text"] = str(params.get("text", ""))
+        elif method == "editMessageCaption":
+            stored["caption"] = str(params.get("caption") or "")
+        stored["reply_markup"] = _markup(params)
+        stored["edit_date"] = int(time.time())
+        return self._message_json(chat, message_id, stored)
+
+    def _message_json(self, chat: ChatKey | None, message_id: int, stored: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": stored["date"],
+            "chat": _chat_json(chat),
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "VIP Bot", "username": BOT_USERNAME},
+        }
+        for key in ("text", "caption", "edit_date", "photo", "document", "poll", "media_group_id"):
+            if stored.get(key) is not None:
+                message[key] = stored[key]
+        if not any(k in message for k in ("text", "caption", "photo", "document", "poll")):
+            message["text"] = ""
+        if stored.get("message_thread_id") is not None:
+            message["message_thread_id"] = stored["message_thread_id"]
+            message["is_topic_message"] = True
+        if stored.get("reply_markup") is not None:
+            message["reply_markup"] = stored["reply_markup"]
+        return message
+
+    def _media(self, kind: str, params: dict[str, Any]) -> Any:
+        file_id = f"{kind}-{next(self._message_ids)}"
+        if kind == "photo":
+            return [{"file_id": file_id, "file_unique_id": file_id, "width": 800, "height": 600}]
+        name = params.get(kind)
+        filename = name.get("filename") if isinstance(name, dict) else None
+        return {"file_id": file_id, "file_unique_id": file_id, **({"file_name": filename} if filename else {})}
+
+    def _poll(self, params: dict[str, Any]) -> dict[str, Any]:
+        options = params.get("options") or []
+        if isinstance(options, str):
+            options = _decode(options)
+        poll_id = f"poll{next(self._message_ids)}"
+        texts = [str(o.get("text", "") if isinstance(o, dict) else o) for o in options]
+        return {
+            "id": poll_id,
+            "question": str(params.get("question", "")),
+            "options": [
+                {"text": text, "voter_count": 0, "persistent_id": f"{poll_id}-{n}"} for n, text in enumerate(texts)
+            ],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": params.get("is_anonymous", True) not in (False, "false", 0),
+            "type": str(params.get("type", "regular")),
+            "allows_multiple_answers": params.get("allows_multiple_answers") in (True, "true", 1),
+            "allows_revoting": params.get("allows_revoting") in (True, "true", 1),
+            "members_only": params.get("members_only") in (True, "true", 1),
+        }
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
@@ -148,19 +421,24 @@ class FakeBotApi:
                 "can_read_all_group_messages": False,
                 "supports_inline_queries": False,
             }
-        if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageText"):
-            chat_id = int(params.get("chat_id", 0))
-            message = {
-                "message_id": next(self._message_ids),
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
-                "from": {"id": BOT_ID, "is_bot": True, "first_name": "VIP Bot", "username": BOT_USERNAME},
-                "text": params.get("text", ""),
-            }
-            if "message_thread_id" in params:
-                message["message_thread_id"] = int(params["message_thread_id"])
-                message["is_topic_message"] = True
-            return message
+        if method == "sendMessage":
+            return self._post(params, text=str(params.get("text", "")))
+        if method in ("sendPhoto", "sendDocument"):
+            kind = "photo" if method == "sendPhoto" else "document"
+            return self._post(params, caption=_caption(params), **{kind: self._media(kind, params)})
+        if method == "sendPoll":
+            return self._post(params, poll=self._poll(params))
+        if method == "sendMediaGroup":
+            media = params.get("media")
+            group_id = str(next(self._message_ids))
+            album = []
+            for item in media if isinstance(media, list) and media else [{}]:
+                kind = "photo" if item.get("type", "photo") == "photo" else "document"
+                media_item = {kind: self._media(kind, {})}
+                album.append(self._post(params, caption=_caption(item), media_group_id=group_id, **media_item))
+            return album
+        if method in EDIT_METHODS:
+            return self._edit(method, params)
         if method == "getChatAdministrators":
             chat_id = int(params["chat_id"])
             return [
@@ -184,14 +462,22 @@ class FakeBotApi:
             ]
         return True
 
-    async def take_updates(self, offset: int, timeout: float) -> list[dict[str, Any]]:
+    async def take_updates(self, offset: int, timeout: float, limit: int = 100) -> list[dict[str, Any]]:
+        """getUpdates: drop (confirm) the updates below `offset`, then answer the next ones, waiting a little."""
         assert self._new_updates is not None
         deadline = time.monotonic() + min(timeout, 0.3)
         while True:
-            pending = [u for u in self._updates if u["update_id"] >= offset]
+            pending = []
+            for update in self._updates:
+                if update["update_id"] >= offset:
+                    pending.append(update)
+                else:
+                    self.confirmed_ids.add(update["update_id"])
             self._updates = pending
             if pending or time.monotonic() >= deadline:
-                return pending[:100]
+                served = pending[: max(1, min(limit, 100))]
+                self.served_ids.update(u["update_id"] for u in served)
+                return served
             self._new_updates.clear()
             try:
                 await asyncio.wait_for(self._new_updates.wait(), max(deadline - time.monotonic(), 0.001))
@@ -227,13 +513,15 @@ class _MethodHandler(RequestHandler):
             self.finish({"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
         params = self._params()
-        call = Call(method, params, time.monotonic())
+        call = Call(method, params, self.api.now())
         self.api.calls.append(call)
         if method == "getUpdates":
-            updates = await self.api.take_updates(int(params.get("offset", 0) or 0), float(params.get("timeout", 0)))
+            updates = await self.api.take_updates(
+                int(params.get("offset", 0) or 0), float(params.get("timeout", 0) or 0), int(params.get("limit") or 100)
+            )
             self.finish({"ok": True, "result": updates})
             return
-        status, body = self.api.answer(method, params)
+        status, body = self.api.answer(method, params, call.at)
         call.status = status
         self.set_status(status)
         self.finish(body)

@@ -1,0 +1,63 @@
+"""Replies waiting to be sent: queued in the transaction that handled their update, deleted once sent.
+
+A crash between sending and deleting sends that reply again after the restart (at least once); the
+update's effects themselves are never repeated (see `storage.inbox`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from storage.sql import Statements, fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReply:
+    id: int
+    chat_id: str
+    priority: int
+    payload: str
+    blob: bytes | None
+
+
+class OutboundRepo:
+    def __init__(self, conn: Statements) -> None:
+        self._conn = conn
+
+    async def add(
+        self, channel: str, chat_id: str, priority: int, payload: str, blob: bytes | None, now: int, held: bool = False
+    ) -> int:
+        """Queue a reply; a `held` one (a code for a member the bot may not message yet) waits for them."""
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO outbound(channel, chat_id, priority, payload, blob, created_at, held)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (channel, chat_id, priority, payload, blob, now, int(held)),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def done(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._conn.execute(f"DELETE FROM outbound WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+
+    async def release_held(self, channel: str, chat_id: str) -> list[QueuedReply]:
+        """The member can be messaged now: what waited for them, to be sent."""
+        rows = await fetch_all(
+            self._conn,
+            "UPDATE outbound SET held = 0 WHERE channel = ? AND chat_id = ? AND held = 1"
+            " RETURNING id, chat_id, priority, payload, blob",
+            (channel, chat_id),
+        )
+        return sorted((QueuedReply(r[0], r[1], r[2], r[3], r[4]) for r in rows), key=lambda q: q.id)
+
+    async def waiting(self, channel: str) -> list[QueuedReply]:
+        """Everything not sent yet and not held (what a restart resumes)."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT id, chat_id, priority, payload, blob FROM outbound WHERE channel = ? AND held = 0 ORDER BY id",
+            (channel,),
+            bulk=True,
+        )
+        return [QueuedReply(r[0], r[1], r[2], r[3], r[4]) for r in rows]
