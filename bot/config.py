@@ -86,7 +86,7 @@ class DeliverySettings(StrictModel):
     """How messages leave (Telegram allows 30 messages/s overall, 20/minute into one group, about 1/s
     into one private chat; the defaults keep a margin under each)."""
 
-    telegram_per_second: float = Field(28, gt=0, le=30)
+    telegram_per_second: float = Field(25, gt=0, le=30)
     group_per_minute: float = Field(17, gt=0, le=20)
     """Messages and edits into one group per minute, evenly spaced."""
     private_gap_seconds: float = Field(1.1, ge=1.0)

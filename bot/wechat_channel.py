@@ -62,7 +62,8 @@ class WeChatChannel:
     async def attach(self, runtime: Runtime, web: WebServer) -> None:
         self.runtime = runtime
         choice_line = runtime.deps.texts.t("wechat.choice")
-        self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line, runtime.deps.clock)
+        self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line, runtime.deps.clock,
+                                   staff=runtime.settings.staff.wechat)  # fmt: skip
         runtime.outbox.register(self.pusher)
         web.mount("/wechat", WeChatHandler, channel=self)
 

@@ -35,17 +35,23 @@ def with_choices(text: str, buttons: Sequence[Button], choice_line: str) -> str:
 
 class WeChatPusher:
     channel = CHANNEL
-    has_staff_chat = False
 
     def __init__(
-        self, settings: WeChatSettings, db: Database, client: ShopWeChatClient, choice_line: str, clock: Clock
-    ) -> None:
+        self, settings: WeChatSettings, db: Database, client: ShopWeChatClient, choice_line: str, clock: Clock,
+        staff: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.staff = list(staff)
+        """OpenIDs of staff: staff notices go to each of them (an Official Account has no group chat)."""
         self.clock = clock
         self.per_second = settings.per_second
         self.db = db
         self.client = client
         self.choice_line = choice_line
+
+    @property
+    def has_staff_chat(self) -> bool:
+        return bool(self.staff)
 
     def chat_interval(self, target_kind: str, target: str) -> float:
         return 0.0
@@ -60,6 +66,11 @@ class WeChatPusher:
         image: bytes | None = None,
         poll: NativePoll | None = None,
     ) -> PushResult:
+        if target_kind == "staff":
+            if not self.staff:
+                return PushResult(Outcome.FAILED, "no staff OpenID configured (staff.wechat)")
+            results = [await self.push("user", openid, text, buttons) for openid in self.staff]
+            return next((r for r in results if r.outcome is Outcome.SENT), results[0])
         if target_kind != "user":
             return PushResult(Outcome.FAILED, "WeChat has no group chats")
         body = with_choices(text, buttons, self.choice_line)

@@ -270,3 +270,12 @@ async def test_a_burst_of_members_and_their_retries_all_get_passive_answers_once
         rows = await repos.conn.execute_fetchall("SELECT COUNT(*), COALESCE(SUM(delta), 0) FROM ledger")
         assert tuple(rows[0]) == (150, 1500)
         assert await repos.ledger.mismatched_balances() == []
+
+
+async def test_staff_notices_reach_the_staff_openids(wx: WeChatHarness) -> None:
+    await wx.say(STAFF_OPENID, "积分")  # staff wrote within 48 hours: their customer-service window is open
+    reply = await wx.say("o-ann", "投诉 快递太慢了")
+    assert "#1" in reply
+    assert await wx.runtime.outbox.idle()
+    notices = wx.api.texts_to(STAFF_OPENID)
+    assert any("#1" in text and "快递太慢了" in text for text in notices), notices
