@@ -78,9 +78,10 @@ def parse_month_day(value: str) -> tuple[int, int] | None:
 
 def parse_points(value: str, maximum: int) -> int | None:
     """A positive whole number of points no larger than `maximum`."""
-    if not re.fullmatch(r"\+?\d{1,12}", value.strip()):
+    cleaned = value.strip()
+    if not re.fullmatch(r"\+?\d{1,12}", cleaned):
         return None
-    points = int(value)
+    points = int(cleaned)  # int() strips less than str.strip() does (e.g. not U+001F)
     return points if 0 < points <= maximum else None
 
 

@@ -274,38 +274,12 @@ class Database:
             self._writer.execute("SELECT 1").fetchall()
 
     @asynccontextmanager
-    async def unit(self) -> AsyncIterator[Repos]:
-        """One inbound update = one transaction: every `transaction()` and `read()` that the same task opens
-        inside it joins it (a savepoint each), so the update's "done" mark, the handler's effects and its
-        queued replies commit together or not at all."""
-        if self._owned_unit():
-            async with self.transaction() as repos:
-                yield repos
-            return
-        if self._wal_full:
-            await self._make_room()
-        async with self._write_lock:
-            await self._begin()
-            token = _UNIT.set(asyncio.current_task())
-            try:
-                yield self._write_repos
-            except BaseException:
-                self._rollback()
-                raise
-            else:
-                self._commit()
-            finally:
-                _UNIT.reset(token)
-
-    def _owned_unit(self) -> bool:
-        """Whether the running task is inside a `unit()` (tasks it spawns are not: they wait their turn)."""
-        owner = _UNIT.get()
-        return owner is not None and owner is asyncio.current_task() and self._writer.in_transaction
-
-    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repos]:
-        """One use case = one transaction; commits on success, rolls back on any exception. Inside a
-        `unit()` it is a savepoint of the unit's transaction instead."""
+        """One use case = one transaction; commits on success, rolls back on any exception.
+
+        Every `transaction()` and `read()` that the same task opens inside it joins it as a savepoint (a
+        read sees its writes), so one inbound update can be one transaction: its "done" mark, the handler's
+        effects and its queued replies commit together or not at all (see `Dispatcher.handle_update`)."""
         if self._owned_unit():
             name = f"sp{next(_SAVEPOINTS)}"
             self._writer.execute(f"SAVEPOINT {name}")
@@ -323,6 +297,7 @@ class Database:
             await self._make_room()
         async with self._write_lock:
             await self._begin()
+            token = _UNIT.set(asyncio.current_task())
             try:
                 yield self._write_repos
             except BaseException:
@@ -330,6 +305,16 @@ class Database:
                 raise
             else:
                 self._commit()
+            finally:
+                _UNIT.reset(token)
+
+    unit = transaction
+    """The transaction of one inbound update (the same thing, named for the reader of the dispatcher)."""
+
+    def _owned_unit(self) -> bool:
+        """Whether the running task is inside a transaction (tasks it spawns are not: they wait their turn)."""
+        owner = _UNIT.get()
+        return owner is not None and owner is asyncio.current_task() and self._writer.in_transaction
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Repos]:

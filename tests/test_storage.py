@@ -55,12 +55,20 @@ async def test_a_read_sees_the_last_commit_and_does_not_wait_for_a_running_trans
     try:
         async with db.transaction() as repos:
             await repos.members.register("test", "a", "A", None, 0)
+        async def count_elsewhere() -> int:
+            async with db.read() as reading:
+                return await reading.members.count()
+
         async with db.transaction() as repos:
             await repos.members.register("test", "b", "B", None, 0)
-            async with db.read() as reading:  # would deadlock if reads queued behind the writer
-                assert await reading.members.count() == 1  # the snapshot before this transaction
+            # Another task's read does not wait for this transaction and sees the last commit ...
+            assert await asyncio.wait_for(asyncio.create_task(count_elsewhere()), 5) == 1
+            async with db.read() as reading:  # ... while a read inside it sees its own writes
+                assert await reading.members.count() == 2
+            async with db.transaction() as nested:  # a nested transaction is a savepoint, not a deadlock
+                await nested.members.register("test", "c", "C", None, 0)
         async with db.read() as reading:
-            assert await reading.members.count() == 2
+            assert await reading.members.count() == 3
     finally:
         await db.close()
 
