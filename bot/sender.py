@@ -128,6 +128,12 @@ class _Scope:
     busy: bool = False
     token: int = 0
 
+    def forgettable(self, now: float) -> bool:
+        """Nothing queued would be held back by what this chat was sent (its window has passed)."""
+        last = self.sent_at[-1] if self.sent_at else None
+        window = self.limit.window if self.limit is not None else 0.0
+        return (last is None or now - last >= window) and now >= self.paused_until
+
     def earliest(self) -> float:
         """When this chat's limits next allow a message."""
         at = self.paused_until
@@ -157,6 +163,13 @@ def _part_size(job: Job) -> int:
     return len(str(job.payload.get("text", ""))) + PART_OVERHEAD
 
 
+def _part_key(job: Job) -> tuple[Any, str]:
+    """Whom a coalesced part names and what it says: the same answer twice to one member is said once in a
+    message (as the transport writes it), so a member repeating a command does not fill the group's messages."""
+    who = job.payload.get("mention") or job.payload.get("who")
+    return (who.get("id") if isinstance(who, dict) else None, str(job.payload.get("text", "")))
+
+
 class Sender:
     def __init__(
         self,
@@ -181,12 +194,16 @@ class Sender:
         self._timers: list[tuple[float, int, str, int]] = []
         self._ready: list[tuple[int, float, int, str, int]] = []
         self._overall: deque[float] = deque()
+        """When the latest calls returned: Telegram counts a message when it arrives, at the latest then."""
+        self._flying = 0
+        """Calls made and not returned yet (they count against the overall limit until they return)."""
         self._seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        self._swept = 0.0
 
     # --- handing work over -------------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -255,8 +272,8 @@ class Sender:
     def _schedule(self, scope: _Scope) -> None:
         scope.token += 1
         if scope.busy or not scope.jobs:
-            if not scope.jobs and not scope.busy and scope.earliest() <= self._now():
-                self._scopes.pop(scope.key, None)  # nothing to remember: keeps the map small
+            if not scope.jobs and not scope.busy and scope.forgettable(self._now()):
+                self._scopes.pop(scope.key, None)  # nothing left to remember: keeps the map small
             return
         at = max(scope.earliest(), min(j.not_before for j in scope.jobs))
         now = self._now()
@@ -271,9 +288,13 @@ class Sender:
         window = self._overall
         while window and now - window[0] >= 1.0:
             window.popleft()
-        if len(window) < self.per_second:
+        busy = len(window) + self._flying
+        if busy < self.per_second:
             return 0.0
-        return window[-int(self.per_second)] + 1.0 - now
+        leave = int(busy - self.per_second) + 1  # returned calls that must leave the window first
+        if leave > len(window):
+            return 0.05  # the room is all in flight: look again shortly
+        return window[leave - 1] + 1.0 - now
 
     async def _run(self) -> None:
         while self._running:
@@ -287,6 +308,10 @@ class Sender:
 
     async def _step(self) -> None:
         now = self._now()
+        if now - self._swept > 60.0:  # forget idle chats whose windows have passed (bounded memory)
+            self._swept = now
+            for key in [k for k, sc in self._scopes.items() if not sc.jobs and not sc.busy and sc.forgettable(now)]:
+                del self._scopes[key]
         while self._timers and self._timers[0][0] <= now:
             _, _, key, token = heapq.heappop(self._timers)
             scope = self._scopes.get(key)
@@ -321,7 +346,7 @@ class Sender:
             return
         scope.busy = True
         sent_at = self._now()
-        self._overall.append(sent_at)
+        self._flying += 1
         scope.sent_at.append(sent_at)
         if scope.limit is not None:
             while len(scope.sent_at) > scope.limit.count:
@@ -338,13 +363,18 @@ class Sender:
         batch = [head]
         if head.coalesce:
             size = _part_size(head)
+            said = {_part_key(head)}
             thread = head.payload.get("thread")
             for job in sorted(ready, key=lambda j: j.seq):
                 if job is head or not job.coalesce or job.payload.get("thread") != thread:
                     continue
+                if _part_key(job) in said:
+                    batch.append(job)  # said once already in this message: takes no room
+                    continue
                 size += _part_size(job)
                 if size > self.max_text:
                     break
+                said.add(_part_key(job))
                 batch.append(job)
         taken = {id(j) for j in batch}
         scope.jobs = [j for j in scope.jobs if id(j) not in taken]
@@ -399,6 +429,13 @@ class Sender:
                 self.stats.coalesced += len(live) - 1
             await self._finish(live, result)
         finally:
+            # Count the message from when its call returned (it arrived by then, however long the way was):
+            # measured from when it was made, latency jitter could bunch arrivals past Telegram's limits.
+            returned = self._now()
+            self._flying -= 1
+            self._overall.append(returned)
+            if scope.sent_at:
+                scope.sent_at[-1] = max(scope.sent_at[-1], returned)
             scope.busy = False
             self._slots.release()
             self._schedule(scope)
