@@ -11,7 +11,15 @@ import csv
 import io
 from datetime import datetime, timedelta
 
-from handlers.broadcast import check_lead_time, plan_at, plan_leads, plan_lines, publish, send_personal
+from handlers.broadcast import (
+    check_lead_time,
+    inside_lead_time,
+    plan_at,
+    plan_leads,
+    plan_lines,
+    publish,
+    send_personal,
+)
 from handlers.codes import new_code, normalise
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
@@ -131,7 +139,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     problem = check_lead_time(deps, starts, force)
     if problem is not None:
         return [problem, *deps.usage("sale_add")]
-    bent = starts - deps.now() < deps.rules.events.min_lead
+    bent = inside_lead_time(deps, starts)
     async with deps.db.transaction() as repos:
         sale_id = await repos.sales.create(
             item, price, stock, int(starts.timestamp()), int(end[0].timestamp()) if end else None, limit, tier,
