@@ -26,3 +26,6 @@ class Command:
     staff: bool = False
     hidden: bool = False
     """Left out of /help (e.g. /start)."""
+    asks_platform: bool = False
+    """The handler may ask the platform (group membership, staff): the dispatcher asks first, outside the
+    update's transaction, so the answer is cached and no transaction waits for the network."""

@@ -109,6 +109,10 @@ class Dispatcher:
             is_staff = await port.is_staff(msg)  # may ask the platform: before the transaction
             if command.staff and not is_staff:
                 replies, command = [Reply(self.deps.texts.t("common.staff_only"))], None
+        if command is not None and command.asks_platform:
+            if not msg.is_group:
+                await port.is_group_member(msg)  # warms the channel's cache before the transaction
+            await port.is_staff(msg)  # the same for the admin list (the handler asks again, from the cache)
         db = self.deps.db
         async with db.unit() as repos:
             if not await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts()):
