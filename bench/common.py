@@ -6,6 +6,8 @@
 * ``clean_environment`` / ``child_env``: keep a developer's real bot configuration (``VIPBOT_*`` and the
   secrets read from the environment) out of an in-process bot or a bot child process;
 * ``python_executable`` / ``stop_child``: start and stop ``python -m bot.cli run`` child processes;
+* ``cpu_seconds`` / ``load_average``: a process's CPU time (user + system, all threads) from
+  ``/proc/<pid>/stat``, and the machine's load average, for benchmarks that run the bot as a child;
 * ``TimingRequest`` / ``TimingProcessor`` / ``instrument``: the bot's HTTPXRequest and PTB update processor
   replaced by subclasses that report each successful Bot API call and each update taking its
   ``concurrent_updates`` slot (for the in-process Telegram benchmarks).
@@ -94,6 +96,19 @@ def stop_child(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | No
             proc.kill()
             proc.wait(10)
     return proc.returncode
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (utime + stime, every thread) the process ``pid`` has used so far, from ``/proc/<pid>/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 (state) is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages and its CPU count, as one line."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 # --- instrumentation of an in-process PTB Application ----------------------------------------------------------

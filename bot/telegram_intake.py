@@ -194,3 +194,8 @@ class Intake:
             else:  # storage failed: it stays stored (or Telegram keeps it); try again when space may be back
                 asyncio.get_running_loop().call_later(retry, self._queue.put_nowait, (key, update))
                 retry = min(retry * 2, 30.0)
+            if not self._queue.empty():
+                # Handling an update need not wait for anything (its statements run on the loop), so without
+                # this one worker would take a whole backlog in one go and the loop would run nothing else
+                # meanwhile: no SIGTERM, no getUpdates, no webhook answer, no reply sent, no start-up step.
+                await asyncio.sleep(0)
