@@ -169,11 +169,14 @@ class TelegramChannel:
         self._storage_failing = False
         self._board_texts: dict[tuple[str, str], str] = {}
         """The text each board was last drawn with, so an unchanged board is not edited."""
+        self._board_counts: dict[tuple[str, str], int] = {}
+        """The count each board showed when last sent: the next one lists every check-in since."""
         self._http: httpx.AsyncClient | None = None
 
     def _build_application(self) -> Application:
         tg = self.settings.telegram
-        pool = self.settings.delivery.concurrency + 8
+        concurrency = self.settings.delivery.concurrency
+        pool = concurrency + max(4, concurrency // 2) + 8  # messages, toasts, and the getChat* questions
         return (
             ApplicationBuilder()
             .token(self.settings.telegram_token)
@@ -478,15 +481,17 @@ class TelegramChannel:
         """The board of this group changed: post it (first check-in of the day, in the topic it came from)
         or edit it, in the group's turn; one edit shows every check-in since the last."""
         day = self._today()
-        drawn: list[str] = []
+        drawn: list[tuple[str, int]] = []
 
         async def render() -> dict[str, Any] | None:
-            text, buttons = await render_board(self.deps, CHANNEL, chat_id, day)
+            text, buttons, count = await render_board(
+                self.deps, CHANNEL, chat_id, day, self._board_counts.get((chat_id, day))
+            )
             async with self.deps.db.read() as repos:
                 message_id = await repos.boards.message_id(CHANNEL, chat_id, day)
             if message_id is not None and self._board_texts.get((chat_id, day)) == text:
                 return None  # already shows this
-            drawn[:] = [text]
+            drawn[:] = [(text, count)]
             return {"kind": "board", "text": text, "message_id": message_id, "thread": thread,
                     "buttons": [(b.label, b.data) for b in buttons]}  # fmt: skip
 
@@ -494,7 +499,8 @@ class TelegramChannel:
             if result.outcome is Outcome.SENT and drawn:
                 if len(self._board_texts) > 1000:
                     self._board_texts.clear()  # old days' boards: forgetting costs at most one edit
-                self._board_texts[(chat_id, day)] = drawn[0]
+                    self._board_counts.clear()
+                self._board_texts[(chat_id, day)], self._board_counts[(chat_id, day)] = drawn[0]
             if result.outcome is not Outcome.SENT or result.message_id is None:
                 if result.outcome is Outcome.FAILED and "not found" in result.error:
                     async with self.deps.db.transaction() as repos:  # deleted by an admin: post a new one

@@ -430,7 +430,7 @@ async def test_polling_bot_killed_mid_burst_loses_and_doubles_nothing(tmp_path: 
                   f" {len(api.served_ids)} served, {len(api.confirmed_ids)} confirmed")  # fmt: skip
         await bot.start()
         await until(lambda: api.confirmed_ids >= burst.ids, 60, "every update confirmed to the fake")
-        await until(lambda: all_settled(db, total), 30, "every update done and every reply sent", every=0.02,
+        await until(lambda: all_settled(db, total), 90, "every update done and every reply sent", every=0.02,
                     why=lambda: missing(db, api.confirmed_ids))  # fmt: skip
         code, _ = await bot.stop(signal.SIGTERM)
         assert code == 0
@@ -497,7 +497,7 @@ async def test_webhook_bot_killed_mid_burst_loses_and_doubles_nothing(tmp_path: 
                     def reached(kind: str = kind, target: int = target) -> bool:
                         return (len(acked) if kind == "acked" else done_count(db)) >= target
 
-                    await until(reached, 30, f"the moment to stop ({kind} at {target})", why=lambda: missing(db, acked))
+                    await until(reached, 90, f"the moment to stop ({kind} at {target})", why=lambda: missing(db, acked))
                     await bot.stop(signum)
                     print(f"{signum.name} on {kind} (at {target}): {done_count(db)}/{total} done,"
                           f" {len(acked)} acknowledged")  # fmt: skip
@@ -506,7 +506,7 @@ async def test_webhook_bot_killed_mid_burst_loses_and_doubles_nothing(tmp_path: 
             finally:
                 for task in posters:
                     task.cancel()
-        await until(lambda: all_settled(db, total), 30, "every update done and every reply sent", every=0.02,
+        await until(lambda: all_settled(db, total), 90, "every update done and every reply sent", every=0.02,
                     why=lambda: missing(db, acked))  # fmt: skip
         code, _ = await bot.stop(signal.SIGTERM)
         assert code == 0
