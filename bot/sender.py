@@ -127,6 +127,17 @@ class _Scope:
     paused_until: float = 0.0
     busy: bool = False
     token: int = 0
+    live_turn: bool = False
+    """The last message taken was a live job's (a board, a stock line)."""
+
+    def head(self, ready: list[Job]) -> Job:
+        """The job that gets the chat's next turn: the highest priority, oldest first. While live jobs and
+        others both wait, they take turns: a board redrawn at every turn of a busy group neither starves the
+        rest (a flash sale's post) nor waits behind a run of them (the hint lines of many winners)."""
+        live = [j for j in ready if j.live_key is not None]
+        if live and len(live) < len(ready):
+            ready = [j for j in ready if j.live_key is None] if self.live_turn else live
+        return min(ready, key=lambda j: (j.priority, j.seq))
 
     def forgettable(self, now: float) -> bool:
         """Nothing queued would be held back by what this chat was sent (its window has passed)."""
@@ -200,6 +211,8 @@ class Sender:
         self._seq = itertools.count(1)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        self._toast_slots = asyncio.Semaphore(max(4, concurrency // 2))
+        """Toasts have slots of their own: a thousand presses at once must not hold up the chats' messages."""
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -278,7 +291,7 @@ class Sender:
         at = max(scope.earliest(), min(j.not_before for j in scope.jobs))
         now = self._now()
         if at <= now:
-            best = min((j for j in scope.jobs if j.not_before <= now), key=lambda j: (j.priority, j.seq))
+            best = scope.head([j for j in scope.jobs if j.not_before <= now])
             heapq.heappush(self._ready, (best.priority, best.created, best.seq, scope.key, scope.token))
         else:
             heapq.heappush(self._timers, (at, next(self._seq), scope.key, scope.token))
@@ -359,7 +372,8 @@ class Sender:
         ready = [j for j in scope.jobs if j.not_before <= now]
         if not ready:
             return []
-        head = min(ready, key=lambda j: (j.priority, j.seq))
+        head = scope.head(ready)
+        scope.live_turn = head.live_key is not None
         batch = [head]
         if head.coalesce:
             size = _part_size(head)
@@ -387,7 +401,7 @@ class Sender:
 
     # --- sending -----------------------------------------------------------------------------------
     async def _send_unlimited(self, job: Job) -> None:
-        async with self._slots:
+        async with self._toast_slots:
             result = await self._call([job])
         if result.outcome in (Outcome.FLOOD, Outcome.RETRY) and job.attempts < 2:
             job.attempts += 1
