@@ -87,7 +87,7 @@ class DeliverySettings(StrictModel):
     into one private chat; the defaults keep a margin under each)."""
 
     telegram_per_second: float = Field(25, gt=0, le=30)
-    group_per_minute: float = Field(17, gt=0, le=20)
+    group_per_minute: float = Field(18, gt=0, le=20)
     """Messages and edits into one group per minute, evenly spaced."""
     private_gap_seconds: float = Field(1.1, ge=1.0)
     """Seconds between two messages into one private chat."""

@@ -69,7 +69,7 @@ def add_housekeeping(scheduler: AsyncIOScheduler, deps: Deps, outbox: Outbox) ->
 async def refresh_live_posts(deps: Deps, outbox: Outbox) -> int:
     """Edit the group posts of running flash sales and open group buys whose numbers changed.
 
-    Runs every `sales.edit_interval_seconds` (5 s by default: at most 12 edits a minute per post, under
+    Runs every `sales.edit_interval_seconds` (15 s by default: at most 4 edits a minute per post, leaving a busy group's
     Telegram's 20 messages a minute into one group)."""
     try:
         posts = [*await sales.live_posts(deps), *await group_buys.live_posts(deps)]

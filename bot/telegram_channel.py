@@ -367,12 +367,14 @@ class TelegramChannel:
             return  # nothing to say to a poll answer
         now = self.deps.now_ts()
         board_on = msg.is_group and self.settings.checkin.board.enabled
+        toast: dict[str, Any] | None = None
         if update.callback_query is not None:
             # The first reply shows on the presser's screen only; the rest are sent as usual.
             first = replies[0].text if replies else ""
             payload = {"kind": "callback", "query_id": update.callback_query.id, "text": first[:200],
                        "alert": len(first) > 60 and not (replies and replies[0].board)}  # fmt: skip
             jobs.append(Job(CALLBACK_SCOPE, Priority.ANSWER, payload))
+            toast = payload
             if replies and replies[0].board and board_on:
                 boards.append((msg.chat_id, msg.thread_id))
             replies = replies[1:]
@@ -396,6 +398,9 @@ class TelegramChannel:
                     # Never where others can read it: it waits for the member's private chat.
                     await self._queue(repos, jobs, msg.sender.external_id, Priority.ANSWER, reply, msg, now, held=True)
                     hint = self.deps.texts.t("common.start_bot_first", bot=self.bot_username or "")
+                    if toast is not None:  # a button press: the hint joins the toast, the group hears nothing
+                        toast["text"], toast["alert"] = f"{toast['text']}\n{hint}"[:200], True
+                        continue
                     await self._queue(repos, jobs, msg.chat_id, Priority.GROUP, Reply(hint, mention=msg.sender), msg,
                                       now, coalesce=True)  # fmt: skip
                     continue

@@ -107,7 +107,7 @@ class EventRules(StrictModel):
 class SaleRules(StrictModel):
     early_access_minutes: dict[str, int] = Field(default_factory=lambda: {"black": 10, "diamond": 5})
     """Tier id -> minutes before everyone else that the tier may claim (announced to them privately)."""
-    edit_interval_seconds: float = Field(5, ge=3, description="group posts' stock line is edited at most this often")
+    edit_interval_seconds: float = Field(15, ge=3, description="group posts' stock line is edited at most this often")
 
     def early(self, tier_id: str) -> timedelta:
         return timedelta(minutes=self.early_access_minutes.get(tier_id, 0))
