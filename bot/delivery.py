@@ -150,7 +150,8 @@ class Outbox:
         return frozenset(name for name, pusher in self._pushers.items() if pusher.has_staff_chat)
 
     def wake(self) -> None:
-        self._wakeup.set()
+        """New rows were queued: look for them once they are committed."""
+        self.db.on_commit(self._wakeup.set)
 
     async def edit_posts(self, posts: Sequence[tuple[list[int], str, tuple[tuple[str, str], ...]]]) -> int:
         """Bring live group posts up to date: for each (announcement ids, text, buttons), edit every sent

@@ -356,7 +356,6 @@ class TelegramChannel:
             self.sender.submit(job)
         for chat_id, thread in boards:
             self.touch_board(chat_id, thread)
-        self.deps.outbox.wake()
         return True
 
     # --- replies out -------------------------------------------------------------------------------

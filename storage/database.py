@@ -203,6 +203,7 @@ class Database:
         self._read_repos = Repos(ThreadedStatements(reader))
         self._checkpointed_at = self._wal_checked_at = writer.total_changes
         self._checkpoint: asyncio.Task[None] | None = None
+        self._commit_callbacks: list[Callable[[], None]] = []
         self._truncation: asyncio.Task[None] | None = None
         self._checkpoint_lock = asyncio.Lock()  # one checkpoint at a time: SQLite fails a second one at once
         self._wal_full = False  # the WAL passed _truncate_above: the next write waits for a TRUNCATE checkpoint
@@ -346,18 +347,30 @@ class Database:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the running task's transaction has committed (now, outside a transaction);
+        forgotten if it rolls back. E.g. wake the outbox only when the rows it is to send are visible."""
+        if self._owned_unit():
+            self._commit_callbacks.append(callback)
+        else:
+            callback()
+
     def _commit(self) -> None:
         """COMMIT; if that fails (a full disk, a deferred constraint) roll back, so the next use case starts clean."""
+        callbacks, self._commit_callbacks = self._commit_callbacks, []
         try:
             self._writer.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         self._after_commit()
+        for callback in callbacks:
+            callback()
 
     def _rollback(self) -> None:
         """ROLLBACK the open transaction, if any (SQLite may have rolled it back itself, e.g. on SQLITE_FULL).
         A failing ROLLBACK is logged, not raised: the caller is already raising the error that matters."""
+        self._commit_callbacks = []
         if self._writer.in_transaction:
             try:
                 self._writer.execute("ROLLBACK")
