@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import time
@@ -19,20 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.config import DeliverySettings
+from bot.sender import Outcome
 from handlers.messages import Button
 from storage.database import Database
 from storage.deliveries import Delivery
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(enum.Enum):
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
-    SKIPPED = "skipped"
-    """The pusher's claim of the row was refused: another sender has it; nothing to settle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +308,7 @@ class Outbox:
                 await repos.deliveries.mark_sent(delivery.id, int(time.time()), result.message_id)
                 if result.native_poll_id is not None and delivery.poll_id is not None:
                     await repos.polls.map_native(pusher.channel, result.native_poll_id, delivery.poll_id)
-            elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
+            elif result.outcome in (Outcome.RETRY, Outcome.FLOOD) and attempts < self.settings.max_attempts:
                 if result.retry_after is not None:
                     self._pacers[pusher.channel].pause(result.retry_after)
                     delay = result.retry_after
@@ -328,7 +319,7 @@ class Outbox:
                 await repos.deliveries.mark_uncertain(delivery.id, result.error)
             else:
                 await repos.deliveries.mark_failed(delivery.id, result.error or "gave up after retries")
-        if result.outcome is Outcome.RETRY:
+        if result.outcome in (Outcome.RETRY, Outcome.FLOOD):
             self.wake()
         elif result.outcome is not Outcome.SENT:
             log.warning("delivery %s to %s %s: %s (%s)", delivery.id, delivery.channel, delivery.target,

@@ -12,23 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.config import Settings
-from bot.delivery import NativePoll, Outcome, PushResult
-from bot.sender import Delivered, Job, Priority, Sender
-from bot.sender import Outcome as SendOutcome
+from bot.delivery import NativePoll, PushResult
+from bot.sender import Delivered, Job, Outcome, Priority, Sender
 from handlers.messages import Button
 
 CHANNEL = "telegram"
 
 log = logging.getLogger(__name__)
 
-_RESULTS = {
-    SendOutcome.SENT: Outcome.SENT,
-    SendOutcome.FAILED: Outcome.FAILED,
-    SendOutcome.UNCERTAIN: Outcome.UNCERTAIN,
-    SendOutcome.RETRY: Outcome.RETRY,
-    SendOutcome.FLOOD: Outcome.RETRY,
-    SendOutcome.SKIPPED: Outcome.SKIPPED,
-}
 
 
 class TelegramPusher:
@@ -81,10 +72,10 @@ class TelegramPusher:
                                    on_result=_resolver(done)))  # fmt: skip
         results = await asyncio.gather(*waits)
         first = results[0]
-        if first.outcome is SendOutcome.SKIPPED:
+        if first.outcome is Outcome.SKIPPED:
             return PushResult(Outcome.SKIPPED)
-        best = next((r for r in results if r.outcome is SendOutcome.SENT), first)
-        return PushResult(_RESULTS[best.outcome], best.error, message_id=best.message_id,
+        best = next((r for r in results if r.outcome is Outcome.SENT), first)
+        return PushResult(best.outcome, best.error, message_id=best.message_id,
                           native_poll_id=best.extra if isinstance(best.extra, str) else None)  # fmt: skip
 
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
