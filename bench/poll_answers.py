@@ -4,33 +4,36 @@ The workload of the issue: 5,000 members answer a 1-5 rating poll within a minut
 counted once; report answers/s and the time to compute and render the results for 5,000 answers.
 
 Setup per run (a fresh temporary SQLite database each time): ``Settings`` (one VIP supergroup, one staff
-id, PTB's ``AIORateLimiter`` on as in the shipped config.yaml unless ``--no-rate-limiter``; it does not
-throttle ``answerCallbackQuery``, which names no chat) -> ``Runtime.open`` -> ``TelegramChannel`` (its
-real PTB Application: TypeHandler -> ``to_inbound`` -> ``Dispatcher`` -> ``handlers.polls.vote`` ->
-SQLite -> ``answerCallbackQuery``). The staff's ``/poll rating <question> --hours 2`` goes through the
-dispatcher, then the N members are seeded with ``repos.members.register`` (after the poll, so that
-publishing it queues nothing per member; no pusher is attached, nothing is delivered anyway).
+id, ``telegram.rate_limiter`` on as in the shipped config.yaml unless ``--no-rate-limiter``; the sender's
+limits do not apply to ``answerCallbackQuery``) -> ``Runtime.open`` -> ``TelegramChannel`` attached and
+started as ``vipbot run`` does (it polls the fake, which has nothing queued): stored update -> intake
+worker -> ``to_inbound`` -> ``Dispatcher`` (one transaction: inbox claim, ``handlers.polls.vote``, queued
+toast) -> sender -> ``answerCallbackQuery``. The staff's ``/poll rating <question> --hours 2`` goes through
+the dispatcher, then the N members are seeded with ``repos.members.register`` (after the poll, so that
+publishing it queues nothing per member; the runtime's outbox is not started, nothing is pushed).
 
 The presses: every member presses one rating button (callback data ``v1:vote:<poll> <1-5>``, a rating
 drawn with a fixed seed) under the poll message in the group; ``--revotes`` of them (500) press a second,
 different rating later in the stream (at least ``--gap`` presses after their first one, so that with
-``concurrent_updates`` 64 the two presses of one member are not in flight together). The presses are put
-straight into ``Application.update_queue`` (polling is not started) in two runs:
+``concurrent_updates`` 64 the two presses of one member are not in flight together). The presses are stored
+straight into the inbox with ``channel.intake.store([...])``, as webhook deliveries would be, in two runs:
 
-* paced: one press every 1/``--rate`` s (100/s: 5,500 presses in 55 s), the arrival pattern of the issue;
-* fast: all presses queued at once, the pipeline's throughput.
+* paced: one press stored every 1/``--rate`` s (100/s: 5,500 presses in 55 s), the arrival pattern of the
+  issue;
+* fast: all presses stored at once (one ``store``, one transaction), the pipeline's throughput.
 
 The bot's calls go to the fake Bot API of ``tests/fakes/bot_api.py`` in a separate process
-(``bench/fake_server.py``). The bot's HTTPXRequest is wrapped to note when each ``answerCallbackQuery``
-returned (keyed by ``callback_query_id``). Per run: answers/s = presses / (last answer - first put);
-latency p50/p99/max = put into the queue until the answer returned; "within 60 s" = last answer - first
-put <= 60 s.
+(``bench/fake_server.py``; Telegram's flood limits enforced, or off with ``--no-rate-limiter``). The bot's
+HTTPXRequest is wrapped to note when each ``answerCallbackQuery`` returned (keyed by ``callback_query_id``).
+Per run: answers/s = presses / (last answer - first put); latency p50/p99/max = the ``store`` call began
+until the answer returned; "within 60 s" = last answer - first put <= 60 s.
 
 Checks (exit status 1 when any fails): every press answered exactly once, with the rating it sent
 ("Your answer: <n>"), and the fake saw as many ``answerCallbackQuery``; exactly N rows in
 ``poll_answers`` (N distinct members); each member's stored rating equals the LAST rating they sent; the
 count, average, satisfaction and distribution in the results text equal those computed here from the
-sent ratings; ``/poll close`` says the same; a vote after closing is refused and changes nothing.
+sent ratings; ``/poll close`` says the same; a vote after closing is refused and changes nothing; every
+press is done in the inbox; no 429 from the fake.
 
 Timings after the presses: ``repos.polls.answers`` (loading the N answers), ``handlers.polls.results``
 (compute + render the PNG) ``--reps`` times (median, max; the process's first call is also shown, it pays
@@ -58,6 +61,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,14 +70,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from telegram import Update  # noqa: E402
-from telegram.ext import Application  # noqa: E402
 
 from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
 from bot.telegram_channel import TelegramChannel  # noqa: E402
+from bot.telegram_intake import Intake  # noqa: E402
 from handlers import poll_results  # noqa: E402
 from handlers.charts import bar_chart  # noqa: E402
 from handlers.messages import Identity, Inbound, Reply  # noqa: E402
@@ -103,19 +106,39 @@ class Press:
 
 def plan_presses(members: int, revotes: int, gap: int, seed: int) -> list[Press]:
     """One press per member in random order, plus `revotes` second presses with a different rating, each
-    at least `gap` positions after that member's first press (or at the end of the stream)."""
+    at least `gap` positions after that member's first press. The re-voters are drawn among the members
+    whose first press comes at least `gap` before the end of the first presses (only when too few do, the
+    others too: their second press may then come closer; ``min_gap`` tells)."""
     rng = random.Random(seed)
     order = list(range(members))
     rng.shuffle(order)
     first = {m: rng.randint(1, 5) for m in order}
     keyed: list[tuple[float, Press]] = [(float(pos), Press(m, first[m], False)) for pos, m in enumerate(order)]
     position = {m: pos for pos, m in enumerate(order)}
-    for m in rng.sample(range(members), min(revotes, members)):
+    count = min(revotes, members)
+    eligible = [m for m in range(members) if position[m] + gap <= members]
+    chosen = rng.sample(eligible, min(count, len(eligible)))
+    if len(chosen) < count:
+        rest = [m for m in range(members) if position[m] + gap > members]
+        chosen += rng.sample(rest, count - len(chosen))
+    for m in chosen:
         earliest = min(position[m] + gap, members)
         key = rng.uniform(earliest, max(earliest, members) + revotes * 0.1) + 0.5
         keyed.append((key, Press(m, rng.choice([r for r in range(1, 6) if r != first[m]]), True)))
     keyed.sort(key=lambda item: item[0])
     return [press for _, press in keyed]
+
+
+def min_gap(presses: list[Press]) -> int | None:
+    """The fewest presses between a member's first and second press (None without re-votes)."""
+    first: dict[int, int] = {}
+    gaps = []
+    for index, press in enumerate(presses):
+        if press.member in first:
+            gaps.append(index - first[press.member])
+        else:
+            first[press.member] = index
+    return min(gaps, default=None)
 
 
 def last_ratings(presses: list[Press]) -> dict[int, int]:
@@ -135,10 +158,20 @@ def build_update_data(presses: list[Press]) -> list[dict[str, Any]]:
     ]
 
 
+# --- what the fake Bot API reports (computed in its process) -------------------------------------------
+def poll_stats(api: FakeBotApi) -> dict[str, Any]:
+    """``GET /control/stats`` of this benchmark: calls per method, 429 answers, the server's CPU seconds."""
+    return {
+        "methods": dict(Counter(call.method for call in api.calls)),
+        "refused_429": sum(1 for call in api.calls if call.status == 429),
+        "cpu_seconds": time.process_time(),
+    }
+
+
 # --- instrumentation ------------------------------------------------------------------------------------
 @dataclass
 class Recorder:
-    """Times per callback query id: put into the queue, answer returned (and the answer's text)."""
+    """Times per callback query id: stored, answer returned (and the answer's text)."""
 
     expected: int
     put_at: dict[str, float] = field(default_factory=dict)
@@ -183,6 +216,7 @@ class RunResult:
     answers: int
     fake_answers: int
     wrong_answer_texts: int
+    refused_429: int = 0
     load_average: tuple[float, float] = (0.0, 0.0)
     """The machine's 1-minute load average before and after the presses (other processes compete)."""
     db: dict[str, Any] = field(default_factory=dict)
@@ -198,24 +232,27 @@ class RunResult:
 
 
 async def drive(
-    application: Application, updates: list[Update], recorder: Recorder, rate: float | None, wait_s: float
+    intake: Intake, updates: list[dict[str, Any]], recorder: Recorder, rate: float | None, wait_s: float
 ) -> tuple[float, float, float, bool]:
-    """Put the presses into the queue (paced at `rate` per second, or all at once) and wait, bounded, for
-    every answer. Returns (time of the first put, feed seconds, CPU seconds of this process, completed)."""
-    queue = application.update_queue
+    """Store the presses in the inbox (paced at `rate` per second, one ``store`` each, or all in one) and wait,
+    bounded, for every answer. Returns (time of the first store, feed seconds, CPU seconds of this process,
+    completed)."""
     feed_end = 0.0
 
     async def feed() -> None:
         nonlocal feed_end
         start = time.perf_counter()
-        for index, update in enumerate(updates):
-            if rate is not None:
+        if rate is None:
+            for update in updates:
+                recorder.put_at[str(update["callback_query"]["id"])] = start
+            await intake.store(updates)
+        else:
+            for index, update in enumerate(updates):
                 delay = start + index / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            assert update.callback_query is not None
-            recorder.put_at[update.callback_query.id] = time.perf_counter()
-            queue.put_nowait(update)
+                recorder.put_at[str(update["callback_query"]["id"])] = time.perf_counter()
+                await intake.store([update])
         feed_end = time.perf_counter()
         await recorder.all_answered.wait()
 
@@ -314,6 +351,16 @@ def read_database(path: Path) -> dict[str, Any]:
         conn.close()
 
 
+def inbox_pending(path: Path) -> int:
+    """Stored Telegram updates not done (every press must be)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        sql = "SELECT COUNT(*) FROM inbox WHERE key LIKE 'telegram:update:%' AND done_at IS NULL"
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def check_database(db: dict[str, Any], presses: list[Press]) -> tuple[dict[str, Any], list[str]]:
     """Exactly one row per member, holding the rating the member sent last."""
     final = last_ratings(presses)
@@ -402,19 +449,19 @@ async def run(
         runtime = await Runtime.open(settings)
         try:
             channel = TelegramChannel(settings, runtime.dispatcher)
+            await channel.attach(runtime)
             await create_poll(runtime, channel)
             await seed_members(runtime, args.members)
-            application = channel.application
             recorder = Recorder(len(data))
-            await instrument(application, recorder.on_success)
-            updates = [Update.de_json(item, application.bot) for item in data]
+            await instrument(channel.application, recorder.on_success)
+            assert channel.intake is not None
             server.reset()
             fake_before = server.stats()["cpu_seconds"]
             load_before = os.getloadavg()[0]
-            await application.initialize()
-            await application.start()
+            await channel.start()
             try:
-                t0, feed_s, cpu, completed = await drive(application, updates, recorder, rate, wait_s)
+                t0, feed_s, cpu, completed = await drive(channel.intake, data, recorder, rate, wait_s)
+                await channel.idle(timeout=10.0)
                 await asyncio.sleep(0.2)  # let a stray double answer, if any, arrive before counting
             finally:
                 await channel.stop()
@@ -445,6 +492,7 @@ async def run(
                 answers=recorder.answers,
                 fake_answers=int(stats["methods"].get("answerCallbackQuery", 0)),
                 wrong_answer_texts=wrong,
+                refused_429=int(stats.get("refused_429", 0)),
                 load_average=(load_before, os.getloadavg()[0]),
             )
             if not completed:
@@ -455,6 +503,11 @@ async def run(
                 )
             if wrong:
                 r.problems.append(f"{wrong} answers do not repeat the rating that was pressed")
+            if r.refused_429:
+                r.problems.append(f"the fake answered 429 {r.refused_429} times")
+            pending = inbox_pending(db_path)
+            if pending:
+                r.problems.append(f"{pending} presses not done in the inbox")
 
             r.db, db_problems = check_database(read_database(db_path), presses)
             r.problems.extend(db_problems)
@@ -510,14 +563,15 @@ async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     final = last_ratings(presses)
     revoters = sum(p.revote for p in presses)
     modes = ["fast"] if args.skip_paced else ["paced", "fast"]
-    server = FakeServer.start(TOKEN)
+    server = FakeServer.start(TOKEN, stats=poll_stats, limits=not args.no_rate_limiter)
     out: list[RunResult] = []
     try:
         print(
             f"fake Bot API pid {server.process.pid} on 127.0.0.1:{server.port}; bot pid {os.getpid()}; {os.cpu_count()}"
-            f" CPUs; {args.members} members, {len(presses)} presses ({revoters} re-votes, gap >= {args.gap}),"
+            f" CPUs; {args.members} members, {len(presses)} presses ({revoters} re-votes, gap >= {args.gap},"
+            f" smallest {min_gap(presses)}),"
             f" seed {args.seed}, concurrent_updates {args.concurrency},"
-            f" rate limiter {'off' if args.no_rate_limiter else 'on'}"
+            f" rate limiter and fake limits {'off' if args.no_rate_limiter else 'on'}"
         )
         print(HEADER)
         for mode in modes:
@@ -559,6 +613,7 @@ async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "presses": len(presses),
         "revotes": revoters,
         "gap": args.gap,
+        "min_gap": min_gap(presses),
         "seed": args.seed,
         "rate": args.rate,
         "concurrency": args.concurrency,
@@ -584,7 +639,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=7, help="repetitions of the results() timing")
     parser.add_argument("--seed", type=int, default=20260310, help="seed of the ratings and the order")
     parser.add_argument("--skip-paced", action="store_true", help="only the as-fast-as-possible run")
-    parser.add_argument("--no-rate-limiter", action="store_true", help="build the bot without AIORateLimiter")
+    parser.add_argument("--no-rate-limiter", action="store_true",
+                        help="telegram.rate_limiter false, and the fake's flood limits off")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds to wait for one run's answers")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)

@@ -33,6 +33,17 @@ def update_key(update_id: int) -> str:
     return f"{CHANNEL}:update:{update_id}"
 
 
+def sender_of(update: dict[str, Any]) -> object:
+    """Who an update is from (their updates must keep their order); the update's own id if nobody."""
+    for field in ("message", "edited_message", "callback_query", "poll_answer", "my_chat_member", "chat_member"):
+        part = update.get(field)
+        if isinstance(part, dict):
+            who = part.get("from") or part.get("user")
+            if isinstance(who, dict) and "id" in who:
+                return who["id"]
+    return ("update", update.get("update_id"))
+
+
 Process = Callable[[str, dict[str, Any]], Awaitable[bool]]
 """Handles one stored update; False when storage failed and it must be tried again later."""
 
@@ -58,6 +69,8 @@ class Intake:
         self._poller: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         self._busy = 0
+        self._senders: dict[object, tuple[asyncio.Lock, int]] = {}
+        """Per sender: the lock that keeps their updates in order, and how many workers hold or await it."""
         self._stopping = False
         self.handled = 0
 
@@ -179,14 +192,25 @@ class Intake:
                     self._queued.discard(key)
                 continue
             self._busy += 1
+            sender = sender_of(update)
+            # One member's updates are handled in the order they came (a re-vote after a vote), while
+            # different members' run side by side. The lock is taken before anything can yield.
+            lock, users = self._senders.get(sender) or (asyncio.Lock(), 0)
+            self._senders[sender] = (lock, users + 1)
             try:
-                ok = await self.process(key, update)
+                async with lock:
+                    ok = await self.process(key, update)
             except Exception:
                 log.exception("handling %s failed", key)
                 ok = True  # a bug, not the disk: trying again would fail the same way
             finally:
                 self._busy -= 1
                 self._room.set()
+                lock, users = self._senders[sender]
+                if users > 1:
+                    self._senders[sender] = (lock, users - 1)
+                else:
+                    del self._senders[sender]  # nobody else waits: keeps the map small
             if ok:
                 self._queued.discard(key)
                 self.handled += 1
