@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.config import DeliverySettings
-from bot.sender import Outcome
+from bot.sender import Outcome, stop_tasks
 from handlers.messages import Button
 from storage.database import Database
 from storage.deliveries import Delivery
@@ -178,17 +178,9 @@ class Outbox:
         """Stop taking new rows and let the messages already handed over finish (bounded)."""
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight), timeout=timeout)
-            for task in late:  # a row cancelled mid-send is found 'sending' at the next start: uncertain
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+        # A row cancelled mid-send is found 'sending' at the next start: uncertain.
+        await stop_tasks(self._task, self._inflight, timeout)
+        self._task = None
 
     async def idle(self, timeout: float = 5.0) -> bool:
         """Wait until no row is pending (retries included) and nothing is in flight; False on timeout."""

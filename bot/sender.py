@@ -26,6 +26,20 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 
+async def stop_tasks(loop: asyncio.Task[None] | None, inflight: set[asyncio.Task[None]], timeout: float) -> None:
+    """Cancel a loop task and wait for it; give the tasks in flight `timeout` seconds, then cancel the rest."""
+    if loop is not None:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    if inflight:
+        _, late = await asyncio.wait(set(inflight), timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
 class Priority(enum.IntEnum):
     ANSWER = 0
     """Answers in private chats and button toasts."""
@@ -269,17 +283,8 @@ class Sender:
         What is still queued stays in the database for the next start (replies and pushes are rows)."""
         self._running = False
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._inflight:
-            _, late = await asyncio.wait(set(self._inflight), timeout=timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+        await stop_tasks(self._task, self._inflight, timeout)
+        self._task = None
 
     # --- scheduling --------------------------------------------------------------------------------
     def _schedule(self, scope: _Scope) -> None:
