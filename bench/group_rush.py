@@ -790,6 +790,10 @@ def print_timeline(tracker: Tracker, w: Workload, t0: float) -> None:
         chat = rec["chat"]
         if (rec["method"] in MESSAGE_METHODS and isinstance(chat, int) and chat < 0) or rec["status"] == 429:
             print(f"    {rec['at'] - t0:8.2f} {chat} {rec['method']} {rec['status']} {describe(rec)}")
+    for m in w.members:
+        if m.pushed_at is not None and (m.confirmed_at is None or m.confirmed_at - m.pushed_at > CONFIRM_GOAL_S):
+            seen = f"{m.confirmed_at - t0:.2f} s" if m.confirmed_at is not None else "never"
+            print(f"    late {m.sent_way} check-in of {m.name} pushed at {m.pushed_at - t0:.2f} s: seen {seen}")
     for private in w.privates:
         if private.pushed_at is None or private.answered_at is None:
             continue

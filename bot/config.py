@@ -88,7 +88,12 @@ class DeliverySettings(StrictModel):
 
     telegram_per_second: float = Field(25, gt=0, le=30)
     group_per_minute: float = Field(18, gt=0, le=20)
-    """Messages and edits into one group per minute, evenly spaced."""
+    """Messages and edits into one group in any 60 s."""
+    group_gap_seconds: float = Field(1.5, ge=1.0, le=60)
+    """Least time between two messages or edits into one group."""
+    board_reserve_per_minute: float = Field(3, ge=0)
+    """Turns a minute the check-in board leaves to the group's other messages (a sale's post, staff answers):
+    in a rush the board is edited every 60 / (group_per_minute - this) seconds, whatever else is waiting."""
     private_gap_seconds: float = Field(1.1, ge=1.0)
     """Seconds between two messages into one private chat."""
     coalesce_seconds: float = Field(0.4, ge=0, le=5)

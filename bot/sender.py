@@ -110,6 +110,9 @@ class Job:
     render: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
     min_interval: float = 0.0
     """For a live job: seconds between two sends of its key."""
+    leads: bool = False
+    """Takes the chat's turn before anything else whenever it is ready (the check-in board). Its
+    `min_interval` bounds it, so the other messages keep the turns it leaves."""
     claim: Callable[[], Awaitable[bool]] | None = None
     """Called right before sending; False drops the job (someone else took it)."""
     on_result: Callable[[Job, Delivered], Awaitable[None]] | None = None
@@ -145,13 +148,41 @@ class _Scope:
     """The last message taken was a live job's (a board, a stock line)."""
 
     def head(self, ready: list[Job]) -> Job:
-        """The job that gets the chat's next turn: the highest priority, oldest first. While live jobs and
-        others both wait, they take turns: a board redrawn at every turn of a busy group neither starves the
-        rest (a flash sale's post) nor waits behind a run of them (the hint lines of many winners)."""
+        """The job that gets the chat's next turn. A leading job (the board) whenever it is ready: paced by
+        its own interval, it is redrawn at a steady beat however busy the group, and the rest share the turns
+        in between. Otherwise the highest priority, oldest first; while other live jobs (stock lines) and the
+        rest both wait, they take turns, so neither starves the other."""
+        leading = [j for j in ready if j.leads]
+        if leading:
+            return min(leading, key=lambda j: j.seq)
         live = [j for j in ready if j.live_key is not None]
         if live and len(live) < len(ready):
             ready = [j for j in ready if j.live_key is None] if self.live_turn else live
         return min(ready, key=lambda j: (j.priority, j.seq))
+
+    def ready(self, now: float) -> list[Job]:
+        """The jobs that may take the chat's turn at `now`: past their `not_before` and the chat's limits,
+        and none that would push a leading job (the board) back by taking the turn just before it is due."""
+        return [j for j in self.jobs if self._turns(now)(j) <= now]
+
+    def next_turn(self, now: float) -> float:
+        """When the next job may take the chat's turn (see `ready`); `now` at the earliest."""
+        return min(map(self._turns(now), self.jobs))
+
+    def _turns(self, now: float) -> Callable[[Job], float]:
+        earliest = max(self.earliest(), now)
+        lead_at = min((j.not_before for j in self.jobs if j.leads), default=None)
+        if lead_at is not None:
+            lead_at = max(lead_at, earliest)
+        gap = self.limit.gap if self.limit is not None else 0.0
+
+        def turn(job: Job) -> float:
+            at = max(earliest, job.not_before)
+            if not job.leads and lead_at is not None and lead_at - gap < at < lead_at:
+                return lead_at  # it would take the leading job's turn: it goes after it
+            return at
+
+        return turn
 
     def forgettable(self, now: float) -> bool:
         """Nothing queued would be held back by what this chat was sent (its window has passed)."""
@@ -293,10 +324,10 @@ class Sender:
             if not scope.jobs and not scope.busy and scope.forgettable(self._now()):
                 self._scopes.pop(scope.key, None)  # nothing left to remember: keeps the map small
             return
-        at = max(scope.earliest(), min(j.not_before for j in scope.jobs))
         now = self._now()
+        at = scope.next_turn(now)
         if at <= now:
-            best = scope.head([j for j in scope.jobs if j.not_before <= now])
+            best = scope.head(scope.ready(now))
             heapq.heappush(self._ready, (best.priority, best.created, best.seq, scope.key, scope.token))
         else:
             heapq.heappush(self._timers, (at, next(self._seq), scope.key, scope.token))
@@ -366,6 +397,9 @@ class Sender:
         sent_at = self._now()
         self._flying += 1
         scope.sent_at.append(sent_at)
+        for job in batch:
+            if job.live_key is not None:  # a newer version handed over while this one is on its way waits too
+                scope.live_sent[job.live_key] = sent_at
         if scope.limit is not None:
             while len(scope.sent_at) > scope.limit.count:
                 scope.sent_at.popleft()
@@ -374,7 +408,7 @@ class Sender:
         task.add_done_callback(self._inflight.discard)
 
     def _take(self, scope: _Scope, now: float) -> list[Job]:
-        ready = [j for j in scope.jobs if j.not_before <= now]
+        ready = scope.ready(now)
         if not ready:
             return []
         head = scope.head(ready)

@@ -153,8 +153,9 @@ class TelegramChannel:
         self._members: dict[int, tuple[float, bool]] = {}
         self.application = self._build_application()
         delivery = settings.delivery
+        self.transport = TelegramTransport(settings, self.application.bot)
         self.sender = Sender(
-            TelegramTransport(settings, self.application.bot),
+            self.transport,
             per_second=delivery.telegram_per_second if settings.telegram.rate_limiter else 1_000_000,
             coalesce_seconds=delivery.coalesce_seconds,
             concurrency=delivery.concurrency,
@@ -520,7 +521,8 @@ class TelegramChannel:
             if known != result.message_id and self.settings.checkin.board.pin:
                 self.sender.submit(Job(chat_id, Priority.GROUP, {"kind": "pin", "message_id": result.message_id}))
 
-        self.sender.submit(Job(chat_id, Priority.GROUP, live_key=f"board:{day}", render=render, on_result=posted))
+        self.sender.submit(Job(chat_id, Priority.GROUP, live_key=f"board:{day}", render=render, on_result=posted,
+                               min_interval=self.transport.board_interval, leads=True))  # fmt: skip
 
     # --- storage faults ----------------------------------------------------------------------------
     def failed(self, exc: BaseException) -> None:

@@ -81,12 +81,15 @@ class TelegramTransport:
     def __init__(self, settings: Settings, bot: Bot) -> None:
         delivery = settings.delivery
         self.bot = bot
-        self._group = ScopeLimit(
-            count=int(delivery.group_per_minute), window=60.0, gap=60.0 / delivery.group_per_minute
-        )
+        per_minute = delivery.group_per_minute
+        gap = min(delivery.group_gap_seconds, 60.0 / per_minute)
+        self._group = ScopeLimit(count=int(per_minute), window=60.0, gap=gap)
+        self.board_interval = 60.0 / max(per_minute - delivery.board_reserve_per_minute, 1.0)
+        """Seconds between two sends of a group's board: it leaves the reserve to other messages."""
         self._private = ScopeLimit(count=1, window=delivery.private_gap_seconds, gap=delivery.private_gap_seconds)
         if not settings.telegram.rate_limiter:  # benchmarks against a fake server measure our code, not limits
             self._group = self._private = ScopeLimit(count=1_000_000, window=1.0, gap=0.0)
+            self.board_interval = 0.0
 
     def limit(self, scope: str) -> ScopeLimit | None:
         if scope == CALLBACK_SCOPE:

@@ -98,6 +98,16 @@ def duration_text(deps: Deps, delta: timedelta) -> str:
     return deps.texts.t("time.minutes", minutes=minutes)
 
 
+def countdown_text(deps: Deps, remaining: timedelta) -> str:
+    """How long until a start, as a promo says it: whole days from two days on (never more than are left),
+    else hours from 90 minutes on, else minutes."""
+    if remaining >= timedelta(days=2):
+        return deps.texts.n("event.in_days", remaining // timedelta(days=1))
+    if remaining >= timedelta(minutes=90):
+        return deps.texts.n("event.in_hours", round(remaining / timedelta(hours=1)))
+    return deps.texts.n("event.in_minutes", max(round(remaining / timedelta(minutes=1)), 1))
+
+
 def local_days_before(instant: datetime, days: int, zone: tzinfo) -> datetime:
     """The instant (UTC) `days` local calendar days before `instant`, at the same local time of day
     (`days` may be negative: after). A wall time that does not exist on that day (skipped by a

@@ -4,9 +4,9 @@ first one goes out at least `promo_lead_days` ahead; members sign up, withdraw a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from handlers.broadcast import check_lead_time, inside_lead_time, plan_leads, plan_lines, publish
+from handlers.broadcast import check_lead_time, countdown_text, inside_lead_time, plan_leads, plan_lines, publish
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
@@ -26,10 +26,7 @@ def join_button(deps: Deps, event_id: int) -> tuple[str, str]:
 def promo_text(deps: Deps, event: Event, due: datetime) -> str:
     start = datetime.fromtimestamp(event.starts_at, due.tzinfo)
     remaining = start - due
-    if remaining >= timedelta(days=1):
-        countdown = deps.texts.t("event.in_days", days=round(remaining / timedelta(days=1)))
-    else:
-        countdown = deps.texts.t("event.in_hours", hours=max(round(remaining / timedelta(hours=1)), 1))
+    countdown = countdown_text(deps, remaining)
     capacity = deps.texts.t("event.capacity", capacity=event.capacity) if event.capacity else ""
     return deps.texts.t(
         "event.promo",
@@ -111,13 +108,11 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         assert created is not None
         planned = await plan_promos(repos, deps, created)
     deps.outbox.wake()
-    replies = [
-        Reply(deps.texts.t("event.created", id=event_id, title=created.title, when=deps.local_text(created.starts_at),
-                           plan=plan_lines(deps, planned)))
-    ]  # fmt: skip
-    if bent:
-        replies.append(Reply(deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days), quote=False))
-    return replies
+    text = deps.texts.t("event.created", id=event_id, title=created.title, when=deps.local_text(created.starts_at),
+                        plan=plan_lines(deps, planned))  # fmt: skip
+    if bent and any(lead == "now" for lead, _ in planned):  # one message: a busy group's turns are few
+        text += "\n\n" + deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days)
+    return [Reply(text)]
 
 
 async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:

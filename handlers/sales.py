@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from handlers.broadcast import (
     check_lead_time,
+    countdown_text,
     inside_lead_time,
     plan_at,
     plan_leads,
@@ -72,10 +73,7 @@ def _rules_line(deps: Deps, sale: Sale) -> str:
 
 def promo_text(deps: Deps, sale: Sale, due: datetime) -> str:
     remaining = datetime.fromtimestamp(sale.starts_at, due.tzinfo) - due
-    if remaining >= timedelta(days=1):
-        countdown = deps.texts.t("event.in_days", days=round(remaining / timedelta(days=1)))
-    else:
-        countdown = deps.texts.t("event.in_hours", hours=max(round(remaining / timedelta(hours=1)), 1))
+    countdown = countdown_text(deps, remaining)
     return deps.texts.t("sale.promo", id=sale.id, item=sale.item, price=yuan_text(sale.price_fen), stock=sale.stock,
                         when=deps.local_text(sale.starts_at), countdown=countdown,
                         rules=_rules_line(deps, sale))  # fmt: skip
@@ -91,6 +89,10 @@ def _early_lines(deps: Deps, sale: Sale) -> list[tuple[str, int, str]]:
             continue
         found.append((tier_id, minutes, deps.tier_name(tier)))
     return sorted(found, key=lambda t: -t[1])
+
+
+NO_PROMO_WITHIN = timedelta(minutes=5)
+"""A sale starting this soon gets no promo at once: its post follows within minutes."""
 
 
 # --- staff: /sale ----------------------------------------------------------------------------------
@@ -147,8 +149,10 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         )  # fmt: skip
         created = await repos.sales.get(sale_id)
         assert created is not None
+        # A sale starting within minutes is announced by its own post: a promo just before would only add noise.
+        soon = starts - deps.now() <= NO_PROMO_WITHIN
         planned = await plan_leads(repos, deps, created.starts_at, lambda due: promo_text(deps, created, due), (),
-                                   sale_id=sale_id)  # fmt: skip
+                                   announce_now=not soon, sale_id=sale_id)  # fmt: skip
         early_plan = []
         for tier_id, minutes, name in _early_lines(deps, created):
             due = starts - timedelta(minutes=minutes)
@@ -176,10 +180,9 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         *early_plan,
         deps.texts.t("sale.plan_start", when=deps.local_text(created.starts_at)),
     ]
-    replies = [Reply("\n".join(line for line in lines if line))]
-    if bent:
-        replies.append(Reply(deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days), quote=False))
-    return replies
+    if bent and any(lead == "now" for lead, _ in planned):  # one message: a busy group's turns are few
+        lines.append("\n" + deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days))
+    return [Reply("\n".join(line for line in lines if line))]
 
 
 async def _sale_with_claims(deps: Deps, args: str) -> tuple[Sale, list[Claim]] | list[Reply]:

@@ -658,6 +658,57 @@ async def test_a_newer_live_job_replaces_the_queued_one_and_keeps_its_interval()
         assert drawn == ["v3", "v4"] and transport.calls[2].at - transport.calls[1].at == 10.0
 
 
+async def test_a_leading_board_keeps_its_beat_while_other_messages_take_the_turns_between() -> None:
+    # 18 in any 60 s, 1.5 s apart; the board leads, every 60/16 = 3.75 s: a flash sale's post, staff answers and
+    # a stock line arriving in the middle of a rush go in the gaps and never push a board edit back.
+    limits = {"-1": ScopeLimit(count=18, window=60.0, gap=1.5)}
+    async with manual_sender(limits) as (sender, transport, pace):
+        start = pace.now()
+
+        def board() -> Job:
+            async def render() -> dict[str, Any]:
+                return {"text": "board"}
+
+            return Job("-1", Priority.GROUP, live_key="board:1", render=render, min_interval=3.75, leads=True)
+
+        for step in range(140):  # 105 s of rush: a check-in (a board change) every 0.75 s
+            sender.submit(board())
+            if step in (9, 100):  # two more than the board takes in any minute
+                for text, priority in [("staff", Priority.STAFF), ("post", Priority.GROUP)]:
+                    sender.submit(job("-1", text, priority))
+            await quiet()
+            pace.advance(0.75)
+        boards = [c.at - start for c in transport.to("-1") if c.texts == ["board"]]
+        others = [c for c in transport.to("-1") if c.texts != ["board"]]
+        assert [b - a for a, b in itertools.pairwise(boards)] == [3.75] * (len(boards) - 1)
+        assert sorted(t for c in others for t in c.texts) == ["post", "post", "staff", "staff"]
+        times = [c.at for c in transport.to("-1")]
+        assert all(b - a >= 1.5 for a, b in itertools.pairwise(times))
+        assert all(len([t for t in times if s <= t < s + 60.0]) <= 18 for s in times)
+
+
+async def test_a_live_job_handed_over_while_its_last_send_is_on_its_way_still_waits_its_interval() -> None:
+    async with manual_sender({"-1": ScopeLimit(count=18, window=60.0, gap=1.5)}) as (sender, transport, pace):
+        transport.gate = asyncio.Semaphore(0)
+
+        def board() -> Job:
+            async def render() -> dict[str, Any]:
+                return {"text": "board"}
+
+            return Job("-1", Priority.GROUP, live_key="board:1", render=render, min_interval=4.0, leads=True)
+
+        start = pace.now()
+        sender.submit(board())
+        await until(lambda: len(transport.calls) == 1)
+        sender.submit(board())  # a check-in while the edit is still on its way
+        transport.gate.release()
+        for _ in range(8):
+            transport.gate.release()
+            pace.advance(0.5)
+            await quiet()
+        assert [c.at - start for c in transport.calls] == [0.0, 4.0]  # not 1.5 s later (the group's gap)
+
+
 async def test_a_scopes_gap_and_window_hold_and_its_queue_goes_by_priority() -> None:
     async with manual_sender({"-1": ScopeLimit(count=3, window=60.0, gap=5.0)}) as (sender, transport, pace):
         start = pace.now()

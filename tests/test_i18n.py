@@ -30,3 +30,22 @@ def test_every_key_used_in_code_exists() -> None:
 def test_zh_cn_is_the_default_and_formats() -> None:
     texts = Catalog("zh_CN")
     assert texts.t("checkin.done", points=12, streak=2, balance=22, tier="金卡").startswith("签到成功！+12 积分")
+
+
+def test_countdowns_say_minutes_hours_and_days_with_plural_forms() -> None:
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from handlers.broadcast import countdown_text
+
+    def say(locale: str, delta: timedelta) -> str:
+        return countdown_text(SimpleNamespace(texts=Catalog(locale)), delta)  # type: ignore[arg-type]
+
+    assert say("en", timedelta(minutes=2)) == "in 2 minutes"
+    assert say("en", timedelta(seconds=50)) == "in 1 minute"
+    assert say("zh_CN", timedelta(minutes=2)) == "还有 2 分钟"
+    assert say("en", timedelta(minutes=100)) == "in 2 hours"
+    assert say("en", timedelta(hours=1, minutes=20)) == "in 80 minutes"
+    assert say("zh_CN", timedelta(hours=36)) == "还有 36 小时"  # not "2 days"
+    assert say("en", timedelta(days=2, hours=23)) == "in 2 days"  # never more days than are left
+    assert say("en", timedelta(days=5)) == "in 5 days"

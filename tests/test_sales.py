@@ -206,3 +206,26 @@ async def test_bad_sale_commands(chat: ChatDriver, pusher: RecordingPusher) -> N
     )
     assert "only staff" in await chat.say("alice", "/sale status 1")
     assert SHANGHAI is not None
+
+
+async def test_a_sale_starting_soon_counts_down_in_minutes_and_one_within_minutes_gets_no_promo_first(
+    chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher
+) -> None:
+    await customers(chat)
+    now = clock.now().astimezone(SHANGHAI)
+    soon = (now + timedelta(minutes=40)).strftime("%Y-%m-%d %H:%M")
+    replies = await chat.replies("boss", f"/sale add Cup | price=9 stock=5 start={soon} --force")
+    assert len(replies) == 1 and "bending the rule" in replies[0].text  # one message, not two
+    await settle(chat.runtime)
+    assert len(pusher.to("group")) == 1 and "in 40 minutes" in pusher.to("group")[0]  # not "in 1 hours"
+    pusher.pushes.clear()
+    imminent = (now + timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M")
+    replies = await chat.replies("boss", f"/sale add Mug | price=9 stock=5 start={imminent} --force")
+    assert len(replies) == 1 and "Flash sale #2 created" in replies[0].text
+    assert "bending the rule" not in replies[0].text and "· now:" not in replies[0].text
+    await settle(chat.runtime)
+    assert pusher.to("group") == []  # the post at the start is its announcement
+    clock.set(now + timedelta(minutes=3))
+    await chat.runtime.planner.fire()
+    await settle(chat.runtime)
+    assert [t for t in pusher.to("group") if "Members' flash sale #2: Mug" in t]
