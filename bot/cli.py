@@ -24,6 +24,8 @@ def _setup_logging(settings: Settings, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # httpx logs every request at INFO, which would include the bot token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # wechatpy's URLs carry the access token
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -72,8 +74,9 @@ async def run_bot(settings: Settings) -> None:
             await telegram.attach(runtime)
             await telegram.start(web)
             running["telegram"] = telegram.mode
-            if not settings.telegram.groups:
-                log.warning("telegram.groups is empty: every group the bot is in counts as a VIP group")
+            if settings.telegram.webhook.secret_generated:
+                log.info("telegram: no webhook secret_token configured; a random one was generated for this run "
+                         "and registered with setWebhook (posts without it get 403)")  # fmt: skip
         if wechat is not None:
             assert web is not None
             await wechat.attach(runtime, web)

@@ -7,13 +7,14 @@ Precedence, highest first: `VIPBOT_<SECTION>__<KEY>` variables, the well-known s
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.i18n import Catalog
@@ -53,6 +54,8 @@ class WebhookSettings(StrictModel):
     url: str = ""
     """Public HTTPS URL Telegram posts to (ending in /telegram); empty means long polling."""
     secret_token: SecretStr = SecretStr("")
+    """Telegram sends it with every update; empty with a URL set: a new random one each start (see below)."""
+    _generated: bool = PrivateAttr(False)
 
     @field_validator("secret_token")
     @classmethod
@@ -62,12 +65,28 @@ class WebhookSettings(StrictModel):
             raise ValueError("secret_token must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @model_validator(mode="after")
+    def _never_without_secret(self) -> WebhookSettings:
+        """A webhook never accepts unauthenticated posts: with no secret configured, one is generated here
+        (registered with setWebhook at start, so Telegram sends it; every post without it gets 403)."""
+        if self.url and not self.secret_token.get_secret_value():
+            self.secret_token = SecretStr(secrets.token_urlsafe(32))
+            self._generated = True
+        return self
+
+    @property
+    def secret_generated(self) -> bool:
+        """The secret was generated at start-up (none configured), not read from the configuration."""
+        return self._generated
+
 
 class TelegramSettings(StrictModel):
     token: SecretStr = SecretStr("")
     base_url: str = "https://api.telegram.org/bot"
     groups: list[int] = Field(default_factory=list)
-    """Chat ids of the VIP groups; empty means every group the bot is in."""
+    """Chat ids of the VIP groups. The bot serves no other group, and none while this is empty: a command
+    sent in an unlisted group is answered (at most once an hour) with its id and how to list it. Admins of
+    these groups are staff; owning any other group gives no rights."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     rate_limiter: bool = True
     """Keep under Telegram's flood limits. False lifts them: only for benchmarks against a fake server."""
@@ -112,7 +131,9 @@ class WeChatSettings(StrictModel):
     token: SecretStr = SecretStr("")
     encoding_aes_key: SecretStr = SecretStr("")
     mode: Literal["plain", "compatible", "safe"] = "plain"
-    """Message encryption as set on the WeChat console (明文 / 兼容 / 安全模式)."""
+    """Message encryption as set on the WeChat console (明文 / 兼容 / 安全模式); safe is the one that signs the body."""
+    timestamp_tolerance_seconds: int = Field(300, ge=30, le=3600)
+    """Posts whose signed timestamp is further than this from the bot's clock are refused (replays)."""
     reply_budget_seconds: float = Field(4.0, gt=0, lt=5)
     """Answer in the HTTP response when ready within this; later answers go through the customer-service API."""
     api_base_url: str = "https://api.weixin.qq.com/cgi-bin/"

@@ -18,6 +18,7 @@ from bot.delivery import NativePoll, Outcome, PushResult
 from bot.runtime import Runtime
 from handlers.dispatch import Dispatcher
 from handlers.messages import Button, Identity, Inbound, Reply
+from handlers.parsing import parse_int
 
 CHANNEL = "console"
 GROUP_CHAT = "console-group"
@@ -196,7 +197,7 @@ class ConsoleChannel:
         words = text.split()
         if words and words[0].lower() == "/press":
             number = words[1] if len(words) > 1 else ""
-            if not number.isdigit() or not 1 <= int(number) <= len(self.last_buttons):
+            if parse_int(number, 1, len(self.last_buttons)) is None:  # then int() reads it (１ too, not ①)
                 self._print(f"(no button {number or '?'} to press; {len(self.last_buttons)} shown last)")
                 return []
             msg = replace(msg, text="", button=self.last_buttons[int(number) - 1].data)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tornado.web import RequestHandler
-
 from bot.runtime import Runtime
+from bot.web import QuietHandler
 
 
-class HealthHandler(RequestHandler):
+class HealthHandler(QuietHandler):
     def initialize(self, runtime: Runtime, channels: Callable[[], dict[str, str]]) -> None:
         self.runtime = runtime
         self.channels = channels

@@ -1,6 +1,11 @@
 """The Telegram adapter: stored updates in (see `bot.telegram_intake`), neutral Inbound to the dispatcher,
 Replies routed to the sender (see `bot.sender`): privately or into the group, coalesced, or onto the day's
-check-in board. No business rules live here: only translation, routing and the staff lookup.
+check-in board. No business rules live here: only translation, routing and the rights lookups.
+
+Rights come from the configuration only: staff listed in `staff.telegram`, and the admins and members of the
+groups listed in `telegram.groups`. The bot serves no other group (the dispatcher tells its owner how to list
+it), so owning a group the bot was added to gives no rights at all. A lookup Telegram fails to answer raises
+`RightsUnknown`: the command is answered with the apology, never guessed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 import httpx
 from telegram import ChatMember, ChatMemberAdministrator, ChatMemberOwner, Update, User
 from telegram.constants import MessageLimit
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.config import Settings
@@ -31,11 +36,15 @@ from handlers.checkin_board import render_board
 from handlers.deps import Deps
 from handlers.dispatch import Dispatcher
 from handlers.messages import Identity, Inbound, Reply
+from handlers.ports import RightsUnknown
 from storage.repos import Repos
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
+ADMIN_FAILURE_SECONDS = 5.0
+"""After a failed getChatAdministrators the group is not asked again for this long (at most the cache time):
+staff commands get the apology meanwhile instead of each one waiting for Telegram to fail again."""
 
 
 def identity_of(user: User) -> Identity:
@@ -150,6 +159,10 @@ class TelegramChannel:
         self._groups = set(settings.telegram.groups)
         self._staff = set(settings.staff.telegram)
         self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
+        self._admin_failures: dict[int, tuple[float, str]] = {}
+        """Group -> (until when, why) its admin list could not be read."""
+        self._admin_lookups: dict[int, asyncio.Task[frozenset[int]]] = {}
+        """getChatAdministrators in flight: concurrent updates of one group share one call."""
         self._members: dict[int, tuple[float, bool]] = {}
         self.application = self._build_application()
         delivery = settings.delivery
@@ -194,7 +207,8 @@ class TelegramChannel:
         return self.runtime.deps
 
     async def attach(self, runtime: Runtime) -> None:
-        """Register the pusher that delivers queued announcements, and the configured VIP groups."""
+        """Register the pusher that delivers queued announcements, and the configured VIP groups (groups
+        an earlier configuration served, or an earlier version served unlisted, get no more posts)."""
         self.runtime = runtime
         runtime.outbox.register(self.pusher)
         self.dispatcher.faults = self
@@ -202,9 +216,17 @@ class TelegramChannel:
             runtime.deps.db, self._process, workers=self.settings.telegram.concurrent_updates,
             prefetch=self.settings.telegram.prefetch, on_store_fault=self.store_failed,
         )  # fmt: skip
+        listed = [str(group) for group in self.settings.telegram.groups]
         async with runtime.deps.db.transaction() as repos:
-            for group in self.settings.telegram.groups:
-                await repos.chats.add(CHANNEL, str(group), runtime.deps.now_ts())
+            for chat_id in await repos.chats.of_channel(CHANNEL):
+                if chat_id not in listed:
+                    await repos.chats.remove(CHANNEL, chat_id)
+                    log.warning("telegram: group %s is not in telegram.groups: it gets no more posts", chat_id)
+            for chat_id in listed:
+                await repos.chats.add(CHANNEL, chat_id, runtime.deps.now_ts())
+        if not listed:
+            log.warning("telegram: telegram.groups lists no group, so the bot serves private chats only; "
+                        "a group where a command is sent is told its id")  # fmt: skip
 
     async def start(self, web: WebServer | None = None) -> None:
         """Connect (getMe), resume what was stored, then take updates by webhook on `web` when a URL is
@@ -274,20 +296,33 @@ class TelegramChannel:
             return None
 
     def is_vip_chat(self, msg: Inbound) -> bool:
-        return not msg.is_group or not self._groups or int(msg.chat_id) in self._groups
+        """A private chat, or a group listed in `telegram.groups` (none when the list is empty)."""
+        return not msg.is_group or int(msg.chat_id) in self._groups
 
     async def is_staff(self, msg: Inbound) -> bool:
+        """Listed in `staff.telegram`, or an admin of a listed group: of this group for a group message, of
+        any listed group in a private chat. Raises RightsUnknown when Telegram cannot tell."""
         user_id = int(msg.sender.external_id)
         if user_id in self._staff:
             return True
-        chats = [int(msg.chat_id)] if msg.is_group else sorted(self._groups)
+        if msg.is_group:
+            chats = [int(msg.chat_id)] if int(msg.chat_id) in self._groups else []
+        else:
+            chats = sorted(self._groups)
+        failure: RightsUnknown | None = None
         for chat_id in chats:
-            if user_id in await self._admins_of(chat_id):
-                return True
+            try:
+                if user_id in await self._admins_of(chat_id):
+                    return True
+            except RightsUnknown as exc:
+                failure = exc  # another group may still name them
+        if failure is not None:
+            raise failure
         return False
 
     async def is_group_member(self, msg: Inbound) -> bool:
-        """Is the sender in one of the VIP groups? Asked with getChatMember, remembered for a while."""
+        """Is the sender in one of the listed groups? Asked with getChatMember, remembered for a while.
+        Raises RightsUnknown when Telegram cannot tell (no listed group names them, and one failed)."""
         if msg.is_group:
             return self.is_vip_chat(msg)
         user_id = int(msg.sender.external_id)
@@ -295,32 +330,61 @@ class TelegramChannel:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         found = False
+        failure: TelegramError | None = None
         for group in sorted(self._groups):
             try:
                 member = await self.application.bot.get_chat_member(group, user_id)
+            except BadRequest as exc:  # e.g. "user not found": not in that group
+                log.info("membership of %s in %s: %s", user_id, group, exc)
+                continue
             except TelegramError as exc:
-                log.info("cannot check membership of %s in %s: %s", user_id, group, exc)
+                log.warning("cannot check membership of %s in %s: %s", user_id, group, exc)
+                failure = exc
                 continue
             if member.status in (ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER) or (
                 member.status == ChatMember.RESTRICTED and getattr(member, "is_member", False)
             ):
                 found = True
                 break
+        if not found and failure is not None:
+            raise RightsUnknown(f"membership of {user_id}: {failure}") from failure
         if len(self._members) > 50_000:
             self._members.clear()  # a bounded cache: forgetting only costs a question to Telegram
         self._members[user_id] = (time.monotonic() + self.settings.telegram.member_cache_seconds, found)
         return found
 
     async def _admins_of(self, chat_id: int) -> frozenset[int]:
+        """The admins of a listed group: cached, one call at a time per group; RightsUnknown on failure."""
         cached = self._admins.get(chat_id)
         if cached is not None:
             return cached
+        failed = self._admin_failures.get(chat_id)
+        if failed is not None and failed[0] > time.monotonic():
+            raise RightsUnknown(f"the admins of chat {chat_id} cannot be read: {failed[1]}")
+        lookup = self._admin_lookups.get(chat_id)
+        if lookup is None:
+            lookup = asyncio.create_task(self._fetch_admins(chat_id), name=f"admins-{chat_id}")
+            self._admin_lookups[chat_id] = lookup
+
+            def forget(task: asyncio.Task[frozenset[int]]) -> None:
+                if self._admin_lookups.get(chat_id) is task:
+                    del self._admin_lookups[chat_id]
+                if not task.cancelled():
+                    task.exception()  # retrieved here too, should every waiter have gone
+
+            lookup.add_done_callback(forget)
+        return await asyncio.shield(lookup)
+
+    async def _fetch_admins(self, chat_id: int) -> frozenset[int]:
         try:
             members = await self.application.bot.get_chat_administrators(chat_id)
-            admins = frozenset(m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner))
         except TelegramError as exc:
             log.warning("cannot read the admins of chat %s: %s", chat_id, exc)
-            admins = frozenset()
+            memory = min(ADMIN_FAILURE_SECONDS, float(self.settings.telegram.admin_cache_seconds))
+            self._admin_failures[chat_id] = (time.monotonic() + memory, str(exc))
+            raise RightsUnknown(f"the admins of chat {chat_id} cannot be read: {exc}") from exc
+        admins = frozenset(m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner))
+        self._admin_failures.pop(chat_id, None)
         self._admins.put(chat_id, admins)
         return admins
 

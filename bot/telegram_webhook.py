@@ -1,6 +1,8 @@
 """The Telegram webhook endpoint: checks the secret header, parses the body, stores the update.
 
-A wrong or missing `X-Telegram-Bot-Api-Secret-Token` gets 403, a body that is not an update gets 400.
+A wrong or missing `X-Telegram-Bot-Api-Secret-Token` gets 403, and so does every request when no secret is set
+(the configuration always provides one: see `WebhookSettings`). A body that is not an update, or an update
+whose fields the bot reads have the wrong shape or ids beyond SQLite's range (`update_problem`), gets 400.
 The 200 that tells Telegram the update arrived is sent only once it is stored; when storage fails the
 answer is 503, so Telegram delivers it again later.
 """
@@ -12,6 +14,7 @@ import json
 import logging
 from typing import Any
 
+from bot.telegram_intake import update_problem
 from bot.web import LimitedHandler
 from storage.preflight import is_storage_fault
 
@@ -32,16 +35,17 @@ class TelegramWebhookHandler(LimitedHandler):
 
     async def post(self) -> None:
         given = self.request.headers.get(SECRET_HEADER, "")
-        if self.secret and not hmac.compare_digest(given.encode(), self.secret.encode()):
+        if not self.secret or not hmac.compare_digest(given.encode(), self.secret.encode()):
             log.warning("webhook: refused a request with a missing or wrong secret from %s", self.request.remote_ip)
             self._refuse(403, "forbidden")
             return
         try:
             data = json.loads(self.request.body.decode("utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            log.warning("webhook: refused a malformed body: %s", exc)
+            problem = update_problem(data)
+            if problem is not None:
+                raise ValueError(problem)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
+            log.warning("webhook: refused a malformed body: %s", str(exc)[:200])
             self._refuse(400, "malformed update")
             return
         try:

@@ -5,11 +5,11 @@ uncertain deliveries; and the member's /notify switch for private notices.
 
 from __future__ import annotations
 
-from handlers.broadcast import publish, send_personal
+from handlers.broadcast import lead_text, publish, send_personal
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime
-from handlers.segments import parse_segment, segment_member_ids
+from handlers.segments import parse_segment, segment_member_ids, segment_name
 from storage.announcements import Announcement
 from storage.segments import SEGMENTS
 
@@ -29,8 +29,8 @@ def _tiers(deps: Deps, value: str | bool | None) -> tuple[tuple[str, ...], Reply
     wanted = tuple(dict.fromkeys(t.strip().lower() for t in str(value).split(",") if t.strip()))
     unknown = [t for t in wanted if deps.rules.tier_by_id(t) is None]
     if unknown or not wanted:
-        known = ", ".join(t.id for t in deps.rules.tiers)
-        return (), Reply(deps.texts.t("announce.unknown_tier", tiers=", ".join(unknown) or "?", known=known))
+        known = deps.texts.join(t.id for t in deps.rules.tiers)
+        return (), Reply(deps.texts.t("announce.unknown_tier", tiers=deps.texts.join(unknown) or "?", known=known))
     return wanted, None
 
 
@@ -49,21 +49,22 @@ async def announce(req: Request, deps: Deps) -> list[Reply]:
             created_by=req.member_id,
         )  # fmt: skip
     deps.outbox.wake()
-    return [Reply(deps.texts.t("announce.queued", id=ann_id, count=count))]
+    return [Reply(deps.texts.n("announce.queued", count, id=ann_id))]
 
 
 async def _announce_to_segment(req: Request, deps: Deps, name: str, text: str) -> list[Reply]:
     """Privately to the members of one RFM segment (those who can be messaged and want notices)."""
     segment = parse_segment(deps, name)
     if segment is None:
-        return [Reply(deps.texts.t("announce.unknown_segment", segment=name[:30], known=", ".join(SEGMENTS)))]
+        return [Reply(deps.texts.t("announce.unknown_segment", segment=name[:30], known=deps.texts.join(SEGMENTS)))]
     async with deps.db.transaction() as repos:
         members = await segment_member_ids(repos, deps.rules.segments, segment, deps.now_ts())
         wanting = [m for m in members if await repos.members.notify(m)]
         count = await send_personal(repos, deps, "now", text[:TEXT_LIMIT], [(m, text[:TEXT_LIMIT]) for m in wanting],
                                     created_by=req.member_id)  # fmt: skip
     deps.outbox.wake()
-    return [Reply(deps.texts.t("announce.segment_queued", segment=segment, count=count, members=len(members)))]
+    shown = segment_name(deps, segment)
+    return [Reply(deps.texts.n("announce.segment_queued", count, segment=shown, members=len(members)))]
 
 
 async def schedule(req: Request, deps: Deps) -> list[Reply]:
@@ -99,13 +100,36 @@ async def scheduled(req: Request, deps: Deps) -> list[Reply]:
     for ann in pending[:30]:
         preview = ann.text.replace("\n", " ")
         preview = preview[:60] + ("…" if len(preview) > 60 else "")
-        label = deps.texts.t("scheduled.promo", event=ann.event_id, lead=ann.lead) if ann.kind == "promo" else ""
+        label = _label(deps, ann)
         lines.append(
             deps.texts.t("scheduled.line", id=ann.id, when=deps.local_text(ann.due_at), label=label, text=preview)
         )
     if len(pending) > 30:
         lines.append(deps.texts.t("scheduled.more", count=len(pending) - 30))
     return [Reply("\n".join(lines))]
+
+
+def _label(deps: Deps, ann: Announcement) -> str:
+    """What a waiting announcement is about, in words ('［活动 #1 提前 5 天］'); '' for one staff scheduled."""
+    texts = deps.texts
+    if ann.kind == "promo":
+        lead = lead_text(deps, ann.lead)
+        if lead is not None and ann.event_id is not None:
+            return texts.t("scheduled.label.event_promo", event=ann.event_id, lead=lead)
+        if lead is not None and ann.sale_id is not None:
+            return texts.t("scheduled.label.sale_promo", sale=ann.sale_id, lead=lead)
+    elif ann.kind == "sale_early" and ann.sale_id is not None:
+        tiers = [tier for tier in map(deps.rules.tier_by_id, ann.tiers) if tier is not None]
+        return texts.t("scheduled.label.sale_early", sale=ann.sale_id, tier=texts.join(map(deps.tier_name, tiers)))
+    elif ann.kind == "sale_start" and ann.sale_id is not None:
+        return texts.t("scheduled.label.sale_start", sale=ann.sale_id)
+    elif ann.kind == "groupbuy_close" and ann.group_buy_id is not None:
+        return texts.t("scheduled.label.groupbuy_close", group_buy=ann.group_buy_id)
+    elif ann.kind == "poll_close" and ann.poll_id is not None:
+        return texts.t("scheduled.label.poll_close", poll=ann.poll_id)
+    elif ann.kind in ("greeting", "followup"):
+        return texts.t(f"scheduled.label.{ann.kind}")
+    return ""
 
 
 async def unschedule(req: Request, deps: Deps) -> list[Reply]:
@@ -133,11 +157,13 @@ async def delivery(req: Request, deps: Deps) -> list[Reply]:
         failures = await repos.deliveries.failures(ann_id)
     if ann is None:
         return [Reply(deps.texts.t("delivery.unknown", id=ann_id))]
-    text = deps.texts.t(
+    total = sum(counts.values())
+    text = deps.texts.n(
         "delivery.status",
+        total,
         id=ann_id,
         state=deps.texts.t(f"delivery.state_{ann.state}"),
-        total=sum(counts.values()),
+        total=total,
         sent=counts.get("sent", 0),
         pending=counts.get("pending", 0) + counts.get("sending", 0),
         failed=counts.get("failed", 0),
@@ -146,7 +172,8 @@ async def delivery(req: Request, deps: Deps) -> list[Reply]:
     if ann.outcome:
         text += "\n" + ann.outcome
     for target, error in failures:
-        text += "\n" + deps.texts.t("delivery.failure", target=target, error=error)
+        shown = target or deps.texts.t("delivery.staff_target")  # a staff notice's row names no one
+        text += "\n" + deps.texts.t("delivery.failure", target=shown, error=error)
     return [Reply(text)]
 
 
@@ -169,9 +196,9 @@ async def _resend(deps: Deps, words: list[str]) -> list[Reply]:
     if not uncertain:
         return [Reply(deps.texts.t("delivery.resend_none", id=ann_id))]
     if not confirmed:
-        return [Reply(deps.texts.t("delivery.resend_ask", id=ann_id, count=uncertain))]
+        return [Reply(deps.texts.n("delivery.resend_ask", uncertain, id=ann_id))]
     deps.outbox.wake()
-    return [Reply(deps.texts.t("delivery.resend_done", id=ann_id, count=uncertain))]
+    return [Reply(deps.texts.n("delivery.resend_done", uncertain, id=ann_id))]
 
 
 async def report_outcomes(deps: Deps) -> int:
@@ -204,16 +231,18 @@ def _outcome_text(deps: Deps, ann: Announcement, counts: dict[str, int], problem
     preview = ann.text.replace("\n", " ")
     preview = preview[:40] + ("…" if len(preview) > 40 else "")
     uncertain = counts.get("uncertain", 0)
-    head = deps.texts.t(
-        "delivery.report", id=ann.id, text=preview, total=sum(counts.values()), sent=counts.get("sent", 0),
+    total = sum(counts.values())
+    head = deps.texts.n(
+        "delivery.report", total, id=ann.id, text=preview, total=total, sent=counts.get("sent", 0),
         failed=counts.get("failed", 0), uncertain=uncertain,
     )  # fmt: skip
     lines = [head]
     for state, target, error in problems:
         label = deps.texts.t("delivery.report_failed" if state == "failed" else "delivery.report_uncertain")
-        lines.append(deps.texts.t("delivery.report_problem", state=label, target=target, error=error[:200] or "?"))
+        shown = target or deps.texts.t("delivery.staff_target")
+        lines.append(deps.texts.t("delivery.report_problem", state=label, target=shown, error=error[:200] or "?"))
     if uncertain:
-        lines.append(deps.texts.t("delivery.report_resend", id=ann.id, count=uncertain))
+        lines.append(deps.texts.n("delivery.report_resend", uncertain, id=ann.id))
     lines.append(deps.texts.t("delivery.report_details", id=ann.id))
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from handlers.deps import Deps
 from handlers.messages import Button, Reply
+from handlers.rules import parse_duration
 from storage.announcements import Announcement
 from storage.deliveries import TierRange
 from storage.repos import Repos
@@ -96,6 +97,26 @@ def duration_text(deps: Deps, delta: timedelta) -> str:
     if hours:
         return deps.texts.t("time.hours_minutes", hours=hours, minutes=minutes)
     return deps.texts.t("time.minutes", minutes=minutes)
+
+
+def span_text(deps: Deps, count: int, unit: str) -> str:
+    """A number of days, hours or minutes (`unit`) as the locale says it: '5 天', '1 day', '2 hours'."""
+    return deps.texts.n(f"span.{unit}", count)
+
+
+def lead_text(deps: Deps, label: str | None) -> str | None:
+    """A promo lead ('5d', '2h', '30m') as a span of time ('5 天', '5 days'); None for anything else
+    ('now', no lead), which the caller words differently."""
+    try:
+        lead = parse_duration(label or "")
+    except ValueError:
+        return None
+    unit = (label or "").strip()[-1]
+    if unit == "d":
+        return span_text(deps, lead.days, "days")
+    if unit == "h":
+        return span_text(deps, lead // timedelta(hours=1), "hours")
+    return span_text(deps, lead // timedelta(minutes=1), "minutes")
 
 
 def countdown_text(deps: Deps, remaining: timedelta) -> str:
@@ -195,9 +216,12 @@ async def plan_at(
 
 
 def plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
-    return "\n".join(
-        deps.texts.t("event.plan_now", when=deps.local_text(due))
-        if lead == "now"
-        else deps.texts.t("event.plan_line", lead=lead, when=deps.local_text(due))
-        for lead, due in planned
-    )
+    """The promo plan for staff, one line per (lead, due) of `plan_leads`: '· 提前 5 天：…', '· 立即：…'."""
+    lines = []
+    for lead, due in planned:
+        span = lead_text(deps, lead)
+        if span is None:
+            lines.append(deps.texts.t("event.plan_now", when=deps.local_text(due)))
+        else:
+            lines.append(deps.texts.t("event.plan_line", lead=span, when=deps.local_text(due)))
+    return "\n".join(lines)

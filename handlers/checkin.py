@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from handlers.broadcast import countdown_text
 from handlers.checkin_board import board_chat
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
@@ -40,8 +41,6 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
     on_board = req.msg.is_group and rules.board.enabled
     if done is None:
         opens = deps.calendar.day_start(day + timedelta(days=1))
-        wait = opens - now
-        minutes = max(int(wait.total_seconds() // 60), 0)
         return [
             Reply(
                 deps.texts.t(
@@ -50,7 +49,7 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                     next_open=deps.texts.t(
                         "common.datetime", date=opens.strftime("%Y-%m-%d"), time=opens.strftime("%H:%M")
                     ),
-                    wait=deps.texts.t("checkin.wait", hours=minutes // 60, minutes=minutes % 60),
+                    wait=countdown_text(deps, opens - now),
                 ),
                 personal=on_board,
                 board=on_board,
@@ -59,8 +58,9 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
     tier = deps.rules.tier_for(booking.earned)
     replies = [
         Reply(
-            deps.texts.t(
+            deps.texts.n(
                 "checkin.done",
+                done.points,
                 points=done.points,
                 streak=done.streak,
                 balance=booking.balance,

@@ -24,8 +24,19 @@ class Command:
     glued: bool = False
     """Its keywords may run straight into free text ("投诉快递太慢"), not only into a number."""
     staff: bool = False
+    """Only staff may use it (staff listed in the configuration, or admins of a listed VIP group)."""
     hidden: bool = False
     """Left out of /help (e.g. /start)."""
-    asks_platform: bool = False
-    """The handler may ask the platform (group membership, staff): the dispatcher asks first, outside the
-    update's transaction, so the answer is cached and no transaction waits for the network."""
+    members_only: bool = False
+    """Taking part is for members of a VIP group: from a private chat the dispatcher asks the platform
+    whether the sender is in one, and refuses outsiders before the handler runs."""
+    staff_subcommands: tuple[str, ...] = ()
+    """Sub-commands (the first argument, lower-case) that only staff may use: ``/groupbuy add``."""
+    member_subcommands: tuple[str, ...] = ()
+    """Sub-commands that are members-only, as `members_only` is for the whole command: ``/groupbuy join``."""
+
+    def needs_staff(self, sub: str) -> bool:
+        return self.staff or sub in self.staff_subcommands
+
+    def needs_membership(self, sub: str) -> bool:
+        return self.members_only or sub in self.member_subcommands

@@ -57,6 +57,14 @@ class Request:
     new_member: bool = False
     port: ChannelPort | None = None
     """The channel it came through, for questions only the platform can answer (group membership)."""
+    in_group: bool | None = None
+    """Whether the sender is in a VIP group, when the dispatcher already asked (members-only commands)."""
 
     async def in_vip_group(self) -> bool:
-        return bool(self.msg.is_group or (self.port is not None and await self.port.is_group_member(self.msg)))
+        """The membership rule: a message from a VIP group, or a sender the platform finds in one. The
+        dispatcher applies it to every members-only command before the handler runs."""
+        if self.msg.is_group:
+            return True
+        if self.in_group is not None:
+            return self.in_group
+        return self.port is not None and await self.port.is_group_member(self.msg)

@@ -76,7 +76,7 @@ async def run_due(deps: Deps) -> list[int]:
                 outcome = deps.texts.t("broadcast.late_outcome", late=duration_text(deps, late))
                 await notify_staff(
                     repos, deps,
-                    deps.texts.t("broadcast.late", id=ann.id, late=duration_text(deps, late), count=count),
+                    deps.texts.n("broadcast.late", count, id=ann.id, late=duration_text(deps, late)),
                 )  # fmt: skip
             await repos.announcements.settle(ann.id, "queued", now_ts, outcome)
             queued.append(ann.id)

@@ -4,14 +4,22 @@ first one goes out at least `promo_lead_days` ahead; members sign up, withdraw a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from handlers.broadcast import check_lead_time, countdown_text, inside_lead_time, plan_leads, plan_lines, publish
+from handlers.broadcast import (
+    check_lead_time,
+    countdown_text,
+    inside_lead_time,
+    lead_text,
+    plan_leads,
+    plan_lines,
+    publish,
+)
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
 from handlers.targets import resolve_target, split_target
-from storage.events import Event, SignupResult
+from storage.events import AttendResult, Event, SignupResult
 from storage.repos import Repos
 
 TITLE_LIMIT = 120
@@ -53,6 +61,17 @@ async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -
     event = await repos.events.get(event_id)
     assert event is not None
     return await plan_promos(repos, deps, event, announce_now=announce_now)
+
+
+async def _rewrite_promos(repos: Repos, deps: Deps, event_id: int) -> int:
+    """Give the event's pending promos its current title, description and capacity; their times (and so
+    their countdowns) stay. Returns how many were rewritten."""
+    event = await repos.events.get(event_id)
+    assert event is not None
+    pending = await repos.announcements.pending(kind="promo", event_id=event_id)
+    for ann in pending:
+        await repos.announcements.set_text(ann.id, promo_text(deps, event, datetime.fromtimestamp(ann.due_at, UTC)))
+    return len(pending)
 
 
 # --- /events and /event ----------------------------------------------------------------------------
@@ -131,9 +150,15 @@ async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
                      description=found.description or "-"),
     ]  # fmt: skip
     for ann in promos:
-        lead = deps.texts.t("event.lead_now") if ann.lead == "now" else (ann.lead or ann.kind)
-        lines.append(deps.texts.t("event.promo_line", id=ann.id, lead=lead, when=deps.local_text(ann.due_at),
-                                  state=deps.texts.t(f"delivery.state_{ann.state}")))  # fmt: skip
+        lead = lead_text(deps, ann.lead)
+        state = deps.texts.t(f"delivery.state_{ann.state}")
+        values = {"id": ann.id, "when": deps.local_text(ann.due_at), "state": state}
+        if lead is not None:
+            lines.append(deps.texts.t("event.promo_line", lead=lead, **values))
+        elif ann.kind == "cancel":
+            lines.append(deps.texts.t("event.promo_cancel_line", **values))
+        else:  # the first promo of an event inside the lead time, sent at once
+            lines.append(deps.texts.t("event.promo_now_line", **values))
     return [Reply("\n".join(lines))]
 
 
@@ -175,14 +200,26 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
             return [Reply(deps.texts.t("event.unknown", id=event_id))]
         if current.starts_at <= deps.now_ts():
             return [Reply(deps.texts.t("event.already_started", id=event_id))]
-        await repos.events.update(event_id, **changes)
-        planned = None
-        if field in ("start", "title", "desc"):
+        if field == "capacity":
+            capacity = changes["capacity"]
+            assert capacity is None or isinstance(capacity, int)
+            if not await repos.events.set_capacity(event_id, capacity):  # fewer places than sign-ups
+                now_joined = await repos.events.get(event_id)
+                joined = now_joined.joined if now_joined else current.joined
+                return [Reply(deps.texts.n("event.capacity_below", joined, id=event_id))]
+        else:
+            await repos.events.update(event_id, **changes)
+        planned, rewritten = None, 0
+        if field == "start":  # only a new start moves the promos
             planned = await _replan(repos, deps, event_id, announce_now)
+        elif field in ("title", "desc", "capacity"):  # what the promos say: their texts follow, in place
+            rewritten = await _rewrite_promos(repos, deps, event_id)
     deps.outbox.wake()
     text = deps.texts.t("event.edited", id=event_id)
     if planned is not None:
         text += "\n" + (plan_lines(deps, planned) or deps.texts.t("event.no_promos_left"))
+    elif rewritten:
+        text += "\n" + deps.texts.n("event.promos_updated", rewritten)
     return [Reply(text)]
 
 
@@ -200,8 +237,8 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
         ann_id, count = await publish(repos, deps, "cancel", "signups", notice, event_id=event_id,
                                       created_by=req.member_id)  # fmt: skip
     deps.outbox.wake()
-    return [Reply(deps.texts.t("event.cancelled", id=event_id, title=found.title, signups=found.joined,
-                               announcement=ann_id, count=count))]  # fmt: skip
+    return [Reply(deps.texts.n("event.cancelled", count, id=event_id, title=found.title, signups=found.joined,
+                               announcement=ann_id))]  # fmt: skip
 
 
 async def _attend(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -212,23 +249,41 @@ async def _attend(req: Request, deps: Deps, args: str) -> list[Reply]:
     if event_id is None or target is None or target.rest:
         return deps.usage("event_attend")
     now = deps.now_ts()
+    window = int(deps.rules.events.attend_window.total_seconds())
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         if found is None:
             return [Reply(deps.texts.t("event.unknown", id=event_id))]
+        closed = _attendance_closed(deps, found, now, window)
+        if closed is not None:
+            return [closed]
         member = await resolve_target(repos, inner, target)
         if member is None:
             return [Reply(deps.texts.t("common.member_not_found", target=target.target or "?"))]
-        first = await repos.events.mark_attended(event_id, member.id, now)
-        if first and found.attend_points > 0:
+        result = await repos.events.mark_attended(event_id, member.id, now, window)
+        if result is AttendResult.RECORDED and found.attend_points > 0:
             await repos.ledger.append(
                 member.id, found.attend_points, "event", f"attend:{event_id}:{member.id}", now,
                 note=found.title, ref=str(event_id), actor_id=req.member_id,
             )  # fmt: skip
-    if not first:
+    if result is AttendResult.CLOSED:  # cancelled just now, between the read and the booking
+        return [Reply(deps.texts.t("event.attend_cancelled", id=event_id, title=found.title))]
+    if result is AttendResult.ALREADY:
         return [Reply(deps.texts.t("event.attend_again", name=member.display_name, id=event_id))]
-    return [Reply(deps.texts.t("event.attended", name=member.display_name, title=found.title,
-                               points=found.attend_points))]  # fmt: skip
+    return [Reply(deps.texts.n("event.attended", found.attend_points, name=member.display_name, title=found.title))]
+
+
+def _attendance_closed(deps: Deps, found: Event, now: int, window: int) -> Reply | None:
+    """Why attendance cannot be recorded now (the event is not on), or None when it can."""
+    if found.state != "active":
+        return Reply(deps.texts.t("event.attend_cancelled", id=found.id, title=found.title))
+    if now < found.starts_at:
+        return Reply(deps.texts.t("event.attend_not_started", id=found.id, title=found.title,
+                                  when=deps.local_text(found.starts_at)))  # fmt: skip
+    if now > found.starts_at + window:
+        return Reply(deps.texts.t("event.attend_over", id=found.id, title=found.title,
+                                  until=deps.local_text(found.starts_at + window)))  # fmt: skip
+    return None
 
 
 _SUBCOMMANDS = {"add": _add, "show": _show, "edit": _edit, "cancel": _cancel, "attend": _attend}

@@ -4,12 +4,13 @@ list and close tickets; the member rates the handling once; unanswered tickets a
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from handlers.broadcast import duration_text, notify_staff, send_personal
+from handlers.broadcast import duration_text, notify_staff, send_personal, span_text
 from handlers.deps import Deps, Request
-from handlers.messages import Reply
-from handlers.parsing import parse_id, split_first
+from handlers.messages import Button, Reply
+from handlers.parsing import parse_button, parse_id, split_first
 from storage.repos import Repos
 from storage.tickets import Ticket
 
@@ -20,17 +21,24 @@ LIST_LIMIT = 30
 KEYWORD_KINDS = {"投诉": "complaint", "建议": "suggestion", "反馈": "feedback"}
 
 
+_SEPARATOR = re.compile(r"^[\s:：]+")
+"""What may stand between a keyword and the text: spaces and colons (反馈：…, 投诉: …)."""
+
+
 def _kind_and_text(req: Request) -> tuple[str, str]:
-    """The ticket's kind from the keyword it was sent with (投诉, 建议, 反馈 — also after /feedback)."""
+    """The ticket's kind from the keyword it was sent with (投诉, 建议, 反馈 — also after /feedback), and the
+    text without the separator after the keyword."""
     sent = req.msg.text.strip()
     if not sent.startswith("/"):
         for keyword, kind in KEYWORD_KINDS.items():
             if sent.startswith(keyword):
-                return kind, req.args
-    head, rest = split_first(req.args)
-    if head in KEYWORD_KINDS:
-        return KEYWORD_KINDS[head], rest
-    return "feedback", req.args.strip()
+                return kind, _SEPARATOR.sub("", req.args)
+    args = _SEPARATOR.sub("", req.args)
+    for keyword, kind in KEYWORD_KINDS.items():
+        rest = args[len(keyword) :]
+        if args.startswith(keyword) and (not rest or _SEPARATOR.match(rest)):
+            return kind, _SEPARATOR.sub("", rest)
+    return "feedback", args.strip()
 
 
 def _kind_name(deps: Deps, kind: str) -> str:
@@ -43,7 +51,15 @@ def _preview(text: str) -> str:
 
 
 def _too_long(deps: Deps, text: str) -> list[Reply]:
-    return [Reply(deps.texts.t("feedback.too_long", limit=TEXT_LIMIT, length=len(text)))]
+    return [Reply(deps.texts.n("feedback.too_long", len(text), limit=TEXT_LIMIT))]
+
+
+def _answer_within(deps: Deps) -> str:
+    """The promised answer time as the locale says it: '24 hours', '1 hour', or '30 minutes' for half an hour."""
+    minutes = max(round(deps.rules.feedback.answer_within / timedelta(minutes=1)), 1)
+    if minutes % 60 == 0:
+        return span_text(deps, minutes // 60, "hours")
+    return span_text(deps, minutes, "minutes")
 
 
 async def _mention(repos: Repos, ticket: Ticket) -> str:
@@ -101,7 +117,7 @@ async def feedback(req: Request, deps: Deps) -> list[Reply]:
     deps.outbox.wake()
     return [
         Reply(deps.texts.t("feedback.received", id=ticket_id, kind=_kind_name(deps, kind),
-                           hours=f"{rules.answer_within_hours:g}", when=deps.local_text(answer_by)))
+                           within=_answer_within(deps), when=deps.local_text(answer_by)))
     ]  # fmt: skip
 
 
@@ -122,6 +138,24 @@ async def rate_ticket(req: Request, deps: Deps) -> list[Reply]:
     if not rated:
         return [Reply(deps.texts.t("rate_ticket.already", id=ticket_id))]
     return [Reply(deps.texts.t("rate_ticket.thanks", id=ticket_id, rating=rating))]
+
+
+BUTTON_DATA_BYTES = 64
+"""The most a button's data may hold (Telegram's limit); a longer message is not offered as a one-tap ticket."""
+
+
+async def fallback(req: Request, deps: Deps) -> list[Reply]:
+    """Free text in a private chat that is no command (你好, 在吗？): where the menu is, how to reach staff,
+    and, when the message fits a button, one tap to pass it to staff as a ticket. Never used in groups,
+    where members chat with each other."""
+    lines = [deps.texts.t("fallback.answer", name=req.name, within=_answer_within(deps))]
+    buttons = [Button(deps.texts.t("fallback.menu_button"), "v1:help:")]
+    text = req.args.strip()
+    data = f"v1:feedback:{text}"
+    if text and len(data.encode("utf-8")) <= BUTTON_DATA_BYTES and parse_button(data) is not None:
+        lines.append(deps.texts.t("fallback.offer"))
+        buttons.append(Button(deps.texts.t("fallback.ticket_button"), data))
+    return [Reply("\n".join(lines), buttons=tuple(buttons))]
 
 
 # --- staff -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import calendar as gregorian
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 
-from handlers.broadcast import plan_at, publish
+from handlers.broadcast import plan_at, publish, span_text
 from handlers.deps import Deps, Request
 from handlers.holidays import BUILTIN_IDS, Occurrence, next_occurrence, occurrences
 from handlers.messages import Reply
@@ -66,7 +66,7 @@ def greeting_text(deps: Deps, holiday_id: str) -> str:
         body = deps.texts.t("holiday.custom_text", name=holiday_name(deps, holiday_id))
     points = gift_points(deps, holiday_id)
     if points:
-        body += "\n" + deps.texts.t("holiday.gift", points=points)
+        body += "\n" + deps.texts.n("holiday.gift", points, points=points)
     return body
 
 
@@ -159,7 +159,7 @@ async def greetings(req: Request, deps: Deps) -> list[Reply]:
     if handler is None or not holiday_id or " " in holiday_id:
         return deps.usage("greetings")
     if holiday_id not in known_ids(deps):
-        return [Reply(deps.texts.t("greetings.unknown", id=holiday_id[:40], known=", ".join(known_ids(deps))))]
+        return [Reply(deps.texts.t("greetings.unknown", id=holiday_id[:40], known=deps.texts.join(known_ids(deps))))]
     return await handler(req, deps, holiday_id)
 
 
@@ -179,7 +179,8 @@ async def _list(deps: Deps) -> list[Reply]:
         silenced = await _silenced(repos, deps)
         plans = {(p.holiday_id, p.day): p.state for p in await repos.greetings.plans_from(today.isoformat())}
     rules = deps.rules.greetings
-    lines = [deps.texts.t("greetings.header", time=f"{rules.hour:02d}:{rules.minute:02d}", days=LIST_DAYS)]
+    lines = [deps.texts.t("greetings.header", time=f"{rules.hour:02d}:{rules.minute:02d}",
+                          days=span_text(deps, LIST_DAYS, "days"))]  # fmt: skip
     if not rules.enabled:
         lines.append(deps.texts.t("greetings.disabled"))
     for occ in found:
@@ -188,14 +189,15 @@ async def _list(deps: Deps) -> list[Reply]:
             deps.texts.t(
                 "greetings.line", date=occ.day.isoformat(), id=occ.id, name=holiday_name(deps, occ.id),
                 state=_state_text(deps, occ, silenced, plans),
-                gift=deps.texts.t("greetings.gift_mark", points=points) if points else "",
+                gift=deps.texts.n("greetings.gift_mark", points, points=points) if points else "",
             )
         )  # fmt: skip
         lines.append(deps.texts.t("greetings.text_line", text=greeting_text(deps, occ.id).replace("\n", " ")))
     if not found:
         lines.append(deps.texts.t("greetings.none"))
     if silenced:
-        lines.append(deps.texts.t("greetings.silenced", ids=", ".join(sorted(silenced))))
+        named = (deps.texts.t("greetings.item", name=holiday_name(deps, i), id=i) for i in sorted(silenced))
+        lines.append(deps.texts.t("greetings.silenced", ids=deps.texts.join(named)))
     lines.append(deps.texts.t("greetings.footer"))
     return [Reply("\n".join(lines))]
 
@@ -216,8 +218,10 @@ async def _off(req: Request, deps: Deps, holiday_id: str) -> list[Reply]:
     async with deps.db.transaction() as repos:
         fresh = await repos.greetings.silence(holiday_id, req.member_id, deps.now_ts())
         cancelled = await _cancel_pending(repos, deps, [holiday_id])
-    key = "greetings.off_done" if fresh else "greetings.off_already"
-    return [Reply(deps.texts.t(key, id=holiday_id, name=holiday_name(deps, holiday_id), cancelled=cancelled))]
+    name = holiday_name(deps, holiday_id)
+    if not fresh:
+        return [Reply(deps.texts.t("greetings.off_already", id=holiday_id, name=name))]
+    return [Reply(deps.texts.n("greetings.off_done", cancelled, id=holiday_id, name=name, cancelled=cancelled))]
 
 
 async def _on(req: Request, deps: Deps, holiday_id: str) -> list[Reply]:
@@ -256,8 +260,8 @@ async def _birthday_gift(repos: Repos, deps: Deps, member: BirthdayMember, today
         set_day = deps.calendar.local(datetime.fromtimestamp(member.set_at, UTC)).date()
         days = (today - set_day).days
         if days < rules.min_days_before:
-            return 0, deps.texts.t(
-                "birthday_greeting.no_gift_recent", days=max(days, 0), min_days=rules.min_days_before
+            return 0, deps.texts.n(
+                "birthday_greeting.no_gift_recent", max(days, 0), days=max(days, 0), min_days=rules.min_days_before
             )
     booking = await repos.ledger.append(
         member.id, rules.gift_points, "birthday", f"birthday:{member.id}:{today.year}", deps.now_ts(),
@@ -265,7 +269,7 @@ async def _birthday_gift(repos: Repos, deps: Deps, member: BirthdayMember, today
     )  # fmt: skip
     if not booking.booked:  # given already this year (the birthday was moved after it was greeted)
         return 0, ""
-    return rules.gift_points, deps.texts.t("birthday_greeting.gift", points=rules.gift_points)
+    return rules.gift_points, deps.texts.n("birthday_greeting.gift", rules.gift_points, points=rules.gift_points)
 
 
 async def _greet_privately(repos: Repos, deps: Deps, member: BirthdayMember, body: str, record: str) -> int | None:

@@ -15,6 +15,7 @@ from handlers.parsing import (
     option_leftovers,
     parse_amount_fen,
     parse_id,
+    parse_int,
     parse_local_datetime,
     parse_options,
     split_first,
@@ -37,8 +38,9 @@ def post_text(deps: Deps, buy: GroupBuy) -> str:
         if buy.missing
         else deps.texts.t("groupbuy.reached", joined=buy.joined)
     )
-    return deps.texts.t(
+    return deps.texts.n(
         "groupbuy.post",
+        buy.min_members,
         id=buy.id,
         item=buy.item,
         price=yuan_text(buy.price_fen),
@@ -56,12 +58,17 @@ def _deposit(deps: Deps, earned: int, buy: GroupBuy) -> int:
     return buy.group_price_fen * deps.rules.groupbuy.deposit_percent // 100
 
 
+STAFF_SUBCOMMANDS = ("add", "cancel")
+"""Only staff may open or cancel a group buy (the dispatcher checks, see handlers.registry)."""
+MEMBER_SUBCOMMANDS = ("join",)
+"""Joining is for VIP group members, from a private chat too."""
+
+
 async def groupbuy(req: Request, deps: Deps) -> list[Reply]:
     sub, rest = split_first(req.args)
     sub = sub.lower()
-    if sub in ("add", "cancel") and not req.is_staff:
-        if req.port is None or not await req.port.is_staff(req.msg):
-            return [Reply(deps.texts.t("common.staff_only"))]
+    if sub in STAFF_SUBCOMMANDS and not req.is_staff:  # the dispatcher refused already; kept for direct calls
+        return [Reply(deps.texts.t("common.staff_only"))]
     handler = {"add": _add, "join": _join, "status": _status, "cancel": _cancel, "list": _list, "": _list}.get(sub)
     if handler is None:
         return deps.usage("groupbuy")
@@ -76,7 +83,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         return deps.usage("groupbuy_add")
     price = parse_amount_fen(options["price"])
     group_price = parse_amount_fen(options["group_price"])
-    minimum = int(options["min"]) if options["min"].isdigit() else 0
+    minimum = parse_int(options["min"], 0, 1_000_000) or 0
     deadline = parse_local_datetime(options["deadline"], deps.calendar.zone)
     if price is None or group_price is None or not 2 <= minimum <= 10_000 or deadline is None or deadline[1]:
         return deps.usage("groupbuy_add")
@@ -97,8 +104,9 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
                                       created_by=req.member_id)  # fmt: skip
         await plan_at(repos, deps, "groupbuy_close", "groups", post_text(deps, buy), when, group_buy_id=buy_id)
     deps.outbox.wake()
-    return [Reply(deps.texts.t("groupbuy.created", id=buy_id, item=item, deadline=deps.local_text(buy.deadline_at),
-                               announcement=ann_id, count=count))]  # fmt: skip
+    deadline = deps.local_text(buy.deadline_at)
+    return [Reply(deps.texts.n("groupbuy.created", count, id=buy_id, item=item, deadline=deadline,
+                               announcement=ann_id))]  # fmt: skip
 
 
 async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -142,7 +150,8 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
     if req.is_staff:
         lines += [deps.texts.t("groupbuy.participant", name=p.display_name, deposit=yuan_text(p.deposit_fen),
                                code=p.code or "-") for p in people]  # fmt: skip
-    return [Reply("\n".join(lines))]
+    codes = (mine is not None and bool(mine.code)) or (req.is_staff and any(p.code for p in people))
+    return [Reply("\n".join(lines), secret=codes)]  # codes never where others can read them
 
 
 async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -172,7 +181,7 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
         await send_personal(repos, deps, "cancel", notice, [(p.member_id, notice) for p in people],
                             group_buy_id=buy_id)  # fmt: skip
     deps.outbox.wake()
-    return [Reply(deps.texts.t("groupbuy.cancelled", id=buy_id, item=buy.item, joined=buy.joined))]
+    return [Reply(deps.texts.n("groupbuy.cancelled", buy.joined, id=buy_id, item=buy.item, joined=buy.joined))]
 
 
 async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Announcement:

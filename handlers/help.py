@@ -19,7 +19,7 @@ def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
         def line(command: Command) -> str:
             aliases = ""
             if command.keywords:
-                aliases = texts.t("help.aliases", aliases=" / ".join(command.keywords))
+                aliases = texts.t("help.aliases", aliases=texts.join(command.keywords))
             summary = texts.t(command.summary_key)
             return texts.t("help.line", command=f"/{command.name}", aliases=aliases, summary=summary)
 

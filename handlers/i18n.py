@@ -7,6 +7,7 @@ zh_CN is the default, en the second language.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -46,8 +47,32 @@ def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+def override_problem(template: str, default: str) -> str | None:
+    """Why an override cannot stand in for the catalog text `default`, or None when it can.
+
+    It may use the default's placeholders (any of them, in any order, or none), each as a plain ``{name}``;
+    an unknown one (a typo such as ``{pointz}``), a positional ``{}``, a format spec or a stray brace would
+    make every use of the text fail. A literal brace is written ``{{`` or ``}}``.
+    """
+    allowed = placeholders(default)
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
+    except ValueError as exc:
+        return f"is not a valid text ({exc}); write a literal brace as {{{{ or }}}}"
+    known = ", ".join(f"{{{name}}}" for name in sorted(allowed)) or "none"
+    for name, spec, conversion in fields:
+        if name is None:
+            continue  # literal text
+        if name not in allowed:
+            return f"uses the unknown placeholder {{{name}}} (this text has: {known})"
+        if spec or conversion:
+            return f"formats {{{name}}}; write it as plain {{{name}}}"
+    return None
+
+
 class Catalog:
-    """Texts of one locale; `t("checkin.done", points=12)` formats one."""
+    """Texts of one locale; `t("common.usage", usage="/help")` formats one, `n(key, count, ...)` one with
+    plural forms."""
 
     def __init__(self, locale: str, overrides: dict[str, str] | None = None) -> None:
         self.locale = locale
@@ -56,6 +81,10 @@ class Catalog:
             unknown = set(overrides) - set(self._texts)
             if unknown:
                 raise ValueError(f"unknown message keys in overrides: {', '.join(sorted(unknown))}")
+            for key in sorted(overrides):
+                problem = override_problem(overrides[key], self._texts[key])
+                if problem is not None:
+                    raise ValueError(f"messages.{key} {problem}")
             self._texts.update(overrides)
 
     def has(self, key: str) -> bool:
@@ -70,3 +99,8 @@ class Catalog:
         `<key>.other`; `{count}` is filled in."""
         form = f"{key}.one" if count == 1 and f"{key}.one" in self._texts else f"{key}.other"
         return self.t(form, count=count, **values)
+
+    def join(self, items: Iterable[object]) -> str:
+        """Items as one list the way the locale writes it (`common.list_separator`: `、` in Chinese, `, ` in
+        English), e.g. names, tiers or options."""
+        return self._texts["common.list_separator"].join(str(item) for item in items)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from handlers.broadcast import span_text
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import parse_month_day, yuan_text
@@ -26,7 +27,8 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
     if latest is not None and (day - date.fromisoformat(latest.day)).days <= 1:
         streak = latest.streak
     birthday = member.birthday or texts.t("me.no_birthday")
-    username = f" (@{req.msg.sender.username})" if req.msg.sender.username else ""
+    handle = req.msg.sender.username
+    username = texts.t("me.username", username=handle) if handle else ""
     return [
         Reply(
             texts.t(
@@ -39,7 +41,7 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
                 balance=member.balance,
                 earned=member.earned,
                 tier=deps.tier_name(deps.rules.tier_for(member.earned)),
-                streak=streak,
+                streak=span_text(deps, streak, "days"),
                 purchases=bought.count,
                 total=yuan_text(bought.total_fen),
             ),

@@ -3,9 +3,53 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
+
+INT64_MAX = 2**63 - 1
+"""The largest integer SQLite stores: no number read from a message may exceed it."""
+
+
+def normalise_digits(text: str) -> str:
+    """`text` with every decimal digit of any script as its ASCII digit (全角 `１２` and Arabic-Indic `٣` too)
+    and the full-width forms of ASCII (`＃`, `＋`, `－`, `：`) as ASCII, by NFKC; everything else unchanged.
+
+    Circled (`①`) and superscript (`²`) digits are not decimal digits (``str.isdigit()`` accepts them, ``int()``
+    does not): they stay as they are, so the number parsers below refuse them. Each character stays one
+    character, so a position found in the result is the same position in `text`.
+    """
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for char in text:
+        digit = unicodedata.decimal(char, None)
+        if digit is not None:
+            out.append(str(digit))
+        elif "\uff01" <= char <= "\uff5e":
+            out.append(unicodedata.normalize("NFKC", char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_int(text: str, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
+    """A whole number from `minimum` to `maximum` (which keep it within SQLite's range), or None.
+
+    Digits of any script count (``normalise_digits``); anything else is refused: letters around the number
+    (``abc5``, ``5x``), circled or superscript digits, fractions, spaces inside, a NUL, a number out of range.
+    A minus sign is read, so ``-1`` is refused by any `minimum` above it rather than read as 1.
+    """
+    cleaned = normalise_digits(text.strip())
+    if not _INTEGER.fullmatch(cleaned):
+        return None
+    value = int(cleaned)
+    return value if minimum <= value <= maximum else None
+
 
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?:\s+(.*))?$", re.DOTALL)
 
@@ -56,6 +100,7 @@ def parse_keyword(text: str, keywords: set[str], glued: frozenset[str] = frozens
     for keyword in sorted(keywords, key=len, reverse=True):
         if text.startswith(keyword) and len(text) > len(keyword):
             after = text[len(keyword) :]
+            # isdigit(), broader than the number parsers: "兑换②" reaches /redeem, which answers with its usage.
             if after[0].isdigit() or keyword in glued:
                 return ParsedCommand(keyword, after.strip(), None, slash=False)
     return None
@@ -64,7 +109,7 @@ def parse_keyword(text: str, keywords: set[str], glued: frozenset[str] = frozens
 def parse_month_day(value: str) -> tuple[int, int] | None:
     """'MM-DD' (also M-D, MM/DD, MMDD) to (month, day); 02-29 is valid, 02-30 is not."""
     value = value.strip()
-    match = re.fullmatch(r"(\d{1,2})[-/.](\d{1,2})|(\d{2})(\d{2})", value)
+    match = re.fullmatch(r"([0-9]{1,2})[-/.]([0-9]{1,2})|([0-9]{2})([0-9]{2})", normalise_digits(value))
     if not match:
         return None
     month_s, day_s = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
@@ -77,18 +122,15 @@ def parse_month_day(value: str) -> tuple[int, int] | None:
 
 
 def parse_points(value: str, maximum: int) -> int | None:
-    """A positive whole number of points no larger than `maximum`."""
-    cleaned = value.strip()
-    if not re.fullmatch(r"\+?\d{1,12}", cleaned):
-        return None
-    points = int(cleaned)  # int() strips less than str.strip() does (e.g. not U+001F)
-    return points if 0 < points <= maximum else None
+    """A positive whole number of points no larger than `maximum` (a leading '+' is fine)."""
+    cleaned = normalise_digits(value.strip())
+    return parse_int(cleaned[1:] if cleaned.startswith("+") else cleaned, 1, maximum)
 
 
 def parse_amount_fen(value: str, maximum_yuan: int = 10_000_000) -> int | None:
     """A yuan amount ('199', '199.9', '¥199.90') as fen; None unless 0 < amount <= maximum."""
-    cleaned = value.strip().lstrip("¥￥").replace(",", "")
-    if not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", cleaned):
+    cleaned = normalise_digits(value.strip()).lstrip("¥￥").replace(",", "")
+    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,2})?", cleaned):
         return None
     try:
         amount = Decimal(cleaned)
@@ -110,15 +152,16 @@ def split_first(args: str) -> tuple[str, str]:
 
 
 def looks_like_target(token: str) -> bool:
-    return bool(re.fullmatch(r"@\w{1,64}|-?\d{1,20}", token))
+    """An '@username' or a member's number (a positive id within SQLite's range)."""
+    return bool(re.fullmatch(r"@\w{1,64}", token)) or parse_int(token, 1) is not None
 
 
-_LOCAL_DATETIME = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})[ T]+(\d{1,2}):(\d{2})(?:\s+|$)")
+_LOCAL_DATETIME = re.compile(r"^\s*([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})[ T]+([0-9]{1,2}):([0-9]{2})(?:\s+|$)")
 
 
 def parse_local_datetime(text: str, zone: tzinfo) -> tuple[datetime, str] | None:
     """A leading 'YYYY-MM-DD HH:MM' in the shop's zone, and the text after it; None if malformed."""
-    match = _LOCAL_DATETIME.match(text)
+    match = _LOCAL_DATETIME.match(normalise_digits(text))  # the same length: match.end() holds in `text`
     if not match:
         return None
     year, month, day, hour, minute = (int(g) for g in match.groups())
@@ -149,8 +192,8 @@ def extract_flags(text: str, names: dict[str, bool]) -> tuple[dict[str, str | bo
 
 def parse_id(text: str) -> int | None:
     """A positive record number such as an event or announcement id (a leading '#' is fine)."""
-    text = text.strip().lstrip("#")
-    return int(text) if re.fullmatch(r"\d{1,12}", text) and int(text) > 0 else None
+    text = normalise_digits(text.strip())
+    return parse_int(text[1:] if text.startswith("#") else text, 1)
 
 
 _OPTION = re.compile(r"(?:^|\s)([a-z_]+)=(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]\d{1,2}:\d{2}|\S+)")

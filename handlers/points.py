@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.tiers import next_tier_line
+from storage.ledger import LedgerEntry
+
+_MERGE_NOTE = re.compile(r"(<-|->) #(\d+)")
+"""How a merge entry notes the other member: '<- #7' (points from member 7), '-> #7' (moved to member 7)."""
+
+
+def note_text(deps: Deps, entry: LedgerEntry) -> str:
+    """What an entry's note says to the member: a merge's marker in words, any other note as written."""
+    found = _MERGE_NOTE.fullmatch(entry.note.strip()) if entry.reason == "merge" else None
+    if found is None:
+        return entry.note
+    key = "points.merged_from" if found.group(1) == "<-" else "points.merged_into"
+    return deps.texts.t(key, id=found.group(2))
 
 
 async def points(req: Request, deps: Deps) -> list[Reply]:
@@ -28,7 +43,7 @@ async def points(req: Request, deps: Deps) -> list[Reply]:
                     date=deps.local_text(entry.created_at, with_time=False),
                     delta=f"{entry.delta:+d}",
                     reason=texts.t(reason_key) if texts.has(reason_key) else texts.t("reason.other"),
-                    note=f" · {entry.note}" if entry.note else "",
+                    note=f" · {note_text(deps, entry)}" if entry.note else "",
                 )
             )
     else:

@@ -1,12 +1,15 @@
 """Polls (满意度调查): 1-5 ratings, NPS 0-10, choices (the platform's own poll where there is one) and
-rankings built tap by tap with undo. One answer per member, changeable until the poll closes; closing (on
-time through the scheduler, or by staff) posts the results in the groups and sends staff a chart.
+rankings built tap by tap with undo. One answer per member, changeable until the poll closes (a finished
+ranking stays until the member starts over); closing (on time through the scheduler, or by staff) posts the
+results where the poll went and sends staff a chart. A tier-only poll goes privately to those tiers only.
+Answers are whole numbers (digits of any script, see `parse_int`); anything else is refused with how to answer.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,7 +20,7 @@ from handlers.broadcast import plan_at, publish
 from handlers.charts import bar_chart
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
+from handlers.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
 from storage.announcements import Announcement
 from storage.polls import Answer, Poll, PollClosed
 from storage.repos import Repos
@@ -26,7 +29,23 @@ QUESTION_LIMIT = 300
 OPTION_LIMIT = 100
 OPTION_COUNTS = {"choice": (2, 10), "rank": (3, 10), "rating": (0, 0), "nps": (0, 0)}
 AUDIENCES = ("all", "groups", "members")
+_SEPARATORS = re.compile(r"[\s,，、]+")
+_SCORE_UNIT = re.compile(r"(?:⭐|星|分)$")
+log = logging.getLogger(__name__)
 _CLOSE = re.compile(r"--close[= ]+(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]\d{1,2}:\d{2})")
+
+
+# --- reading numbers --------------------------------------------------------------------------------
+def _wholes(text: str) -> list[int] | None:
+    """Numbers (0 or more, at most 999) separated by spaces, commas or '、'; None when any part is not one."""
+    tokens = [t for t in _SEPARATORS.split(text.strip()) if t]
+    numbers = [parse_int(t, 0, 999) for t in tokens]
+    return [n for n in numbers if n is not None] if tokens and None not in numbers else None
+
+
+def _audience(created: Poll) -> tuple[str, tuple[str, ...]]:
+    """Who the poll (and its results) reach: a tier-only poll only those tiers, privately."""
+    return ("tiers", created.tiers) if created.tiers else (created.audience, ())
 
 
 # --- what members see ------------------------------------------------------------------------------
@@ -38,14 +57,15 @@ def vote_buttons(deps: Deps, poll: Poll) -> tuple[tuple[str, str], ...]:
         return tuple((str(n), f"v1:vote:{poll.id} {n}") for n in range(11))
     if poll.kind == "rank":
         items = tuple((f"{i + 1}. {item}"[:40], f"v1:rank:{poll.id} {i}") for i, item in enumerate(poll.options))
-        return (*items, (deps.texts.t("poll.undo_button"), f"v1:rank:{poll.id} undo"))
+        return (*items, (deps.texts.t("poll.undo_button"), f"v1:rank:{poll.id} undo"),
+                (deps.texts.t("poll.restart_button"), f"v1:rank:{poll.id} restart"))  # fmt: skip
     return ()
 
 
 def poll_text(deps: Deps, poll: Poll) -> str:
     options = "".join(f"\n{i + 1}. {option}" for i, option in enumerate(poll.options))
     how = deps.texts.t(f"poll.how_{poll.kind}", id=poll.id)
-    points = deps.texts.t("poll.points_line", points=poll.points) if poll.points else ""
+    points = deps.texts.n("poll.points_line", poll.points) if poll.points else ""
     return deps.texts.t("poll.post", id=poll.id, question=poll.question, options=options, how=how, points=points,
                         closes=deps.local_text(poll.closes_at))  # fmt: skip
 
@@ -78,7 +98,7 @@ def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
         )
     elif poll.kind == "choice":
         counts = poll_results.choice([list(v) for v in done], len(poll.options))
-        body = "\n".join(texts.t("poll.results_choice_line", n=i + 1, option=o, count=c)
+        body = "\n".join(texts.n("poll.results_choice_line", c, n=i + 1, option=o)
                          for i, (o, c) in enumerate(zip(poll.options, counts, strict=True)))  # fmt: skip
         chart = bar_chart(title, list(poll.options), counts, horizontal=True, fallback_title=fallback)
     else:
@@ -149,25 +169,25 @@ async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]
             return deps.usage(f"poll_{kind}")
         closes = parsed[0]
     elif "hours" in flags:
-        hours = str(flags["hours"])
-        if not hours.isdigit() or not 1 <= int(hours) <= 24 * 30:
+        hours = parse_int(str(flags["hours"]), 1, 24 * 30)
+        if hours is None:
             return deps.usage(f"poll_{kind}")
-        closes = now + timedelta(hours=int(hours))
+        closes = now + timedelta(hours=hours)
     if closes <= now:
         return [Reply(deps.texts.t("common.in_past", when=deps.local_text(int(closes.timestamp()))))]
     tiers = tuple(t.strip().lower() for t in str(flags.get("tier", "")).split(",") if t.strip())
-    points_text = str(flags.get("points", "0"))
-    audience = str(flags.get("to", "all")).lower()
+    points = parse_int(str(flags.get("points", "0")), 0, 10_000)
+    audience = str(flags.get("to", "members" if tiers else "all")).lower()
     if (
         any(deps.rules.tier_by_id(t) is None for t in tiers)
-        or not points_text.isdigit()
-        or int(points_text) > 10_000
+        or points is None
         or audience not in AUDIENCES
+        or (tiers and audience != "members")  # a post in a group reaches every tier
     ):
         return deps.usage(f"poll_{kind}")
     async with deps.db.transaction() as repos:
         poll_id = await repos.polls.create(
-            kind, question, options, bool(flags.get("multi")) and kind == "choice", tiers, int(points_text), audience,
+            kind, question, options, bool(flags.get("multi")) and kind == "choice", tiers, points, audience,
             int(closes.timestamp()), req.member_id, deps.now_ts(),
         )  # fmt: skip
         assert poll_id is not None
@@ -175,16 +195,19 @@ async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]
         assert created is not None
         count = await _post(repos, deps, created)
     deps.outbox.wake()
-    return [Reply(deps.texts.t("poll.created", id=poll_id, count=count, closes=deps.local_text(created.closes_at)))]
+    return [Reply(deps.texts.n("poll.created", count, id=poll_id, closes=deps.local_text(created.closes_at)))]
 
 
 async def _post(repos: Repos, deps: Deps, created: Poll) -> int:
     """Publish the poll and plan its closing; returns the number of recipients."""
     kind = "poll_native" if created.kind == "choice" else "poll"
-    _, count = await publish(repos, deps, kind, created.audience, poll_text(deps, created),
+    audience, tiers = _audience(created)
+    _, count = await publish(repos, deps, kind, audience, poll_text(deps, created), tiers=tiers,
                              buttons=vote_buttons(deps, created), poll_id=created.id)  # fmt: skip
     closes = datetime.fromtimestamp(created.closes_at, deps.now().tzinfo)
-    await plan_at(repos, deps, "poll_close", "groups", created.question, closes, poll_id=created.id)
+    results_audience = "tiers" if tiers else "groups"
+    await plan_at(repos, deps, "poll_close", results_audience, created.question, closes, tiers=tiers,
+                  poll_id=created.id)  # fmt: skip
     return count
 
 
@@ -196,7 +219,9 @@ async def _close_now(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
         for ann_id in await repos.announcements.cancel_pending_for_poll(poll_id):
             deps.planner.unplan(ann_id)
         text, chart = await _close(repos, deps, found)
-        await publish(repos, deps, "poll_results", "groups", text, poll_id=poll_id)
+        _, tiers = _audience(found)
+        await publish(repos, deps, "poll_results", "tiers" if tiers else "groups", text, tiers=tiers,
+                      poll_id=poll_id)  # fmt: skip
     deps.outbox.wake()
     return [Reply(text, image=chart)]
 
@@ -217,26 +242,39 @@ async def _export(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
         answers = await repos.polls.answers(poll_id) if found else []
     if found is None:
         return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
+    texts = deps.texts
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["member_id", "member", "answer", "complete", "answered_at"])
+    writer.writerow([texts.t(f"poll.column_{c}") for c in ("member_id", "member", "answer", "complete", "answered")])
     for a in answers:
-        writer.writerow([a.member_id, a.display_name, _answer_text(found, a.value), int(a.complete),
-                         deps.local_text(a.answered_at)])  # fmt: skip
-    caption = deps.texts.t("poll.exported", id=poll_id, count=len(answers))
+        complete = texts.t("poll.complete_yes" if a.complete else "poll.complete_no")
+        writer.writerow([_cell(str(v)) for v in (a.member_id, a.display_name, _answer_text(deps, found, a.value),
+                                                  complete, deps.local_text(a.answered_at))])  # fmt: skip
+    caption = deps.texts.n("poll.exported", len(answers), id=poll_id)
     return [Reply(caption, document=(f"poll-{poll_id}-answers.csv", buffer.getvalue().encode("utf-8-sig")))]
 
 
-def _answer_text(poll: Poll, value: Any) -> str:
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet program shows as text: one starting like a formula gets a leading quote."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _answer_text(deps: Deps, poll: Poll, value: Any) -> str:
+    """An answer as the member gave it: the number, the chosen options as a list, or the ranking in order."""
     if poll.kind in ("rating", "nps"):
         return str(value)
-    return " > ".join(poll.options[i] for i in value if 0 <= i < len(poll.options))
+    if poll.kind == "choice":
+        return deps.texts.join(poll.options[i] for i in value if 0 <= i < len(poll.options))
+    return _ranking_text(deps, poll, [i for i in value if 0 <= i < len(poll.options)])
 
 
 async def polls(req: Request, deps: Deps) -> list[Reply]:
     """Anyone: the polls open now."""
     async with deps.db.read() as repos:
         open_polls = await repos.polls.open_ones()
+        member = await repos.members.get(req.member_id)
+    tier = deps.rules.tier_for(member.earned).id if member is not None else None
+    open_polls = [p for p in open_polls if not p.tiers or tier in p.tiers or req.is_staff]
     if not open_polls:
         return [Reply(deps.texts.t("poll.none"))]
     lines = [deps.texts.t("poll.list_header")]
@@ -258,23 +296,46 @@ async def _load_for_answer(req: Request, deps: Deps, poll_id: int) -> tuple[Poll
     if not await req.in_vip_group():
         return None, Reply(deps.texts.t("poll.not_member"))
     if found.tiers and deps.rules.tier_for(member.earned).id not in found.tiers:
-        names = ", ".join(deps.tier_name(t) for t in deps.rules.tiers if t.id in found.tiers)
+        names = deps.texts.join(deps.tier_name(t) for t in deps.rules.tiers if t.id in found.tiers)
         return None, Reply(deps.texts.t("poll.tier_only", tiers=names))
     return found, None
 
 
-async def _record(req: Request, deps: Deps, found: Poll, value: Any, complete: bool) -> bool:
-    """Store the answer; participation points once per member on a complete answer. False when closed."""
+async def _store(repos: Repos, deps: Deps, found: Poll, member_id: int, value: Any, complete: bool) -> None:
+    """Store the answer; participation points once per member on a complete answer. Raises PollClosed."""
     now = deps.now_ts()
+    await repos.polls.answer(found.id, member_id, value, complete, now)
+    if complete and found.points:
+        await repos.ledger.append(member_id, found.points, "poll", f"poll:{found.id}:{member_id}", now,
+                                  note=found.question[:60], ref=str(found.id))  # fmt: skip
+
+
+async def _record(req: Request, deps: Deps, found: Poll, value: Any, complete: bool) -> bool:
+    """Store the answer in its own transaction; False when the poll is closed."""
     try:
         async with deps.db.transaction() as repos:
-            await repos.polls.answer(found.id, req.member_id, value, complete, now)
-            if complete and found.points:
-                await repos.ledger.append(req.member_id, found.points, "poll", f"poll:{found.id}:{req.member_id}", now,
-                                          note=found.question[:60], ref=str(found.id))  # fmt: skip
+            await _store(repos, deps, found, req.member_id, value, complete)
     except PollClosed:
         return False
     return True
+
+
+def _parse_answer(found: Poll, text: str) -> Any | None:
+    """The answer `text` gives to `found` (a number, option indexes, a ranking), or None when it does not fit."""
+    if found.kind in ("rating", "nps"):
+        low, high = (1, 5) if found.kind == "rating" else (0, 10)
+        return parse_int(_SCORE_UNIT.sub("", text.strip()), low, high)
+    numbers = _wholes(text)
+    if not numbers:
+        return None
+    if found.kind == "choice":
+        picked = sorted(set(numbers))
+        if not all(1 <= n <= len(found.options) for n in picked) or (len(picked) > 1 and not found.multi):
+            return None
+        return [n - 1 for n in picked]
+    if sorted(numbers) != list(range(1, len(found.options) + 1)):
+        return None
+    return [n - 1 for n in numbers]
 
 
 async def vote(req: Request, deps: Deps) -> list[Reply]:
@@ -286,69 +347,100 @@ async def vote(req: Request, deps: Deps) -> list[Reply]:
     found, problem = await _load_for_answer(req, deps, poll_id)
     if problem is not None or found is None:
         return [problem] if problem else []
-    numbers = [int(n) for n in re.findall(r"\d+", value_text)]
-    value: Any
-    if found.kind == "rating" and len(numbers) == 1 and 1 <= numbers[0] <= 5:
-        value = numbers[0]
-    elif found.kind == "nps" and len(numbers) == 1 and 0 <= numbers[0] <= 10:
-        value = numbers[0]
-    elif (
-        found.kind == "choice"
-        and numbers
-        and all(1 <= n <= len(found.options) for n in numbers)
-        and (found.multi or len(numbers) == 1)
-    ):
-        value = sorted({n - 1 for n in numbers})
-    elif found.kind == "rank" and sorted(numbers) == list(range(1, len(found.options) + 1)):
-        value = [n - 1 for n in numbers]
-    else:
-        return [
-            Reply(deps.texts.t("poll.bad_answer", id=poll_id, how=deps.texts.t(f"poll.how_{found.kind}", id=poll_id)))
-        ]
+    value = _parse_answer(found, value_text)
+    if value is None:
+        how = deps.texts.t(f"poll.how_{found.kind}", id=poll_id)
+        return [Reply(deps.texts.t("poll.bad_answer", id=poll_id, how=how))]
     if not await _record(req, deps, found, value, complete=True):
         return [Reply(deps.texts.t("poll.closed", id=poll_id))]
-    shown = _answer_text(found, value) if found.kind in ("choice", "rank") else str(value)
-    return [Reply(deps.texts.t("poll.thanks", answer=shown))]
+    return [Reply(deps.texts.t("poll.thanks", answer=_answer_text(deps, found, value)))]
+
+
+def _rank_next(ranking: list[int], what: str, item: int | None) -> list[int]:
+    if what == "restart":
+        return []
+    if what == "undo" or item is None:
+        return ranking[:-1]
+    return ranking if item in ranking else [*ranking, item]
 
 
 async def rank(req: Request, deps: Deps) -> list[Reply]:
-    """A tap in a ranking poll (button ``v1:rank:<poll> <item>|undo``): builds the member's order."""
+    """A tap in a ranking poll (button ``v1:rank:<poll> <item>|undo|restart``): builds the member's order.
+
+    A finished ranking stays as it is: item taps and undo only remind the member of it; "restart" starts a new
+    order, and the finished one counts until the new one is complete."""
     id_text, what = split_first(req.args)
     poll_id = parse_id(id_text)
-    if poll_id is None or not what:
+    item = parse_int(what, 0, 99)
+    if poll_id is None or (item is None and what not in ("undo", "restart")):
         return deps.usage("vote")
     found, problem = await _load_for_answer(req, deps, poll_id)
     if problem is not None or found is None or found.kind != "rank":
         return [problem] if problem else deps.usage("vote")
-    async with deps.db.read() as repos:
-        current = await repos.polls.answer_of(poll_id, req.member_id)
-    ranking: list[int] = list(current.value) if current is not None and not current.complete else []
-    if what == "undo":
-        ranking = ranking[:-1]
-    elif what.isdigit() and int(what) < len(found.options):
-        if int(what) not in ranking:
-            ranking.append(int(what))
-    else:
+    if item is not None and item >= len(found.options):
         return deps.usage("vote")
-    complete = len(ranking) == len(found.options)
-    if not await _record(req, deps, found, ranking, complete):
+    try:
+        async with deps.db.transaction() as repos:
+            return await _rank_step(repos, deps, found, req.member_id, what, item)
+    except PollClosed:
         return [Reply(deps.texts.t("poll.closed", id=poll_id))]
-    so_far = _ranking_text(deps, found, ranking) or "-"
-    key = "poll.rank_done" if complete else "poll.rank_so_far"
-    return [Reply(deps.texts.t(key, ranking=so_far, left=len(found.options) - len(ranking)))]
+
+
+async def _rank_step(repos: Repos, deps: Deps, found: Poll, member_id: int, what: str, item: int | None) -> list[Reply]:
+    texts = deps.texts
+    restart = texts.t("poll.restart_button")
+    items = len(found.options)
+    current = await repos.polls.answer_of(found.id, member_id)
+    if current is None or not current.complete:
+        ranking = _rank_next(list(current.value) if current is not None else [], what, item)
+        complete = len(ranking) == items
+        await _store(repos, deps, found, member_id, ranking, complete)
+        if complete:
+            return [Reply(texts.t("poll.rank_done", ranking=_ranking_text(deps, found, ranking), restart=restart))]
+        so_far = _ranking_text(deps, found, ranking) or "-"
+        return [Reply(texts.t("poll.rank_so_far", ranking=so_far, left=items - len(ranking)))]
+    finished = _ranking_text(deps, found, list(current.value))
+    if current.draft is None and what != "restart":
+        return [Reply(texts.t("poll.rank_kept", ranking=finished, restart=restart))]
+    draft = _rank_next(list(current.draft or []), what, item)
+    if len(draft) == items:
+        await _store(repos, deps, found, member_id, draft, True)
+        return [Reply(texts.t("poll.rank_done", ranking=_ranking_text(deps, found, draft), restart=restart))]
+    await repos.polls.set_draft(found.id, member_id, draft)
+    if what == "restart":
+        return [Reply(texts.t("poll.rank_restarted", ranking=finished))]
+    so_far = _ranking_text(deps, found, draft) or "-"
+    return [Reply(texts.t("poll.rank_so_far_kept", ranking=so_far, left=items - len(draft)))]
+
+
+def _native_answer(found: Poll, options: str) -> list[int] | None:
+    """The option indexes of a native poll answer ('0,2'; '' withdraws), or None when it cannot be genuine:
+    a number out of range or not a number, an option twice, or several options on a single-choice poll."""
+    if not options.strip():
+        return []
+    numbers = _wholes(options)
+    if not numbers or len(set(numbers)) != len(numbers) or any(n >= len(found.options) for n in numbers):
+        return None
+    if len(numbers) > 1 and not found.multi:
+        return None
+    return sorted(numbers)
 
 
 async def native_vote(req: Request, deps: Deps) -> list[Reply]:
-    """An answer to the platform's own poll (``v1:native_vote:<native id> <option,option>``); no reply."""
+    """An answer to the platform's own poll (``v1:native_vote:<native id> <option,option>``); no reply. An
+    answer the platform could not have sent (see `_native_answer`) changes nothing."""
     native_id, options = split_first(req.args)
     async with deps.db.read() as repos:
         poll_id = await repos.polls.by_native(req.msg.channel, native_id)
     if poll_id is None:
         return []
     found, _ = await _load_for_answer(req, deps, poll_id)
-    if found is None:
+    if found is None or found.kind != "choice":
         return []
-    picked = sorted({int(n) for n in re.findall(r"\d+", options) if int(n) < len(found.options)})
+    picked = _native_answer(found, options)
+    if picked is None:
+        log.warning("native answer %r to poll %s does not fit it; ignored", options[:40], poll_id)
+        return []
     if not picked:
         async with deps.db.transaction() as repos:
             await repos.polls.withdraw(poll_id, req.member_id)

@@ -32,20 +32,31 @@ class Planner(Protocol):
     def unplan(self, announcement_id: int) -> None: ...
 
 
+class RightsUnknown(Exception):
+    """The platform could not tell whether the sender is staff or a VIP group member (a failed API call):
+    the command is answered with the apology, never guessed either way."""
+
+
 class ChannelPort(Protocol):
-    """What the dispatcher needs to know from the channel an Inbound came through."""
+    """What the dispatcher needs to know from the channel an Inbound came through. Rights come from the
+    configuration only: staff listed by id, and admins or members of the VIP groups the shop listed; owning
+    or administering any other chat gives none."""
 
     @property
     def bot_username(self) -> str | None: ...
 
     def is_vip_chat(self, msg: Inbound) -> bool:
-        """True for a private chat or a configured VIP group."""
+        """True for a private chat or a configured VIP group; the bot serves no other group."""
         ...
 
-    async def is_staff(self, msg: Inbound) -> bool: ...
+    async def is_staff(self, msg: Inbound) -> bool:
+        """Staff listed in the configuration, or an admin of a configured VIP group (of this group when the
+        message comes from one). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
+        ...
 
     async def is_group_member(self, msg: Inbound) -> bool:
-        """True when the sender is in one of the VIP groups (asked of the platform, cached briefly)."""
+        """True when the sender is in one of the configured VIP groups (asked of the platform, cached
+        briefly). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
         ...
 
 

@@ -1,5 +1,7 @@
 """Referrals (老带新): /invite gives a member their personal link and code, a new member who arrives through it
-is attributed to the referrer, and both sides earn points when the new member's first purchase is recorded.
+(or sends `邀请 CODE` before doing anything else) is attributed to the referrer, and both sides earn points when
+the new member's first purchase is recorded. An invite between identities of one member earns nothing: when
+a link (handlers.binding) makes inviter and invitee one member, the referral is voided and its points taken back.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from handlers.members import start
 from handlers.messages import Reply
 from handlers.tiers import tier_up_replies
 from storage.members import Member
-from storage.referrals import Referral
+from storage.referrals import MergeReasons, Referral
 from storage.repos import Repos
 
 PAYLOAD_PREFIX = "ref_"
@@ -80,7 +82,7 @@ async def _show_invite(req: Request, deps: Deps) -> list[Reply]:
 
 
 async def _attribute(req: Request, deps: Deps, text: str) -> list[Reply]:
-    """Attribute the sender, if they just became a member, to the owner of the code in `text`."""
+    """Attribute the sender, if they have not been active yet, to the owner of the code in `text`."""
     texts = deps.texts
     code = invite_code(text)
     if code is None:
@@ -91,10 +93,12 @@ async def _attribute(req: Request, deps: Deps, text: str) -> list[Reply]:
             return [Reply(texts.t("referral.unknown_code", code=code))]
         if referrer_id == req.member_id:
             return [Reply(texts.t("referral.self"))]
-        if not req.new_member:
-            return [Reply(texts.t("referral.existing"))]
+        # Following the WeChat account (or /start) makes the member first: until they are active
+        # (storage.members.NO_ACTIVITY) an invite still brings them in.
         if not await repos.referrals.attribute(referrer_id, req.member_id, code, req.msg.channel, deps.now_ts()):
-            return [Reply(texts.t("referral.already"))]
+            if await repos.referrals.for_referred(req.member_id) is not None:
+                return [Reply(texts.t("referral.already"))]
+            return [Reply(texts.t("referral.existing"))]
         referrer = await repos.members.get(referrer_id)
         assert referrer is not None
         notice = texts.t("referral.joined_notice", name=req.name, points=deps.rules.referrals.referrer_points)
@@ -227,3 +231,35 @@ async def _book(
     if not booking.booked:
         return booking.balance, []
     return booking.balance, tier_up_replies(deps, member.display_name, booking.earned - points, booking.earned)
+
+
+# --- two members becoming one, inside the link's transaction -------------------------------------------
+_MERGE_REASONS = MergeReasons(
+    same_member="voided: inviter and invitee were linked into one member",
+    invited_twice="voided: linked with a member who was invited too",
+    not_new="voided: linked with a member who had bought before",
+)
+
+
+async def paid_between(repos: Repos, a: int, b: int) -> list[Referral]:
+    """Settled referrals between two members, whose points a link of the two takes back."""
+    return [r for r in await repos.referrals.between(a, b) if r.state != "joined"]
+
+
+async def follow_merge(repos: Repos, deps: Deps, source: int, target: int) -> None:
+    """Before `source` moves into `target`: referrals follow the member, and one between the two is voided."""
+    await repos.referrals.follow_merge(source, target, deps.now_ts(), _MERGE_REASONS)
+
+
+async def take_back(repos: Repos, deps: Deps, member_id: int, paid: list[Referral]) -> int:
+    """After the merge: book back both sides' points of each voided referral on the merged member, once;
+    returns the points taken back. Lifetime points (the tier) go back too."""
+    note = deps.texts.t("referral.note_withdrawn")
+    total = 0
+    for referral in paid:
+        points = referral.referrer_points + referral.referred_points
+        if points:
+            await repos.ledger.append(member_id, -points, "referral", f"referral:{referral.id}:void", deps.now_ts(),
+                                      note=note, earned_delta=-points)  # fmt: skip
+            total += points
+    return total

@@ -1,4 +1,9 @@
-"""The one command table: every command, its aliases and keywords, who may use it and its help text."""
+"""The one command table: every command, its aliases and keywords, who may use it and its help text.
+
+Who may use it is declared here and checked by the dispatcher, in one place: ``staff`` (staff only) and
+``members_only`` (taking part in claims, group buys, polls, rewards and events is for VIP group members, from
+a private chat too), or per sub-command (``/groupbuy add`` is staff's, ``/groupbuy join`` members').
+"""
 
 from __future__ import annotations
 
@@ -33,20 +38,28 @@ def build_commands() -> list[Command]:
         Command("me", members.me, "me.summary", aliases=("profile",), keywords=("我的",)),
         Command("birthday", members.birthday, "birthday.summary", keywords=("生日",)),
         Command("events", events.events, "events.summary", keywords=("活动",)),
-        Command("join", events.join, "join.summary", keywords=("报名",)),
+        Command("join", events.join, "join.summary", keywords=("报名",), members_only=True),
         Command("leave", events.leave, "leave.summary", keywords=("取消报名",)),
         Command("notify", announcements.notify, "notify.summary", keywords=("通知",)),
         Command("bind", binding.bind, "bind.summary", keywords=("绑定",)),
-        Command("claim", sales.claim, "claim.summary", keywords=("抢", "秒杀"), asks_platform=True),
-        Command("groupbuy", group_buys.groupbuy, "groupbuy.summary", keywords=("团购",), asks_platform=True),
+        Command("claim", sales.claim, "claim.summary", keywords=("抢", "秒杀"), members_only=True),
+        Command(
+            "groupbuy",
+            group_buys.groupbuy,
+            "groupbuy.summary",
+            keywords=("团购",),
+            staff_subcommands=group_buys.STAFF_SUBCOMMANDS,
+            member_subcommands=group_buys.MEMBER_SUBCOMMANDS,
+        ),
         Command("polls", polls.polls, "polls.summary", keywords=("调查", "投票")),
-        Command("vote", polls.vote, "vote.summary", keywords=("评分",), asks_platform=True),
-        Command("rank", polls.rank, "vote.summary", hidden=True, asks_platform=True),
-        Command("native_vote", polls.native_vote, "vote.summary", hidden=True, asks_platform=True),
+        Command("vote", polls.vote, "vote.summary", keywords=("评分",), members_only=True),
+        Command("rank", polls.rank, "vote.summary", hidden=True, members_only=True),
+        Command("native_vote", polls.native_vote, "vote.summary", hidden=True, members_only=True),
         Command("rewards", rewards.rewards, "rewards.summary", keywords=("积分商城", "兑换列表")),
-        Command("redeem", rewards.redeem, "redeem.summary", keywords=("兑换",)),
+        Command("redeem", rewards.redeem, "redeem.summary", keywords=("兑换",), members_only=True),
         Command("feedback", feedback.feedback, "feedback.summary", keywords=("投诉", "建议", "反馈"), glued=True),
         Command("rate_ticket", feedback.rate_ticket, "rate_ticket.summary", hidden=True),
+        Command("fallback", feedback.fallback, "fallback.summary", hidden=True),
         Command("award", staff_points.award, "award.summary", staff=True),
         Command("deduct", staff_points.deduct, "deduct.summary", staff=True),
         Command("purchase", staff_points.purchase, "purchase.summary", staff=True),

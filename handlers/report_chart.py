@@ -1,11 +1,13 @@
 """The weekly report as one PNG (matplotlib, no screen needed): check-ins, new members, and points issued
-against points redeemed, per day. Labels are ASCII so that any machine's fonts can draw them.
+against points redeemed, per day. Its words come from the caller in the configured language; on a machine
+without a Chinese font, words it cannot draw are replaced by their ASCII fallback.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import matplotlib
 
@@ -13,13 +15,35 @@ matplotlib.use("Agg")  # render to memory; there is no display
 
 import matplotlib.pyplot as plt
 
+from handlers.charts import _cjk_font as cjk_font
+
 _RED = "#c0392b"
 _BLUE = "#2c7fb8"
 _GREEN = "#27ae60"
 
 
+@dataclass(frozen=True, slots=True)
+class ChartWords:
+    """The words on the chart: its title, the three headings and the legend of the points chart."""
+
+    title: str
+    checkins: str
+    new_members: str
+    points: str
+    issued: str
+    redeemed: str
+
+
+def drawable(words: ChartWords, fallback: ChartWords) -> ChartWords:
+    """`words` where the fonts at hand can draw them, else `fallback`'s (ASCII) word in its place."""
+    if cjk_font() is not None:
+        return words
+    names = [f.name for f in fields(ChartWords)]
+    return ChartWords(*(getattr(words if getattr(words, n).isascii() else fallback, n) for n in names))
+
+
 def weekly_chart(
-    title: str,
+    words: ChartWords,
     days: Sequence[str],
     checkins: Sequence[int],
     new_members: Sequence[int],
@@ -27,23 +51,26 @@ def weekly_chart(
     redeemed: Sequence[int],
 ) -> bytes:
     """Three bar charts stacked in one picture, one bar (or pair) per day; `days` are ASCII labels ('03-04')."""
+    font = cjk_font()
+    if font is not None:
+        plt.rcParams["font.sans-serif"] = [font, "DejaVu Sans"]
     labels = list(days)
     positions = list(range(len(labels)))
     figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 9))
     try:
         for axes, values, colour, heading in (
-            (top, checkins, _RED, "Check-ins per day"),
-            (middle, new_members, _BLUE, "New members per day"),
+            (top, checkins, _RED, words.checkins),
+            (middle, new_members, _BLUE, words.new_members),
         ):
             bars = axes.bar(positions, list(values), color=colour)
             axes.bar_label(bars, labels=[str(v) for v in values])
             axes.set_title(heading, fontsize=10)
         width = 0.4
-        given = bottom.bar([p - width / 2 for p in positions], list(issued), width, color=_GREEN, label="issued")
-        spent = bottom.bar([p + width / 2 for p in positions], list(redeemed), width, color=_RED, label="redeemed")
+        given = bottom.bar([p - width / 2 for p in positions], list(issued), width, color=_GREEN, label=words.issued)
+        spent = bottom.bar([p + width / 2 for p in positions], list(redeemed), width, color=_RED, label=words.redeemed)
         bottom.bar_label(given, labels=[str(v) for v in issued], fontsize=8)
         bottom.bar_label(spent, labels=[str(v) for v in redeemed], fontsize=8)
-        bottom.set_title("Points issued vs redeemed", fontsize=10)
+        bottom.set_title(words.points, fontsize=10)
         bottom.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, fontsize=8, frameon=False)
         for axes in (top, middle, bottom):
             axes.set_xticks(positions, labels)
@@ -51,7 +78,7 @@ def weekly_chart(
             axes.margins(y=0.2)
             axes.yaxis.get_major_locator().set_params(integer=True)
             axes.ticklabel_format(axis="y", style="plain", useOffset=False)
-        figure.suptitle(title)
+        figure.suptitle(words.title)
         # Fixed margins instead of tight_layout(): the labels are short, and measuring them costs a draw.
         figure.subplots_adjust(left=0.1, right=0.98, top=0.92, bottom=0.04, hspace=0.4)
         buffer = io.BytesIO()

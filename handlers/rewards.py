@@ -6,10 +6,12 @@ an overdraw) in one transaction, so it never leaves a negative balance or stock,
 
 from __future__ import annotations
 
+import re
+
 from handlers.codes import new_code, normalise
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import option_leftovers, parse_id, parse_options, split_first
+from handlers.parsing import option_leftovers, parse_id, parse_int, parse_options, split_first
 from storage.ledger import InsufficientPoints
 from storage.rewards import Reward
 
@@ -26,19 +28,24 @@ class _Repeated(Exception):
     pass
 
 
+STOCK_LIMIT = 1_000_000
+"""The most units a reward may have in stock."""
+
+
 def _reward_fields(deps: Deps, options: dict[str, str]) -> dict[str, object]:
     """Validated reward fields from key=value options (cost, stock, tier)."""
     fields: dict[str, object] = {}
     for key, value in options.items():
         if key == "cost":
-            if not value.isdigit() or not 0 < int(value) <= 10_000_000:
+            cost = parse_int(value, 1, 10_000_000)
+            if cost is None:
                 raise _Invalid(key)
-            fields["cost"] = int(value)
+            fields["cost"] = cost
         elif key == "stock":
             if value.lower() in ("none", "unlimited", "无限"):
                 fields["stock"] = None
-            elif value.isdigit():
-                fields["stock"] = int(value)
+            elif (stock := parse_int(value, 0, STOCK_LIMIT)) is not None:
+                fields["stock"] = stock
             else:
                 raise _Invalid(key)
         elif key == "tier":
@@ -51,6 +58,26 @@ def _reward_fields(deps: Deps, options: dict[str, str]) -> dict[str, object]:
         else:
             raise _Invalid(key)
     return fields
+
+
+_KEY = re.compile(r"(?:^|(?<=\s))([a-z_]+)=")
+
+
+def _edit_options(text: str) -> dict[str, str] | None:
+    """``name=皮具护理套装 stock=5`` as a dict, options in any order; only the name's value may hold spaces
+    (it runs to the next option). None when text stands outside the options, an option repeats or is empty,
+    or another value holds a space."""
+    keys = list(_KEY.finditer(text))
+    if not keys or text[: keys[0].start()].strip():
+        return None
+    options: dict[str, str] = {}
+    for key, following in zip(keys, [*keys[1:], None], strict=True):
+        value = text[key.end() : following.start() if following else len(text)].strip()
+        option = key.group(1)
+        if option in options or not value or (option != "name" and len(value.split()) > 1):
+            return None
+        options[option] = value
+    return options
 
 
 def _describe(deps: Deps, reward: Reward) -> str:
@@ -87,12 +114,13 @@ async def reward(req: Request, deps: Deps) -> list[Reply]:
         if sub == "edit":
             id_text, opts = split_first(rest)
             reward_id = parse_id(id_text)
-            opts, _, name = opts.partition("name=")  # the new name, if any, is last and may hold spaces
-            fields = _reward_fields(deps, parse_options(opts))
-            if name.strip():
-                fields["name"] = name.strip()[:NAME_LIMIT]
-            if reward_id is None or not fields or option_leftovers(opts):
+            options = _edit_options(opts)
+            if reward_id is None or options is None:
                 return deps.usage("reward")
+            name = options.pop("name", None)
+            fields = _reward_fields(deps, options)
+            if name is not None:
+                fields["name"] = name[:NAME_LIMIT]
             async with deps.db.transaction() as repos:
                 changed = await repos.rewards.update(reward_id, **fields)
                 updated = await repos.rewards.get(reward_id)

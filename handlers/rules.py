@@ -74,6 +74,9 @@ class EventRules(StrictModel):
     promo_leads: list[str] = Field(default_factory=lambda: ["5d", "3d", "1d", "2h"])
     late_grace_hours: float = Field(6, ge=0, description="a missed push is still sent this late, else skipped")
     attend_points: int = Field(20, ge=0, description="points for attending an event, unless the event says")
+    attend_hours_after: float = Field(
+        6, gt=0, description="attendance is recorded from the event's start until this many hours after it"
+    )
 
     @field_validator("promo_leads")
     @classmethod
@@ -102,6 +105,10 @@ class EventRules(StrictModel):
     @property
     def grace(self) -> timedelta:
         return timedelta(hours=self.late_grace_hours)
+
+    @property
+    def attend_window(self) -> timedelta:
+        return timedelta(hours=self.attend_hours_after)
 
 
 class SaleRules(StrictModel):
@@ -203,6 +210,15 @@ class ReferralRules(StrictModel):
     monthly_cap: int = Field(10, ge=0, description="rewarded referrals per referrer per month")
 
 
+class BindingRules(StrictModel):
+    """Linking accounts (/bind): how long a code lasts and how many wrong codes are tolerated."""
+
+    code_minutes: int = Field(5, ge=1, le=60, description="a binding code is valid this long")
+    failures_per_member: int = Field(5, ge=1, description="wrong codes one member may send per window")
+    failures_overall: int = Field(50, ge=1, description="wrong codes all members together may send per window")
+    window_minutes: int = Field(15, ge=1, description="the window the wrong codes are counted in")
+
+
 class ReportRules(StrictModel):
     weekly: bool = False
     """Send the weekly report chart to the staff chat."""
@@ -223,6 +239,7 @@ class Rules(StrictModel):
     birthdays: BirthdayRules = Field(default_factory=BirthdayRules)
     segments: SegmentRules = Field(default_factory=SegmentRules)
     referrals: ReferralRules = Field(default_factory=ReferralRules)
+    binding: BindingRules = Field(default_factory=BindingRules)
     reports: ReportRules = Field(default_factory=ReportRules)
 
     @field_validator("tiers")

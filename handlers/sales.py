@@ -7,8 +7,6 @@ claim is unique per (sale, member, unit) in the database, so no concurrency over
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta
 
 from handlers.broadcast import (
@@ -23,12 +21,14 @@ from handlers.broadcast import (
 )
 from handlers.codes import new_code, normalise
 from handlers.deps import Deps, Request
+from handlers.exports import csv_document
 from handlers.messages import Reply
 from handlers.parsing import (
     extract_flags,
     option_leftovers,
     parse_amount_fen,
     parse_id,
+    parse_int,
     parse_local_datetime,
     parse_options,
     split_first,
@@ -38,6 +38,8 @@ from storage.sales import Claim, Sale, StockGone
 
 ITEM_LIMIT = 80
 STOCK_LIMIT = 100_000
+HOLD_LIMIT = 30 * 24 * 60
+"""The longest time to pay a claim, in minutes (30 days)."""
 
 
 def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:
@@ -114,13 +116,13 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     if not item or option_leftovers(opts) or not {"price", "stock", "start"} <= set(options):
         return deps.usage("sale_add")
     price = parse_amount_fen(options["price"])
-    stock = int(options["stock"]) if options["stock"].isdigit() else 0
+    stock = parse_int(options["stock"], 0, STOCK_LIMIT) or 0
     start = parse_local_datetime(options["start"], deps.calendar.zone)
     end = parse_local_datetime(options["end"], deps.calendar.zone) if "end" in options else None
     limit_text = options.get("limit", "1")
-    limit = int(limit_text) if limit_text.isdigit() else 0
+    limit = parse_int(limit_text, 0, 100) or 0
     hold_text = options.get("hold")
-    hold = int(hold_text) if hold_text and hold_text.isdigit() else None
+    hold = parse_int(hold_text, 0, HOLD_LIMIT) if hold_text else None
     tier = options.get("tier", "").lower() or None
     problems = [
         price is None,
@@ -214,7 +216,7 @@ async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
                                   state=deps.texts.t(f"sale.claim_{claim_row.state}")))  # fmt: skip
     if len(live) > 30:
         lines.append(deps.texts.t("scheduled.more", count=len(live) - 30))
-    return [Reply("\n".join(lines))]
+    return [Reply("\n".join(lines), secret=bool(live))]  # the members' claim codes: never where others read
 
 
 async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -223,15 +225,15 @@ async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
         return loaded
     found, claims = loaded
     sale_id = found.id
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["code", "member_id", "member", "unit", "state", "claimed_at", "settled_at"])
-    for c in claims:
-        settled = deps.local_text(c.settled_at) if c.settled_at else ""
-        writer.writerow([c.code, c.member_id, c.display_name, c.unit, c.state, deps.local_text(c.claimed_at), settled])
-    data = buffer.getvalue().encode("utf-8-sig")  # with a BOM, so spreadsheet programs read the Chinese names
+    rows = [
+        [c.code, c.member_id, c.display_name, c.unit, deps.texts.t(f"sale.claim_{c.state}"),
+         deps.local_text(c.claimed_at), deps.local_text(c.settled_at) if c.settled_at else ""]
+        for c in claims
+    ]  # fmt: skip
+    columns = ("code", "member_id", "member", "unit", "state", "claimed_at", "settled_at")
+    data = csv_document([deps.texts.t(f"sale.column_{name}") for name in columns], rows)
     caption = deps.texts.t("sale.exported", id=sale_id, count=len(claims))
-    return [Reply(caption, document=(f"sale-{sale_id}-claims.csv", data))]
+    return [Reply(caption, document=(f"sale-{sale_id}-claims.csv", data), secret=True)]  # it lists every code
 
 
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -315,7 +317,7 @@ async def claim(req: Request, deps: Deps) -> list[Reply]:
     hold = texts.t("claim.hold", minutes=found.hold_minutes) if found.hold_minutes else ""
     code_text = texts.t("claim.code", item=found.item, price=yuan_text(found.price_fen), code=code, hold=hold)
     if not req.msg.is_group:
-        return [Reply(code_text)]
+        return [Reply(code_text, secret=True)]
     won = texts.t("claim.won_private" if reachable else "claim.won_public", item=found.item)
     return [Reply(won, quote=False), Reply(code_text, secret=True)]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from handlers.broadcast import send_personal
+from handlers.broadcast import send_personal, span_text
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import split_first
+from handlers.parsing import parse_int, split_first
 from handlers.rules import SegmentRules
 from storage.repos import Repos
 from storage.segments import DAY, SEGMENTS, CareDue, SegmentBounds, SegmentCounts
@@ -62,13 +62,17 @@ def parse_segment(deps: Deps, text: str) -> str | None:
 def _rule_text(deps: Deps, segment: str) -> str:
     """What puts a member in `segment`, with the configured numbers of days."""
     rules = deps.rules.segments
-    days = {
-        "new": {"days": rules.new_days},
-        "active": {"days": rules.active_days},
-        "cooling": {"low": min(rules.new_days, rules.active_days), "high": rules.dormant_high_days[0]},
-        "dormant_high": {"low": rules.dormant_high_days[0], "high": rules.dormant_low_days[0]},
-        "dormant_low": {"low": rules.dormant_low_days[0], "high": rules.lost_days},
-        "lost": {"days": rules.lost_days},
+
+    def span(days: int) -> str:
+        return span_text(deps, days, "days")
+
+    days: dict[str, object] = {
+        "new": {"days": span(rules.new_days)},
+        "active": {"days": span(rules.active_days)},
+        "cooling": {"low": min(rules.new_days, rules.active_days), "high": span(rules.dormant_high_days[0])},
+        "dormant_high": {"low": rules.dormant_high_days[0], "high": span(rules.dormant_low_days[0])},
+        "dormant_low": {"low": rules.dormant_low_days[0], "high": span(rules.lost_days)},
+        "lost": {"days": span(rules.lost_days)},
         "never": {},
     }[segment]
     return deps.texts.t(f"segments.rule_{segment}", **days)
@@ -89,14 +93,15 @@ async def segments(req: Request, deps: Deps) -> list[Reply]:
     async with deps.db.read() as repos:
         counts = await segment_counts(repos, deps)
     texts = deps.texts
-    lines = [texts.t("segments.header", date=deps.local_text(deps.now_ts(), with_time=False), total=counts.total)]
+    today = deps.local_text(deps.now_ts(), with_time=False)
+    lines = [texts.n("segments.header", counts.total, date=today, total=counts.total)]
     for segment in SEGMENTS:
         count = counts.members[segment]
         lines.append(texts.t("segments.line", name=segment_name(deps, segment), rule=_rule_text(deps, segment),
                              count=count, share=percent(deps, count, counts.total)))  # fmt: skip
     lines.append(texts.t("segments.repurchase", rate=percent(deps, counts.repeat_buyers, counts.buyers),
                          repeat=counts.repeat_buyers, buyers=counts.buyers))  # fmt: skip
-    lines.append(texts.t("segments.footer", names=", ".join(SEGMENTS)))
+    lines.append(texts.t("segments.footer", names=texts.join(SEGMENTS)))
     return [Reply("\n".join(lines))]
 
 
@@ -104,9 +109,9 @@ async def segment(req: Request, deps: Deps) -> list[Reply]:
     name_text, rest = split_first(req.args)
     chosen = parse_segment(deps, name_text) if name_text else None
     page_text = rest.strip() or "1"
-    if chosen is None or not page_text.isdigit() or int(page_text) < 1 or len(page_text) > 6:
-        return [*deps.usage("segment"), Reply(deps.texts.t("segment.names", names=", ".join(SEGMENTS)))]
-    page = int(page_text)
+    page = parse_int(page_text, 1, 999_999)
+    if chosen is None or page is None:
+        return [*deps.usage("segment"), Reply(deps.texts.t("segment.names", names=deps.texts.join(SEGMENTS)))]
     now = deps.now_ts()
     async with deps.db.read() as repos:
         found = await repos.segments.page(
@@ -118,16 +123,17 @@ async def segment(req: Request, deps: Deps) -> list[Reply]:
     if found.total == 0:
         return [Reply(texts.t("segment.empty", name=name))]
     if not found.members:
-        return [Reply(texts.t("segment.no_page", page=page, pages=pages, name=name))]
-    lines = [texts.t("segment.header", name=name, count=found.total, page=page, pages=pages)]
+        return [Reply(texts.n("segment.no_page", pages, page=page, pages=pages, name=name))]
+    lines = [texts.n("segment.header", found.total, name=name, page=page, pages=pages)]
     for number, member in enumerate(found.members, start=(page - 1) * PAGE_SIZE + 1):
         if member.last_purchase_at is None:
             lines.append(texts.t("segment.line_never", n=number, id=member.member_id, name=member.display_name))
         else:
             last = member.last_purchase_at
             lines.append(texts.t("segment.line", n=number, id=member.member_id, name=member.display_name,
-                                 date=deps.local_text(last, with_time=False), days=max(0, (now - last) // DAY),
-                                 count=member.purchases))  # fmt: skip
+                                 date=deps.local_text(last, with_time=False),
+                                 ago=texts.n("segment.days_ago", max(0, (now - last) // DAY)),
+                                 purchases=texts.n("segment.purchases", member.purchases)))  # fmt: skip
     if page < pages:
         lines.append(texts.t("segment.more", command=f"/segment {chosen} {page + 1}"))
     return [Reply("\n".join(lines))]
@@ -137,7 +143,7 @@ async def segment(req: Request, deps: Deps) -> list[Reply]:
 def _care_text(deps: Deps, due: CareDue, now: int) -> str:
     """The catalog's care message of the segment entered (winback.dormant_high / winback.dormant_low)."""
     days = max(0, (now - due.last_purchase_at) // DAY)
-    return deps.texts.t(f"winback.{due.segment}", name=due.display_name, days=days)
+    return deps.texts.t(f"winback.{due.segment}", name=due.display_name, days=span_text(deps, days, "days"))
 
 
 async def winback(deps: Deps) -> int:
@@ -155,7 +161,7 @@ async def winback(deps: Deps) -> int:
         due = await repos.segments.care_due(channels)
         if due:
             bodies = [(c.member_id, _care_text(deps, c, now)) for c in due]
-            await send_personal(repos, deps, "winback", deps.texts.t("winback.announcement", count=len(due)), bodies)
+            await send_personal(repos, deps, "winback", deps.texts.n("winback.announcement", len(due)), bodies)
             await repos.segments.mark_cared([c.member_id for c in due], now)
     log.info("win-back: %d segment entries began, %d care messages queued", entered, len(due))
     if due:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 
 from handlers import referrals
+from handlers.broadcast import send_personal
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import parse_amount_fen, parse_points, split_first, yuan_text
@@ -15,8 +16,50 @@ from handlers.polls import plan_purchase_followup
 from handlers.targets import TargetArgs, resolve_target, split_target
 from handlers.tiers import tier_up_replies
 from storage.ledger import InsufficientPoints
+from storage.members import Member
+from storage.repos import Repos
 
 _NOTE_LIMIT = 500
+
+
+async def _tell_member(repos: Repos, deps: Deps, req: Request, member: Member, text: str) -> bool:
+    """Tell the member of a booking made where they may not read its answer (a private or staff chat, or a
+    group of another channel): privately when the bot may message them, else in the VIP groups of their
+    channels, naming them. Returns whether anything was queued."""
+    identities = await repos.members.identities(member.id)
+    msg = req.msg
+    if msg.is_group and any(i.channel == msg.channel for i in identities):
+        if msg.chat_id in await repos.chats.of_channel(msg.channel):
+            return False  # said in their VIP group: the answer there names them
+    if await repos.members.can_message(member.id):
+        if await send_personal(repos, deps, "points", text, [(member.id, text)]):
+            return True
+    now = deps.now_ts()
+    ann_id: int | None = None
+    for identity in identities:
+        if identity.channel not in deps.outbox.channels():
+            continue
+        mention = f"@{identity.username}" if identity.username else member.display_name
+        chat_text = deps.texts.t("booking_notice.in_group", mention=mention, text=text)
+        for chat_id in await repos.chats.of_channel(identity.channel):
+            if ann_id is None:
+                ann_id = await repos.announcements.create("points", "personal", text, now, now)
+            await repos.tickets.queue_chat(ann_id, identity.channel, chat_id, chat_text)
+    if ann_id is None:
+        return False
+    await repos.announcements.settle(ann_id, "queued", now)
+    return True
+
+
+def _notice(deps: Deps, key: str, count: int, before: int, after: int, note: str = "", **values: object) -> str:
+    """The member's own account of a booking, with the tier they reached or fell to, if it changed."""
+    note_text = deps.texts.t("booking_notice.note", note=note) if note else ""
+    lines = [deps.texts.n(f"booking_notice.{key}", count, note=note_text, **values)]
+    old, new = deps.rules.tier_for(before), deps.rules.tier_for(after)
+    if new.min_points != old.min_points:
+        change = "booking_notice.tier_up" if new.min_points > old.min_points else "booking_notice.tier_down"
+        lines.append(deps.texts.t(change, tier=deps.tier_name(new)))
+    return "\n".join(lines)
 
 
 def _not_found(deps: Deps, target: TargetArgs) -> list[Reply]:
@@ -62,9 +105,15 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
                 earned_delta=sign * amount,
                 actor_id=req.member_id,
             )
+            told = False
+            if booking.booked:
+                notice = _notice(deps, command, amount, member.earned, booking.earned, note, balance=booking.balance)
+                told = await _tell_member(repos, deps, req, member, notice)
     except InsufficientPoints:
-        return [Reply(texts.t("deduct.insufficient", name=member.display_name, balance=member.balance, points=amount))]
-    replies = [Reply(texts.t(f"{command}.done", name=member.display_name, points=amount, balance=booking.balance))]
+        return [Reply(texts.n("deduct.insufficient", member.balance, name=member.display_name, points=amount))]
+    if told:
+        deps.outbox.wake()
+    replies = [Reply(texts.n(f"{command}.done", amount, name=member.display_name, balance=booking.balance))]
     if booking.booked and sign > 0:
         replies += tier_up_replies(deps, member.display_name, booking.earned - amount, booking.earned)
     return replies
@@ -106,9 +155,16 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
                 actor_id=req.member_id,
             )
             balance, total_earned = booking.balance, booking.earned
+        told = False
+        if purchase_id is not None:
+            notice = _notice(deps, "purchase", earned, member.earned, total_earned, amount=yuan_text(fen),
+                             balance=balance)  # fmt: skip
+            told = await _tell_member(repos, deps, req, member, notice)
         referral_replies = await referrals.on_purchase(repos, deps, member.id, purchase_id)
+    if told:
+        deps.outbox.wake()
     replies = [
-        Reply(texts.t("purchase.done", name=member.display_name, amount=yuan_text(fen), points=earned, balance=balance))
+        Reply(texts.n("purchase.done", earned, name=member.display_name, amount=yuan_text(fen), balance=balance))
     ]
     if purchase_id is not None:
         replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
+from handlers.broadcast import span_text
 from handlers.deps import Deps, Request
+from handlers.i18n import Catalog
 from handlers.messages import Reply
-from handlers.report_chart import weekly_chart
+from handlers.report_chart import ChartWords, drawable, weekly_chart
 from handlers.segments import counts_line, percent, segment_counts
 from storage.repos import Repos
 from storage.segments import SegmentCounts
@@ -91,11 +94,12 @@ def stats_text(deps: Deps, s: StaffStats) -> str:
           repeat=s.segments.repeat_buyers, buyers=s.segments.buyers),
         t("stats.segments", line=counts_line(deps, s.segments)),
     ]  # fmt: skip
+    days = span_text(deps, SATISFACTION_DAYS, "days")
     if s.rating.answers:
-        lines.append(t("stats.satisfaction", days=SATISFACTION_DAYS, rate=percent(deps, s.rating.satisfied,
-                       s.rating.answers), satisfied=s.rating.satisfied, count=s.rating.answers))  # fmt: skip
+        lines.append(t("stats.satisfaction", days=days, rate=percent(deps, s.rating.satisfied, s.rating.answers),
+                       satisfied=s.rating.satisfied, count=s.rating.answers))  # fmt: skip
     else:
-        lines.append(t("stats.satisfaction_none", days=SATISFACTION_DAYS))
+        lines.append(t("stats.satisfaction_none", days=days))
     tickets = s.tickets
     unclosed = int(tickets["open"]) + int(tickets["answered"])
     if tickets["rated"]:
@@ -136,9 +140,27 @@ def render_report(deps: Deps, series: WeekSeries) -> tuple[str, bytes]:
     redeemed = [p.redeemed for p in series.points]
     caption = deps.texts.t("report.caption", first=first, last=last, checkins=sum(series.checkins),
                            new=sum(series.new_members), issued=sum(issued), redeemed=sum(redeemed))  # fmt: skip
-    chart = weekly_chart(f"Weekly report {first} to {last}", [d.strftime("%m-%d") for d in series.days],
-                         series.checkins, series.new_members, issued, redeemed)  # fmt: skip
+    words = drawable(_chart_words(deps.texts, first, last), _chart_words(_ascii_texts(), first, last))
+    chart = weekly_chart(words, [d.strftime("%m-%d") for d in series.days], series.checkins, series.new_members,
+                         issued, redeemed)  # fmt: skip
     return caption, chart
+
+
+def _chart_words(texts: Catalog, first: str, last: str) -> ChartWords:
+    return ChartWords(
+        title=texts.t("report.chart.title", first=first, last=last),
+        checkins=texts.t("report.chart.checkins"),
+        new_members=texts.t("report.chart.new"),
+        points=texts.t("report.chart.points"),
+        issued=texts.t("report.chart.issued"),
+        redeemed=texts.t("report.chart.redeemed"),
+    )
+
+
+@cache
+def _ascii_texts() -> Catalog:
+    """The English catalog, for the chart's words on a machine that has no font for the configured language."""
+    return Catalog("en")
 
 
 async def report(req: Request, deps: Deps) -> list[Reply]:

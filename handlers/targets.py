@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from handlers.deps import Request
-from handlers.parsing import looks_like_target, split_first
+from handlers.parsing import looks_like_target, parse_int, split_first
 from storage.members import Member
 from storage.repos import Repos
 
@@ -49,8 +49,9 @@ async def resolve_target(repos: Repos, req: Request, target: TargetArgs) -> Memb
         return await repos.members.by_identity(replied.channel, replied.external_id)
     if target.target.startswith("@"):
         return await repos.members.by_username(channel, target.target[1:])
-    found = await repos.members.by_identity(channel, target.target)
-    if found is None and target.target.isdigit():
+    number = parse_int(target.target, 1)  # '１２' is 12; '-1' or 20 digits are no member's number
+    found = await repos.members.by_identity(channel, target.target if number is None else str(number))
+    if found is None and number is not None:
         # A member number as /me shows it also works.
-        found = await repos.members.get(int(target.target))
+        found = await repos.members.get(number)
     return found

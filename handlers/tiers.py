@@ -19,4 +19,5 @@ def next_tier_line(deps: Deps, earned: int) -> str:
     upcoming = deps.rules.next_tier(earned)
     if upcoming is None:
         return deps.texts.t("points.top_tier")
-    return deps.texts.t("points.to_next", tier=deps.tier_name(upcoming), missing=upcoming.min_points - earned)
+    missing = upcoming.min_points - earned
+    return deps.texts.n("points.to_next", missing, tier=deps.tier_name(upcoming), missing=missing)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from storage.sql import Statements, fetch_all, fetch_one
 
 # Tables whose rows move with a merged member; the ledger is append-only and gets transfer entries instead.
 _NOT_MOVED = {"ledger", "members"}
+
+
+@dataclass(frozen=True, slots=True)
+class BindCode:
+    """A live binding code: the member who asked for it, from which identity, and until when."""
+
+    member_id: int
+    channel: str
+    external_id: str
+    expires_at: int
 
 
 class ChannelStateRepo:
@@ -54,18 +65,73 @@ class ChannelStateRepo:
         return buttons[number - 1][1] if 1 <= number <= len(buttons) else None
 
     # --- binding two identities to one member ------------------------------------------------------
-    async def create_bind_code(self, code: str, member_id: int, expires_at: int) -> None:
-        await self._conn.execute("DELETE FROM bind_codes WHERE member_id = ?", (member_id,))
+    async def create_bind_code(
+        self, code: str, member_id: int, channel: str, external_id: str, now: int, expires_at: int
+    ) -> bool:
+        """The member's one live code, asked for by the identity (`channel`, `external_id`); an earlier code
+        of theirs is replaced. False when `code` is taken (draw another)."""
+        await self._conn.execute("DELETE FROM bind_codes WHERE expires_at <= ? OR member_id = ?", (now, member_id))
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO bind_codes(code, member_id, channel, external_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
+            (code, member_id, channel, external_id, now, expires_at),
+        )
+        return row is not None
+
+    async def use_bind_code(self, code: str, channel: str, now: int) -> BindCode | None:
+        """A live code used from another channel than the one it was asked on; it is used up (once)."""
+        row = await fetch_one(
+            self._conn,
+            "DELETE FROM bind_codes WHERE code = ? AND expires_at > ? AND channel <> ?"
+            " RETURNING member_id, channel, external_id, expires_at",
+            (code, now, channel),
+        )
+        return BindCode(*row) if row else None
+
+    async def live_bind_code(self, code: str, now: int) -> BindCode | None:
+        row = await fetch_one(
+            self._conn,
+            "SELECT member_id, channel, external_id, expires_at FROM bind_codes WHERE code = ? AND expires_at > ?",
+            (code, now),
+        )
+        return BindCode(*row) if row else None
+
+    async def drop_bind_code(self, code: str) -> None:
+        await self._conn.execute("DELETE FROM bind_codes WHERE code = ?", (code,))
+
+    async def drop_bind_codes_of(self, *member_ids: int) -> None:
         await self._conn.execute(
-            "INSERT INTO bind_codes(code, member_id, expires_at) VALUES (?, ?, ?)", (code, member_id, expires_at)
+            f"DELETE FROM bind_codes WHERE member_id IN ({','.join('?' * len(member_ids))})", member_ids
         )
 
-    async def use_bind_code(self, code: str, now: int) -> int | None:
-        """The member who issued a valid code; the code is used up."""
-        row = await fetch_one(
-            self._conn, "DELETE FROM bind_codes WHERE code = ? AND expires_at > ? RETURNING member_id", (code, now)
+    async def take_bind_try(self, scope: str, limit: int, now: int, window: int) -> bool:
+        """Count one try against `scope`'s wrong codes in the current window (a window `window` seconds long
+        starts with the first try after the last one ended); False, and nothing counted, at the limit."""
+        await self._conn.execute(
+            "INSERT INTO bind_failures(scope, window_start, failures) VALUES (?, ?, 0) ON CONFLICT(scope) DO NOTHING",
+            (scope, now),
         )
-        return int(row[0]) if row else None
+        row = await fetch_one(
+            self._conn,
+            "UPDATE bind_failures SET"
+            " failures = CASE WHEN window_start <= :now - :window THEN 1 ELSE failures + 1 END,"
+            " window_start = CASE WHEN window_start <= :now - :window THEN :now ELSE window_start END"
+            " WHERE scope = :scope AND (window_start <= :now - :window OR failures < :limit) RETURNING failures",
+            {"now": now, "window": window, "scope": scope, "limit": limit},
+        )
+        return row is not None
+
+    async def give_back_bind_try(self, scope: str) -> None:
+        """A try that turned out right is no wrong code."""
+        await self._conn.execute(
+            "UPDATE bind_failures SET failures = failures - 1 WHERE scope = ? AND failures > 0", (scope,)
+        )
+
+    async def bind_tries_reopen_at(self, scope: str, window: int) -> int | None:
+        """When `scope`'s current window ends (unix seconds), if it has one."""
+        row = await fetch_one(self._conn, "SELECT window_start FROM bind_failures WHERE scope = ?", (scope,))
+        return int(row[0]) + window if row else None
 
     async def move_member_rows(self, source: int, target: int) -> dict[str, int]:
         """Re-point every row of `source` in tables with a member_id column to `target`.
@@ -105,9 +171,13 @@ class ChannelStateRepo:
         )
         await self._conn.execute("UPDATE members SET merged_into = ? WHERE id = ?", (target, source))
 
-    async def detach_identity(self, channel: str, member_id: int, new_member_id: int) -> bool:
+    async def detach_identity(self, channel: str, external_id: str, member_id: int, new_member_id: int) -> bool:
+        """Give one identity of `member_id` to `new_member_id`, only while the member keeps another identity
+        (its points, purchases and birthday must stay reachable); False when nothing moved."""
         cur = await self._conn.execute(
-            "UPDATE identities SET member_id = ? WHERE channel = ? AND member_id = ?",
-            (new_member_id, channel, member_id),
+            "UPDATE identities SET member_id = :new WHERE channel = :channel AND external_id = :ext"
+            " AND member_id = :member AND EXISTS (SELECT 1 FROM identities other WHERE other.member_id = :member"
+            " AND NOT (other.channel = :channel AND other.external_id = :ext))",
+            {"new": new_member_id, "channel": channel, "ext": external_id, "member": member_id},
         )
         return cur.rowcount > 0

@@ -29,6 +29,13 @@ class SignupResult(Enum):
     FULL = "full"
 
 
+class AttendResult(Enum):
+    RECORDED = "recorded"
+    ALREADY = "already"
+    CLOSED = "closed"
+    """The event is not on: cancelled, not started, or past its attendance window."""
+
+
 _EVENT_SELECT = (
     "SELECT e.id, e.title, e.description, e.starts_at, e.capacity, e.attend_points, e.state, e.forced,"
     " (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = e.id AND s.state = 'joined') AS joined"
@@ -97,6 +104,16 @@ class EventRepo:
         )
         return cur.rowcount == 1
 
+    async def set_capacity(self, event_id: int, capacity: int | None) -> bool:
+        """Change the capacity of an active event, unless more members are signed up than it would allow
+        (checked in the same statement as the change, so no sign-up slips in between)."""
+        cur = await self._conn.execute(
+            "UPDATE events SET capacity = :c WHERE id = :e AND state = 'active' AND (:c IS NULL OR :c >="
+            " (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = :e AND s.state = 'joined'))",
+            {"c": capacity, "e": event_id},
+        )
+        return cur.rowcount == 1
+
     async def cancel(self, event_id: int) -> bool:
         cur = await self._conn.execute(
             "UPDATE events SET state = 'cancelled' WHERE id = ? AND state = 'active'", (event_id,)
@@ -133,18 +150,27 @@ class EventRepo:
         )
         return cur.rowcount == 1
 
-    async def mark_attended(self, event_id: int, member_id: int, now: int) -> bool:
-        """Record attendance once; True the first time. A walk-in without sign-up is recorded too."""
+    async def mark_attended(self, event_id: int, member_id: int, now: int, window: int) -> AttendResult:
+        """Record attendance once, only while the event is on: active, started, and at most `window` seconds
+        after its start (checked in the same statement). A walk-in without sign-up is recorded too."""
         row = await fetch_one(
             self._conn,
             "INSERT INTO event_signups(event_id, member_id, state, joined_at, attended_at)"
-            " VALUES (:e, :m, 'joined', :now, :now)"
+            " SELECT :e, :m, 'joined', :now, :now FROM events e"
+            "  WHERE e.id = :e AND e.state = 'active' AND e.starts_at <= :now AND :now <= e.starts_at + :window"
             " ON CONFLICT(event_id, member_id) DO UPDATE SET attended_at = :now"
             "  WHERE event_signups.attended_at IS NULL"
             " RETURNING member_id",
-            {"e": event_id, "m": member_id, "now": now},
+            {"e": event_id, "m": member_id, "now": now, "window": window},
         )
-        return row is not None
+        if row is not None:
+            return AttendResult.RECORDED
+        existing = await fetch_one(
+            self._conn,
+            "SELECT 1 FROM event_signups WHERE event_id = ? AND member_id = ? AND attended_at IS NOT NULL",
+            (event_id, member_id),
+        )
+        return AttendResult.ALREADY if existing is not None else AttendResult.CLOSED
 
     async def is_signed_up(self, event_id: int, member_id: int) -> bool:
         row = await fetch_one(

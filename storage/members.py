@@ -29,6 +29,18 @@ class MemberIdentity:
 
 _MEMBER_COLUMNS = "m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned"
 
+NO_ACTIVITY = (
+    "NOT EXISTS (SELECT 1 FROM ledger WHERE member_id = :member)"
+    " AND NOT EXISTS (SELECT 1 FROM purchases WHERE member_id = :member)"
+    " AND NOT EXISTS (SELECT 1 FROM checkins WHERE member_id = :member)"
+    " AND NOT EXISTS (SELECT 1 FROM members merged WHERE merged.merged_into = :member)"
+    " AND EXISTS (SELECT 1 FROM members fresh WHERE fresh.id = :member AND fresh.seen_in_group_at IS NULL"
+    " AND fresh.split_from IS NULL AND fresh.merged_into IS NULL)"
+)
+"""SQL condition: member `:member` has done nothing yet, so an invite may still bring them in. Activity is any
+points booked (of any kind), a purchase, a check-in, a message in a VIP group, or another account linked to
+the member or split off from it (/unlink). Starting or following the bot is not activity."""
+
 
 def _member(row: sqlite3.Row) -> Member:
     return Member(
@@ -78,9 +90,10 @@ class MemberRepo:
         # A member linked across channels keeps one name; only a single-identity member follows renames.
         await self._conn.execute(
             "UPDATE members SET last_seen_at = :now, display_name = CASE WHEN"
-            " (SELECT COUNT(*) FROM identities WHERE member_id = :id) = 1 THEN :name ELSE display_name END"
+            " (SELECT COUNT(*) FROM identities WHERE member_id = :id) = 1 THEN :name ELSE display_name END,"
+            " seen_in_group_at = COALESCE(seen_in_group_at, CASE WHEN :private THEN NULL ELSE :now END)"
             " WHERE id = :id",
-            {"now": now, "name": display_name, "id": member_id},
+            {"now": now, "name": display_name, "id": member_id, "private": int(private_chat)},
         )
         return member_id, False
 
@@ -99,8 +112,9 @@ class MemberRepo:
             return found
         row = await fetch_one(
             self._conn,
-            "INSERT INTO members(display_name, joined_at, last_seen_at) VALUES (?, ?, ?) RETURNING id",
-            (display_name, now, now),
+            "INSERT INTO members(display_name, joined_at, last_seen_at, seen_in_group_at) VALUES (?, ?, ?, ?)"
+            " RETURNING id",
+            (display_name, now, now, None if private_chat else now),
         )
         assert row is not None
         member_id = int(row[0])
@@ -182,12 +196,13 @@ class MemberRepo:
         row = await fetch_one(self._conn, "SELECT MAX(can_message) FROM identities WHERE member_id = ?", (member_id,))
         return bool(row and row[0])
 
-    async def create_bare(self, display_name: str, now: int) -> int:
-        """A new member with no identity yet (an identity is moved to it right after)."""
+    async def create_bare(self, display_name: str, now: int, split_from: int | None = None) -> int:
+        """A new member with no identity yet (an identity is moved to it right after); `split_from` is the
+        member /unlink took that identity from."""
         row = await fetch_one(
             self._conn,
-            "INSERT INTO members(display_name, joined_at, last_seen_at) VALUES (?, ?, ?) RETURNING id",
-            (display_name, now, now),
+            "INSERT INTO members(display_name, joined_at, last_seen_at, split_from) VALUES (?, ?, ?, ?) RETURNING id",
+            (display_name, now, now, split_from),
         )
         assert row is not None
         return int(row[0])

@@ -1,4 +1,5 @@
-"""Polls and their answers: one row per (poll, member), changeable while the poll is open."""
+"""Polls and their answers: one row per (poll, member), changeable while the poll is open. The database
+refuses an answer that does not fit its poll (migration 0014), whoever writes it."""
 
 from __future__ import annotations
 
@@ -31,6 +32,16 @@ class Answer:
     value: Any
     complete: bool
     answered_at: int
+    draft: Any = None
+    """A ranking poll: the new order being built while the finished `value` still counts (None: none)."""
+
+
+_ANSWER = "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at, a.draft FROM poll_answers a"
+
+
+def _answer(row: sqlite3.Row) -> Answer:
+    draft = json.loads(row[5]) if row[5] is not None else None
+    return Answer(row[0], row[1], json.loads(row[2]), bool(row[3]), row[4], draft)
 
 
 _POLL = "SELECT id, kind, question, options, multi, tiers, points, audience, closes_at, state FROM polls"
@@ -99,16 +110,28 @@ class PollRepo:
         return cur.rowcount == 1
 
     async def answer(self, poll_id: int, member_id: int, value: Any, complete: bool, now: int) -> None:
-        """Record or change the member's answer; raises PollClosed when the poll is not open."""
+        """Record or change the member's answer (dropping a ranking being rebuilt); raises PollClosed when the
+        poll is not open, sqlite3.IntegrityError when the answer does not fit the poll."""
         row = await fetch_one(
             self._conn,
             "INSERT INTO poll_answers(poll_id, member_id, answer, complete, answered_at)"
             " SELECT id, :m, :a, :c, :now FROM polls WHERE id = :p AND state = 'open'"
-            " ON CONFLICT(poll_id, member_id) DO UPDATE SET answer = :a, complete = :c, answered_at = :now"
-            " RETURNING member_id",
+            " ON CONFLICT(poll_id, member_id) DO UPDATE SET answer = :a, complete = :c, answered_at = :now,"
+            " draft = NULL RETURNING member_id",
             {"p": poll_id, "m": member_id, "a": json.dumps(value), "c": int(complete), "now": now},
         )
         if row is None:
+            raise PollClosed
+
+    async def set_draft(self, poll_id: int, member_id: int, draft: list[int] | None) -> None:
+        """Start, change or drop the new ranking a member builds over a finished one (which keeps counting);
+        raises PollClosed when the poll is not open or the member has no finished answer."""
+        cur = await self._conn.execute(
+            "UPDATE poll_answers SET draft = ? WHERE poll_id = ? AND member_id = ? AND complete = 1"
+            " AND EXISTS (SELECT 1 FROM polls WHERE id = ? AND state = 'open')",
+            (None if draft is None else json.dumps(draft), poll_id, member_id, poll_id),
+        )
+        if cur.rowcount != 1:
             raise PollClosed
 
     async def withdraw(self, poll_id: int, member_id: int) -> None:
@@ -121,21 +144,19 @@ class PollRepo:
     async def answer_of(self, poll_id: int, member_id: int) -> Answer | None:
         row = await fetch_one(
             self._conn,
-            "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at FROM poll_answers a"
-            " JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? AND a.member_id = ?",
+            f"{_ANSWER} JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? AND a.member_id = ?",
             (poll_id, member_id),
         )
-        return Answer(row[0], row[1], json.loads(row[2]), bool(row[3]), row[4]) if row else None
+        return _answer(row) if row else None
 
     async def answers(self, poll_id: int) -> list[Answer]:
         rows = await fetch_all(
             self._conn,
-            "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at FROM poll_answers a"
-            " JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? ORDER BY a.answered_at, a.member_id",
+            f"{_ANSWER} JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? ORDER BY a.answered_at, a.member_id",
             (poll_id,),
             bulk=True,
         )
-        return [Answer(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
+        return [_answer(r) for r in rows]
 
     async def map_native(self, channel: str, native_id: str, poll_id: int) -> None:
         await self._conn.execute(

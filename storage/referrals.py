@@ -1,7 +1,8 @@
 """Referrals (老带新): members' stable invite codes, who brought whom, and each referral's reward outcome.
 
 The database holds the rules that must never break: one code per member, one referrer per member, and a
-referral settles once, against the referrer's monthly cap counted in the same statement.
+referral settles once, against the referrer's monthly cap counted in the same statement. A new member can be
+attributed only while they have no activity, and a referral between two members who become one is voided.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from storage.members import NO_ACTIVITY
 from storage.sql import Statements, fetch_all, fetch_one
 
 
@@ -28,6 +30,15 @@ class Referral:
     referred_points: int
     outcome: str
     referred_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeReasons:
+    """Why a referral was voided when two members became one (stored in its `outcome`)."""
+
+    same_member: str
+    invited_twice: str
+    not_new: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +84,66 @@ class ReferralRepo:
 
     # --- attribution ---------------------------------------------------------------------------------
     async def attribute(self, referrer_id: int, referred_id: int, code: str, channel: str, now: int) -> bool:
-        """Record that `referrer_id` brought `referred_id`; False if the member was already attributed."""
+        """Record that `referrer_id` brought `referred_id`, a member with no activity yet (see
+        `storage.members.NO_ACTIVITY`); False if the member was already attributed or has been active."""
         row = await fetch_one(
             self._conn,
-            "INSERT INTO referrals(referrer_id, referred_id, code, channel, created_at) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO referrals(referrer_id, referred_id, code, channel, created_at)"
+            f" SELECT :referrer, :member, :code, :channel, :now WHERE {NO_ACTIVITY}"
             " ON CONFLICT(referred_id) DO NOTHING RETURNING id",
-            (referrer_id, referred_id, code, channel, now),
+            {"referrer": referrer_id, "member": referred_id, "code": code, "channel": channel, "now": now},
         )
         return row is not None
 
+    # --- two members becoming one --------------------------------------------------------------------
+    async def between(self, a: int, b: int) -> list[Referral]:
+        """Live referrals of one of the two members by the other."""
+        rows = await fetch_all(
+            self._conn,
+            f"{_REFERRAL} WHERE r.voided_at IS NULL AND r.referrer_id IN (:a, :b) AND r.referred_id IN (:a, :b)",
+            {"a": a, "b": b},
+        )
+        return [_referral(r) for r in rows]
+
+    async def follow_merge(self, source: int, target: int, now: int, reasons: MergeReasons) -> None:
+        """`source` becomes part of `target` (call before its rows move): the referrals follow.
+
+        A referral between the two is voided: an invite between identities of one member earns nothing (the
+        caller takes back what it paid). One member is brought in once: when both were invited, the invite
+        still waiting for a first purchase is voided (the source's when both wait), and so is a waiting
+        invite when either has bought before (the next purchase is no first one). The rest are re-pointed
+        to `target`, as referrer and as referred.
+        """
+        values = {"s": source, "t": target, "now": now}
+        void = "UPDATE referrals SET voided_at = :now, outcome = :why WHERE voided_at IS NULL"
+        await self._conn.execute(
+            f"{void} AND referrer_id IN (:s, :t) AND referred_id IN (:s, :t)", {**values, "why": reasons.same_member}
+        )
+        for waiting, other in (("s", "t"), ("t", "s")):
+            await self._conn.execute(
+                f"{void} AND state = 'joined' AND referred_id = :{waiting} AND EXISTS (SELECT 1 FROM referrals o"
+                f" WHERE o.voided_at IS NULL AND o.referred_id = :{other})",
+                {**values, "why": reasons.invited_twice},
+            )
+        await self._conn.execute(
+            f"{void} AND state = 'joined' AND referred_id IN (:s, :t)"
+            " AND EXISTS (SELECT 1 FROM purchases p WHERE p.member_id IN (:s, :t))",
+            {**values, "why": reasons.not_new},
+        )
+        await self._conn.execute(
+            "UPDATE OR IGNORE referrals SET referred_id = :t WHERE referred_id = :s AND voided_at IS NULL", values
+        )
+        await self._conn.execute(  # one still there: the target was brought in before (a voided invite)
+            f"{void} AND state = 'joined' AND referred_id = :s", {**values, "why": reasons.invited_twice}
+        )
+        await self._conn.execute(
+            "UPDATE referrals SET referrer_id = :t WHERE referrer_id = :s AND voided_at IS NULL", values
+        )
+
     async def for_referred(self, referred_id: int) -> Referral | None:
-        row = await fetch_one(self._conn, f"{_REFERRAL} WHERE r.referred_id = ?", (referred_id,))
+        row = await fetch_one(
+            self._conn, f"{_REFERRAL} WHERE r.referred_id = ? ORDER BY r.voided_at IS NULL DESC", (referred_id,)
+        )
         return _referral(row) if row else None
 
     # --- rewards -------------------------------------------------------------------------------------
@@ -106,7 +166,7 @@ class ReferralRepo:
         """
         over_cap = (
             "(SELECT COUNT(*) FROM referrals done WHERE done.referrer_id = referrals.referrer_id"
-            " AND done.state = 'rewarded' AND done.reward_month = :month) >= :cap"
+            " AND done.state = 'rewarded' AND done.reward_month = :month AND done.voided_at IS NULL) >= :cap"
         )
         row = await fetch_one(
             self._conn,
@@ -115,7 +175,7 @@ class ReferralRepo:
             f" outcome = CASE WHEN {over_cap} THEN :outcome ELSE '' END,"
             " referred_points = :referred_points, purchase_id = :purchase_id, rewarded_at = :now,"
             " reward_month = :month"
-            " WHERE referred_id = :referred_id AND state = 'joined' RETURNING id",
+            " WHERE referred_id = :referred_id AND state = 'joined' AND voided_at IS NULL RETURNING id",
             {
                 "month": month,
                 "cap": cap,
@@ -132,7 +192,8 @@ class ReferralRepo:
     async def rewarded_in_month(self, referrer_id: int, month: str) -> int:
         row = await fetch_one(
             self._conn,
-            "SELECT COUNT(*) FROM referrals WHERE referrer_id = ? AND state = 'rewarded' AND reward_month = ?",
+            "SELECT COUNT(*) FROM referrals WHERE referrer_id = ? AND state = 'rewarded' AND reward_month = ?"
+            " AND voided_at IS NULL",
             (referrer_id, month),
         )
         return int(row[0]) if row else 0
@@ -142,7 +203,7 @@ class ReferralRepo:
         row = await fetch_one(
             self._conn,
             "SELECT COUNT(*), COALESCE(SUM(state <> 'joined'), 0), COALESCE(SUM(state = 'capped'), 0),"
-            " COALESCE(SUM(referrer_points), 0) FROM referrals WHERE referrer_id = ?",
+            " COALESCE(SUM(referrer_points), 0) FROM referrals WHERE referrer_id = ? AND voided_at IS NULL",
             (referrer_id,),
         )
         assert row is not None
@@ -151,6 +212,8 @@ class ReferralRepo:
     async def by_referrer(self, referrer_id: int, limit: int = 10) -> list[Referral]:
         """The referrer's latest referrals, newest first."""
         rows = await fetch_all(
-            self._conn, f"{_REFERRAL} WHERE r.referrer_id = ? ORDER BY r.id DESC LIMIT ?", (referrer_id, limit)
+            self._conn,
+            f"{_REFERRAL} WHERE r.referrer_id = ? AND r.voided_at IS NULL ORDER BY r.id DESC LIMIT ?",
+            (referrer_id, limit),
         )
         return [_referral(r) for r in rows]

@@ -24,6 +24,7 @@ from storage.segments import SegmentRepo
 from storage.sql import Statements
 from storage.stats import StatsRepo
 from storage.tickets import TicketRepo
+from storage.wechat_nonces import WeChatNonceRepo
 
 
 class Repos:
@@ -50,3 +51,4 @@ class Repos:
         self.segments = SegmentRepo(conn)
         self.stats = StatsRepo(conn)
         self.referrals = ReferralRepo(conn)
+        self.wechat_nonces = WeChatNonceRepo(conn)

@@ -83,7 +83,7 @@ class StatsRepo:
         """Rows of the `referrals` table, or None when this database has no such table."""
         if not await self.has_table("referrals"):
             return None
-        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM referrals", bulk=True)
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM referrals WHERE voided_at IS NULL", bulk=True)
         return int(row[0]) if row else 0
 
     async def points_flow(self, since: int, until: int) -> PointsFlow:

@@ -29,7 +29,7 @@ async def test_announce_posts_to_groups_and_opted_in_members(chat: ChatDriver, p
 
 async def test_announce_to_tiers_goes_privately_to_those_tiers(chat: ChatDriver, pusher: RecordingPusher) -> None:
     await community(chat)
-    assert "queued for 1 recipients" in await chat.say("boss", "/announce --tier diamond,black Early access!")
+    assert "queued for 1 recipient." in await chat.say("boss", "/announce --tier diamond,black Early access!")
     await settle(chat.runtime)
     assert pusher.to("carol") == ["Early access!"] and pusher.to("group") == [] and pusher.to("alice") == []
     assert "Unknown tier: platinum. Known tiers: gold, diamond, black." in await chat.say(
@@ -87,7 +87,7 @@ async def test_announce_to_one_segment(chat: ChatDriver, clock: FakeClock, pushe
     clock.advance(timedelta(days=100))
     await chat.say("boss", "/purchase @carol 80")  # carol: bought today
     text = await chat.say("boss", "/announce --segment dormant-high We miss you! 20% off this week")
-    assert "Queued privately for segment dormant_high: 1 messages (1 members in it" in text
+    assert "Queued privately for segment Dormant-high: 1 message (members in the segment: 1;" in text
     await settle(chat.runtime)
     assert pusher.to("alice")[-1] == "We miss you! 20% off this week"
     assert not any("miss you" in t for t in pusher.to("carol") + pusher.to("group"))

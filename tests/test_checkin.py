@@ -35,7 +35,7 @@ async def test_second_checkin_same_day_awards_nothing(chat: ChatDriver, clock: F
     clock.advance(timedelta(hours=5))  # 14:00 local
     text = await chat.say("alice", "签到")
     assert "already checked in today (1-day streak)" in text
-    assert "2026-03-11 00:00" in text and "10 h 0 min" in text
+    assert "2026-03-11 00:00" in text and "(in 10 hours)" in text
     assert await balance(chat, "alice") == 10
 
 

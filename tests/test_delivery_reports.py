@@ -84,7 +84,7 @@ async def test_a_failed_staff_notice_is_not_reported(chat: ChatDriver, pusher: R
     pusher.script[STAFF] = [PushResult(Outcome.FAILED, "chat not found")]
     assert await report_outcomes(chat.runtime.deps) == 1
     await settle(chat.runtime)
-    assert "1 recipients, 0 sent, 0 pending, 1 failed" in await chat.say("boss", "/delivery 2")
+    assert "1 recipient, 0 sent, 0 pending, 1 failed" in await chat.say("boss", "/delivery 2")
     assert await report_outcomes(chat.runtime.deps) == 0
 
 

@@ -35,7 +35,7 @@ async def test_plain_text_is_not_a_command(chat: ChatDriver) -> None:
 
 async def test_help_lists_member_commands_and_staff_commands_only_for_staff(chat: ChatDriver) -> None:
     member_help = await chat.say("alice", "/help")
-    assert "/checkin (or send: 签到 / 打卡) — daily check-in, earns points" in member_help
+    assert "/checkin (or send: 签到, 打卡) — daily check-in, earns points" in member_help
     assert "/award" not in member_help and "/start" not in member_help
     staff_help = await chat.say("boss", "帮助")
     assert "Staff commands:" in staff_help and "/purchase" in staff_help
@@ -48,7 +48,7 @@ async def test_help_is_generated_from_the_table_in_chinese(tmp_path: Path, clock
     try:
         text = await ChatDriver(runtime).say("alice", "/help")
         assert text.startswith("可用命令：")
-        assert "/checkin（也可以发送：签到 / 打卡） — 每日签到，领积分" in text
+        assert "/checkin（也可以发送：签到、打卡） — 每日签到，领积分" in text
     finally:
         await runtime.close()
 
@@ -93,3 +93,23 @@ def test_two_commands_cannot_claim_one_keyword(runtime: Runtime) -> None:
 
     with pytest.raises(ValueError, match="签到"):
         Dispatcher(runtime.deps, [*build_commands(), Command("dup", noop, "help_cmd.summary", keywords=("签到",))])
+
+
+async def test_a_fault_outside_the_handler_is_answered_once_and_the_update_given_up(chat: ChatDriver) -> None:
+    # A bug in routing (here the sink that queues replies fails for one update): handling it again would fail
+    # again, so it is marked done with the apology rather than tried forever.
+    said: list[list[str]] = []
+    broken = {"on": True}
+
+    async def sink(repos: object, member_id: object, replies: list[Reply], staff: bool) -> None:
+        if broken["on"]:
+            broken["on"] = False
+            raise RuntimeError("routing bug")
+        said.append([r.text for r in replies])
+
+    msg = chat.inbound("alice", "/points", group=False, key="test:bug-1")
+    dispatcher = chat.runtime.dispatcher
+    handled = await dispatcher.handle_update(msg, chat.port, sink)
+    assert handled.committed and said == [[chat.runtime.deps.texts.t("common.apology")]]
+    again = await dispatcher.handle_update(msg, chat.port, sink)  # the re-delivery finds it done
+    assert again.repeat and len(said) == 1

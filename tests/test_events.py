@@ -4,6 +4,7 @@ and restarts, all with the fake clock."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -30,7 +31,7 @@ async def test_event_ten_days_ahead_is_promoted_at_the_lead_times(
     await members_present(chat)
     text = await chat.say("boss", f"/event add {START} Spring tasting | Ten new teas to try")
     assert "Event #1 created: Spring tasting, 2026-03-20 19:30." in text
-    assert "· 5d ahead: 2026-03-15 19:30" in text and "· 2h ahead: 2026-03-20 17:30" in text
+    assert "· 5 days ahead: 2026-03-15 19:30" in text and "· 2 hours ahead: 2026-03-20 17:30" in text
     planned = await promo_times(chat.runtime)
     assert [(lead, when) for lead, when, _ in planned] == [
         ("5d", local(2026, 3, 15, 19, 30)),
@@ -53,7 +54,7 @@ async def test_event_ten_days_ahead_is_promoted_at_the_lead_times(
 
 async def test_event_too_soon_is_refused_with_the_earliest_start(chat: ChatDriver, pusher: RecordingPusher) -> None:
     text = await chat.say("boss", "/event add 2026-03-13 19:30 Flash party")
-    assert "at least 5 days ahead" in text and "earliest allowed start is 2026-03-15 09:00" in text
+    assert "at least a 5-day lead" in text and "earliest allowed start is 2026-03-15 09:00" in text
     assert "Usage: /event add" in text
     assert await promo_times(chat.runtime) == []
     assert "No events coming up" in await chat.say("alice", "/events")
@@ -103,13 +104,53 @@ async def test_signing_up_withdrawing_capacity_and_buttons(chat: ChatDriver, pus
     assert "Usage: /join" in await chat.say("dave", "/join")
 
 
-async def test_attendance_earns_points_once(chat: ChatDriver, pusher: RecordingPusher) -> None:
+async def test_attendance_earns_points_once(chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher) -> None:
     await chat.say("boss", f"/event add {START} Tasting --points 30")
     await chat.say("alice", "/join 1")
+    clock.set(local(2026, 3, 20, 19, 45))  # the event is on
     assert 'Recorded Alice at "Tasting", +30 points.' in await chat.say("boss", "/event attend 1 @alice")
     assert "already recorded" in await chat.say("boss", "/event attend 1 @alice")
     assert "+30 event attendance · Tasting" in await chat.say("alice", "/points")
     assert "Alice's points: 30" in await chat.say("alice", "/points")
+
+
+async def test_attendance_only_while_the_event_is_on(
+    chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher
+) -> None:
+    await chat.say("alice", "hi")
+    await chat.say("bob", "hi")
+    await chat.say("carol", "hi")
+    await chat.say("boss", f"/event add {START} Tasting --points 30")
+    await chat.say("boss", f"/event add {START} Cancelled party --points 40")
+    await chat.say("boss", "/event cancel 2")
+    # Ten days before the start: nothing to attend yet.
+    early = await chat.say("boss", "/event attend 1 @alice")
+    assert "Event #1 (Tasting) has not started yet" in early and "2026-03-20 19:30" in early
+    clock.set(local(2026, 3, 20, 19, 30))  # the start
+    assert 'Recorded Alice at "Tasting", +30 points.' in await chat.say("boss", "/event attend 1 @alice")
+    # A cancelled event pays nothing, even at its start time.
+    assert "Event #2 (Cancelled party) is cancelled" in await chat.say("boss", "/event attend 2 @bob")
+    clock.set(local(2026, 3, 21, 1, 30))  # exactly 6 hours after the start (the default window)
+    assert 'Recorded Bob at "Tasting", +30 points.' in await chat.say("boss", "/event attend 1 @bob")
+    clock.set(local(2026, 3, 21, 1, 31))
+    late = await chat.say("boss", "/event attend 1 @carol")
+    assert "Event #1 (Tasting) is over: attendance could be recorded until 2026-03-21 01:30" in late
+    async with chat.runtime.deps.db.read() as repos:
+        members = [await repos.members.by_identity("test", who) for who in ("alice", "bob", "carol")]
+    assert [m.balance if m else None for m in members] == [30, 30, 0]  # Bob: nothing for the cancelled party
+
+
+async def test_the_attendance_window_is_configurable(tmp_path: Path, clock: FakeClock) -> None:
+    settings = Settings(locale="en", storage={"path": str(tmp_path / "w.db")}, events={"attend_hours_after": 1})
+    runtime = await Runtime.open(settings, clock)
+    try:
+        chat = ChatDriver(runtime)
+        await chat.say("alice", "hi")
+        await chat.say("boss", f"/event add {START} Tasting --points 30")
+        clock.set(local(2026, 3, 20, 20, 31))
+        assert "recorded until 2026-03-20 20:30" in await chat.say("boss", "/event attend 1 @alice")
+    finally:
+        await runtime.close()
 
 
 async def test_editing_the_start_replans_the_promos(
@@ -117,13 +158,51 @@ async def test_editing_the_start_replans_the_promos(
 ) -> None:
     await chat.say("boss", f"/event add {START} Tasting")
     text = await chat.say("boss", "/event edit 1 start 2026-03-25 19:30")
-    assert "Event #1 updated." in text and "· 5d ahead: 2026-03-20 19:30" in text
+    assert "Event #1 updated." in text and "· 5 days ahead: 2026-03-20 19:30" in text
     planned = await promo_times(chat.runtime)
     assert [state for _, _, state in planned].count("cancelled") == 4
     assert next(when for _, when, state in planned if state == "pending") == local(2026, 3, 20, 19, 30)
-    assert "at least 5 days ahead" in await chat.say("boss", "/event edit 1 start 2026-03-12 10:00")
+    assert "at least a 5-day lead" in await chat.say("boss", "/event edit 1 start 2026-03-12 10:00")
     assert "Event #1 updated." in await chat.say("boss", "/event edit 1 title Spring tasting")
     assert "Event #1: Spring tasting" in await chat.say("boss", "/event show 1")
+
+
+async def test_capacity_below_the_signups_is_refused(chat: ChatDriver, pusher: RecordingPusher) -> None:
+    await chat.say("boss", f"/event add {START} Tasting --capacity 5")
+    for who in ("alice", "bob", "carol"):
+        await chat.say(who, "/join 1")
+    text = await chat.say("boss", "/event edit 1 capacity 2")
+    assert "3 members are signed up for event #1" in text and "at least 3" in text
+    assert "updated" not in text
+    assert "Signed up: 3/5" in await chat.say("boss", "/event show 1")
+    assert "Event #1 updated." in await chat.say("boss", "/event edit 1 capacity 3")
+    assert "Tasting is full (3/3)" in await chat.say("dave", "/join 1")
+    assert "Event #1 updated." in await chat.say("boss", "/event edit 1 capacity none")
+    assert "Dave is signed up" in await chat.say("dave", "/join 1")
+
+
+async def test_a_title_edit_rewrites_the_pending_promos_in_place(
+    chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher
+) -> None:
+    await chat.say("bob", "hello")
+    await chat.say("boss", f"/event add {START} Tasting --capacity 20")
+    before = await promo_times(chat.runtime)
+    for _ in range(3):
+        assert "Event #1 updated." in await chat.say("boss", "/event edit 1 title Spring tasting")
+    assert "Event #1 updated." in await chat.say("boss", "/event edit 1 desc Ten new teas")
+    assert "Event #1 updated." in await chat.say("boss", "/event edit 1 capacity 12")
+    async with chat.runtime.deps.db.read() as repos:
+        promos = await repos.announcements.for_event(1)
+    # The same four promos at the same times, none cancelled, each with the new texts and its own countdown.
+    assert await promo_times(chat.runtime) == before and len(promos) == 4
+    for promo, countdown in zip(promos, ("in 5 days", "in 3 days", "in 24 hours", "in 2 hours"), strict=True):
+        assert "Spring tasting" in promo.text and "Ten new teas" in promo.text and "Places: 12" in promo.text
+        assert countdown in promo.text
+    clock.set(local(2026, 3, 15, 19, 30))
+    await chat.runtime.planner.fire()
+    await settle(chat.runtime)
+    (posted,) = pusher.to("group")
+    assert "Spring tasting" in posted and "Places: 12" in posted
 
 
 async def test_cancelling_tells_those_who_signed_up(chat: ChatDriver, pusher: RecordingPusher) -> None:

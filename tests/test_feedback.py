@@ -283,3 +283,19 @@ async def test_escalation_waits_for_a_staff_chat(chat: ChatDriver, clock: FakeCl
     clock.advance(timedelta(hours=21))
     assert await escalate(chat.runtime.deps) == 0
     assert (await ticket(chat, 1)).escalated_at is None
+
+
+async def test_a_colon_after_the_keyword_is_not_part_of_the_ticket(chat: ChatDriver, pusher: RecordingPusher) -> None:
+    assert "feedback is recorded as ticket #1" in await chat.say("alice", "反馈：包装很好")
+    assert "complaint is recorded as ticket #2" in await chat.say("alice", "投诉: 快递太慢", group=False)
+    assert "suggestion is recorded as ticket #3" in await chat.say("alice", "/feedback 建议：周末多开一会儿")
+    assert "feedback is recorded as ticket #4" in await chat.say("alice", "/feedback ：门店很干净")
+    assert "complaint is recorded as ticket #5" in await chat.say("alice", "/feedback 投诉:店员态度不好")
+    bodies = [((found := await ticket(chat, n)).kind, found.body) for n in range(1, 6)]
+    assert bodies == [
+        ("feedback", "包装很好"), ("complaint", "快递太慢"), ("suggestion", "周末多开一会儿"),
+        ("feedback", "门店很干净"), ("complaint", "店员态度不好"),
+    ]  # fmt: skip
+    await settle(chat.runtime)
+    assert "in the group:\n包装很好" in staff_texts(pusher)[0]
+    assert (await chat.say("alice", "反馈：")).startswith("Usage: /feedback")

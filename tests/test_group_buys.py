@@ -75,7 +75,7 @@ async def test_cancel_and_bad_input(chat: ChatDriver, pusher: RecordingPusher) -
     assert "only staff" in await chat.say("ann", GROUP_BUY)
     await chat.say("boss", GROUP_BUY)
     await chat.say("ann", "/groupbuy join 1")
-    assert "Group buy #1 (Tea set) cancelled; 1 members were told." in await chat.say("boss", "/groupbuy cancel 1")
+    assert "Group buy #1 (Tea set) cancelled; 1 member was told." in await chat.say("boss", "/groupbuy cancel 1")
     await settle(chat.runtime)
     assert any("is cancelled. Nobody is charged" in t for t in pusher.to("ann"))
     assert "No group buys are open" in await chat.say("ann", "/groupbuy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from handlers.i18n import LOCALES, Catalog, load_catalog, placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +31,7 @@ def test_every_key_used_in_code_exists() -> None:
 
 def test_zh_cn_is_the_default_and_formats() -> None:
     texts = Catalog("zh_CN")
-    assert texts.t("checkin.done", points=12, streak=2, balance=22, tier="金卡").startswith("签到成功！+12 积分")
+    assert texts.n("checkin.done", 12, points=12, streak=2, balance=22, tier="金卡").startswith("签到成功！+12 积分")
 
 
 def test_countdowns_say_minutes_hours_and_days_with_plural_forms() -> None:
@@ -49,3 +51,29 @@ def test_countdowns_say_minutes_hours_and_days_with_plural_forms() -> None:
     assert say("zh_CN", timedelta(hours=36)) == "还有 36 小时"  # not "2 days"
     assert say("en", timedelta(days=2, hours=23)) == "in 2 days"  # never more days than are left
     assert say("en", timedelta(days=5)) == "in 5 days"
+
+
+def test_message_overrides_are_checked_against_the_texts_placeholders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pydantic import ValidationError
+
+    from bot.cli import main
+    from bot.config import Settings
+
+    ok = Settings(messages={"checkin.done.other": "打卡 +{points}！", "common.apology": "抱歉 {{稍后再试}}"})
+    assert Catalog("zh_CN", ok.messages).n("checkin.done", 2, points=5, streak=2, balance=7, tier="金卡") == "打卡 +5！"
+    for text, why in (
+        ("签到 +{pointz}", "{pointz}"),  # a typo: every check-in would fail
+        ("签到 +{points", "brace"),
+        ("签到 +{}", "{}"),
+        ("签到 +{points:d}", "plain {points}"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            Settings(messages={"checkin.done.other": text})
+        assert "messages.checkin.done.other" in str(refused.value) and why in str(refused.value), text
+    config = tmp_path / "config.yaml"
+    config.write_text('messages:\n  checkin.already: "明天再来（{streek} 天）"\n', encoding="utf-8")
+    assert main(["run", "--config", str(config)]) == 2  # refuses to start, saying which text and why
+    error = capsys.readouterr().err
+    assert "messages.checkin.already" in error and "{streek}" in error

@@ -40,7 +40,7 @@ async def test_me_shows_the_profile(chat: ChatDriver) -> None:
     assert "Member: Alice (@alice)" in text
     assert "Joined: 2026-03-10" in text
     assert "Birthday: not set" in text
-    assert "Check-in streak: 1 days" in text
+    assert "Check-in streak: 1 day\n" in text
 
 
 @pytest.mark.parametrize(("given", "stored"), [("02-29", "02-29"), ("8-5", "08-05"), ("12/31", "12-31")])

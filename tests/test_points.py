@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import ChatDriver
+from tests.conftest import ChatDriver, RecordingPusher, settle
 
 
 async def totals(chat: ChatDriver, who: str) -> tuple[int, int]:
@@ -123,3 +123,25 @@ async def test_ledger_idempotency_key_books_once(chat: ChatDriver) -> None:
         second = await repos.ledger.append(member.id, 25, "award", "same-cause", 0)
     assert first.booked and not second.booked
     assert second.balance == 25
+
+
+async def test_a_member_hears_of_bookings_made_outside_their_group(chat: ChatDriver, pusher: RecordingPusher) -> None:
+    await chat.say("alice", "/start", group=False)  # may be messaged privately
+    await chat.say("bob", "hi")  # in the group only
+    await chat.say("boss", "/award @alice 50 nice photo", group=False)
+    await chat.say("boss", "/deduct @alice 10 typo", group=False)
+    await chat.say("boss", "/purchase @alice 600", group=False)
+    await chat.say("boss", "/award @bob 1", group=False)
+    await settle(chat.runtime)
+    assert pusher.to("alice") == [
+        "Staff gave you 50 points (nice photo). You now have 50.",
+        "10 points were taken from your balance (typo). You now have 40.",
+        "Your ¥600.00 purchase is recorded: +600 points. You now have 640.\n"
+        "🎉 Congratulations, you are now a Diamond member!",
+    ]
+    # Bob cannot be messaged privately: the group hears it, naming him.
+    assert pusher.to("group") == ["@bob: Staff gave you 1 point. You now have 1."]
+    # Said in the group, the staff member's answer there is enough: nothing more is sent.
+    assert "645" in await chat.say("boss", "/award @alice 5")  # the balance, in the answer in the group
+    await settle(chat.runtime)
+    assert len(pusher.to("alice")) == 3 and len(pusher.to("group")) == 1

@@ -137,7 +137,7 @@ async def test_ranking_tap_by_tap_with_undo(chat: ChatDriver, pusher: RecordingP
     assert "1.Quality (2 left)" in await tap("undo")
     assert "1.Quality 2.Service (1 left)" in await tap("2")
     assert "Done, thank you! Your ranking: 1.Quality 2.Service 3.Price" in await tap("0")
-    assert "Your answer: Service > Price > Quality" in await chat.say("ben", "/vote 1 3 1 2")
+    assert "Your answer: 1.Service 2.Price 3.Quality." in await chat.say("ben", "/vote 1 3 1 2")
     text = (await chat.replies("boss", "/poll results 1"))[0].text
     assert "#1: Service (Borda 3, mean rank 1.50)\n#2: Quality (Borda 2, mean rank 2.00)\n#3: Price (Borda 1" in text
     async with chat.runtime.deps.db.read() as repos:
@@ -152,7 +152,7 @@ async def test_native_choice_polls_and_their_answers(chat: ChatDriver, pusher: R
     assert pusher.polls and pusher.polls[0].options == ("Oolong", "Pu'er", "Jasmine") and pusher.polls[0].multi
     answer = replace(chat.inbound("ann", "", group=False), button="v1:native_vote:native-1 0,2")
     assert await chat.runtime.dispatcher.handle(answer, chat.port) == []
-    assert "1. Oolong: 1 votes\n2. Pu'er: 0 votes\n3. Jasmine: 1 votes" in await chat.say("boss", "/poll results 1")
+    assert "1. Oolong: 1 vote\n2. Pu'er: 0 votes\n3. Jasmine: 1 vote" in await chat.say("boss", "/poll results 1")
     retract = replace(chat.inbound("ann", "", group=False), button="v1:native_vote:native-1 ")
     await chat.runtime.dispatcher.handle(retract, chat.port)
     assert "0 answered" in await chat.say("boss", "/poll results 1")

@@ -71,11 +71,11 @@ async def test_event_just_after_spring_forward_gets_its_2h_promo_two_real_hours_
     planned = await promos(chat.runtime)
     assert start - planned["2h"] == 2 * HOUR  # wall-clock 03:30 - 2h = 01:30 is one real hour
     assert planned["2h"] == int(at(zone, 2026, 3, day, 0, 30).timestamp())  # 00:30 standard time
-    assert f"· 2h ahead: 2026-03-{day:02d} 00:30" in text
+    assert f"· 2 hours ahead: 2026-03-{day:02d} 00:30" in text
     for label, days in (("5d", 5), ("3d", 3), ("1d", 1)):  # day leads keep the local time of day
         assert planned[label] == int(at(zone, 2026, 3, day - days, 3, 30).timestamp()), label
         assert start - planned[label] == days * DAY - HOUR, label  # the day that lost an hour is in between
-    assert f"· 5d ahead: 2026-03-{day - 5:02d} 03:30" in text
+    assert f"· 5 days ahead: 2026-03-{day - 5:02d} 03:30" in text
 
     due = datetime.fromtimestamp(planned["2h"], UTC)
     clock.set(due - timedelta(seconds=1))
@@ -92,12 +92,12 @@ async def test_five_day_rule_counts_local_days_across_spring_forward(
 ) -> None:
     clock.set(at(BERLIN, 2026, 3, 25, 12, 0))  # 5 local days later is 03-30 12:00, only 4 d 23 h away
     text = await chat.say("boss", "/event add 2026-03-30 11:30 Too early")
-    assert "at least 5 days ahead" in text and "earliest allowed start is 2026-03-30 12:00" in text
+    assert "at least a 5-day lead" in text and "earliest allowed start is 2026-03-30 12:00" in text
     assert await promos(chat.runtime) == {}
 
     text = await chat.say("boss", "/event add 2026-03-30 12:30 Brunch")  # 4 d 23.5 h of real time
     assert "Event #1 created" in text and "bending the rule" not in text and "· now:" not in text
-    assert "· 5d ahead: 2026-03-25 12:30" in text
+    assert "· 5 days ahead: 2026-03-25 12:30" in text
     planned = await promos(chat.runtime)
     assert planned["5d"] == int(at(BERLIN, 2026, 3, 25, 12, 30).timestamp())
     assert await starts_at(chat.runtime) - planned["5d"] == 5 * DAY - HOUR
@@ -113,7 +113,7 @@ async def test_five_day_rule_counts_local_days_across_spring_forward(
 async def test_event_the_day_after_fall_back(chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher) -> None:
     clock.set(at(BERLIN, 2026, 10, 21, 10, 0))  # summer time; 5 local days later is 10-26 10:00 winter time
     text = await chat.say("boss", "/event add 2026-10-26 09:30 Too early")  # 5 d 0.5 h of real time
-    assert "at least 5 days ahead" in text and "earliest allowed start is 2026-10-26 10:00" in text
+    assert "at least a 5-day lead" in text and "earliest allowed start is 2026-10-26 10:00" in text
     assert await promos(chat.runtime) == {}
 
     text = await chat.say("boss", "/event add 2026-10-26 10:30 Harvest tasting")
@@ -130,7 +130,7 @@ async def test_event_the_day_after_fall_back(chat: ChatDriver, clock: FakeClock,
     }
     assert start - planned["5d"] == 5 * DAY + HOUR  # the day that gained an hour is in between
     assert start - planned["36h"] == 36 * HOUR and start - planned["2h"] == 2 * HOUR
-    assert "· 5d ahead: 2026-10-21 10:30" in text and "· 36h ahead: 2026-10-24 23:30" in text
+    assert "· 5 days ahead: 2026-10-21 10:30" in text and "· 36 hours ahead: 2026-10-24 23:30" in text
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ async def test_invite_gives_a_personal_link_and_the_wechat_code(chat: ChatDriver
     code = await code_of(chat, "alice")
     assert f"https://t.me/vipbot?start=ref_{code}" in text
     assert f"邀请 {code}" in text
-    assert "you get 100 points and they get 50" in text
+    assert "you both earn points: +100 for you, +50 for them" in text
     assert invite_code(code) == code and len(code) == 6
 
 
@@ -93,7 +93,7 @@ async def test_a_new_member_starting_through_the_link_is_attributed(chat: ChatDr
     code = await code_of(chat, "alice")
     text = await chat.say("newbie", f"/start ref_{code}", group=False)
     assert "Welcome to the VIP club, Newbie" in text
-    assert "You joined through Alice's invitation. Your first purchase earns you 50 welcome points" in text
+    assert "You joined through Alice's invitation. Your first purchase earns you welcome points on top: +50!" in text
     referral = await referral_of(chat, "newbie")
     assert referral is not None
     assert (referral.referrer_id, referral.code, referral.state) == (await member_id(chat, "alice"), code, "joined")
@@ -147,9 +147,13 @@ async def test_a_member_is_attributed_once_and_a_referral_is_never_to_oneself(ch
     alice, bob, newbie = [await member_id(chat, who) for who in ("alice", "bob", "newbie")]
     async with chat.runtime.deps.db.transaction() as repos:
         assert not await repos.referrals.attribute(bob, newbie, "X", "test", 0)  # UNIQUE referred member
+    await chat.say("zed", "/start", group=False)  # a member with no activity yet could be attributed
+    zed = await member_id(chat, "zed")
     with pytest.raises(aiosqlite.IntegrityError):
         async with chat.runtime.deps.db.transaction() as repos:
-            await repos.referrals.attribute(alice, alice, code, "test", 0)
+            await repos.referrals.attribute(zed, zed, code, "test", 0)
+    async with chat.runtime.deps.db.transaction() as repos:  # alice has been active: she can be no one's
+        assert not await repos.referrals.attribute(bob, alice, code, "test", 0)
     referral = await referral_of(chat, "newbie")
     assert referral is not None and referral.referrer_id == alice
 
@@ -160,7 +164,7 @@ async def test_both_sides_are_rewarded_on_the_first_purchase_only(chat: ChatDriv
     await invited(chat, code, "newbie")
     text = await chat.say("boss", "/purchase @newbie 10 first order")
     assert "Recorded a ¥10.00 purchase for Newbie, +10 points" in text
-    assert "Referral: first purchase of Newbie, invited by Alice. Newbie +50 points, Alice +100 points." in text
+    assert "Referral: first purchase of Newbie, invited by Alice. Points: Newbie +50, Alice +100." in text
     assert await totals(chat, "newbie") == (60, 60)
     assert await totals(chat, "alice") == (100, 100)
     referral = await referral_of(chat, "newbie")
@@ -212,10 +216,10 @@ async def test_monthly_cap_in_the_shop_zone_across_the_month_boundary(chat: Chat
     code = await code_of(chat, "alice")
     await invited(chat, code, "carol", "dave", "erin", "frank", "gina")
     for who in ("carol", "dave"):
-        assert "Alice +100 points" in await chat.say("boss", f"/purchase @{who} 1")
+        assert "Alice +100." in await chat.say("boss", f"/purchase @{who} 1")
     # The third rewarded referral this month is over the cap of 2: the new member still gets their points.
     text = await chat.say("boss", "/purchase @erin 1")
-    assert "Erin +50 points; Alice has reached the monthly limit of 2 rewarded invites" in text
+    assert "Points: Erin +50; Alice has reached the monthly limit of rewarded invites (2)" in text
     assert await totals(chat, "erin") == (51, 51)
     assert await totals(chat, "alice") == (200, 200)
     referral = await referral_of(chat, "erin")
@@ -225,7 +229,7 @@ async def test_monthly_cap_in_the_shop_zone_across_the_month_boundary(chat: Chat
     clock.set(local(2026, 3, 31, 23, 50))  # still March in Shanghai
     assert "monthly limit" in await chat.say("boss", "/purchase @frank 1")
     clock.set(local(2026, 4, 1, 0, 10))  # April in Shanghai, though still 31 March in UTC
-    assert "Alice +100 points" in await chat.say("boss", "/purchase @gina 1")
+    assert "Alice +100." in await chat.say("boss", "/purchase @gina 1")
     assert await totals(chat, "alice") == (300, 300)
     gina = await referral_of(chat, "gina")
     assert gina is not None and (gina.state, gina.reward_month) == ("rewarded", "2026-04")
@@ -240,11 +244,11 @@ async def test_invite_stats_counts_joined_purchased_points_and_capped(chat: Chat
         await chat.say("boss", f"/purchase @{who} 5")
     text = await chat.say("alice", "/invite stats")
     assert text.startswith(
-        "Your invites: 4 joined, 3 made a first purchase, 200 points earned, 1 over the monthly limit (no points)."
+        "Your invites — joined: 4, made a first purchase: 3, points earned: 200, over the monthly limit (no points): 1."
     )
     assert "• Frank, joined 2026-03-10: no purchase yet" in text
     assert "• Erin, joined 2026-03-10: first purchase 2026-03-10, monthly limit reached, no points" in text
-    assert "• Carol, joined 2026-03-10: first purchase 2026-03-10, +100 points for you" in text
+    assert "• Carol, joined 2026-03-10: first purchase 2026-03-10, your points +100" in text
     assert await chat.say("alice", "邀请 统计") == text
     assert "You haven't invited anyone yet" in await chat.say("carol", "/invite stats")
     assert await totals(chat, "alice") == (200, 200)
@@ -257,11 +261,11 @@ async def test_both_members_are_told_privately(chat: ChatDriver, pusher: Recordi
     await invited(chat, code, "newbie")
     await settle(chat.runtime)
     assert pusher.to("alice") == [
-        "Newbie joined the VIP club through your invite. When they make their first purchase you get 100 points."
+        "Newbie joined the VIP club through your invite. Their first purchase earns you points: +100."
     ]
     await chat.say("boss", "/purchase @newbie 10")
     await settle(chat.runtime)
     assert pusher.to("alice")[-1] == (
-        "🎉 Newbie, whom you invited, made their first purchase: +100 points for you. Balance 100."
+        "🎉 Newbie, whom you invited, made their first purchase: your points +100, balance 100."
     )
-    assert pusher.to("newbie") == ["Welcome gift for joining through Alice's invitation: +50 points. Balance 60."]
+    assert pusher.to("newbie") == ["Welcome gift for joining through Alice's invitation: points +50, balance 60."]

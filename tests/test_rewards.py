@@ -16,18 +16,18 @@ async def points_of(chat: ChatDriver, who: str) -> tuple[int, int]:
 
 
 async def test_staff_define_rewards_and_members_see_what_they_can_afford(chat: ChatDriver) -> None:
-    assert "Added: #1 Tea sample — 50 points" in await chat.say("boss", "/reward add Tea sample | cost=50")
+    assert "Added: #1 Tea sample — points: 50" in await chat.say("boss", "/reward add Tea sample | cost=50")
     await chat.say("boss", "/reward add Teapot | cost=100 stock=3")
     await chat.say("boss", "/reward add Tea ceremony | cost=120 tier=diamond")
     await chat.say("boss", "/reward add Gift box | cost=1000")
     await chat.say("alice", "hi")
     await chat.say("boss", "/award @alice 80")
     text = await chat.say("alice", "积分商城")
-    assert "Rewards shop (you have 80 points)" in text
+    assert "Rewards shop (your points: 80)" in text
     can, close, later = (text.index(h) for h in ("You can redeem now", "Almost there", "Keep going"))
-    assert can < text.index("#1 Tea sample") < close < text.index("#2 Teapot — 100 points, 3 left") < later
+    assert can < text.index("#1 Tea sample") < close < text.index("#2 Teapot — points: 100, 3 left") < later
     assert text.index("Tea ceremony") > later and "Diamond and above" in text
-    assert "(20 more points)" in text
+    assert "(20 more to go)" in text
 
 
 async def test_redeem_deducts_points_and_stock_and_gives_a_code(chat: ChatDriver) -> None:
@@ -35,7 +35,7 @@ async def test_redeem_deducts_points_and_stock_and_gives_a_code(chat: ChatDriver
     await chat.say("alice", "hi")
     await chat.say("boss", "/award @alice 700")
     text = await chat.say("alice", "兑换 1")
-    assert "Redeemed: Teapot (-100 points). Your code: R-" in text and "600 points left" in text
+    assert "Redeemed: Teapot (points -100). Your code: R-" in text and "Balance 600." in text
     assert await points_of(chat, "alice") == (600, 700)  # spending does not lower lifetime points
     assert "Tier: Diamond" in await chat.say("alice", "/points")
     assert '"Teapot" is all gone.' in await chat.say("alice", "/redeem 1")
@@ -49,7 +49,7 @@ async def test_insufficient_points_and_tier_rules(chat: ChatDriver) -> None:
     await chat.say("boss", "/reward add Teapot | cost=100")
     await chat.say("boss", "/reward add Ceremony | cost=10 tier=diamond")
     await chat.say("alice", "/checkin")
-    assert '"Teapot" costs 100 points; you have 10.' in await chat.say("alice", "/redeem 1")
+    assert '"Teapot" needs points: 100; your balance is 10.' in await chat.say("alice", "/redeem 1")
     assert '"Ceremony" is for Diamond members and above.' in await chat.say("alice", "/redeem 2")
     assert await points_of(chat, "alice") == (10, 10)
     async with chat.runtime.deps.db.read() as repos:
@@ -79,7 +79,7 @@ async def test_concurrent_redemptions_never_overdraw(chat: ChatDriver) -> None:
 
 async def test_reward_edit_remove_and_bad_input(chat: ChatDriver) -> None:
     await chat.say("boss", "/reward add Cup | cost=30")
-    assert "Updated: #1 Big cup — 40 points, 2 left" in await chat.say(
+    assert "Updated: #1 Big cup — points: 40, 2 left" in await chat.say(
         "boss", "/reward edit 1 cost=40 stock=2 name=Big cup"
     )
     assert "Reward #1 removed." in await chat.say("boss", "/reward remove 1")
@@ -93,3 +93,23 @@ async def test_reward_edit_remove_and_bad_input(chat: ChatDriver) -> None:
         assert "Usage: /reward" in await chat.say("boss", bad), bad
     assert "only staff" in await chat.say("alice", "/reward add Cup | cost=1")
     assert "Usage: /redeem" in await chat.say("alice", "/redeem")
+
+
+async def test_reward_edit_reads_every_option_wherever_the_name_is(chat: ChatDriver) -> None:
+    await chat.say("boss", "/reward add 护理套装 | cost=300")
+    text = await chat.say("boss", "/reward edit 1 name=皮具护理套装 stock=5")
+    assert "#1 皮具护理套装 —" in text and "stock=" not in text and "5 left" in text
+    assert await reward_row(chat) == ("皮具护理套装", 300, 5, None)
+    text = await chat.say("boss", "/reward edit 1 name=Leather care kit cost=350 tier=diamond")
+    assert "#1 Leather care kit —" in text and "350" in text and "Diamond and above" in text
+    assert "Usage: /reward" in await chat.say("boss", "/reward edit 1 name=Kit colour=red")
+    assert "Usage: /reward" in await chat.say("boss", "/reward edit 1 name= stock=2")
+    assert "Usage: /reward" in await chat.say("boss", "/reward edit 1 stray words cost=5")
+    assert await reward_row(chat) == ("Leather care kit", 350, 5, "diamond")
+
+
+async def reward_row(chat: ChatDriver) -> tuple[str, int, int | None, str | None]:
+    async with chat.runtime.deps.db.read() as repos:
+        reward = await repos.rewards.get(1)
+    assert reward is not None
+    return reward.name, reward.cost, reward.stock, reward.min_tier

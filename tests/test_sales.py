@@ -36,8 +36,8 @@ async def test_creating_a_sale_plans_promos_early_access_and_the_start_post(
 ) -> None:
     await customers(chat)
     text = await chat.say("boss", SALE)
-    assert "Flash sale #1 created: Jade teapot, ¥99.00, 3 units, starting 2026-03-20 10:00." in text
-    assert "· 5d ahead: 2026-03-15 10:00" in text
+    assert "Flash sale #1 created: Jade teapot, ¥99.00, stock 3, starting 2026-03-20 10:00." in text
+    assert "· 5 days ahead: 2026-03-15 10:00" in text
     assert "· Black card early access: 2026-03-20 09:50" in text
     assert "· Diamond early access: 2026-03-20 09:55" in text
     assert "· starts and is posted in the groups: 2026-03-20 10:00" in text
@@ -55,7 +55,7 @@ async def test_creating_a_sale_plans_promos_early_access_and_the_start_post(
 
 async def test_the_five_day_rule_applies_to_sales(chat: ChatDriver, pusher: RecordingPusher) -> None:
     text = await chat.say("boss", "/sale add Cup | price=9 stock=5 start=2026-03-12 10:00")
-    assert "at least 5 days ahead" in text and "Usage: /sale add" in text
+    assert "at least a 5-day lead" in text and "Usage: /sale add" in text
     text = await chat.say("boss", "/sale add Cup | price=9 stock=5 start=2026-03-12 10:00 --force")
     assert "Flash sale #1 created" in text and "bending the rule" in text
 
@@ -141,7 +141,7 @@ async def test_status_export_release_paid_and_cancel(
     first = (await chat.replies("gold", "/claim 1"))[1].text.split("Your code: ")[1].split("\n")[0]
     second = (await chat.replies("diamond", "/claim 1"))[1].text.split("Your code: ")[1].split("\n")[0]
     status = await chat.say("boss", "/sale status 1")
-    assert "2 sold, 1/3 left, 2 members claimed" in status and f"{first} Gold (awaiting payment)" in status
+    assert "2 sold, 1/3 left; members who claimed: 2" in status and f"{first} Gold (awaiting payment)" in status
     assert f"Code {first} marked as paid." in await chat.say("boss", f"/sale paid {first}")
     assert f"Code {second} released" in await chat.say("boss", f"/sale release {second.lower()}")
     assert await claimed(chat) == 1
@@ -152,7 +152,7 @@ async def test_status_export_release_paid_and_cancel(
     assert rows[0][:5] == ["code", "member_id", "member", "unit", "state"]
     assert {(r[0], r[4]) for r in rows[1:]} == {(first, "paid"), (second, "released")}
     text = await chat.say("boss", "/sale cancel 1")
-    assert "Flash sale #1 (Jade teapot) cancelled; 0 unpaid codes released." in text
+    assert "Flash sale #1 (Jade teapot) cancelled; unpaid codes released: 0." in text
     assert "There is no active flash sale #1" in await chat.say("black", "/claim 1")
 
 

@@ -100,9 +100,9 @@ async def test_stats_figures_on_a_seeded_database(chat: ChatDriver, clock: FakeC
         "Members: 6 (2 joined in the last 7 days)",
         "Check-ins today: 2",
         "Active in the last 7 days (checked in or purchased): 4 of 6, 66.7%",
-        "Repurchase rate: 50.0% (2 of 4 buyers bought twice or more)",
+        "Repurchase rate: 50.0% (repeat buyers 2 of 4)",
         "Segments: New 2 · Active 0 · Cooling 0 · Dormant-high 1 · Dormant-low 0 · Lost 1 · Never bought 2",
-        "Satisfaction (closed rating polls, last 90 days): 66.7% rated 4-5 ⭐ (2 of 3 answers)",
+        "Satisfaction (closed rating polls, last 90 days): 66.7% rated 4-5 ⭐ (2 of 3)",
     ]
     assert lines[7] == "Feedback tickets: 2 rated, average 4.00 ⭐, 50.0% rated 4-5 ⭐; 1 not closed, 0 late"
     assert lines[-1] == "Points in the last 7 days: 130 issued, 40 redeemed"
@@ -124,7 +124,7 @@ async def test_stats_counts_referrals_when_the_table_exists(chat: ChatDriver, cl
 async def test_stats_on_an_empty_database_says_n_a(chat: ChatDriver) -> None:
     text = await chat.say("boss", "/stats")
     assert "Members: 1 (1 joined in the last 7 days)" in text
-    assert "Repurchase rate: n/a (0 of 0 buyers bought twice or more)" in text
+    assert "Repurchase rate: n/a (repeat buyers 0 of 0)" in text
     assert "Satisfaction (closed rating polls, last 90 days): no answers yet" in text
     assert "Feedback tickets: none rated yet; 0 not closed, 0 late" in text
     assert "Points in the last 7 days: 0 issued, 0 redeemed" in text
@@ -140,7 +140,7 @@ async def test_report_is_a_png_of_the_last_seven_days(chat: ChatDriver, clock: F
         picture.verify()  # a complete, uncorrupted PNG
         assert picture.format == "PNG" and picture.size == (720, 810)
     assert reply.text == (
-        "📈 Weekly report 2026-03-04 to 2026-03-10: 3 check-ins, 2 new members, 130 points issued, 40 redeemed."
+        "📈 Weekly report 2026-03-04 to 2026-03-10: check-ins 3, new members 2, points issued 130, points redeemed 40."
     )
     assert await chat.say("alice", "/report") == "Sorry, only staff can use this command."
 
@@ -165,8 +165,8 @@ async def test_weekly_report_goes_to_the_staff_chat(
     await settle(chat.runtime)
     staff = [(kind, text) for kind, _, text in pusher.pushes if kind == "staff"]
     assert staff == [
-        ("staff", "📈 Weekly report 2026-03-04 to 2026-03-10: 3 check-ins, 2 new members, 130 points issued, "
-                  "40 redeemed."),
+        ("staff", "📈 Weekly report 2026-03-04 to 2026-03-10: check-ins 3, new members 2, points issued 130, "
+                  "points redeemed 40."),
     ]  # fmt: skip
     assert len(pusher.images) == 1 and pusher.images[0].startswith(PNG)
 

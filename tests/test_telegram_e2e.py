@@ -119,7 +119,7 @@ async def test_a_message_of_4096_characters_is_kept_as_data(tg: Harness) -> None
     head = "/award @alice 1 "
     text = head + ("长'); DROP TABLE ledger; -- 🎉" * 200)[: 4096 - len(head)]
     await tg.send(GROUP, ALICE, "/checkin")
-    assert "Gave Alice 1 points" in await tg.send(GROUP, STAFF, text)
+    assert "Gave Alice 1 point." in await tg.send(GROUP, STAFF, text)
     points = await tg.send(GROUP, ALICE, "/points")
     assert "Alice's points: 11" in points and "DROP TABLE ledger" in points
     assert all(len(p["text"]) <= 4096 for p in tg.api.sent())

@@ -170,6 +170,7 @@ async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> 
         "WECHAT_TOKEN": "wxtoken",
         "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
         "VIPBOT_TELEGRAM__WEBHOOK__URL": "https://shop.invalid/telegram",
+        "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
         "VIPBOT_WECHAT__APP_ID": "wx0123456789abcdef",
         "VIPBOT_HTTP__HOST": "127.0.0.1",
         "VIPBOT_HTTP__PORT": str(port),

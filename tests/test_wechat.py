@@ -58,8 +58,12 @@ class WeChatHarness:
     api: FakeWeChatApi
     crypto: WeChatCrypto
 
+    def now(self) -> int:
+        """The bot's clock (the one its timestamp check reads), in unix seconds."""
+        return int(self.runtime.deps.clock.now().timestamp())
+
     async def post(self, xml: str, *, encrypted: bool = False, forged: bool = False) -> httpx.Response:
-        timestamp, nonce = str(int(time.time())), f"n{next(_ids)}"
+        timestamp, nonce = str(self.now()), f"n{next(_ids)}"
         if encrypted:
             envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
             params = {"timestamp": timestamp, "nonce": nonce, "encrypt_type": "aes",
@@ -184,7 +188,7 @@ async def test_menu_clicks_subscribe_and_unsubscribe(wx: WeChatHarness) -> None:
 async def test_forged_malformed_and_oversized_requests_are_refused(wx: WeChatHarness) -> None:
     assert (await wx.post(text_xml("o-eve", "签到"), forged=True)).status_code == 403
     assert (await wx.post(text_xml("o-eve", "签到"), encrypted=True, forged=True)).status_code == 403
-    ts, nonce = "1700000000", "n1"
+    ts, nonce = str(wx.now()), "n1"
     params = {"signature": signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce}
     for body in (b"<xml><unclosed>", b"not xml at all", "<xml>签到</xml>".encode("gbk"), b"<xml></xml>"):
         assert (await wx.http.post("/wechat", params=params, content=body)).status_code == 400, body
@@ -253,7 +257,7 @@ async def test_a_wechat_account_links_to_a_telegram_member(wx: WeChatHarness) ->
     assert "points: 720" in await wx.say("o-ann", "积分")
     assert "wrong or expired" in await wx.say("o-ann", f"绑定 {code}")
     unlinked = await chat.say("boss", "/unlink @alice wechat")
-    assert "Unlinked Alice on wechat" in unlinked
+    assert "Unlinked Alice on WeChat" in unlinked
     assert await wx.balance("o-ann") == 0
     assert replace  # keeps the import used in this module's helpers
 
