@@ -47,10 +47,12 @@ def channel_name(deps: Deps, channel: str) -> str:
 
 async def bind(req: Request, deps: Deps) -> list[Reply]:
     if req.msg.is_group:
+        text = deps.texts.t("bind.private_only")
         if req.args.strip():  # a code shown in a group is no secret any more
             async with deps.db.transaction() as repos:
                 await repos.channel_state.drop_bind_code(_typed_code(req.args))
-        return [Reply(deps.texts.t("bind.private_only"))]
+            text += "\n" + deps.texts.t("bind.code_dropped")
+        return [Reply(text)]
     if not req.args.strip():
         return await _issue(req, deps)
     return await _link(req, deps, _typed_code(req.args))

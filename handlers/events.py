@@ -17,13 +17,16 @@ from handlers.broadcast import (
 )
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
-from handlers.parsing import extract_flags, parse_id, parse_local_datetime, split_first
+from handlers.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
 from handlers.targets import resolve_target, split_target
 from storage.events import AttendResult, Event, SignupResult
 from storage.repos import Repos
 
 TITLE_LIMIT = 120
 DESCRIPTION_LIMIT = 2000
+
+POINTS_LIMIT = 1_000_000
+"""The most points attending one event may earn."""
 
 
 def join_button(deps: Deps, event_id: int) -> tuple[str, str]:
@@ -110,7 +113,8 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     capacity = parse_id(str(flags["capacity"])) if "capacity" in flags else None
     points = deps.rules.events.attend_points
     if "points" in flags:
-        points = int(str(flags["points"])) if str(flags["points"]).isdigit() else -1
+        found_points = parse_int(str(flags["points"]), 0, POINTS_LIMIT)
+        points = -1 if found_points is None else found_points
     if ("capacity" in flags and capacity is None) or points < 0:
         return deps.usage("event_add")
     force = bool(flags.get("force"))
@@ -191,9 +195,10 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
             return deps.usage("event_edit")
         changes["capacity"] = capacity
     else:
-        if not value.isdigit():
+        found_points = parse_int(value, 0, POINTS_LIMIT)
+        if found_points is None:
             return deps.usage("event_edit")
-        changes["attend_points"] = int(value)
+        changes["attend_points"] = found_points
     async with deps.db.transaction() as repos:
         current = await repos.events.get(event_id)
         if current is None or current.state != "active":

@@ -7,8 +7,6 @@ Answers are whole numbers (digits of any script, see `parse_int`); anything else
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from dataclasses import replace
@@ -19,6 +17,7 @@ from handlers import poll_results
 from handlers.broadcast import plan_at, publish
 from handlers.charts import bar_chart
 from handlers.deps import Deps, Request
+from handlers.exports import csv_document
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
 from storage.announcements import Announcement
@@ -243,20 +242,14 @@ async def _export(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
     if found is None:
         return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
     texts = deps.texts
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow([texts.t(f"poll.column_{c}") for c in ("member_id", "member", "answer", "complete", "answered")])
-    for a in answers:
-        complete = texts.t("poll.complete_yes" if a.complete else "poll.complete_no")
-        writer.writerow([_cell(str(v)) for v in (a.member_id, a.display_name, _answer_text(deps, found, a.value),
-                                                  complete, deps.local_text(a.answered_at))])  # fmt: skip
+    header = [texts.t(f"poll.column_{c}") for c in ("member_id", "member", "answer", "complete", "answered")]
+    rows = [
+        (a.member_id, a.display_name, _answer_text(deps, found, a.value),
+         texts.t("poll.complete_yes" if a.complete else "poll.complete_no"), deps.local_text(a.answered_at))
+        for a in answers
+    ]  # fmt: skip
     caption = deps.texts.n("poll.exported", len(answers), id=poll_id)
-    return [Reply(caption, document=(f"poll-{poll_id}-answers.csv", buffer.getvalue().encode("utf-8-sig")))]
-
-
-def _cell(value: str) -> str:
-    """A CSV cell a spreadsheet program shows as text: one starting like a formula gets a leading quote."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return [Reply(caption, document=(f"poll-{poll_id}-answers.csv", csv_document(header, rows)))]
 
 
 def _answer_text(deps: Deps, poll: Poll, value: Any) -> str:

@@ -263,3 +263,26 @@ async def test_no_promo_after_the_event_started(chat: ChatDriver, clock: FakeClo
     await settle(chat.runtime)
     assert pusher.to("group") == []
     assert {state for _, _, state in await promo_times(chat.runtime)} == {"skipped"}
+
+
+async def test_points_and_stock_numbers_beyond_range_or_in_odd_digits_get_the_usage_line(chat: ChatDriver) -> None:
+    huge = "99999999999999999999"
+    for command in (f"/event add 2026-03-20 19:30 Party --points {huge}",
+                    "/event add 2026-03-20 19:30 Party --points ②",
+                    f"/reward add Mug | cost=10 stock={huge}",
+                    f"/reward add Mug | cost={huge}",
+                    f"/groupbuy add Pot | price=100 group_price=80 min={huge} deadline=2026-03-20 10:00"):  # fmt: skip
+        text = await chat.say("boss", command)
+        assert "Usage" in text and "sorry" not in text.lower(), (command, text)
+    text = await chat.say("boss", "/event add 2026-03-20 19:30 Party --points ３０")
+    assert "Event #1 created" in text
+    await chat.say("boss", f"/event edit 1 points {huge}")
+    async with chat.runtime.deps.db.read() as repos:
+        event = await repos.events.get(1)
+    assert event is not None and event.attend_points == 30
+
+
+async def test_the_number_check_commands_work_with_normal_numbers(chat: ChatDriver) -> None:
+    # the odd-digit test above refuses only the numbers: the same commands with plain numbers are accepted
+    assert "Added: #1 Mug" in await chat.say("boss", "/reward add Mug | cost=10 stock=5")
+    assert "#1" in await chat.say("boss", "/groupbuy add Pot | price=100 group_price=80 min=3 deadline=2026-03-20 10:00")
