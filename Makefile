@@ -19,7 +19,7 @@ console: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/checkin_throughput.py

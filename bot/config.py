@@ -22,7 +22,7 @@ from handlers.rules import (
     Rules,
     StrictModel,
 )
-from storage.database import is_file_path
+from storage.database import DEBUG_LOOP_STATEMENT_MS, READERS, is_file_path
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -33,6 +33,16 @@ class ConfigError(Exception):
 
 class StorageSettings(StrictModel):
     path: str = Field("data/vipbot.db", min_length=1)
+    readers: int = Field(READERS, ge=1, le=64)
+    """Reader connections: reads (reports, exports, `/points`) that run at the same time, each on its own thread."""
+    loop_statement_ms: int | None = Field(None, ge=0)
+    """A statement not marked bulk that runs longer on the event loop fails (SlowStatementError); 0 = never,
+    unset = only with `log_level: DEBUG` (DEBUG_LOOP_STATEMENT_MS)."""
+
+    def loop_statement_limit(self, *, debug: bool) -> int | None:
+        """The limit for `Database.open(loop_statement_ms=...)`: None when the guard is off."""
+        limit = DEBUG_LOOP_STATEMENT_MS if self.loop_statement_ms is None and debug else self.loop_statement_ms
+        return limit or None
 
     @field_validator("path")
     @classmethod

@@ -4,6 +4,9 @@ A row is claimed (pending → sending) in the database right before its message 
 and settled right after, so a restart never sends a row twice: rows found in 'sending' at start-up become
 'uncertain'. A 429 pauses the channel for `retry_after` and puts the row back; connection errors retry
 with backoff; a permanent refusal (blocked, chat gone) is recorded and the broadcast goes on.
+
+Every wait of the outbox (pacing, backoff, a row due later) goes through its `Timer`, so a test can drive
+time instead of sleeping for it.
 """
 
 from __future__ import annotations
@@ -84,6 +87,25 @@ class Pusher(Protocol):
         ...
 
 
+class Timer:
+    """The outbox's time: a monotonic clock for pacing, wall time for the rows' `next_attempt_at`, and the
+    waits. This one is real; tests pass one that jumps ahead instead of sleeping."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Until `event` is set, or `timeout` seconds passed (None: no limit)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
 class Pacer:
     """Hands out send slots evenly spaced (no bursts), a little under `rate` per second, and adapts.
 
@@ -93,7 +115,8 @@ class Pacer:
 
     SAFETY = 0.95
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, timer: Timer | None = None) -> None:
+        self.timer = timer or Timer()
         self.base_interval = 1.0 / (rate * self.SAFETY)
         self.interval = self.base_interval
         self._next = 0.0
@@ -101,15 +124,15 @@ class Pacer:
 
     async def wait(self) -> None:
         async with self._lock:
-            now = time.monotonic()
+            now = self.timer.monotonic()
             slot = max(now, self._next)
             self._next = slot + self.interval
             if slot > now:
-                await asyncio.sleep(slot - now)
+                await self.timer.sleep(slot - now)
 
     def pause(self, seconds: float) -> None:
         """The platform said 429: wait as told, and go a little slower from now on."""
-        self._next = max(self._next, time.monotonic() + seconds)
+        self._next = max(self._next, self.timer.monotonic() + seconds)
         self.interval = min(self.interval * 1.05, self.base_interval * 2)
 
     def sent(self) -> None:
@@ -117,12 +140,14 @@ class Pacer:
 
 
 class Outbox:
-    def __init__(self, db: Database, settings: DeliverySettings) -> None:
+    def __init__(self, db: Database, settings: DeliverySettings, timer: Timer | None = None) -> None:
         self.db = db
         self.settings = settings
+        self.timer = timer or Timer()
         self._pushers: dict[str, Pusher] = {}
         self._pacers: dict[str, Pacer] = {}
         self._chat_next: dict[tuple[str, str, str], float] = {}
+        """Chats whose own gap is still running → when it ends, oldest first; forgotten once it ended."""
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -164,7 +189,7 @@ class Outbox:
     # --- lifecycle ---------------------------------------------------------------------------------
     def register(self, pusher: Pusher) -> None:
         self._pushers[pusher.channel] = pusher
-        self._pacers[pusher.channel] = Pacer(pusher.per_second)
+        self._pacers[pusher.channel] = Pacer(pusher.per_second, self.timer)
 
     async def start(self) -> None:
         async with self.db.transaction() as repos:
@@ -182,8 +207,13 @@ class Outbox:
         await stop_tasks(self._task, self._inflight, timeout)
         self._task = None
 
+    def paced_chats(self) -> int:
+        """How many chats the outbox remembers a gap for (only those whose gap may still be running)."""
+        return len(self._chat_next)
+
     async def idle(self, timeout: float = 5.0) -> bool:
-        """Wait until no row is pending (retries included) and nothing is in flight; False on timeout."""
+        """Wait until no row is pending (retries included) and nothing is in flight; False on timeout.
+        `timeout` is real time, whatever the outbox's timer."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             async with self.db.read() as repos:
@@ -203,23 +233,21 @@ class Outbox:
                 raise
             except Exception:
                 log.exception("outbox loop failed; retrying in a second")
-                await asyncio.sleep(1)
+                await self.timer.sleep(1)
 
     async def _drain_once(self) -> None:
         channels = sorted(self._pushers)
         self._wakeup.clear()
         async with self.db.read() as repos:
-            batch = await repos.deliveries.due(channels, time.time(), self.settings.concurrency * 4)
+            batch = await repos.deliveries.due(channels, self.timer.wall(), self.settings.concurrency * 4)
             next_at = None if batch else await repos.deliveries.next_attempt_at(channels)
         if not batch:
-            timeout = None if next_at is None else max(next_at - time.time(), 0.0) + 0.01
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            timeout = None if next_at is None else max(next_at - self.timer.wall(), 0.0) + 0.01
+            await self.timer.wait(self._wakeup, timeout)
             return
         fresh = [d for d in batch if d.id not in self._claiming]
         if not fresh:  # everything due is already with a pusher: wait until one settles
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), 1.0)
+            await self.timer.wait(self._wakeup, 1.0)
             return
         for delivery in fresh:
             if self._stopping:
@@ -230,12 +258,12 @@ class Outbox:
         pusher = self._pushers[delivery.channel]
         chat_key = (delivery.channel, delivery.target_kind, delivery.target)
         interval = pusher.chat_interval(delivery.target_kind, delivery.target)
-        now = time.monotonic()
+        now = self.timer.monotonic()
         if interval and self._chat_next.get(chat_key, 0.0) > now:
             # This chat's own limit (e.g. 20/minute into a group): come back to it later.
             wait = self._chat_next[chat_key] - now
             async with self.db.transaction() as repos:
-                await repos.deliveries.postpone(delivery.id, time.time() + wait)
+                await repos.deliveries.postpone(delivery.id, self.timer.wall() + wait)
             return
         await self._pacers[delivery.channel].wait()
         await self._slots.acquire()
@@ -251,10 +279,22 @@ class Outbox:
         else:
             self._claiming.add(delivery.id)
         if interval:
-            self._chat_next[chat_key] = time.monotonic() + interval
+            self._pace_chat(chat_key, interval)
         task = asyncio.create_task(self._send(pusher, delivery))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+    def _pace_chat(self, chat_key: tuple[str, str, str], interval: float) -> None:
+        """Remember when this chat's gap ends, and forget the chats whose gap has ended: the map holds the
+        chats sent to within the last gap, not every recipient of every broadcast."""
+        now = self.timer.monotonic()
+        self._chat_next.pop(chat_key, None)  # re-inserted at the end: the map stays in the order gaps began
+        self._chat_next[chat_key] = now + interval
+        while self._chat_next:
+            oldest = next(iter(self._chat_next))
+            if self._chat_next[oldest] > now:
+                break
+            del self._chat_next[oldest]
 
     async def _claim(self, delivery_id: int) -> bool:
         async with self.db.transaction() as repos:
@@ -297,7 +337,7 @@ class Outbox:
         async with self.db.transaction() as repos:
             if result.outcome is Outcome.SENT:
                 self._pacers[pusher.channel].sent()
-                await repos.deliveries.mark_sent(delivery.id, int(time.time()), result.message_id)
+                await repos.deliveries.mark_sent(delivery.id, int(self.timer.wall()), result.message_id)
                 if result.native_poll_id is not None and delivery.poll_id is not None:
                     await repos.polls.map_native(pusher.channel, result.native_poll_id, delivery.poll_id)
             elif result.outcome in (Outcome.RETRY, Outcome.FLOOD) and attempts < self.settings.max_attempts:
@@ -306,7 +346,7 @@ class Outbox:
                     delay = result.retry_after
                 else:
                     delay = min(self.settings.retry_base_seconds * 2.0 ** (attempts - 1), 300.0)
-                await repos.deliveries.retry_at(delivery.id, time.time() + delay, result.error)
+                await repos.deliveries.retry_at(delivery.id, self.timer.wall() + delay, result.error)
             elif result.outcome is Outcome.UNCERTAIN:
                 await repos.deliveries.mark_uncertain(delivery.id, result.error)
             else:

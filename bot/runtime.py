@@ -34,7 +34,9 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         """Open the database (migrating it) and wire the handlers; nothing runs until `start()`."""
-        db = await Database.open(settings.storage.path)
+        storage = settings.storage
+        db = await Database.open(storage.path, readers=storage.readers,
+                                 loop_statement_ms=storage.loop_statement_limit(debug=settings.log_level == "DEBUG"))
         calendar = BusinessCalendar(settings.zone, settings.checkin.rollover_hour)
         scheduler = AsyncIOScheduler(
             timezone=settings.zone,

@@ -116,6 +116,9 @@ class Job:
     claim: Callable[[], Awaitable[bool]] | None = None
     """Called right before sending; False drops the job (someone else took it)."""
     on_result: Callable[[Job, Delivered], Awaitable[None]] | None = None
+    skip_on_stop: bool = False
+    """Still queued when the sender stops: answered SKIPPED (a push whose row stays pending for the next
+    start) instead of left unanswered (a reply, whose row is sent at the next start anyway)."""
     row_ids: tuple[int, ...] = ()
     attempts: int = 0
     not_before: float = 0.0
@@ -261,11 +264,15 @@ class Sender:
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        self._stopped = False
         self._swept = 0.0
 
     # --- handing work over -------------------------------------------------------------------------
     def submit(self, job: Job) -> None:
         """Queue a job; never waits."""
+        if self._stopped and job.skip_on_stop and job.on_result is not None:
+            self._spawn(job.on_result(job, Delivered(Outcome.SKIPPED, "the sender stopped")))
+            return
         job.seq = next(self._seq)
         if job.created < 0:
             job.created = self._now()
@@ -313,9 +320,16 @@ class Sender:
         """Stop taking jobs from the queues; let the calls in flight finish (bounded), then cancel them.
         What is still queued stays in the database for the next start (replies and pushes are rows)."""
         self._running = False
+        self._stopped = True
         self._wake.set()
         await stop_tasks(self._task, self._inflight, timeout)
         self._task = None
+        for scope in self._scopes.values():
+            left = [j for j in scope.jobs if j.skip_on_stop and j.on_result is not None]
+            scope.jobs = [j for j in scope.jobs if not j.skip_on_stop]
+            for job in left:  # whoever waits for it (the outbox) is told, and stops in time
+                with contextlib.suppress(Exception):
+                    await job.on_result(job, Delivered(Outcome.SKIPPED, "the sender stopped"))  # type: ignore[misc]
 
     # --- scheduling --------------------------------------------------------------------------------
     def _schedule(self, scope: _Scope) -> None:

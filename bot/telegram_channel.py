@@ -15,10 +15,10 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cachetools import LRUCache, TTLCache
 from telegram import ChatMember, ChatMemberAdministrator, ChatMemberOwner, Update, User
 from telegram.constants import MessageLimit
 from telegram.error import BadRequest, TelegramError
@@ -45,6 +45,14 @@ CHANNEL = "telegram"
 ADMIN_FAILURE_SECONDS = 5.0
 """After a failed getChatAdministrators the group is not asked again for this long (at most the cache time):
 staff commands get the apology meanwhile instead of each one waiting for Telegram to fail again."""
+MEMBER_CACHE_SIZE = 50_000
+"""Members whose group membership is remembered (each for `telegram.member_cache_seconds`); forgetting one
+only costs a question to Telegram."""
+APOLOGY_MEMORY = 10_000
+APOLOGY_SECONDS = 600.0
+"""Updates apologised for while storage fails: each once, remembered this long (and at most this many)."""
+BOARD_MEMORY = 64
+"""Boards (group, business day) whose last text and count are remembered; forgetting one costs one edit."""
 
 
 def identity_of(user: User) -> Identity:
@@ -135,21 +143,6 @@ def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str
     return pieces
 
 
-@dataclass
-class _AdminCache:
-    ttl: float
-    entries: dict[int, tuple[float, frozenset[int]]] = field(default_factory=dict)
-
-    def get(self, chat_id: int) -> frozenset[int] | None:
-        hit = self.entries.get(chat_id)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, chat_id: int, admins: frozenset[int]) -> None:
-        self.entries[chat_id] = (time.monotonic() + self.ttl, admins)
-
-
 class TelegramChannel:
     """Owns the python-telegram-bot Application, the intake and the sender; implements the ChannelPort."""
 
@@ -158,12 +151,17 @@ class TelegramChannel:
         self.dispatcher = dispatcher
         self._groups = set(settings.telegram.groups)
         self._staff = set(settings.staff.telegram)
-        self._admins = _AdminCache(settings.telegram.admin_cache_seconds)
-        self._admin_failures: dict[int, tuple[float, str]] = {}
-        """Group -> (until when, why) its admin list could not be read."""
+        tg = settings.telegram
+        groups = max(len(self._groups), 1)  # rights are only ever asked about the listed groups
+        self._admins: TTLCache[int, frozenset[int]] = TTLCache(groups, tg.admin_cache_seconds)
+        """Group -> the ids of its admins."""
+        self._admin_failures: TTLCache[int, str] = TTLCache(groups, min(ADMIN_FAILURE_SECONDS, tg.admin_cache_seconds))
+        """Group -> why its admin list could not be read, for a few seconds."""
         self._admin_lookups: dict[int, asyncio.Task[frozenset[int]]] = {}
-        """getChatAdministrators in flight: concurrent updates of one group share one call."""
-        self._members: dict[int, tuple[float, bool]] = {}
+        """getChatAdministrators in flight: concurrent updates of one group share one call (each entry goes
+        when its call ends)."""
+        self._members: TTLCache[int, bool] = TTLCache(MEMBER_CACHE_SIZE, tg.member_cache_seconds)
+        """User -> whether a listed group has them."""
         self.application = self._build_application()
         delivery = settings.delivery
         self.transport = TelegramTransport(settings, self.application.bot)
@@ -179,11 +177,11 @@ class TelegramChannel:
         self.runtime: Runtime | None = None
         self._settled: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._apologised: dict[str, float] = {}
+        self._apologised: TTLCache[str, bool] = TTLCache(APOLOGY_MEMORY, APOLOGY_SECONDS)
         self._storage_failing = False
-        self._board_texts: dict[tuple[str, str], str] = {}
+        self._board_texts: LRUCache[tuple[str, str], str] = LRUCache(BOARD_MEMORY)
         """The text each board was last drawn with, so an unchanged board is not edited."""
-        self._board_counts: dict[tuple[str, str], int] = {}
+        self._board_counts: LRUCache[tuple[str, str], int] = LRUCache(BOARD_MEMORY)
         """The count each board showed when last sent: the next one lists every check-in since."""
         self._http: httpx.AsyncClient | None = None
 
@@ -327,8 +325,8 @@ class TelegramChannel:
             return self.is_vip_chat(msg)
         user_id = int(msg.sender.external_id)
         cached = self._members.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None:
+            return cached
         found = False
         failure: TelegramError | None = None
         for group in sorted(self._groups):
@@ -348,9 +346,7 @@ class TelegramChannel:
                 break
         if not found and failure is not None:
             raise RightsUnknown(f"membership of {user_id}: {failure}") from failure
-        if len(self._members) > 50_000:
-            self._members.clear()  # a bounded cache: forgetting only costs a question to Telegram
-        self._members[user_id] = (time.monotonic() + self.settings.telegram.member_cache_seconds, found)
+        self._members[user_id] = found
         return found
 
     async def _admins_of(self, chat_id: int) -> frozenset[int]:
@@ -359,8 +355,8 @@ class TelegramChannel:
         if cached is not None:
             return cached
         failed = self._admin_failures.get(chat_id)
-        if failed is not None and failed[0] > time.monotonic():
-            raise RightsUnknown(f"the admins of chat {chat_id} cannot be read: {failed[1]}")
+        if failed is not None:
+            raise RightsUnknown(f"the admins of chat {chat_id} cannot be read: {failed}")
         lookup = self._admin_lookups.get(chat_id)
         if lookup is None:
             lookup = asyncio.create_task(self._fetch_admins(chat_id), name=f"admins-{chat_id}")
@@ -380,12 +376,11 @@ class TelegramChannel:
             members = await self.application.bot.get_chat_administrators(chat_id)
         except TelegramError as exc:
             log.warning("cannot read the admins of chat %s: %s", chat_id, exc)
-            memory = min(ADMIN_FAILURE_SECONDS, float(self.settings.telegram.admin_cache_seconds))
-            self._admin_failures[chat_id] = (time.monotonic() + memory, str(exc))
+            self._admin_failures[chat_id] = str(exc)
             raise RightsUnknown(f"the admins of chat {chat_id} cannot be read: {exc}") from exc
         admins = frozenset(m.user.id for m in members if isinstance(m, ChatMemberAdministrator | ChatMemberOwner))
         self._admin_failures.pop(chat_id, None)
-        self._admins.put(chat_id, admins)
+        self._admins[chat_id] = admins
         return admins
 
     # --- updates in --------------------------------------------------------------------------------
@@ -566,9 +561,6 @@ class TelegramChannel:
 
         async def posted(job: Job, result: Delivered) -> None:
             if result.outcome is Outcome.SENT and drawn:
-                if len(self._board_texts) > 1000:
-                    self._board_texts.clear()  # old days' boards: forgetting costs at most one edit
-                    self._board_counts.clear()
                 self._board_texts[(chat_id, day)], self._board_counts[(chat_id, day)] = drawn[0]
             if result.outcome is not Outcome.SENT or result.message_id is None:
                 if result.outcome is Outcome.FAILED and "not found" in result.error:
@@ -621,12 +613,9 @@ class TelegramChannel:
 
     def _apologise(self, key: str, msg: Inbound, update: Update, replies: list[Reply]) -> None:
         """Say sorry once per update while storage fails (from memory: nothing can be written)."""
-        now = time.monotonic()
         if key in self._apologised:
             return
-        if len(self._apologised) > 10_000:
-            self._apologised = {k: t for k, t in self._apologised.items() if now - t < 600}
-        self._apologised[key] = now
+        self._apologised[key] = True
         text = replies[0].text if replies else self.deps.texts.t("common.apology")
         if update.callback_query is not None:
             payload = {"kind": "callback", "query_id": update.callback_query.id, "text": text[:200]}

@@ -69,7 +69,7 @@ class TelegramPusher:
             done: asyncio.Future[Delivered] = loop.create_future()
             waits.append(done)
             self.sender.submit(Job(scope, priority, dict(payload), blob=image, claim=claim if index == 0 else None,
-                                   on_result=_resolver(done)))  # fmt: skip
+                                   on_result=_resolver(done), skip_on_stop=True))  # fmt: skip
         results = await asyncio.gather(*waits)
         first = results[0]
         if first.outcome is Outcome.SKIPPED:

@@ -17,8 +17,8 @@ from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.log import access_log, app_log, gen_log
-from tornado.routing import _RuleList
-from tornado.web import Application, HTTPError, RequestHandler
+from tornado.routing import Rule
+from tornado.web import Application, HTTPError, RequestHandler, URLSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class WebServer:
         self.listen = listen
         self.port = port
         self.max_body = max_body
-        self._routes: _RuleList = []
+        self._routes: list[Rule] = []
         self._server: HTTPServer | None = None
 
     def mount(self, pattern: str, handler: type, **kwargs: Any) -> None:
@@ -79,7 +79,7 @@ class WebServer:
             raise RuntimeError("routes must be mounted before the server starts")
         if issubclass(handler, LimitedHandler):
             kwargs["max_body"] = self.max_body
-        self._routes.append((pattern, handler, kwargs))
+        self._routes.append(URLSpec(pattern, handler, kwargs))
 
     async def start(self) -> None:
         app = Application(self._routes, log_function=log_request)

@@ -410,6 +410,11 @@ class WeChatHandler(LimitedHandler):
         self.max_body = max_body
         self.channel = channel
 
+    def prepare(self) -> None:
+        """Record the arrival (the body has just been read): WeChat's 5 seconds run from about then."""
+        self.arrived = time.monotonic()
+        super().prepare()
+
     def _query(self) -> dict[str, str]:
         """The query fields WeChat sends; an undecodable one is tornado's 400."""
         return {k: self.get_query_argument(k, "") for k in
@@ -499,7 +504,7 @@ class WeChatHandler(LimitedHandler):
         task = asyncio.ensure_future(self.channel.accept(message, query["timestamp"], query["nonce"], xml))
         # The budget counts from the request's arrival: WeChat's 5 seconds started then. A database too busy
         # to bind the nonce in time gets 'success' too; a forgery found later is dropped then.
-        budget = self.channel.config.reply_budget_seconds - (time.time() - self.request._start_time)
+        budget = self.channel.config.reply_budget_seconds - (time.monotonic() - self.arrived)
         try:
             replies = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
         except BadRequest as bad:

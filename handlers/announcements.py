@@ -5,11 +5,11 @@ uncertain deliveries; and the member's /notify switch for private notices.
 
 from __future__ import annotations
 
-from handlers.broadcast import lead_text, publish, send_personal
+from handlers.broadcast import lead_text, publish
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import extract_flags, parse_id, parse_local_datetime
-from handlers.segments import parse_segment, segment_member_ids, segment_name
+from handlers.segments import parse_segment, segment_audience, segment_bounds, segment_name
 from storage.announcements import Announcement
 from storage.segments import SEGMENTS
 
@@ -57,14 +57,18 @@ async def _announce_to_segment(req: Request, deps: Deps, name: str, text: str) -
     segment = parse_segment(deps, name)
     if segment is None:
         return [Reply(deps.texts.t("announce.unknown_segment", segment=name[:30], known=deps.texts.join(SEGMENTS)))]
+    now = deps.now_ts()
+    audience = segment_audience(deps.rules.segments, segment, now)
+    body = text[:TEXT_LIMIT]
     async with deps.db.transaction() as repos:
-        members = await segment_member_ids(repos, deps.rules.segments, segment, deps.now_ts())
-        wanting = [m for m in members if await repos.members.notify(m)]
-        count = await send_personal(repos, deps, "now", text[:TEXT_LIMIT], [(m, text[:TEXT_LIMIT]) for m in wanting],
-                                    created_by=req.member_id)  # fmt: skip
+        # Two statements whatever the segment's size: its count, and the deliveries of those who want notices.
+        members = await repos.segments.size(segment_bounds(deps.rules.segments, now), segment)
+        ann_id = await repos.announcements.create("now", "personal", body, now, now, created_by=req.member_id)
+        count = await repos.deliveries.queue_selected(ann_id, audience, sorted(deps.outbox.channels()))
+        await repos.announcements.settle(ann_id, "queued", now)
     deps.outbox.wake()
     shown = segment_name(deps, segment)
-    return [Reply(deps.texts.n("announce.segment_queued", count, segment=shown, members=len(members)))]
+    return [Reply(deps.texts.n("announce.segment_queued", count, segment=shown, members=members))]
 
 
 async def schedule(req: Request, deps: Deps) -> list[Reply]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from handlers.announcement_kinds import AnnouncementKind, DueRule, Subject, SubjectKind, register_kind
 from handlers.deps import Deps
 from handlers.messages import Button, Reply
 from handlers.rules import parse_duration
@@ -17,6 +18,29 @@ from storage.deliveries import TierRange
 from storage.repos import Repos
 
 log = logging.getLogger(__name__)
+
+register_kind(AnnouncementKind.PROMO, DueRule(until_start=True))  # a promo after its start is pointless
+
+_LEGACY_SUBJECTS = {
+    "event_id": SubjectKind.EVENT,
+    "sale_id": SubjectKind.SALE,
+    "group_buy_id": SubjectKind.GROUP_BUY,
+    "poll_id": SubjectKind.POLL,
+    "member_id": SubjectKind.MEMBER,
+}
+
+
+def _links(links: dict[str, Any]) -> dict[str, Any]:
+    """`links` for `repos.announcements.create`: `subject=(kind, id)`, or one of the keywords event_id=,
+    sale_id=, group_buy_id=, poll_id=, member_id= (None: no subject) read as that subject."""
+    subject: Subject | None = links.pop("subject", None)
+    for key, subject_kind in _LEGACY_SUBJECTS.items():
+        value = links.pop(key, None)
+        if value is not None:
+            if subject is not None:
+                raise ValueError(f"an announcement has one subject: {subject} and {key}={value}")
+            subject = (subject_kind, value)
+    return {**links, "subject": subject}
 
 
 def buttons_of(ann: Announcement) -> tuple[Button, ...]:
@@ -43,8 +67,9 @@ async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
     count = await repos.deliveries.queue_groups(ann.id, channels)
     if ann.audience == "groups":
         return count
-    if ann.audience == "signups" and ann.event_id is not None:
-        return count + await repos.deliveries.queue_signups(ann.id, ann.event_id, channels)
+    event_id = ann.subject_of(SubjectKind.EVENT)
+    if ann.audience == "signups" and event_id is not None:
+        return count + await repos.deliveries.queue_signups(ann.id, event_id, channels)
     return count + await repos.deliveries.queue_members(ann.id, channels)
 
 
@@ -61,9 +86,10 @@ async def publish(
 ) -> tuple[int, int]:
     """Create an announcement due now and queue it at once; returns (announcement id, recipients).
 
-    `links` name what it is about (event_id, sale_id, group_buy_id, poll_id, lead, created_by, ...)."""
+    `links`: what it is about (subject=(kind, id), see `_links`), lead, created_by, image."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(kind, audience, text, now, now, tiers=tiers, buttons=buttons, **links)
+    ann_id = await repos.announcements.create(kind, audience, text, now, now, tiers=tiers, buttons=buttons,
+                                              **_links(links))  # fmt: skip
     ann = await repos.announcements.get(ann_id)
     assert ann is not None
     count = await queue_recipients(repos, deps, ann)
@@ -77,7 +103,7 @@ async def send_personal(
     """One announcement whose recipients each get their own text (codes, personal notices); returns how
     many deliveries were queued. Members who cannot be messaged privately are left out."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(kind, "personal", summary, now, now, **links)
+    ann_id = await repos.announcements.create(kind, "personal", summary, now, now, **_links(links))
     channels = sorted(deps.outbox.channels())
     count = await repos.deliveries.queue_personal_many(ann_id, bodies, channels)
     await repos.announcements.settle(ann_id, "queued", now)
@@ -85,7 +111,7 @@ async def send_personal(
 
 
 async def notify_staff(repos: Repos, deps: Deps, text: str) -> None:
-    await publish(repos, deps, "staff", "staff", text)
+    await publish(repos, deps, AnnouncementKind.STAFF, "staff", text)
 
 
 def duration_text(deps: Deps, delta: timedelta) -> str:
@@ -174,28 +200,28 @@ async def plan_leads(
     buttons: tuple[tuple[str, str], ...],
     *,
     announce_now: bool = True,
+    subject: Subject | None = None,
     event_id: int | None = None,
     sale_id: int | None = None,
 ) -> list[tuple[str, int]]:
     """Plan the promos of something starting at `starts_at`; returns (lead, due) of each, 'now' for one sent
     at once. Day leads are counted back in local calendar days, hour and minute leads in elapsed time (see
     `lead_due`). If the earliest lead has already passed (a forced or moved start), one promo goes out now,
-    unless `announce_now` is False.
+    unless `announce_now` is False. `subject` is what starts (event_id=, sale_id= say the same).
     """
+    links = _links({"subject": subject, "event_id": event_id, "sale_id": sale_id})
     now = deps.now()
     start = datetime.fromtimestamp(starts_at, UTC)
     leads = deps.rules.events.leads()
     dues = [(label, lead_due(deps, start, label, lead).astimezone(now.tzinfo)) for label, lead in leads]
     planned: list[tuple[str, int]] = []
     if announce_now and min(due for _, due in dues) <= now:
-        await publish(
-            repos, deps, "promo", "all", text_at(now), buttons=buttons, event_id=event_id, sale_id=sale_id, lead="now"
-        )
+        await publish(repos, deps, AnnouncementKind.PROMO, "all", text_at(now), buttons=buttons, lead="now", **links)
         planned.append(("now", int(now.timestamp())))
     for label, due in dues:
         if due > now:
-            await plan_at(repos, deps, "promo", "all", text_at(due), due, buttons=buttons, event_id=event_id,
-                          sale_id=sale_id, lead=label)  # fmt: skip
+            await plan_at(repos, deps, AnnouncementKind.PROMO, "all", text_at(due), due, buttons=buttons, lead=label,
+                          **links)  # fmt: skip
             planned.append((label, int(due.timestamp())))
     return planned
 
@@ -209,8 +235,9 @@ async def plan_at(
     due: datetime,
     **links: Any,
 ) -> int:
-    """Create an announcement due at `due` and give it its scheduler job."""
-    ann_id = await repos.announcements.create(kind, audience, text, int(due.timestamp()), deps.now_ts(), **links)
+    """Create an announcement due at `due` and give it its scheduler job; `links` as for `publish`."""
+    ann_id = await repos.announcements.create(kind, audience, text, int(due.timestamp()), deps.now_ts(),
+                                              **_links(links))  # fmt: skip
     deps.planner.plan(ann_id, due)
     return ann_id
 

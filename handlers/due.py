@@ -1,6 +1,9 @@
 """What the scheduler calls: each pending announcement whose time has come is queued, or, when the bot was
 down too long (past the grace time) or its subject no longer wants it (cancelled, already started), skipped.
 Staff hear of both. Deadlines (a group buy's, a poll's) settle their subject first, however late.
+
+What a kind does when due is declared by its feature in `handlers.announcement_kinds`; this module only
+dispatches.
 """
 
 from __future__ import annotations
@@ -8,11 +11,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import handlers.registry  # noqa: F401  (loads every feature, and so every kind's rule)
+from handlers.announcement_kinds import AnnouncementKind, rule_of, subject_state
 from handlers.broadcast import duration_text, notify_staff, queue_recipients
 from handlers.deps import Deps
-from handlers.greetings import prepare_greeting
-from handlers.group_buys import settle_at_deadline
-from handlers.polls import close_at_deadline, prepare_followup
 from storage.announcements import Announcement
 from storage.repos import Repos
 
@@ -24,21 +26,17 @@ LATE_NOTICE_AFTER = timedelta(minutes=2)
 
 async def _skip_reason(repos: Repos, deps: Deps, ann: Announcement, now_ts: int, late: timedelta) -> str | None:
     texts = deps.texts
-    if ann.event_id is not None:
-        event = await repos.events.get(ann.event_id)
-        if event is not None and event.state != "active" and ann.kind != "cancel":
-            return texts.t("broadcast.reason_cancelled")
-        if event is not None and ann.kind == "promo" and now_ts >= event.starts_at:
-            return texts.t("broadcast.reason_started")
-    if ann.sale_id is not None:
-        sale = await repos.sales.get(ann.sale_id)
-        if sale is not None and sale.state != "active" and ann.kind != "cancel":
-            return texts.t("broadcast.reason_cancelled")
-        if sale is not None and ann.kind in ("promo", "sale_early") and now_ts >= sale.starts_at:
-            return texts.t("broadcast.reason_started")
-    if ann.kind in ("groupbuy_close", "poll_close"):
-        return None  # a deadline is always settled, however late
-    if late > deps.rules.events.grace:
+    rule = rule_of(ann.kind)
+    state = await subject_state(repos, ann)
+    if state is not None and not state.active and ann.kind != AnnouncementKind.CANCEL:
+        return texts.t("broadcast.reason_cancelled")
+    if state is not None and rule.until_start and state.starts_at is not None and now_ts >= state.starts_at:
+        return texts.t("broadcast.reason_started")
+    if rule.skip is not None:
+        reason = await rule.skip(repos, deps, ann, now_ts)
+        if reason is not None:
+            return reason
+    if not rule.deadline and late > deps.rules.events.grace:  # a deadline is always settled, however late
         return texts.t("broadcast.reason_grace", late=duration_text(deps, late))
     return None
 
@@ -49,27 +47,20 @@ async def run_due(deps: Deps) -> list[int]:
     now_ts = int(now.timestamp())
     queued: list[int] = []
     async with deps.db.transaction() as repos:
-        for ann in await repos.announcements.due(now_ts):
-            late = now - datetime.fromtimestamp(ann.due_at, now.tzinfo)
-            reason = await _skip_reason(repos, deps, ann, now_ts, late)
+        for due_ann in await repos.announcements.due(now_ts):
+            late = now - datetime.fromtimestamp(due_ann.due_at, now.tzinfo)
+            reason = await _skip_reason(repos, deps, due_ann, now_ts, late)
             if reason is not None:
-                await repos.announcements.settle(ann.id, "skipped", now_ts, reason)
-                if ann.kind != "staff":
-                    await notify_staff(repos, deps, deps.texts.t("broadcast.skipped", id=ann.id, reason=reason))
-                log.info("announcement %s skipped: %s", ann.id, reason)
+                await repos.announcements.settle(due_ann.id, "skipped", now_ts, reason)
+                if due_ann.kind != AnnouncementKind.STAFF:
+                    await notify_staff(repos, deps, deps.texts.t("broadcast.skipped", id=due_ann.id, reason=reason))
+                log.info("announcement %s skipped: %s", due_ann.id, reason)
                 continue
-            if ann.kind == "groupbuy_close" and ann.group_buy_id is not None:
-                ann = await settle_at_deadline(repos, deps, ann)
-            elif ann.kind == "poll_close" and ann.poll_id is not None:
-                closed = await close_at_deadline(repos, deps, ann)
-                if closed is None:  # closed by staff already
-                    await repos.announcements.settle(ann.id, "cancelled", now_ts)
-                    continue
-                ann = closed
-            elif ann.kind == "followup" and ann.member_id is not None:
-                await prepare_followup(repos, deps, ann)
-            elif ann.kind == "greeting":
-                ann = await prepare_greeting(repos, deps, ann)
+            prepare = rule_of(due_ann.kind).prepare
+            ann = await prepare(repos, deps, due_ann) if prepare is not None else due_ann
+            if ann is None:  # nothing left to send (a poll staff closed already)
+                await repos.announcements.settle(due_ann.id, "cancelled", now_ts)
+                continue
             count = await queue_recipients(repos, deps, ann)
             outcome = ""
             if late > LATE_NOTICE_AFTER:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from handlers.announcement_kinds import AnnouncementKind, SubjectKind, SubjectState, register_subject
 from handlers.broadcast import (
     check_lead_time,
     countdown_text,
@@ -54,12 +55,20 @@ async def plan_promos(repos: Repos, deps: Deps, event: Event, *, announce_now: b
     """Plan the event's promos from the lead schedule (see `broadcast.plan_leads`)."""
     return await plan_leads(
         repos, deps, event.starts_at, lambda due: promo_text(deps, event, due), (join_button(deps, event.id),),
-        announce_now=announce_now, event_id=event.id,
+        announce_now=announce_now, subject=(SubjectKind.EVENT, event.id),
     )  # fmt: skip
 
 
+async def _event_state(repos: Repos, event_id: int) -> SubjectState | None:
+    event = await repos.events.get(event_id)
+    return None if event is None else SubjectState(event.state == "active", event.starts_at)
+
+
+register_subject(SubjectKind.EVENT, _event_state)  # a cancelled event's promos are skipped, late ones too
+
+
 async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -> list[tuple[str, int]]:
-    for ann_id in await repos.announcements.cancel_pending_for_event(event_id):
+    for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.EVENT, event_id):
         deps.planner.unplan(ann_id)
     event = await repos.events.get(event_id)
     assert event is not None
@@ -71,7 +80,7 @@ async def _rewrite_promos(repos: Repos, deps: Deps, event_id: int) -> int:
     their countdowns) stay. Returns how many were rewritten."""
     event = await repos.events.get(event_id)
     assert event is not None
-    pending = await repos.announcements.pending(kind="promo", event_id=event_id)
+    pending = await repos.announcements.pending(kind=AnnouncementKind.PROMO, subject=(SubjectKind.EVENT, event_id))
     for ann in pending:
         await repos.announcements.set_text(ann.id, promo_text(deps, event, datetime.fromtimestamp(ann.due_at, UTC)))
     return len(pending)
@@ -144,7 +153,7 @@ async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
         return deps.usage("event")
     async with deps.db.read() as repos:
         found = await repos.events.get(event_id)
-        promos = await repos.announcements.for_event(event_id) if found else []
+        promos = await repos.announcements.for_subject(SubjectKind.EVENT, event_id) if found else []
     if found is None:
         return [Reply(deps.texts.t("event.unknown", id=event_id))]
     seats = f"{found.joined}/{found.capacity}" if found.capacity else str(found.joined)
@@ -159,7 +168,7 @@ async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
         values = {"id": ann.id, "when": deps.local_text(ann.due_at), "state": state}
         if lead is not None:
             lines.append(deps.texts.t("event.promo_line", lead=lead, **values))
-        elif ann.kind == "cancel":
+        elif ann.kind == AnnouncementKind.CANCEL:
             lines.append(deps.texts.t("event.promo_cancel_line", **values))
         else:  # the first promo of an event inside the lead time, sent at once
             lines.append(deps.texts.t("event.promo_now_line", **values))
@@ -236,11 +245,11 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
         found = await repos.events.get(event_id)
         if found is None or not await repos.events.cancel(event_id):
             return [Reply(deps.texts.t("event.unknown", id=event_id))]
-        for ann_id in await repos.announcements.cancel_pending_for_event(event_id):
+        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.EVENT, event_id):
             deps.planner.unplan(ann_id)
         notice = deps.texts.t("event.cancel_notice", title=found.title, when=deps.local_text(found.starts_at))
-        ann_id, count = await publish(repos, deps, "cancel", "signups", notice, event_id=event_id,
-                                      created_by=req.member_id)  # fmt: skip
+        ann_id, count = await publish(repos, deps, AnnouncementKind.CANCEL, "signups", notice,
+                                      subject=(SubjectKind.EVENT, event_id), created_by=req.member_id)  # fmt: skip
     deps.outbox.wake()
     return [Reply(deps.texts.n("event.cancelled", count, id=event_id, title=found.title, signups=found.joined,
                                announcement=ann_id))]  # fmt: skip

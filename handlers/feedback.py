@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from handlers.announcement_kinds import AnnouncementKind
 from handlers.broadcast import duration_text, notify_staff, send_personal, span_text
 from handlers.deps import Deps, Request
 from handlers.messages import Button, Reply
@@ -81,14 +82,15 @@ async def _tell_member(
     """Queue a message to the ticket's member: privately when possible, else in the chat the ticket was
     opened in. Returns how: 'private', 'chat', or 'none' when neither can be reached now."""
     if await repos.members.can_message(ticket.member_id):
-        sent = await send_personal(repos, deps, "feedback", private_text, [(ticket.member_id, private_text)],
-                                   buttons=buttons)  # fmt: skip
+        sent = await send_personal(repos, deps, AnnouncementKind.FEEDBACK, private_text,
+                                   [(ticket.member_id, private_text)], buttons=buttons)  # fmt: skip
         if sent:
             return "private"
     if ticket.channel not in deps.outbox.channels():
         return "none"
     now = deps.now_ts()
-    ann_id = await repos.announcements.create("feedback", "personal", chat_text, now, now, buttons=buttons)
+    ann_id = await repos.announcements.create(AnnouncementKind.FEEDBACK, "personal", chat_text, now, now,
+                                              buttons=buttons)  # fmt: skip
     await repos.tickets.queue_chat(ann_id, ticket.channel, ticket.chat_id, chat_text)
     await repos.announcements.settle(ann_id, "queued", now)
     return "chat"

@@ -8,6 +8,7 @@ import calendar as gregorian
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 
+from handlers.announcement_kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
 from handlers.broadcast import plan_at, publish, span_text
 from handlers.deps import Deps, Request
 from handlers.holidays import BUILTIN_IDS, Occurrence, next_occurrence, occurrences
@@ -118,7 +119,7 @@ async def plan_greetings(deps: Deps) -> int:
             if occ.id in silenced or not await repos.greetings.claim_plan(occ.id, day, deps.now_ts()):
                 continue
             text = greeting_text(deps, occ.id)
-            ann_id = await plan_at(repos, deps, "greeting", "all", text, send_time(deps, occ.day))
+            ann_id = await plan_at(repos, deps, AnnouncementKind.GREETING, "all", text, send_time(deps, occ.day))
             await repos.greetings.attach(occ.id, day, ann_id)
             planned += 1
     if planned:
@@ -138,15 +139,17 @@ async def prepare_greeting(repos: Repos, deps: Deps, ann: Announcement) -> Annou
         await repos.announcements.set_text(ann.id, text)
     points = gift_points(deps, holiday_id)
     if points:
-        now, name = deps.now_ts(), holiday_name(deps, holiday_id)
-        for member_id in await repos.greetings.member_ids():
-            await repos.ledger.append(
-                member_id, points, "greeting", f"greeting:{holiday_id}:{year}:{member_id}", now, note=name,
-                ref=f"{holiday_id}:{plan.day}",
-            )  # fmt: skip
+        # One statement for every member (off the loop), keyed 'greeting:<holiday>:<year>:<member id>'.
+        await repos.ledger.gift_to_all(
+            points, "greeting", f"greeting:{holiday_id}:{year}:", deps.now_ts(), note=holiday_name(deps, holiday_id),
+            ref=f"{holiday_id}:{plan.day}",
+        )  # fmt: skip
     updated = await repos.announcements.get(ann.id)
     assert updated is not None
     return updated
+
+
+register_kind(AnnouncementKind.GREETING, DueRule(prepare=prepare_greeting))
 
 
 # --- /greetings (staff) -----------------------------------------------------------------------------
@@ -275,7 +278,8 @@ async def _birthday_gift(repos: Repos, deps: Deps, member: BirthdayMember, today
 async def _greet_privately(repos: Repos, deps: Deps, member: BirthdayMember, body: str, record: str) -> int | None:
     """Queue a private wish; returns the announcement id, or None when no running channel reaches them."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create("birthday", "personal", record, now, now, member_id=member.id)
+    ann_id = await repos.announcements.create(AnnouncementKind.BIRTHDAY, "personal", record, now, now,
+                                              subject=(SubjectKind.MEMBER, member.id))  # fmt: skip
     if await repos.deliveries.queue_personal(ann_id, member.id, body, sorted(deps.outbox.channels())):
         await repos.announcements.settle(ann_id, "queued", now)
         return ann_id
@@ -309,7 +313,8 @@ async def send_birthdays(deps: Deps) -> int:
             via = "private"
             if ann_id is None:
                 body = deps.texts.t("birthday_greeting.group", name=name) + tail
-                ann_id, _ = await publish(repos, deps, "birthday", "groups", body, member_id=member.id)
+                ann_id, _ = await publish(repos, deps, AnnouncementKind.BIRTHDAY, "groups", body,
+                                         subject=(SubjectKind.MEMBER, member.id))  # fmt: skip
                 via = "group"
             await repos.greetings.record_birthday(member.id, day, via, gift, ann_id)
             greeted += 1

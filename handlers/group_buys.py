@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from handlers.announcement_kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
 from handlers.broadcast import plan_at, publish, send_personal
 from handlers.codes import new_code
 from handlers.deps import Deps, Request
@@ -99,10 +100,12 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         )
         buy = await repos.group_buys.get(buy_id)
         assert buy is not None
-        ann_id, count = await publish(repos, deps, "groupbuy", "all", post_text(deps, buy),
-                                      buttons=(join_button(deps, buy_id),), group_buy_id=buy_id,
+        subject = (SubjectKind.GROUP_BUY, buy_id)
+        ann_id, count = await publish(repos, deps, AnnouncementKind.GROUPBUY, "all", post_text(deps, buy),
+                                      buttons=(join_button(deps, buy_id),), subject=subject,
                                       created_by=req.member_id)  # fmt: skip
-        await plan_at(repos, deps, "groupbuy_close", "groups", post_text(deps, buy), when, group_buy_id=buy_id)
+        await plan_at(repos, deps, AnnouncementKind.GROUPBUY_CLOSE, "groups", post_text(deps, buy), when,
+                      subject=subject)  # fmt: skip
     deps.outbox.wake()
     deadline = deps.local_text(buy.deadline_at)
     return [Reply(deps.texts.n("groupbuy.created", count, id=buy_id, item=item, deadline=deadline,
@@ -173,13 +176,15 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
         buy = await repos.group_buys.get(buy_id)
         if buy is None or not await repos.group_buys.cancel(buy_id):
             return [Reply(deps.texts.t("groupbuy.unknown", id=buy_id))]
-        for ann_id in await repos.announcements.cancel_pending_for_group_buy(buy_id):
+        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.GROUP_BUY, buy_id):
             deps.planner.unplan(ann_id)
         notice = deps.texts.t("groupbuy.cancel_notice", item=buy.item)
-        await publish(repos, deps, "cancel", "groups", notice, group_buy_id=buy_id, created_by=req.member_id)
+        subject = (SubjectKind.GROUP_BUY, buy_id)
+        await publish(repos, deps, AnnouncementKind.CANCEL, "groups", notice, subject=subject,
+                      created_by=req.member_id)  # fmt: skip
         people = await repos.group_buys.participants(buy_id)
-        await send_personal(repos, deps, "cancel", notice, [(p.member_id, notice) for p in people],
-                            group_buy_id=buy_id)  # fmt: skip
+        await send_personal(repos, deps, AnnouncementKind.CANCEL, notice, [(p.member_id, notice) for p in people],
+                            subject=subject)  # fmt: skip
     deps.outbox.wake()
     return [Reply(deps.texts.n("groupbuy.cancelled", buy.joined, id=buy_id, item=buy.item, joined=buy.joined))]
 
@@ -187,8 +192,9 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Announcement:
     """Close the group buy of a deadline announcement: codes for all on success, a notice on failure.
     Returns the announcement with its group text set to the outcome."""
-    assert ann.group_buy_id is not None
-    buy = await repos.group_buys.get(ann.group_buy_id)
+    buy_id = ann.subject_of(SubjectKind.GROUP_BUY)
+    assert buy_id is not None
+    buy = await repos.group_buys.get(buy_id)
     if buy is None or buy.state != "open":
         return ann
     succeeded = buy.joined >= buy.min_members
@@ -207,9 +213,13 @@ async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Ann
     key = "groupbuy.success" if succeeded else "groupbuy.failure"
     text = deps.texts.t(key, id=buy.id, item=buy.item, joined=buy.joined, min=buy.min_members,
                         group_price=yuan_text(buy.group_price_fen))  # fmt: skip
-    await send_personal(repos, deps, "groupbuy_result", text, bodies, group_buy_id=buy.id)
+    await send_personal(repos, deps, AnnouncementKind.GROUPBUY_RESULT, text, bodies,
+                        subject=(SubjectKind.GROUP_BUY, buy.id))  # fmt: skip
     await repos.announcements.set_text(ann.id, text)
     return replace(ann, text=text)
+
+
+register_kind(AnnouncementKind.GROUPBUY_CLOSE, DueRule(prepare=settle_at_deadline, deadline=True))
 
 
 async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, str], ...]]]:
@@ -217,6 +227,6 @@ async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, 
     async with deps.db.read() as repos:
         posts = []
         for buy in await repos.group_buys.open_ones():
-            ids = await repos.announcements.of_subject("groupbuy", group_buy_id=buy.id)
+            ids = await repos.announcements.of_subject(AnnouncementKind.GROUPBUY, SubjectKind.GROUP_BUY, buy.id)
             posts.append((ids, post_text(deps, buy), (join_button(deps, buy.id),)))
     return posts

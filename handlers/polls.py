@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from handlers import poll_results
+from handlers.announcement_kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
 from handlers.broadcast import plan_at, publish
-from handlers.charts import bar_chart
+from handlers.charts import bar_chart, draw
 from handlers.deps import Deps, Request
 from handlers.exports import csv_document
 from handlers.messages import Reply
@@ -74,8 +75,8 @@ def _ranking_text(deps: Deps, poll: Poll, ranking: list[int]) -> str:
 
 
 # --- results ---------------------------------------------------------------------------------------
-def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
-    """The results summary and its bar chart (PNG)."""
+async def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
+    """The results summary and its bar chart (PNG), drawn on a worker thread (`charts.draw`)."""
     texts = deps.texts
     done = [a.value for a in answers if a.complete]
     head = texts.t("poll.results_head", id=poll.id, question=poll.question, count=len(done))
@@ -85,21 +86,17 @@ def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
         r = poll_results.rating([int(v) for v in done])
         body = texts.t("poll.results_rating", average=f"{r.average:.2f}", satisfaction=f"{r.satisfaction:.0%}",
                        distribution=" ".join(f"{k}⭐×{v}" for k, v in r.distribution.items()))  # fmt: skip
-        chart = bar_chart(
-            title, [str(k) for k in r.distribution], list(r.distribution.values()), fallback_title=fallback
-        )
+        labels, values, horizontal = [str(k) for k in r.distribution], list(r.distribution.values()), False
     elif poll.kind == "nps":
         n = poll_results.nps([int(v) for v in done])
         body = texts.t("poll.results_nps", score=f"{n.score:+.0f}", promoters=f"{n.promoters:.0%}",
                        passives=f"{n.passives:.0%}", detractors=f"{n.detractors:.0%}")  # fmt: skip
-        chart = bar_chart(
-            title, [str(k) for k in n.distribution], list(n.distribution.values()), fallback_title=fallback
-        )
+        labels, values, horizontal = [str(k) for k in n.distribution], list(n.distribution.values()), False
     elif poll.kind == "choice":
         counts = poll_results.choice([list(v) for v in done], len(poll.options))
         body = "\n".join(texts.n("poll.results_choice_line", c, n=i + 1, option=o)
                          for i, (o, c) in enumerate(zip(poll.options, counts, strict=True)))  # fmt: skip
-        chart = bar_chart(title, list(poll.options), counts, horizontal=True, fallback_title=fallback)
+        labels, values, horizontal = list(poll.options), counts, True
     else:
         ranked = poll_results.borda([list(v) for v in done], len(poll.options))
         body = "\n".join(
@@ -107,8 +104,8 @@ def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
                     mean=f"{r.mean_rank:.2f}")
             for place, r in enumerate(ranked)
         )  # fmt: skip
-        chart = bar_chart(title, [poll.options[r.index] for r in ranked], [r.borda for r in ranked], horizontal=True,
-                          fallback_title=fallback)  # fmt: skip
+        labels, values, horizontal = [poll.options[r.index] for r in ranked], [r.borda for r in ranked], True
+    chart = await draw(bar_chart, title, labels, values, horizontal=horizontal, fallback_title=fallback)
     return f"{head}\n{body}", chart
 
 
@@ -116,8 +113,9 @@ async def _close(repos: Repos, deps: Deps, poll: Poll) -> tuple[str, bytes]:
     """Close the poll and send staff the results with the chart; returns (text, chart)."""
     now = deps.now_ts()
     await repos.polls.close(poll.id, now)
-    text, chart = results(deps, poll, await repos.polls.answers(poll.id))
-    staff_id = await repos.announcements.create("staff", "staff", text, now, now, poll_id=poll.id, image=chart)
+    text, chart = await results(deps, poll, await repos.polls.answers(poll.id))
+    staff_id = await repos.announcements.create(AnnouncementKind.STAFF, "staff", text, now, now,
+                                                subject=(SubjectKind.POLL, poll.id), image=chart)  # fmt: skip
     await repos.deliveries.queue_staff(staff_id, sorted(deps.outbox.staff_channels()))
     await repos.announcements.settle(staff_id, "queued", now)
     return text, chart
@@ -126,8 +124,9 @@ async def _close(repos: Repos, deps: Deps, poll: Poll) -> tuple[str, bytes]:
 async def close_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Announcement | None:
     """The scheduler's side of closing: the announcement now carries the results for the groups, or None
     when the poll was closed already (nothing more to send)."""
-    assert ann.poll_id is not None
-    poll = await repos.polls.get(ann.poll_id)
+    poll_id = ann.subject_of(SubjectKind.POLL)
+    assert poll_id is not None
+    poll = await repos.polls.get(poll_id)
     if poll is None or poll.state != "open":
         return None
     text, _ = await _close(repos, deps, poll)
@@ -199,14 +198,14 @@ async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]
 
 async def _post(repos: Repos, deps: Deps, created: Poll) -> int:
     """Publish the poll and plan its closing; returns the number of recipients."""
-    kind = "poll_native" if created.kind == "choice" else "poll"
+    kind = AnnouncementKind.POLL_NATIVE if created.kind == "choice" else AnnouncementKind.POLL
     audience, tiers = _audience(created)
     _, count = await publish(repos, deps, kind, audience, poll_text(deps, created), tiers=tiers,
-                             buttons=vote_buttons(deps, created), poll_id=created.id)  # fmt: skip
+                             buttons=vote_buttons(deps, created), subject=(SubjectKind.POLL, created.id))  # fmt: skip
     closes = datetime.fromtimestamp(created.closes_at, deps.now().tzinfo)
     results_audience = "tiers" if tiers else "groups"
-    await plan_at(repos, deps, "poll_close", results_audience, created.question, closes, tiers=tiers,
-                  poll_id=created.id)  # fmt: skip
+    await plan_at(repos, deps, AnnouncementKind.POLL_CLOSE, results_audience, created.question, closes, tiers=tiers,
+                  subject=(SubjectKind.POLL, created.id))  # fmt: skip
     return count
 
 
@@ -215,12 +214,12 @@ async def _close_now(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
         found = await repos.polls.get(poll_id)
         if found is None or found.state != "open":
             return [Reply(deps.texts.t("poll.not_open", id=poll_id))]
-        for ann_id in await repos.announcements.cancel_pending_for_poll(poll_id):
+        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.POLL, poll_id):
             deps.planner.unplan(ann_id)
         text, chart = await _close(repos, deps, found)
         _, tiers = _audience(found)
-        await publish(repos, deps, "poll_results", "tiers" if tiers else "groups", text, tiers=tiers,
-                      poll_id=poll_id)  # fmt: skip
+        await publish(repos, deps, AnnouncementKind.POLL_RESULTS, "tiers" if tiers else "groups", text, tiers=tiers,
+                      subject=(SubjectKind.POLL, poll_id))  # fmt: skip
     deps.outbox.wake()
     return [Reply(text, image=chart)]
 
@@ -231,7 +230,7 @@ async def _results(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
         answers = await repos.polls.answers(poll_id) if found else []
     if found is None:
         return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
-    text, chart = results(deps, found, answers)
+    text, chart = await results(deps, found, answers)
     return [Reply(text, image=chart)]
 
 
@@ -466,13 +465,14 @@ async def plan_purchase_followup(repos: Repos, deps: Deps, member_id: int) -> No
     days = deps.rules.polls.survey.purchase_followup_days
     if days:
         due = deps.now() + timedelta(days=days)
-        await plan_at(repos, deps, "followup", "personal", deps.texts.t("poll.followup_question"), due,
-                      member_id=member_id)  # fmt: skip
+        await plan_at(repos, deps, AnnouncementKind.FOLLOWUP, "personal", deps.texts.t("poll.followup_question"),
+                      due, subject=(SubjectKind.MEMBER, member_id))  # fmt: skip
 
 
-async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> None:
+async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> Announcement:
     """Send the member the rating buttons of this month's follow-up poll (opened on first use)."""
-    assert ann.member_id is not None
+    member_id = ann.subject_of(SubjectKind.MEMBER)
+    assert member_id is not None
     month = deps.calendar.local(deps.now()).strftime("%Y-%m")
     series = f"followup:{month}"
     found = await repos.polls.by_series(series)
@@ -483,4 +483,9 @@ async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> None:
         found = await repos.polls.by_series(series)
     assert found is not None
     await repos.announcements.set_text(ann.id, ann.text, vote_buttons(deps, found))
-    await repos.deliveries.queue_personal(ann.id, ann.member_id, ann.text, sorted(deps.outbox.channels()))
+    await repos.deliveries.queue_personal(ann.id, member_id, ann.text, sorted(deps.outbox.channels()))
+    return ann
+
+
+register_kind(AnnouncementKind.POLL_CLOSE, DueRule(prepare=close_at_deadline, deadline=True))
+register_kind(AnnouncementKind.FOLLOWUP, DueRule(prepare=prepare_followup))

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from handlers.announcement_kinds import (
+    AnnouncementKind,
+    DueRule,
+    SubjectKind,
+    SubjectState,
+    register_kind,
+    register_subject,
+)
 from handlers.broadcast import (
     check_lead_time,
     countdown_text,
@@ -34,12 +42,22 @@ from handlers.parsing import (
     split_first,
     yuan_text,
 )
+from storage.repos import Repos
 from storage.sales import Claim, Sale, StockGone
 
 ITEM_LIMIT = 80
 STOCK_LIMIT = 100_000
 HOLD_LIMIT = 30 * 24 * 60
 """The longest time to pay a claim, in minutes (30 days)."""
+
+
+async def _sale_state(repos: Repos, sale_id: int) -> SubjectState | None:
+    sale = await repos.sales.get(sale_id)
+    return None if sale is None else SubjectState(sale.state == "active", sale.starts_at)
+
+
+register_subject(SubjectKind.SALE, _sale_state)  # a cancelled sale's announcements are skipped
+register_kind(AnnouncementKind.SALE_EARLY, DueRule(until_start=True))  # early access after the start is none
 
 
 def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:
@@ -154,19 +172,19 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         # A sale starting within minutes is announced by its own post: a promo just before would only add noise.
         soon = starts - deps.now() <= NO_PROMO_WITHIN
         planned = await plan_leads(repos, deps, created.starts_at, lambda due: promo_text(deps, created, due), (),
-                                   announce_now=not soon, sale_id=sale_id)  # fmt: skip
+                                   announce_now=not soon, subject=(SubjectKind.SALE, sale_id))  # fmt: skip
         early_plan = []
         for tier_id, minutes, name in _early_lines(deps, created):
             due = starts - timedelta(minutes=minutes)
             if due > deps.now():
                 text = deps.texts.t("sale.early", tier=name, minutes=minutes, post=post_text(deps, created))
-                await plan_at(repos, deps, "sale_early", "tiers", text, due, tiers=(tier_id,),
-                              buttons=(claim_button(deps, sale_id),), sale_id=sale_id)  # fmt: skip
+                await plan_at(repos, deps, AnnouncementKind.SALE_EARLY, "tiers", text, due, tiers=(tier_id,),
+                              buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
                 early_plan.append(
                     deps.texts.t("sale.plan_early", tier=name, when=deps.local_text(int(due.timestamp())))
                 )
-        await plan_at(repos, deps, "sale_start", "groups", post_text(deps, created), starts,
-                      buttons=(claim_button(deps, sale_id),), sale_id=sale_id)  # fmt: skip
+        await plan_at(repos, deps, AnnouncementKind.SALE_START, "groups", post_text(deps, created), starts,
+                      buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
     deps.outbox.wake()
     created_line = deps.texts.t(
         "sale.created",
@@ -246,12 +264,13 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
         holders = [c for c in await repos.sales.claims(sale_id) if c.state == "held"] if found else []
         if found is None or not await repos.sales.cancel(sale_id, now):
             return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
-        for ann_id in await repos.announcements.cancel_pending_for_sale(sale_id):
+        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.SALE, sale_id):
             deps.planner.unplan(ann_id)
         notice = deps.texts.t("sale.cancel_notice", item=found.item)
-        await publish(repos, deps, "cancel", "groups", notice, sale_id=sale_id, created_by=req.member_id)
+        await publish(repos, deps, AnnouncementKind.CANCEL, "groups", notice, subject=(SubjectKind.SALE, sale_id),
+                      created_by=req.member_id)  # fmt: skip
         bodies = [(c.member_id, deps.texts.t("sale.cancel_personal", item=found.item, code=c.code)) for c in holders]
-        await send_personal(repos, deps, "cancel", notice, bodies, sale_id=sale_id)
+        await send_personal(repos, deps, AnnouncementKind.CANCEL, notice, bodies, subject=(SubjectKind.SALE, sale_id))
     deps.outbox.wake()
     return [Reply(deps.texts.t("sale.cancelled", id=sale_id, item=found.item, released=len(holders)))]
 
@@ -329,7 +348,8 @@ async def expire_holds(deps: Deps) -> int:
         expired = await repos.sales.release_expired(deps.now_ts())
         bodies = [(c.member_id, deps.texts.t("claim.expired", code=c.code)) for c in expired]
         if bodies:
-            await send_personal(repos, deps, "sale_expired", deps.texts.t("claim.expired", code="-"), bodies)
+            summary = deps.texts.t("claim.expired", code="-")
+            await send_personal(repos, deps, AnnouncementKind.SALE_EXPIRED, summary, bodies)
     if expired:
         deps.outbox.wake()
     return len(expired)
@@ -341,7 +361,7 @@ async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, 
         running = await repos.sales.running(deps.now_ts())
         posts = []
         for item in running:
-            ids = await repos.announcements.of_subject("sale_start", sale_id=item.id)
+            ids = await repos.announcements.of_subject(AnnouncementKind.SALE_START, SubjectKind.SALE, item.id)
             buttons = (claim_button(deps, item.id),) if item.remaining > 0 else ()
             posts.append((ids, post_text(deps, item), buttons))
     return posts

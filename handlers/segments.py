@@ -1,5 +1,6 @@
 """RFM segments (RFM 分层) for staff: /segments counts members per segment, /segment lists one segment's
-members page by page; `segment_member_ids` gives announcements their audience, `winback` the care messages.
+members page by page; `segment_audience` gives announcements their audience (one SELECT), `winback` the care
+messages.
 
 How members are classified (every member in exactly one segment) is documented in `storage.segments`.
 """
@@ -9,13 +10,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from handlers.announcement_kinds import AnnouncementKind
 from handlers.broadcast import send_personal, span_text
 from handlers.deps import Deps, Request
 from handlers.messages import Reply
 from handlers.parsing import parse_int, split_first
 from handlers.rules import SegmentRules
+from storage.deliveries import MemberSelect
 from storage.repos import Repos
-from storage.segments import DAY, SEGMENTS, CareDue, SegmentBounds, SegmentCounts
+from storage.segments import DAY, SEGMENTS, CareDue, SegmentBounds, SegmentCounts, members_of
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,17 @@ def segment_bounds(rules: SegmentRules, now: int | datetime) -> SegmentBounds:
 async def segment_member_ids(repos: Repos, rules: SegmentRules, name: str, now: int | datetime) -> list[int]:
     """Ids of the members in segment `name` at `now` (an id of `storage.segments.SEGMENTS`; '-' may stand for
     '_', e.g. 'dormant-high'). Raises ValueError for an unknown name."""
-    return await repos.segments.member_ids(segment_bounds(rules, now), name.strip().lower().replace("-", "_"))
+    return await repos.segments.member_ids(segment_bounds(rules, now), _segment_id(name))
+
+
+def _segment_id(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def segment_audience(rules: SegmentRules, name: str, now: int | datetime) -> MemberSelect:
+    """The members of segment `name` at `now` as one SELECT, for queueing deliveries in one statement
+    (`DeliveryRepo.queue_selected`). Raises ValueError for an unknown name."""
+    return members_of(segment_bounds(rules, now), _segment_id(name))
 
 
 async def segment_counts(repos: Repos, deps: Deps) -> SegmentCounts:
@@ -161,7 +174,8 @@ async def winback(deps: Deps) -> int:
         due = await repos.segments.care_due(channels)
         if due:
             bodies = [(c.member_id, _care_text(deps, c, now)) for c in due]
-            await send_personal(repos, deps, "winback", deps.texts.n("winback.announcement", len(due)), bodies)
+            summary = deps.texts.n("winback.announcement", len(due))
+            await send_personal(repos, deps, AnnouncementKind.WINBACK, summary, bodies)
             await repos.segments.mark_cared([c.member_id for c in due], now)
     log.info("win-back: %d segment entries began, %d care messages queued", entered, len(due))
     if due:

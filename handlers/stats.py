@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from handlers.broadcast import span_text
+from handlers.charts import draw
 from handlers.deps import Deps, Request
 from handlers.i18n import Catalog
 from handlers.messages import Reply
@@ -40,8 +41,8 @@ class StaffStats:
     segments: SegmentCounts
     rating: RatingShare
     tickets: dict[str, Any]
-    referrals: int | None
-    """None when there is no referrals table."""
+    referrals: int
+    """Referrals that count (not voided by a link of the two accounts)."""
     points: PointsFlow
     """Issued and redeemed in the last 7 days."""
 
@@ -108,8 +109,7 @@ def stats_text(deps: Deps, s: StaffStats) -> str:
                        late=tickets["late"]))  # fmt: skip
     else:
         lines.append(t("stats.tickets_none", unclosed=unclosed, late=tickets["late"]))
-    if s.referrals is not None:
-        lines.append(t("stats.referrals", count=s.referrals))
+    lines.append(t("stats.referrals", count=s.referrals))
     lines.append(t("stats.points", issued=s.points.issued, redeemed=s.points.redeemed))
     return "\n".join(lines)
 
@@ -133,16 +133,16 @@ async def week_series(repos: Repos, deps: Deps, last_day: date) -> WeekSeries:
     )
 
 
-def render_report(deps: Deps, series: WeekSeries) -> tuple[str, bytes]:
-    """The report's caption and its chart (PNG)."""
+async def render_report(deps: Deps, series: WeekSeries) -> tuple[str, bytes]:
+    """The report's caption and its chart (PNG), drawn on a worker thread: call it outside any transaction."""
     first, last = series.days[0].isoformat(), series.days[-1].isoformat()
     issued = [p.issued for p in series.points]
     redeemed = [p.redeemed for p in series.points]
     caption = deps.texts.t("report.caption", first=first, last=last, checkins=sum(series.checkins),
                            new=sum(series.new_members), issued=sum(issued), redeemed=sum(redeemed))  # fmt: skip
     words = drawable(_chart_words(deps.texts, first, last), _chart_words(_ascii_texts(), first, last))
-    chart = weekly_chart(words, [d.strftime("%m-%d") for d in series.days], series.checkins, series.new_members,
-                         issued, redeemed)  # fmt: skip
+    chart = await draw(weekly_chart, words, [d.strftime("%m-%d") for d in series.days], series.checkins,
+                       series.new_members, issued, redeemed)  # fmt: skip
     return caption, chart
 
 
@@ -168,7 +168,7 @@ async def report(req: Request, deps: Deps) -> list[Reply]:
     today = deps.calendar.business_day(deps.now())
     async with deps.db.read() as repos:
         series = await week_series(repos, deps, today)
-    caption, chart = render_report(deps, series)
+    caption, chart = await render_report(deps, series)
     return [Reply(caption, image=chart)]
 
 
@@ -180,7 +180,7 @@ async def weekly_report(deps: Deps) -> None:
     now = deps.now_ts()
     async with deps.db.read() as repos:
         series = await week_series(repos, deps, yesterday)
-    caption, chart = render_report(deps, series)  # drawn outside the transaction: it takes a moment
+    caption, chart = await render_report(deps, series)  # outside the transaction and off the loop: it takes a moment
     async with deps.db.transaction() as repos:
         ann_id = await repos.announcements.create("staff", "staff", caption, now, now, image=chart)
         await repos.deliveries.queue_staff(ann_id, sorted(deps.outbox.staff_channels()))

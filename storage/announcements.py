@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from storage.sql import Statements, fetch_all, fetch_one
 
+Subject = tuple[str, int]
+"""What an announcement is about: (subject kind, id), e.g. ('event', 3); handlers.announcement_kinds names them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Announcement:
@@ -17,40 +20,65 @@ class Announcement:
     tiers: tuple[str, ...]
     text: str
     buttons: tuple[tuple[str, str], ...]
-    event_id: int | None
     lead: str | None
     due_at: int
     state: str
     outcome: str
-    sale_id: int | None = None
-    group_buy_id: int | None = None
-    poll_id: int | None = None
-    member_id: int | None = None
+    subject_kind: str | None = None
+    subject_id: int | None = None
+
+    def subject_of(self, subject_kind: str) -> int | None:
+        """The subject's id if this announcement is about a `subject_kind`, else None."""
+        return self.subject_id if self.subject_kind == subject_kind else None
+
+    @property
+    def subject(self) -> Subject | None:
+        if self.subject_kind is None or self.subject_id is None:
+            return None
+        return self.subject_kind, self.subject_id
+
+    # Read-only views of the subject under the names of the former per-feature columns.
+    @property
+    def event_id(self) -> int | None:
+        return self.subject_of("event")
+
+    @property
+    def sale_id(self) -> int | None:
+        return self.subject_of("sale")
+
+    @property
+    def group_buy_id(self) -> int | None:
+        return self.subject_of("group_buy")
+
+    @property
+    def poll_id(self) -> int | None:
+        return self.subject_of("poll")
+
+    @property
+    def member_id(self) -> int | None:
+        return self.subject_of("member")
 
 
 _SELECT = (
-    "SELECT id, kind, audience, tiers, text, buttons, event_id, lead, due_at, state, outcome, sale_id, group_buy_id,"
-    " poll_id, member_id FROM announcements"
+    "SELECT id, kind, audience, tiers, text, buttons, lead, due_at, state, outcome, subject_kind, subject_id"
+    " FROM announcements"
 )
 
 
 def _announcement(row: sqlite3.Row) -> Announcement:
     return Announcement(
-        id=row[0],
-        kind=row[1],
-        audience=row[2],
-        tiers=tuple(t for t in (row[3] or "").split(",") if t),
-        text=row[4],
-        buttons=tuple((label, data) for label, data in json.loads(row[5])),
-        event_id=row[6],
-        lead=row[7],
-        due_at=row[8],
-        state=row[9],
-        outcome=row[10],
-        sale_id=row[11],
-        group_buy_id=row[12],
-        poll_id=row[13],
-        member_id=row[14],
+        id=row["id"],
+        kind=row["kind"],
+        audience=row["audience"],
+        tiers=tuple(t for t in (row["tiers"] or "").split(",") if t),
+        text=row["text"],
+        buttons=tuple((label, data) for label, data in json.loads(row["buttons"])),
+        lead=row["lead"],
+        due_at=row["due_at"],
+        state=row["state"],
+        outcome=row["outcome"],
+        subject_kind=row["subject_kind"],
+        subject_id=row["subject_id"],
     )
 
 
@@ -68,23 +96,22 @@ class AnnouncementRepo:
         *,
         tiers: tuple[str, ...] = (),
         buttons: tuple[tuple[str, str], ...] = (),
-        event_id: int | None = None,
-        sale_id: int | None = None,
-        group_buy_id: int | None = None,
-        poll_id: int | None = None,
-        member_id: int | None = None,
+        subject: Subject | None = None,
         image: bytes | None = None,
         lead: str | None = None,
         created_by: int | None = None,
     ) -> int:
+        """A pending announcement; a kind the database does not know, or a subject that does not exist, is
+        refused (sqlite3.IntegrityError)."""
+        subject_kind, subject_id = subject if subject is not None else (None, None)
         row = await fetch_one(
             self._conn,
-            "INSERT INTO announcements(kind, audience, tiers, text, buttons, event_id, sale_id, group_buy_id, poll_id,"
-            " member_id, image, lead, due_at, created_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO announcements(kind, audience, tiers, text, buttons, subject_kind, subject_id, image, lead,"
+            " due_at, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 kind, audience, ",".join(tiers) or None, text, json.dumps([list(b) for b in buttons]),
-                event_id, sale_id, group_buy_id, poll_id, member_id, image, lead, due_at, created_by, now,
+                subject_kind, subject_id, image, lead, due_at, created_by, now,
             ),
         )  # fmt: skip
         assert row is not None
@@ -105,20 +132,29 @@ class AnnouncementRepo:
         rows = await fetch_all(self._conn, "SELECT id, due_at FROM announcements WHERE state = 'pending'")
         return [(r[0], r[1]) for r in rows]
 
-    async def pending(self, kind: str | None = None, event_id: int | None = None) -> list[Announcement]:
+    async def pending(self, kind: str | None = None, subject: Subject | None = None) -> list[Announcement]:
         where, params = ["state = 'pending'"], []
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)
-        if event_id is not None:
-            where.append("event_id = ?")
-            params.append(event_id)
+        if subject is not None:
+            where.append("subject_kind = ? AND subject_id = ?")
+            params.extend(subject)
         rows = await fetch_all(self._conn, f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY due_at, id", params)
         return [_announcement(r) for r in rows]
 
-    async def for_event(self, event_id: int) -> list[Announcement]:
-        rows = await fetch_all(self._conn, f"{_SELECT} WHERE event_id = ? ORDER BY due_at, id", (event_id,))
+    async def for_subject(self, subject_kind: str, subject_id: int) -> list[Announcement]:
+        """Every announcement about one subject, pending or not, in the order they are due."""
+        rows = await fetch_all(
+            self._conn,
+            f"{_SELECT} WHERE subject_kind = ? AND subject_id = ? ORDER BY due_at, id",
+            (subject_kind, subject_id),
+        )
         return [_announcement(r) for r in rows]
+
+    async def for_event(self, event_id: int) -> list[Announcement]:
+        """`for_subject('event', event_id)`."""
+        return await self.for_subject("event", event_id)
 
     async def settle(self, announcement_id: int, state: str, now: int, outcome: str = "") -> bool:
         """Move a pending announcement to queued, skipped or cancelled; False if it was no longer pending."""
@@ -128,23 +164,13 @@ class AnnouncementRepo:
         )
         return cur.rowcount == 1
 
-    async def cancel_pending_for_event(self, event_id: int) -> list[int]:
-        return await self._cancel_pending("event_id", event_id)
-
-    async def cancel_pending_for_sale(self, sale_id: int) -> list[int]:
-        return await self._cancel_pending("sale_id", sale_id)
-
-    async def cancel_pending_for_group_buy(self, group_buy_id: int) -> list[int]:
-        return await self._cancel_pending("group_buy_id", group_buy_id)
-
-    async def cancel_pending_for_poll(self, poll_id: int) -> list[int]:
-        return await self._cancel_pending("poll_id", poll_id)
-
-    async def _cancel_pending(self, column: str, subject_id: int) -> list[int]:
+    async def cancel_pending_for(self, subject_kind: str, subject_id: int) -> list[int]:
+        """Cancel every pending announcement about one subject; returns their ids (for the scheduler)."""
         rows = await fetch_all(
             self._conn,
-            f"UPDATE announcements SET state = 'cancelled' WHERE {column} = ? AND state = 'pending' RETURNING id",
-            (subject_id,),
+            "UPDATE announcements SET state = 'cancelled'"
+            " WHERE subject_kind = ? AND subject_id = ? AND state = 'pending' RETURNING id",
+            (subject_kind, subject_id),
         )
         return [r[0] for r in rows]
 
@@ -159,11 +185,12 @@ class AnnouncementRepo:
                 (text, json.dumps([list(b) for b in buttons]), announcement_id),
             )
 
-    async def of_subject(self, kind: str, sale_id: int | None = None, group_buy_id: int | None = None) -> list[int]:
-        """Ids of the announcements of `kind` about one sale or group buy."""
-        column, value = ("sale_id", sale_id) if sale_id is not None else ("group_buy_id", group_buy_id)
+    async def of_subject(self, kind: str, subject_kind: str, subject_id: int) -> list[int]:
+        """Ids of the announcements of `kind` about one subject."""
         rows = await fetch_all(
-            self._conn, f"SELECT id FROM announcements WHERE kind = ? AND {column} = ? ORDER BY id", (kind, value)
+            self._conn,
+            "SELECT id FROM announcements WHERE subject_kind = ? AND subject_id = ? AND kind = ? ORDER BY id",
+            (subject_kind, subject_id, kind),
         )
         return [r[0] for r in rows]
 

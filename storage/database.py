@@ -8,9 +8,10 @@ that cost is what limited a burst of webhooks. Statements marked `bulk` (fan-out
 prunes, aggregates) run on the database thread instead, and waiting for a lock held by another process
 never blocks the loop (the BEGIN is retried with `asyncio.sleep`).
 
-Reads (`read()`): a second connection through aiosqlite, on its own thread, each read one snapshot. In WAL
-mode readers and the writer do not wait for each other, so a slow report never holds up a check-in.
-WAL checkpoints run on the reader's thread as well, never inside a COMMIT on the loop. A PASSIVE checkpoint
+Reads (`read()`): a small pool of reader connections through aiosqlite, each on its own thread; a read takes a
+free one and is one snapshot. In WAL mode readers never wait for each other or for the writer, so a slow report
+holds up neither a check-in nor another read. WAL checkpoints run on a reader's thread as well, never inside a
+COMMIT on the loop. A PASSIVE checkpoint
 cannot reset the WAL while writes keep coming, so once the WAL passes `WAL_TRUNCATE_BYTES` writes pause for
 a TRUNCATE one (on the database thread) that empties it: the WAL stays bounded however fast writes come.
 (A snapshot that stays open keeps any WAL from resetting: then the TRUNCATE gives up after
@@ -18,6 +19,10 @@ a TRUNCATE one (on the database thread) that empties it: the WAL stays bounded h
 
 Opening refuses, with a one-line `StorageError`, a file or folder the bot cannot use as its database
 (storage/preflight.py); a COMMIT that fails (a full disk) is rolled back, so the next write can succeed.
+
+The rule that nothing slow runs on the loop is checked, not promised: opened with `loop_statement_ms` (tests,
+debug mode), the writer gets SQLite's progress handler, and a statement not marked `bulk` that has used more
+than that much of the loop thread's time is aborted with a `SlowStatementError` naming it.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ _SAVEPOINTS = itertools.count(1)
 BUSY_TIMEOUT_SECONDS = 5.0
 """How long a write waits for another process's write lock before it fails."""
 CHECKPOINT_AFTER_CHANGES = 1000
-"""Rows written since the last WAL checkpoint that call for the next one (PASSIVE, on the reader's thread)."""
+"""Rows written since the last WAL checkpoint that call for the next one (PASSIVE, on a reader's thread)."""
 WAL_CHECK_AFTER_CHANGES = 100
 """Rows written between two looks at the WAL's size (one stat each, on the loop)."""
 WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
@@ -66,6 +71,16 @@ JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 # When the WAL restarts after a complete checkpoint, SQLite cuts the file back to this size: without a limit
 # the file keeps the size of the largest burst ever written (it was 114 MB after 3,000 /start's).
 CACHE_PRAGMA = "PRAGMA cache_size=-65536"  # 64 MiB of page cache per connection, for the statistics' aggregates
+READERS = 4
+"""Reader connections (`read()`) by default: reads at the same time, each on its own thread."""
+DEBUG_LOOP_STATEMENT_MS = 200
+"""The loop's statement time limit in debug mode (`log_level: DEBUG`) unless `storage.loop_statement_ms` says."""
+PROGRESS_STEPS = 1000
+"""SQLite virtual-machine steps between two looks at a guarded statement's time (a few microseconds' worth)."""
+
+
+class SlowStatementError(RuntimeError):
+    """A statement not marked `bulk` ran too long on the event loop's thread (raised only with the guard on)."""
 
 
 def migration_scripts() -> list[tuple[int, str, str]]:
@@ -103,11 +118,46 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 
 class InlineStatements:
-    """The writer's statements: on the calling (event loop) thread, `bulk` ones on the database thread."""
+    """The writer's statements: on the calling (event loop) thread, `bulk` ones on the database thread.
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    With `limit_ms`, a statement on the loop that has used more than that much CPU time of the loop's thread is
+    aborted by SQLite's progress handler and raises `SlowStatementError` (CPU time, not wall time, so a busy
+    machine that leaves the thread waiting does not trip it). Bulk statements are never limited."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, limit_ms: float | None = None) -> None:
         self._conn = conn
         self._executor = executor
+        self._limit = limit_ms / 1000 if limit_ms else None
+        self._deadline: float | None = None  # thread time past which the running statement on the loop is aborted
+        self._tripped = False
+        if self._limit is not None:
+            conn.set_progress_handler(self._progress, PROGRESS_STEPS)
+
+    def _progress(self) -> int:
+        """SQLite's progress handler: non-zero aborts the running statement (only a guarded one past its time)."""
+        deadline = self._deadline
+        if deadline is not None and time.thread_time() > deadline:
+            self._tripped = True
+            return 1
+        return 0
+
+    def _on_loop(self, run: Callable[[], T], sql: str) -> T:
+        """Run a statement on the calling thread, within the time limit if there is one."""
+        if self._limit is None:
+            return run()
+        self._tripped = False
+        self._deadline = time.thread_time() + self._limit
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if not self._tripped:
+                raise
+            raise SlowStatementError(
+                f"a statement ran over {self._limit * 1000:g} ms on the event loop; if its cost grows with the"
+                f" shop, mark it bulk=True (it then runs on the database thread): {' '.join(sql.split())}"
+            ) from exc
+        finally:
+            self._deadline = None
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the database thread. A cancelled caller still waits for it to finish, so the
@@ -124,16 +174,16 @@ class InlineStatements:
     async def execute(self, sql: str, params: Params = (), *, bulk: bool = False) -> Outcome:
         if bulk:
             return await self.offload(self._conn.execute, sql, params)
-        return self._conn.execute(sql, params)
+        return self._on_loop(partial(self._conn.execute, sql, params), sql)
 
     async def execute_fetchall(self, sql: str, params: Params = (), *, bulk: bool = False) -> Sequence[sqlite3.Row]:
         if bulk:
             return await self.offload(_fetchall, self._conn, sql, params)
-        return self._conn.execute(sql, params).fetchall()
+        return self._on_loop(partial(_fetchall, self._conn, sql, params), sql)
 
 
 class ThreadedStatements:
-    """The reader's statements: every one on aiosqlite's thread (`bulk` changes nothing)."""
+    """A reader's statements: every one on its aiosqlite thread (`bulk` changes nothing)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -190,17 +240,18 @@ class Database:
     is_storage_fault = staticmethod(is_storage_fault)
     """Whether an exception is a disk or I/O fault (full, failing, read-only): answer the member with an apology."""
 
-    def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection, path: str,
-                 executor: ThreadPoolExecutor) -> None:  # fmt: skip
+    def __init__(self, writer: sqlite3.Connection, readers: Sequence[aiosqlite.Connection], path: str,
+                 executor: ThreadPoolExecutor, loop_statement_ms: float | None = None) -> None:  # fmt: skip
         self.path = path
         self._writer = writer
-        self._reader = reader
+        self._readers = list(readers)
         self._executor = executor
         self._write_lock = asyncio.Lock()
-        self._read_lock = asyncio.Lock()
-        self._inline = InlineStatements(writer, executor)
+        self._free_readers: asyncio.Queue[tuple[aiosqlite.Connection, Repos]] = asyncio.Queue()
+        for reader in self._readers:
+            self._free_readers.put_nowait((reader, Repos(ThreadedStatements(reader))))
+        self._inline = InlineStatements(writer, executor, loop_statement_ms)
         self._write_repos = Repos(self._inline)
-        self._read_repos = Repos(ThreadedStatements(reader))
         self._checkpointed_at = self._wal_checked_at = writer.total_changes
         self._checkpoint: asyncio.Task[None] | None = None
         self._commit_callbacks: list[Callable[[], None]] = []
@@ -211,29 +262,37 @@ class Database:
         self._closing = False
 
     @classmethod
-    async def open(cls, path: str | Path) -> Database:
-        """Open (creating the file and its folder) and migrate the database at `path`. A file or folder that
-        cannot be the bot's database (not SQLite, another program's, from a newer vipbot, read-only, a folder,
-        or an SQLite error while opening or migrating) raises `StorageError`, one line saying what to do."""
+    async def open(
+        cls, path: str | Path, *, readers: int = READERS, loop_statement_ms: float | None = None
+    ) -> Database:
+        """Open (creating the file and its folder) and migrate the database at `path`, with `readers` reader
+        connections. With `loop_statement_ms` (tests, debug mode) a statement on the loop that runs longer fails
+        (`SlowStatementError`). A file or folder that cannot be the bot's database (not SQLite, another
+        program's, from a newer vipbot, read-only, a folder, or an SQLite error while opening or migrating)
+        raises `StorageError`, one line saying what to do."""
         path = str(path)
         if not is_file_path(path):
             raise ValueError("the database must be a file path: its readers and its writer share it")
+        if readers < 1:
+            raise ValueError("at least one reader connection is needed")
         check_path(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vipbot-db")
         loop = asyncio.get_running_loop()
         writer: sqlite3.Connection | None = None
-        reader: aiosqlite.Connection | None = None
+        opened: list[aiosqlite.Connection] = []
         try:
             writer = await loop.run_in_executor(executor, _connect_writer, path)
             await loop.run_in_executor(executor, _migrate, writer)
             writer.execute("PRAGMA busy_timeout=0")  # from now on a busy BEGIN is retried without blocking
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            reader.row_factory = aiosqlite.Row
-            await reader.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            await reader.execute("PRAGMA query_only=ON")
-            await reader.execute(CACHE_PRAGMA)
+            for _ in range(readers):
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                opened.append(reader)
+                reader.row_factory = aiosqlite.Row
+                await reader.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                await reader.execute("PRAGMA query_only=ON")
+                await reader.execute(CACHE_PRAGMA)
         except BaseException as exc:
-            if reader is not None:
+            for reader in opened:
                 with contextlib.suppress(Exception):
                     await reader.close()
             if writer is not None:
@@ -242,7 +301,7 @@ class Database:
             if isinstance(exc, sqlite3.Error):
                 raise describe_error(path, exc) from exc
             raise
-        return cls(writer, reader, path, executor)
+        return cls(writer, opened, path, executor, loop_statement_ms)
 
     async def idle(self) -> None:
         """Wait for background work on the database (a running WAL checkpoint) to finish."""
@@ -253,14 +312,26 @@ class Database:
     async def close(self) -> None:
         self._closing = True  # no new checkpoint starts; the TRUNCATE below does their work
         await self.idle()  # outside the write lock, which a running checkpoint may be waiting for
+        await self._close_readers()  # outside it too: a read may be waiting for a write to finish
         async with self._write_lock:
-            await self._reader.close()
             try:
                 await self._inline.offload(self._writer.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 log.warning("final WAL checkpoint failed: %s", exc)
             await self._inline.offload(self._writer.close)
         self._executor.shutdown(wait=True)
+
+    async def _close_readers(self) -> None:
+        """Close each reader once its read is over; one still taken after BUSY_TIMEOUT_SECONDS is closed anyway."""
+
+        async def all_free() -> None:
+            for _ in self._readers:
+                await self._free_readers.get()
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_free(), BUSY_TIMEOUT_SECONDS)
+        for reader in self._readers:
+            await reader.close()
 
     async def schema_version(self) -> int:
         async with self.read() as repos:
@@ -269,8 +340,8 @@ class Database:
 
     async def ping(self) -> None:
         """A trivial query on each connection: raises if the database cannot be reached."""
-        async with self._read_lock:
-            await self._reader.execute_fetchall("SELECT 1")
+        async with self._take_reader() as (reader, _repos):
+            await reader.execute_fetchall("SELECT 1")
         async with self._write_lock:
             self._writer.execute("SELECT 1").fetchall()
 
@@ -324,12 +395,23 @@ class Database:
         if self._owned_unit():
             yield self._write_repos
             return
-        async with self._read_lock:
-            await self._reader.execute("BEGIN")
+        async with self._take_reader() as (reader, repos):
+            await reader.execute("BEGIN")
             try:
-                yield self._read_repos
+                yield repos
             finally:
-                await self._reader.execute("COMMIT")
+                await reader.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _take_reader(self) -> AsyncIterator[tuple[aiosqlite.Connection, Repos]]:
+        """A free reader connection and its repositories, for this read alone (waits while all are taken)."""
+        reader, repos = await self._free_readers.get()
+        try:
+            if reader.in_transaction:  # a read cancelled during its COMMIT left its snapshot open
+                await reader.execute("COMMIT")
+            yield reader, repos
+        finally:
+            self._free_readers.put_nowait((reader, repos))
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE (take the write lock now); while another process holds it, retry off the loop."""
@@ -384,7 +466,7 @@ class Database:
             return 0
 
     def _after_commit(self) -> None:
-        """Every CHECKPOINT_AFTER_CHANGES rows written, start a PASSIVE checkpoint on the reader's thread; every
+        """Every CHECKPOINT_AFTER_CHANGES rows written, start a PASSIVE checkpoint on a reader's thread; every
         WAL_CHECK_AFTER_CHANGES rows, look at the WAL's size, and past WAL_TRUNCATE_BYTES start the TRUNCATE
         checkpoint that the next write waits for (`_make_room`)."""
         if self._closing:
@@ -409,13 +491,13 @@ class Database:
             await asyncio.wait({self._truncation})  # a cancelled writer leaves the checkpoint running
 
     async def _run_checkpoint(self) -> None:
-        """A PASSIVE checkpoint on the reader's thread, while writes go on: it copies pages into the database
+        """A PASSIVE checkpoint on a reader's thread, while writes go on: it copies pages into the database
         file, but it cannot reset a WAL that writes keep appending to (`_run_truncation` does)."""
         try:
-            async with self._read_lock:
+            async with self._take_reader() as (reader, _repos):
                 if not self._checkpoint_lock.locked():  # else a TRUNCATE is doing the work
                     async with self._checkpoint_lock:
-                        await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        await reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
@@ -424,7 +506,7 @@ class Database:
     async def _run_truncation(self) -> None:
         """A TRUNCATE checkpoint under the write lock (no write of ours runs), on the database thread: it copies
         what PASSIVE ones left, waits up to TRUNCATE_WAIT_SECONDS for older snapshots to end (reads go on
-        meanwhile; new ones read the database file) and empties the WAL. It takes no read lock, so a long
+        meanwhile; new ones read the database file) and empties the WAL. It takes no reader, so a long
         read holds writes up for that long at most."""
         try:
             size = self._wal_bytes()

@@ -32,6 +32,15 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberSelect:
+    """A SELECT of member ids (one column) with its named parameters, e.g. the members of one segment: an
+    audience that `DeliveryRepo.queue_selected` turns into deliveries in one statement."""
+
+    sql: str
+    params: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class TierRange:
     low: int
     high: int | None
@@ -85,6 +94,25 @@ class DeliveryRepo:
             f" WHERE i.can_message = 1 AND m.notify = 1 AND i.channel IN ({_in(channels)}){tier_sql}"
             " ON CONFLICT DO NOTHING",
             params,
+            bulk=True,
+        )
+        return cur.rowcount
+
+    async def queue_selected(self, announcement_id: int, members: MemberSelect, channels: Sequence[str]) -> int:
+        """Private copies for the members that `members` selects who can be messaged and want notices, in one
+        bulk statement whatever their number (in member id order); returns how many rows were queued."""
+        if not channels:
+            return 0
+        names = {f"_channel{n}": channel for n, channel in enumerate(channels)}
+        if "_announcement" in members.params or names.keys() & members.params.keys():
+            raise ValueError("the member SELECT uses a parameter name reserved here")
+        cur = await self._conn.execute(
+            "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id)"
+            " SELECT :_announcement, i.channel, 'user', i.external_id, m.id"
+            f" FROM ({members.sql}) s JOIN members m ON m.id = s.member_id JOIN identities i ON i.member_id = m.id"
+            f" WHERE i.can_message = 1 AND m.notify = 1 AND i.channel IN ({', '.join(':' + n for n in names)})"
+            " ORDER BY m.id, i.channel ON CONFLICT DO NOTHING",
+            {**members.params, **names, "_announcement": announcement_id},
             bulk=True,
         )
         return cur.rowcount

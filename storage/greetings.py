@@ -115,7 +115,8 @@ class GreetingRepo:
         return {r[0] for r in rows}
 
     async def member_ids(self) -> list[int]:
-        """Every member with an identity (a member merged into another has none left), for gifts to all."""
+        """Every member with an identity (a member merged into another has none left): those who get a gift to
+        all (`LedgerRepo.gift_to_all` books it in one statement; this list is for reports and the benchmark)."""
         rows = await fetch_all(
             self._conn,
             "SELECT m.id FROM members m WHERE EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id)"

@@ -71,6 +71,25 @@ class LedgerRepo:
         assert totals is not None
         return Booking(booked=row is not None, balance=totals[0], earned=totals[1])
 
+    async def gift_to_all(
+        self, delta: int, reason: str, idem_prefix: str, now: int, *, note: str = "", ref: str | None = None
+    ) -> int:
+        """Book a gift of `delta` (> 0) points to every member with an identity (a member merged into another
+        has none left) in one statement, once per member: the idempotency key is `idem_prefix` followed by the
+        member id, so a repeat books nothing for those who had it. The trigger moves each balance with its
+        entry. Returns how many entries were booked. A bulk statement: it never runs on the event loop."""
+        if delta <= 0:
+            raise ValueError("a gift to all is a positive number of points")
+        cur = await self._conn.execute(
+            "INSERT INTO ledger(member_id, delta, earned_delta, reason, note, ref, idem_key, created_at)"
+            " SELECT m.id, ?, ?, ?, ?, ?, ? || m.id, ? FROM members m"
+            " WHERE EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id) ORDER BY m.id"
+            " ON CONFLICT(idem_key) DO NOTHING",
+            (delta, delta, reason, note, ref, idem_prefix, now),
+            bulk=True,
+        )
+        return cur.rowcount
+
     async def recent(self, member_id: int, limit: int = 5) -> list[LedgerEntry]:
         rows = await fetch_all(
             self._conn,

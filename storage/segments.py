@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from storage.deliveries import MemberSelect
 from storage.sql import Statements, fetch_all, fetch_one
 
 SEGMENTS = ("new", "active", "cooling", "dormant_high", "dormant_low", "lost", "never")
@@ -128,6 +129,21 @@ def _check(segment: str) -> None:
         raise ValueError(f"unknown segment {segment!r}; one of {', '.join(SEGMENTS)}")
 
 
+def members_of(bounds: SegmentBounds, segment: str) -> MemberSelect:
+    """The SELECT of the member ids (column `member_id`) of one segment, e.g. the audience of an announcement
+    (`DeliveryRepo.queue_selected`). Raises ValueError for an unknown segment."""
+    _check(segment)
+    if segment == "never":
+        return MemberSelect(
+            "SELECT m.id AS member_id FROM members m"
+            " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)",
+            {},
+        )
+    return MemberSelect(
+        f"SELECT member_id FROM ({_AGGREGATE}) WHERE {_CASE} = :seg", {**bounds.params(), "seg": segment}
+    )
+
+
 class SegmentRepo:
     def __init__(self, conn: Statements) -> None:
         self._conn = conn
@@ -168,29 +184,24 @@ class SegmentRepo:
             )
         rows = await fetch_all(self._conn, sql, params, bulk=True)
         if not rows and offset:
-            total = len(await self.member_ids(bounds, segment))
+            total = await self.size(bounds, segment)
         else:
             total = int(rows[0][4]) if rows else 0
         return SegmentPage(total, [SegmentMember(r[0], r[1], int(r[2]), r[3]) for r in rows])
 
     async def member_ids(self, bounds: SegmentBounds, segment: str) -> list[int]:
-        """Every member id of one segment, in id order (e.g. the audience of an announcement)."""
-        _check(segment)
-        if segment == "never":
-            rows = await fetch_all(
-                self._conn,
-                "SELECT m.id FROM members m WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)"
-                " ORDER BY m.id",
-                bulk=True,
-            )
-        else:
-            rows = await fetch_all(
-                self._conn,
-                f"SELECT member_id FROM ({_AGGREGATE}) WHERE {_CASE} = :seg ORDER BY member_id",
-                {**bounds.params(), "seg": segment},
-                bulk=True,
-            )
+        """Every member id of one segment, in id order."""
+        chosen = members_of(bounds, segment)
+        rows = await fetch_all(
+            self._conn, f"SELECT member_id FROM ({chosen.sql}) ORDER BY member_id", chosen.params, bulk=True
+        )
         return [int(r[0]) for r in rows]
+
+    async def size(self, bounds: SegmentBounds, segment: str) -> int:
+        """How many members one segment holds."""
+        chosen = members_of(bounds, segment)
+        row = await fetch_one(self._conn, f"SELECT COUNT(*) FROM ({chosen.sql})", chosen.params, bulk=True)
+        return int(row[0]) if row else 0
 
     # --- win-back memory -------------------------------------------------------------------------
     async def track(self, bounds: SegmentBounds, now: int) -> int:

@@ -75,14 +75,8 @@ class StatsRepo:
         assert row is not None
         return RatingShare(int(row[0]), int(row[1]))
 
-    async def has_table(self, name: str) -> bool:
-        row = await fetch_one(self._conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-        return row is not None
-
-    async def referrals(self) -> int | None:
-        """Rows of the `referrals` table, or None when this database has no such table."""
-        if not await self.has_table("referrals"):
-            return None
+    async def referrals(self) -> int:
+        """Referrals that count: those not voided (a merge that made both sides one member voids one)."""
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM referrals WHERE voided_at IS NULL", bulk=True)
         return int(row[0]) if row else 0
 

@@ -1,8 +1,11 @@
-"""Shared fixtures: a network guard, settings on a temporary database, a fake clock, a chat driver."""
+"""Shared fixtures: a network guard, settings on a temporary database (a copy of one migrated per session),
+a fake clock, a chat driver."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -15,8 +18,10 @@ import pytest
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from handlers import i18n
 from handlers.clock import FakeClock
 from handlers.messages import Identity, Inbound, Reply
+from storage.database import Database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
@@ -77,9 +82,41 @@ def clock() -> FakeClock:
     return FakeClock(local(2026, 3, 10, 9, 0))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def parsed_catalogs() -> Iterator[None]:
+    """Each locale's YAML is parsed once per session, not for every Settings and Runtime a test builds (the
+    catalogs are package data: they do not change while the tests run). Each caller gets its own copy."""
+    parsed: dict[str, dict[str, str]] = {}
+    real = i18n.load_catalog
+
+    def load_catalog(locale: str) -> dict[str, str]:
+        if locale not in parsed:
+            parsed[locale] = real(locale)
+        return dict(parsed[locale])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(i18n, "load_catalog", load_catalog)
+        yield
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with every migration applied, made once per session (per worker under xdist)."""
+    path = tmp_path_factory.mktemp("template") / "vip.db"
+
+    async def migrate() -> None:
+        db = await Database.open(path)
+        await db.close()  # checkpoints the WAL into the file: the .db alone is the whole database
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db")})
+def settings(tmp_path: Path, migrated_db: Path) -> Settings:
+    shutil.copy(migrated_db, tmp_path / "vip.db")
+    # loop_statement_ms: a statement not marked bulk that runs 200 ms on the event loop fails the test.
+    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200})
 
 
 @pytest.fixture

@@ -784,3 +784,18 @@ async def test_calls_on_their_way_count_against_the_overall_limit() -> None:
         for _ in range(2):
             gate.release()
         await until(lambda: len(returned) == 3)
+
+
+async def test_a_push_handed_to_a_stopped_sender_is_skipped_so_its_row_waits_for_the_next_start() -> None:
+    async with manual_sender({"7": ScopeLimit(count=1, window=5.0, gap=5.0)}) as (sender, transport, _pace):
+        queued: list[Delivered] = []
+        late: list[Delivered] = []
+        sender.submit(job("7", "first"))
+        await until(lambda: len(transport.calls) == 1)
+        sender.submit(job("7", "waits its gap", Priority.BULK, queued, skip_on_stop=True))
+        sender.submit(job("7", "a reply row", Priority.ANSWER))  # a reply stays unanswered: its row is resent
+        await sender.stop()
+        sender.submit(job("7", "after the stop", Priority.BULK, late, skip_on_stop=True))
+        await until(lambda: bool(queued) and bool(late))
+        assert queued[0].outcome is Outcome.SKIPPED and late[0].outcome is Outcome.SKIPPED
+        assert len(transport.calls) == 1

@@ -285,4 +285,5 @@ async def test_points_and_stock_numbers_beyond_range_or_in_odd_digits_get_the_us
 async def test_the_number_check_commands_work_with_normal_numbers(chat: ChatDriver) -> None:
     # the odd-digit test above refuses only the numbers: the same commands with plain numbers are accepted
     assert "Added: #1 Mug" in await chat.say("boss", "/reward add Mug | cost=10 stock=5")
-    assert "#1" in await chat.say("boss", "/groupbuy add Pot | price=100 group_price=80 min=3 deadline=2026-03-20 10:00")
+    command = "/groupbuy add Pot | price=100 group_price=80 min=3 deadline=2026-03-20 10:00"
+    assert "#1" in await chat.say("boss", command)

@@ -13,7 +13,7 @@ from bot.runtime import Runtime
 from handlers.clock import FakeClock
 from handlers.deps import Deps
 from handlers.rules import SegmentRules
-from handlers.segments import segment_bounds, segment_member_ids, winback
+from handlers.segments import segment_audience, segment_bounds, segment_member_ids, winback
 from storage.segments import SEGMENTS
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
@@ -120,6 +120,25 @@ async def test_member_ids_accept_dashes_and_reject_unknown_names(chat: ChatDrive
         assert await segment_member_ids(repos, rules, "never", int(NOW.timestamp())) == [bob]
         with pytest.raises(ValueError):
             await segment_member_ids(repos, rules, "vip", NOW)
+
+
+async def test_segment_audience_and_size_select_the_same_members(chat: ChatDriver) -> None:
+    alice, bob, carol = await member(chat, "alice"), await member(chat, "bob"), await member(chat, "carol")
+    await buy(chat.runtime, alice, NOW - timedelta(days=100))
+    await buy(chat.runtime, carol, NOW - timedelta(days=120), NOW - timedelta(days=95))
+    rules = chat.runtime.deps.rules.segments
+    bounds = segment_bounds(rules, NOW)
+    expected = {"dormant_high": [alice, carol], "never": [bob]}
+    async with chat.runtime.deps.db.read() as repos:
+        for segment in SEGMENTS:
+            audience = segment_audience(rules, segment.replace("_", "-"), NOW)
+            rows = await repos.conn.execute_fetchall(
+                f"SELECT member_id FROM ({audience.sql}) ORDER BY 1", audience.params
+            )
+            assert [r[0] for r in rows] == expected.get(segment, []), segment
+            assert await repos.segments.size(bounds, segment) == len(expected.get(segment, [])), segment
+    with pytest.raises(ValueError):
+        segment_audience(rules, "vip", NOW)
 
 
 # --- staff commands -------------------------------------------------------------------------------------

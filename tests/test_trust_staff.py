@@ -143,7 +143,7 @@ async def test_staff_groupbuy_status_lists_the_participants(chat: ChatDriver) ->
 async def test_a_failing_admin_lookup_answers_with_the_apology(tmp_path: Path, clock: FakeClock) -> None:
     async with fake_api() as api, running_bot(api, harness_settings(api, tmp_path / "f.db"), clock) as bot:
         await bot.send(GROUP, ALICE, "/checkin")
-        bot.channel._admins.entries.clear()  # forget the admin list fetched for the check-in
+        bot.channel._admins.clear()  # forget the admin list fetched for the check-in
         api.fail["getChatAdministrators"] = lambda params: (
             500, {"ok": False, "error_code": 500, "description": "Internal Server Error"},
         )  # fmt: skip
