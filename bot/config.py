@@ -18,10 +18,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.i18n import Catalog
-from handlers.rules import (
-    Rules,
-    StrictModel,
-)
+from handlers.rules import Rules, RuleSections, StrictModel
 from storage.database import DEBUG_LOOP_STATEMENT_MS, READERS, is_file_path
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -186,7 +183,7 @@ class ConsoleSettings(StrictModel):
     user: str = Field("小王", min_length=1, max_length=64)
 
 
-class Settings(Rules, BaseSettings):  # the programme's rules are top-level sections of the file
+class Settings(RuleSections, BaseSettings):  # the programme's rules are top-level sections of the file
     model_config = SettingsConfigDict(
         env_prefix="VIPBOT_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
@@ -241,8 +238,8 @@ class Settings(Rules, BaseSettings):  # the programme's rules are top-level sect
 
     @property
     def rules(self) -> Rules:
-        """The rules part of the settings (the handlers' view)."""
-        return self
+        """The handlers' view: the rule sections alone (the same, already validated objects), no secret."""
+        return Rules.model_construct(**{name: getattr(self, name) for name in RuleSections.model_fields})
 
     @property
     def telegram_token(self) -> str:
@@ -250,6 +247,9 @@ class Settings(Rules, BaseSettings):  # the programme's rules are top-level sect
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's mapping, or a ConfigError naming the file. (pydantic-settings' YamlConfigSettingsSource
+    takes its path from the class's model_config, not per call, and fails on a top-level list with a bare
+    ValueError, so the file is read here.)"""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

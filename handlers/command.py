@@ -1,14 +1,29 @@
-"""The shape of one entry in the command table: name, aliases, keywords, who may use it, help text."""
+"""The shape of one entry in the command table: name, aliases, keywords, who may use it, help text, and the
+slow work (a chart) it does before the update's transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from handlers.deps import Deps, Request
-from handlers.messages import Reply
+from handlers.deps import Deps
+from handlers.messages import Inbound, Reply
 
-HandlerFn = Callable[[Request, Deps], Awaitable[list[Reply]]]
+HandlerFn = Callable[..., Awaitable[list[Reply]]]
+"""`(req, deps)`; for a command with a `prepare` step, `(req, deps, prepared=<what it returned>)`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preparing:
+    """What a `prepare` step knows: the message and its argument text (the sender is not looked up yet)."""
+
+    msg: Inbound
+    args: str
+    is_staff: bool
+
+
+PrepareFn = Callable[[Preparing, Deps], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +49,9 @@ class Command:
     """Sub-commands (the first argument, lower-case) that only staff may use: ``/groupbuy add``."""
     member_subcommands: tuple[str, ...] = ()
     """Sub-commands that are members-only, as `members_only` is for the whole command: ``/groupbuy join``."""
+    prepare: PrepareFn | None = None
+    """Slow work (drawing a chart, from a read) that the dispatcher runs before the update's write transaction,
+    once the rights checks passed, so no other write waits for it; the handler gets its result as `prepared`."""
 
     def needs_staff(self, sub: str) -> bool:
         return self.staff or sub in self.staff_subcommands

@@ -3,8 +3,9 @@ and the safety net that turns a crash in a handler into a logged apology.
 
 Rights are checked here, in one place, before the update's transaction: who is staff (for every command, so
 member commands can show staff extras), whether a staff command may run, and whether the sender of a
-members-only command is in a VIP group. A group the shop did not list is not served: its owner hears, at
-most once in a while, how to list it.
+members-only command is in a VIP group. A command's slow work (its `prepare` step: reading and drawing a
+chart) runs after those checks and also before the transaction, so no other write waits while it draws. A
+group the shop did not list is not served: its owner hears, at most once in a while, how to list it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from handlers.command import Command
+from handlers.command import Command, Preparing
 from handlers.deps import Deps, Request
 from handlers.messages import Inbound, Reply
 from handlers.parsing import ParsedCommand, parse_button, parse_command, parse_keyword, split_first
@@ -199,6 +201,11 @@ class Dispatcher:
             if admission.refusal is not None:
                 replies, command = admission.refusal, None
         undone = admission.failed
+        prepared: Any = None
+        if command is not None and parsed is not None and command.prepare is not None:
+            prepared, failed = await self._prepare(command, msg, parsed, admission.is_staff)
+            if failed is not None:
+                replies, command, undone = failed, None, True
         db = self.deps.db
         async with db.unit() as repos:
             if not await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts()):
@@ -210,7 +217,7 @@ class Dispatcher:
             if command is not None and parsed is not None and member_id is not None:
                 request = Request(msg, member_id, msg.sender.display_name, parsed.args, admission.is_staff, created,
                                   port, admission.in_group)  # fmt: skip
-                replies, ok = await self._run(command, request)
+                replies, ok = await self._run(command, request, prepared)
                 undone = not ok
             if undone:  # a re-delivery of this update is handled again
                 await repos.inbox.release(msg.key)
@@ -218,10 +225,27 @@ class Dispatcher:
                 await sink(repos, member_id, replies, admission.staff_command)
         return Handled(replies, committed=True, member_id=member_id)
 
-    async def _run(self, command: Command, request: Request) -> tuple[list[Reply], bool]:
+    async def _prepare(
+        self, command: Command, msg: Inbound, parsed: ParsedCommand, is_staff: bool
+    ) -> tuple[Any, list[Reply] | None]:
+        """The command's `prepare` step, outside any transaction: (its result, None), or (None, the apology)
+        when it failed for a fault of its own (a re-delivery is handled again); a storage fault is raised."""
+        assert command.prepare is not None
+        try:
+            return await command.prepare(Preparing(msg, parsed.args, is_staff), self.deps), None
+        except Exception as exc:
+            if is_storage_fault(exc):
+                raise
+            log.exception("preparing /%s failed: channel=%s chat=%s key=%s text=%r", command.name, msg.channel,
+                          msg.chat_id, msg.key, msg.text[:200])  # fmt: skip
+            return None, [Reply(self.deps.texts.t("common.apology"))]
+
+    async def _run(self, command: Command, request: Request, prepared: Any = None) -> tuple[list[Reply], bool]:
         """The handler, in a savepoint: its fault undoes its effects and becomes an apology (False)."""
         try:
             async with self.deps.db.transaction():
+                if command.prepare is not None:
+                    return await command.handler(request, self.deps, prepared=prepared), True
                 return await command.handler(request, self.deps), True
         except Exception as exc:
             if is_storage_fault(exc):

@@ -3,7 +3,8 @@ down too long (past the grace time) or its subject no longer wants it (cancelled
 Staff hear of both. Deadlines (a group buy's, a poll's) settle their subject first, however late.
 
 What a kind does when due is declared by its feature in `handlers.announcement_kinds`; this module only
-dispatches.
+dispatches. Nothing slow runs in its transaction: the chart of a poll closed on time is drawn after it commits
+and sent to staff in a short transaction of its own.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import logging
 from datetime import datetime, timedelta
 
 import handlers.registry  # noqa: F401  (loads every feature, and so every kind's rule)
-from handlers.announcement_kinds import AnnouncementKind, rule_of, subject_state
+from handlers.announcement_kinds import AnnouncementKind, SubjectKind, rule_of, subject_state
 from handlers.broadcast import duration_text, notify_staff, queue_recipients
 from handlers.deps import Deps
+from handlers.polls import send_closing_chart
 from storage.announcements import Announcement
 from storage.repos import Repos
 
@@ -46,6 +48,7 @@ async def run_due(deps: Deps) -> list[int]:
     now = deps.now()
     now_ts = int(now.timestamp())
     queued: list[int] = []
+    closed_polls: list[int] = []
     async with deps.db.transaction() as repos:
         for due_ann in await repos.announcements.due(now_ts):
             late = now - datetime.fromtimestamp(due_ann.due_at, now.tzinfo)
@@ -61,6 +64,9 @@ async def run_due(deps: Deps) -> list[int]:
             if ann is None:  # nothing left to send (a poll staff closed already)
                 await repos.announcements.settle(due_ann.id, "cancelled", now_ts)
                 continue
+            poll_id = ann.subject_of(SubjectKind.POLL) if ann.kind == AnnouncementKind.POLL_CLOSE else None
+            if poll_id is not None:
+                closed_polls.append(poll_id)
             count = await queue_recipients(repos, deps, ann)
             outcome = ""
             if late > LATE_NOTICE_AFTER:
@@ -72,4 +78,9 @@ async def run_due(deps: Deps) -> list[int]:
             await repos.announcements.settle(ann.id, "queued", now_ts, outcome)
             queued.append(ann.id)
     deps.outbox.wake()
+    for poll_id in closed_polls:  # drawn with no write transaction open: other writes go on meanwhile
+        try:
+            await send_closing_chart(deps, poll_id)
+        except Exception:  # the poll is closed and its results are posted; only staff's picture is lost
+            log.exception("sending the results chart of poll %s failed", poll_id)
     return queued

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from handlers import poll_results
 from handlers.announcement_kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
 from handlers.broadcast import plan_at, publish
 from handlers.charts import bar_chart, draw
+from handlers.command import Preparing
 from handlers.deps import Deps, Request
 from handlers.exports import csv_document
 from handlers.messages import Reply
@@ -75,8 +76,40 @@ def _ranking_text(deps: Deps, poll: Poll, ranking: list[int]) -> str:
 
 
 # --- results ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Bars:
+    """What the results chart shows."""
+
+    title: str
+    labels: list[str]
+    values: list[float]
+    horizontal: bool
+    fallback: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """A poll's results chart, drawn by `prepare_poll` before the update's transaction."""
+
+    poll_id: int
+    text: str
+    chart: bytes
+
+
 async def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, bytes]:
-    """The results summary and its bar chart (PNG), drawn on a worker thread (`charts.draw`)."""
+    """The results summary and its bar chart (PNG), drawn on a worker thread (`charts.draw`): call it outside
+    any write transaction."""
+    text, bars = _summary(deps, poll, answers)
+    return text, await _draw(bars)
+
+
+async def _draw(bars: _Bars) -> bytes:
+    return await draw(bar_chart, bars.title, bars.labels, bars.values, horizontal=bars.horizontal,
+                      fallback_title=bars.fallback)  # fmt: skip
+
+
+def _summary(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, _Bars]:
+    """The results summary (quick arithmetic) and what its chart shows (slow to draw)."""
     texts = deps.texts
     done = [a.value for a in answers if a.complete]
     head = texts.t("poll.results_head", id=poll.id, question=poll.question, count=len(done))
@@ -105,37 +138,77 @@ async def results(deps: Deps, poll: Poll, answers: list[Answer]) -> tuple[str, b
             for place, r in enumerate(ranked)
         )  # fmt: skip
         labels, values, horizontal = [poll.options[r.index] for r in ranked], [r.borda for r in ranked], True
-    chart = await draw(bar_chart, title, labels, values, horizontal=horizontal, fallback_title=fallback)
-    return f"{head}\n{body}", chart
+    return f"{head}\n{body}", _Bars(title, labels, values, horizontal, fallback)
 
 
-async def _close(repos: Repos, deps: Deps, poll: Poll) -> tuple[str, bytes]:
-    """Close the poll and send staff the results with the chart; returns (text, chart)."""
+async def _close(repos: Repos, deps: Deps, poll: Poll) -> str | None:
+    """Close the poll (one conditional update); returns the results text from every answer it closed on, or
+    None when it was not open any more (closed by someone else meanwhile)."""
+    if not await repos.polls.close(poll.id, deps.now_ts()):
+        return None
+    text, _ = _summary(deps, poll, await repos.polls.answers(poll.id))
+    return text
+
+
+async def _send_staff(repos: Repos, deps: Deps, poll_id: int, text: str, chart: bytes) -> None:
+    """Staff get the results with the chart."""
     now = deps.now_ts()
-    await repos.polls.close(poll.id, now)
-    text, chart = await results(deps, poll, await repos.polls.answers(poll.id))
     staff_id = await repos.announcements.create(AnnouncementKind.STAFF, "staff", text, now, now,
-                                                subject=(SubjectKind.POLL, poll.id), image=chart)  # fmt: skip
+                                                subject=(SubjectKind.POLL, poll_id), image=chart)  # fmt: skip
     await repos.deliveries.queue_staff(staff_id, sorted(deps.outbox.staff_channels()))
     await repos.announcements.settle(staff_id, "queued", now)
-    return text, chart
 
 
 async def close_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Announcement | None:
     """The scheduler's side of closing: the announcement now carries the results for the groups, or None
-    when the poll was closed already (nothing more to send)."""
+    when the poll was closed already (nothing more to send). Staff's chart is drawn and sent once the
+    scheduler's transaction has committed (`send_closing_chart`)."""
     poll_id = ann.subject_of(SubjectKind.POLL)
     assert poll_id is not None
     poll = await repos.polls.get(poll_id)
     if poll is None or poll.state != "open":
         return None
-    text, _ = await _close(repos, deps, poll)
+    text = await _close(repos, deps, poll)
+    if text is None:
+        return None
     await repos.announcements.set_text(ann.id, text)
     return replace(ann, text=text)
 
 
+async def send_closing_chart(deps: Deps, poll_id: int) -> None:
+    """After a poll closed on time (and that transaction committed): draw its results from a read, with no
+    write transaction open, and send them to staff in a short transaction of their own. A closed poll takes
+    no more answers, so the picture shows exactly the answers it closed on."""
+    async with deps.db.read() as repos:
+        found = await repos.polls.get(poll_id)
+        answers = await repos.polls.answers(poll_id) if found else []
+    if found is None:
+        return
+    text, chart = await results(deps, found, answers)
+    async with deps.db.transaction() as repos:
+        await _send_staff(repos, deps, poll_id, text, chart)
+    deps.outbox.wake()
+
+
 # --- staff: /poll ----------------------------------------------------------------------------------
-async def poll(req: Request, deps: Deps) -> list[Reply]:
+async def prepare_poll(ask: Preparing, deps: Deps) -> Drawn | None:
+    """The slow part of ``/poll results`` and ``/poll close``, run by the dispatcher before the update's
+    transaction: the poll's answers read and its chart drawn; None for other sub-commands, an unknown poll,
+    or (for close) one that is not open."""
+    sub, rest = split_first(ask.args)
+    poll_id = parse_id(rest)
+    if sub.lower() not in ("results", "close") or poll_id is None:
+        return None
+    async with deps.db.read() as repos:
+        found = await repos.polls.get(poll_id)
+        answers = await repos.polls.answers(poll_id) if found else []
+    if found is None or (sub.lower() == "close" and found.state != "open"):
+        return None
+    text, chart = await results(deps, found, answers)
+    return Drawn(poll_id, text, chart)
+
+
+async def poll(req: Request, deps: Deps, prepared: Drawn | None = None) -> list[Reply]:
     sub, rest = split_first(req.args)
     sub = sub.lower()
     if sub in OPTION_COUNTS:
@@ -146,7 +219,8 @@ async def poll(req: Request, deps: Deps) -> list[Reply]:
     poll_id = parse_id(rest)
     if poll_id is None:
         return deps.usage("poll")
-    return await handler(req, deps, poll_id)
+    drawn = prepared if prepared is not None and prepared.poll_id == poll_id else None
+    return await handler(req, deps, poll_id, drawn)
 
 
 async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]:
@@ -209,14 +283,22 @@ async def _post(repos: Repos, deps: Deps, created: Poll) -> int:
     return count
 
 
-async def _close_now(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
+async def _close_now(req: Request, deps: Deps, poll_id: int, drawn: Drawn | None) -> list[Reply]:
+    """The chart was drawn before this transaction (`prepare_poll`) from the answers then: an answer that
+    races the close may be missing from the picture, never from the text, which counts every answer the poll
+    closed on."""
+    not_open = [Reply(deps.texts.t("poll.not_open", id=poll_id))]
     async with deps.db.transaction() as repos:
         found = await repos.polls.get(poll_id)
-        if found is None or found.state != "open":
-            return [Reply(deps.texts.t("poll.not_open", id=poll_id))]
+        if found is None or found.state != "open" or drawn is None:
+            return not_open
+        text = await _close(repos, deps, found)
+        if text is None:
+            return not_open
         for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.POLL, poll_id):
             deps.planner.unplan(ann_id)
-        text, chart = await _close(repos, deps, found)
+        chart = drawn.chart
+        await _send_staff(repos, deps, poll_id, text, chart)
         _, tiers = _audience(found)
         await publish(repos, deps, AnnouncementKind.POLL_RESULTS, "tiers" if tiers else "groups", text, tiers=tiers,
                       subject=(SubjectKind.POLL, poll_id))  # fmt: skip
@@ -224,17 +306,13 @@ async def _close_now(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
     return [Reply(text, image=chart)]
 
 
-async def _results(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
-    async with deps.db.read() as repos:
-        found = await repos.polls.get(poll_id)
-        answers = await repos.polls.answers(poll_id) if found else []
-    if found is None:
+async def _results(req: Request, deps: Deps, poll_id: int, drawn: Drawn | None) -> list[Reply]:
+    if drawn is None:  # `prepare_poll` found no such poll
         return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
-    text, chart = await results(deps, found, answers)
-    return [Reply(text, image=chart)]
+    return [Reply(drawn.text, image=drawn.chart)]
 
 
-async def _export(req: Request, deps: Deps, poll_id: int) -> list[Reply]:
+async def _export(req: Request, deps: Deps, poll_id: int, _drawn: Drawn | None) -> list[Reply]:
     async with deps.db.read() as repos:
         found = await repos.polls.get(poll_id)
         answers = await repos.polls.answers(poll_id) if found else []

@@ -1,6 +1,8 @@
 """The programme's rules as configuration: check-in points, purchase earn rate and VIP tiers.
 
-`bot.config` embeds these models in the full settings; handlers read only this part.
+`RuleSections` are the rule sections of config.yaml; `bot.config.Settings` reads them next to the channel
+and storage settings, and hands the handlers a `Rules` holding these sections alone, so no handler can reach
+a token or a secret.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -226,7 +229,9 @@ class ReportRules(StrictModel):
     hour: int = Field(9, ge=0, le=23)
 
 
-class Rules(StrictModel):
+class RuleSections(StrictModel):
+    """The rule sections of the configuration, validated together (tier ids used by sales and group buys)."""
+
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
@@ -259,12 +264,16 @@ class Rules(StrictModel):
         return tiers
 
     @model_validator(mode="after")
-    def _known_tier_ids(self) -> Rules:
+    def _known_tier_ids(self) -> Self:
         known = {t.id for t in self.tiers}
         unknown = (set(self.sales.early_access_minutes) | set(self.groupbuy.no_deposit_tiers)) - known
         if unknown:
             raise ValueError(f"unknown tier ids {sorted(unknown)} in sales or groupbuy (tiers are {sorted(known)})")
         return self
+
+
+class Rules(RuleSections):
+    """What handlers read (`deps.rules`): the rule sections and the tier arithmetic, nothing secret."""
 
     def tier_by_id(self, tier_id: str) -> Tier | None:
         return next((t for t in self.tiers if t.id == tier_id), None)

@@ -14,6 +14,7 @@ from typing import Any
 
 from handlers.broadcast import span_text
 from handlers.charts import draw
+from handlers.command import Preparing
 from handlers.deps import Deps, Request
 from handlers.i18n import Catalog
 from handlers.messages import Reply
@@ -163,12 +164,18 @@ def _ascii_texts() -> Catalog:
     return Catalog("en")
 
 
-async def report(req: Request, deps: Deps) -> list[Reply]:
-    """/report: the last seven days, today included."""
+async def prepare_report(_: Preparing, deps: Deps) -> tuple[str, bytes]:
+    """/report's slow part, run by the dispatcher before the update's transaction: the last seven days, today
+    included, read and drawn (caption, chart)."""
     today = deps.calendar.business_day(deps.now())
     async with deps.db.read() as repos:
         series = await week_series(repos, deps, today)
-    caption, chart = await render_report(deps, series)
+    return await render_report(deps, series)
+
+
+async def report(req: Request, deps: Deps, prepared: tuple[str, bytes]) -> list[Reply]:
+    """/report: the picture `prepare_report` drew."""
+    caption, chart = prepared
     return [Reply(caption, image=chart)]
 
 

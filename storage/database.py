@@ -5,8 +5,9 @@ Writes: one connection, one use case = one `BEGIN IMMEDIATE ... COMMIT`, use cas
 right on the event loop's thread: handing each one to a worker thread and back costs far more than the
 statement (two thread switches and a loop wake-up, ~10 per check-in), and with every write serialised
 that cost is what limited a burst of webhooks. Statements marked `bulk` (fan-outs to every member,
-prunes, aggregates) run on the database thread instead, and waiting for a lock held by another process
-never blocks the loop (the BEGIN is retried with `asyncio.sleep`).
+prunes, aggregates) run on the database thread instead, and so do the COMMIT (or ROLLBACK) of a transaction
+that ran one: writing out the pages of 200,000 rows takes far longer than any statement of a use case. Waiting
+for a lock held by another process never blocks the loop (the BEGIN is retried with `asyncio.sleep`).
 
 Reads (`read()`): a small pool of reader connections through aiosqlite, each on its own thread; a read takes a
 free one and is one snapshot. In WAL mode readers never wait for each other or for the writer, so a slow report
@@ -113,6 +114,18 @@ def _truncate_wal(conn: sqlite3.Connection) -> bool:
     return not busy
 
 
+async def _to_the_end(future: asyncio.Future[T]) -> T:
+    """Await `future` (work on the database thread); a cancelled caller still waits for it to finish before the
+    `CancelledError` is raised, so the connection is never used by two threads at once."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({future})
+        raise
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -130,6 +143,8 @@ class InlineStatements:
         self._limit = limit_ms / 1000 if limit_ms else None
         self._deadline: float | None = None  # thread time past which the running statement on the loop is aborted
         self._tripped = False
+        self.ran_bulk = False
+        """Whether a bulk statement ran since `Database` last began a transaction: then it ends off the loop."""
         if self._limit is not None:
             conn.set_progress_handler(self._progress, PROGRESS_STEPS)
 
@@ -162,22 +177,17 @@ class InlineStatements:
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the database thread. A cancelled caller still waits for it to finish, so the
         connection is never used by two threads at once (the ROLLBACK that follows runs on the loop)."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({future})
-            raise
+        return await _to_the_end(asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args)))
 
     async def execute(self, sql: str, params: Params = (), *, bulk: bool = False) -> Outcome:
         if bulk:
+            self.ran_bulk = True
             return await self.offload(self._conn.execute, sql, params)
         return self._on_loop(partial(self._conn.execute, sql, params), sql)
 
     async def execute_fetchall(self, sql: str, params: Params = (), *, bulk: bool = False) -> Sequence[sqlite3.Row]:
         if bulk:
+            self.ran_bulk = True
             return await self.offload(_fetchall, self._conn, sql, params)
         return self._on_loop(partial(_fetchall, self._conn, sql, params), sql)
 
@@ -373,10 +383,11 @@ class Database:
             try:
                 yield self._write_repos
             except BaseException:
-                self._rollback()
+                self._commit_callbacks = []
+                await self._end(self._rollback)
                 raise
             else:
-                self._commit()
+                await self._finish()
             finally:
                 _UNIT.reset(token)
 
@@ -422,6 +433,7 @@ class Database:
         while True:
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
+                self._inline.ran_bulk = False
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
@@ -437,17 +449,42 @@ class Database:
         else:
             callback()
 
+    async def _end(self, end: Callable[[], None], after: Callable[[], None] | None = None) -> None:
+        """End the transaction with `end` (`_commit` or `_rollback`), then call `after` on the loop if `end`
+        succeeded. On the loop, or on the database thread if the transaction ran a bulk statement: its COMMIT
+        writes out every page those rows touched. A caller cancelled meanwhile still waits for the end (the
+        write lock is held until then), and `after` still runs for a COMMIT that went through."""
+        if not self._inline.ran_bulk:
+            end()
+        else:
+            self._inline.ran_bulk = False
+            future = asyncio.get_running_loop().run_in_executor(self._executor, end)
+            try:
+                await _to_the_end(future)
+            except asyncio.CancelledError:
+                if after is not None and not future.cancelled() and future.exception() is None:
+                    after()
+                raise
+        if after is not None:
+            after()
+
+    async def _finish(self) -> None:
+        """COMMIT the open transaction (`_end`), then the checkpoint bookkeeping and the commit callbacks."""
+        callbacks, self._commit_callbacks = self._commit_callbacks, []
+        await self._end(self._commit, partial(self._committed, callbacks))
+
+    def _committed(self, callbacks: list[Callable[[], None]]) -> None:
+        self._after_commit()
+        for callback in callbacks:
+            callback()
+
     def _commit(self) -> None:
         """COMMIT; if that fails (a full disk, a deferred constraint) roll back, so the next use case starts clean."""
-        callbacks, self._commit_callbacks = self._commit_callbacks, []
         try:
             self._writer.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        self._after_commit()
-        for callback in callbacks:
-            callback()
 
     def _rollback(self) -> None:
         """ROLLBACK the open transaction, if any (SQLite may have rolled it back itself, e.g. on SQLITE_FULL).

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,3 +82,54 @@ def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 def test_message_overrides_replace_catalog_texts(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "locale: en\nmessages:\n  checkin.summary: tap in daily\n"))
     assert settings.messages == {"checkin.summary": "tap in daily"}
+
+
+def _secrets_and_sections(value: Any, path: str = "rules") -> tuple[list[str], set[str]]:
+    """Every secret reachable from `value` (by path) and every field name on the way."""
+    if isinstance(value, SecretStr):
+        return [path], set()
+    found: list[str] = []
+    names: set[str] = set()
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, BaseModel):
+        names |= set(type(value).model_fields)
+        children = [(f"{path}.{name}", getattr(value, name)) for name in type(value).model_fields]
+    elif isinstance(value, dict):
+        children = [(f"{path}[{key!r}]", item) for key, item in value.items()]
+    elif isinstance(value, list | tuple):
+        children = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+    for where, child in children:
+        more, seen = _secrets_and_sections(child, where)
+        found += more
+        names |= seen
+    return found, names
+
+
+async def test_handlers_get_the_rules_without_any_secret(tmp_path: Path) -> None:
+    settings = Settings(
+        storage={"path": str(tmp_path / "r.db")},
+        telegram={"token": "123:abc", "webhook": {"url": "https://shop.example/telegram"}},
+        wechat={"app_id": "wx1", "token": "wtoken", "app_secret": "wsecret"},
+        checkin={"base_points": 7},
+        tiers=[{"id": "gold", "min_points": 0}, {"id": "vip", "min_points": 50}],
+        sales={"early_access_minutes": {"vip": 3}},
+        groupbuy={"no_deposit_tiers": ["vip"]},
+    )
+    runtime = await Runtime.open(settings)
+    try:
+        rules = runtime.deps.rules
+        secrets, names = _secrets_and_sections(rules)
+        assert secrets == []
+        for section in ("telegram", "wechat", "staff", "storage", "http", "delivery", "console", "messages"):
+            assert not hasattr(rules, section), section
+        assert not {"token", "secret_token", "app_secret", "encoding_aes_key"} & names
+        assert "123:abc" not in repr(rules) and "wsecret" not in repr(rules)
+        # Every rule section the handlers read is there, with the configured values.
+        assert rules.checkin.base_points == 7 and rules.checkin.points_for(2) == 9
+        assert [tier.id for tier in rules.tiers] == ["gold", "vip"] and rules.tier_for(60).id == "vip"
+        assert rules.sales.early_access_minutes == {"vip": 3} and rules.groupbuy.no_deposit_tiers == ["vip"]
+        for section in ("points", "events", "feedback", "polls", "greetings", "birthdays", "segments",
+                        "referrals", "binding", "reports"):
+            assert getattr(rules, section) == getattr(Settings(), section), section
+    finally:
+        await runtime.close()

@@ -4,6 +4,7 @@ long on the loop's thread fails loudly when the guard is on (tests and debug mod
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,69 @@ def test_settings_turn_the_guard_on_only_in_debug_mode_or_when_asked(tmp_path: P
 
 def test_the_test_settings_turn_the_guard_on(settings: Settings) -> None:
     assert settings.storage.loop_statement_limit(debug=settings.log_level == "DEBUG") == 200
+
+
+def _record_ends(db: Database) -> list[tuple[str, int]]:
+    """(statement, thread) of every COMMIT and ROLLBACK the writer runs, as SQLite's trace callback sees them."""
+    ends: list[tuple[str, int]] = []
+
+    def trace(sql: str) -> None:
+        word = sql.strip().split(" ", 1)[0].upper()
+        if word in ("COMMIT", "ROLLBACK"):
+            ends.append((word, threading.get_ident()))
+
+    db._writer.set_trace_callback(trace)
+    return ends
+
+
+async def test_a_transaction_that_ran_a_bulk_statement_ends_off_the_loop(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "b.db")
+    loop_thread = threading.get_ident()
+    try:
+        ends = _record_ends(db)
+        async with db.transaction() as repos:
+            async with db.transaction() as inner:  # a savepoint: its bulk statement counts for the transaction
+                await inner.conn.execute_fetchall(COUNT, (1000,), bulk=True)
+            await repos.conn.execute(ADD_CHAT)
+        assert [word for word, _ in ends] == ["COMMIT"]
+        assert ends[0][1] != loop_thread  # the COMMIT of a bulk write ran on the database thread
+
+        ends.clear()
+        with pytest.raises(LookupError):
+            async with db.transaction() as repos:
+                await repos.conn.execute("UPDATE chats SET title = 'two'", bulk=True)
+                raise LookupError
+        assert [word for word, _ in ends] == ["ROLLBACK"]
+        assert ends[0][1] != loop_thread
+
+        ends.clear()
+        async with db.transaction() as repos:  # no bulk statement: a COMMIT of a few pages stays on the loop
+            await repos.conn.execute("UPDATE chats SET title = 'three'")
+        assert ends == [("COMMIT", loop_thread)]
+        async with db.read() as repos:
+            rows = await repos.conn.execute_fetchall("SELECT title FROM chats")
+        assert [r[0] for r in rows] == ["three"]  # the bulk one committed, the failed one rolled back
+    finally:
+        await db.close()
+
+
+async def test_commit_callbacks_run_after_a_bulk_commit_and_not_after_its_rollback(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "c.db")
+    try:
+        called: list[str] = []
+        async with db.transaction() as repos:
+            await repos.conn.execute(ADD_CHAT, bulk=True)
+            db.on_commit(lambda: called.append("committed"))
+        assert called == ["committed"]
+        with pytest.raises(LookupError):
+            async with db.transaction() as repos:
+                await repos.conn.execute("UPDATE chats SET title = 'x'", bulk=True)
+                db.on_commit(lambda: called.append("rolled back"))
+                raise LookupError
+        assert called == ["committed"]
+        async with db.transaction() as repos:  # the writer is usable again, the next transaction on the loop
+            await repos.conn.execute("UPDATE chats SET title = 'y'")
+            db.on_commit(lambda: called.append("again"))
+        assert called == ["committed", "again"]
+    finally:
+        await db.close()
