@@ -166,7 +166,8 @@ class _Scope:
     def ready(self, now: float) -> list[Job]:
         """The jobs that may take the chat's turn at `now`: past their `not_before` and the chat's limits,
         and none that would push a leading job (the board) back by taking the turn just before it is due."""
-        return [j for j in self.jobs if self._turns(now)(j) <= now]
+        turn = self._turns(now)
+        return [j for j in self.jobs if turn(j) <= now]
 
     def next_turn(self, now: float) -> float:
         """When the next job may take the chat's turn (see `ready`); `now` at the earliest."""
@@ -265,6 +266,8 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self._stopped = False
+        self._dirty: set[str] = set()
+        """Chats that got jobs since the loop last looked: scheduled in its next step."""
         self._swept = 0.0
 
     # --- handing work over -------------------------------------------------------------------------
@@ -294,7 +297,10 @@ class Sender:
             if last is not None:
                 job.not_before = max(job.not_before, last + job.min_interval)
         scope.jobs.append(job)
-        self._schedule(scope)
+        # Scheduled by the loop, once for however many jobs came in meanwhile: deciding a chat's next turn
+        # looks at every job queued for it, and a restart resumes thousands into one group at once.
+        self._dirty.add(scope.key)
+        self._wake.set()
 
     def pending(self) -> int:
         return sum(len(s.jobs) for s in self._scopes.values()) + len(self._inflight)
@@ -370,6 +376,12 @@ class Sender:
                 await asyncio.sleep(0.1)
 
     async def _step(self) -> None:
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for key in dirty:
+                scope = self._scopes.get(key)
+                if scope is not None:
+                    self._schedule(scope)
         now = self._now()
         if now - self._swept > 60.0:  # forget idle chats whose windows have passed (bounded memory)
             self._swept = now
