@@ -247,3 +247,6 @@ async def pusher(runtime: Runtime) -> AsyncIterator[RecordingPusher]:
 async def settle(runtime: Runtime) -> None:
     """Let the outbox send everything that is due now."""
     assert await runtime.outbox.idle(timeout=10), "outbox did not drain"
+
+
+from tests.chart_recorders import bars, weekly  # noqa: E402, F401 - the chart tests' fixtures

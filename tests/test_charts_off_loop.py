@@ -5,27 +5,18 @@ are still complete PNGs of the expected size."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
-from PIL import Image
-
-import handlers.polls
-import handlers.stats
 from handlers.clock import FakeClock
 from handlers.stats import weekly_report
-from storage.database import Database
+from tests.chart_recorders import Recorder, size_of
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
-PNG = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parent.parent
 
 _NO_GLOBAL_STATE = """
@@ -57,47 +48,6 @@ def test_the_chart_modules_keep_no_global_matplotlib_state() -> None:
                           text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "clean"
-
-
-class Recorder:
-    """Wraps a drawing function: records the thread each drawing ran on, whether a write transaction was open
-    then, and the picture it drew."""
-
-    def __init__(self, draw: Callable[..., bytes], db: Database) -> None:
-        self._draw = draw
-        self._db = db
-        self.threads: list[int] = []
-        self.writing: list[bool] = []
-        self.pictures: list[bytes] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> bytes:
-        self.threads.append(threading.get_ident())
-        self.writing.append(self._db._write_lock.locked() or self._db._writer.in_transaction)
-        picture = self._draw(*args, **kwargs)
-        self.pictures.append(picture)
-        return picture
-
-
-def size_of(picture: bytes) -> tuple[int, int]:
-    assert picture.startswith(PNG)
-    with Image.open(io.BytesIO(picture)) as image:
-        image.verify()  # complete and uncorrupted
-        assert image.format == "PNG"
-        return image.size
-
-
-@pytest.fixture
-def weekly(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.stats.weekly_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.stats, "weekly_chart", recorder)
-    return recorder
-
-
-@pytest.fixture
-def bars(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.polls.bar_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.polls, "bar_chart", recorder)
-    return recorder
 
 
 async def test_report_is_drawn_off_the_loop(chat: ChatDriver, weekly: Recorder) -> None:

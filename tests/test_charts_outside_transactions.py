@@ -7,27 +7,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-import handlers.polls
-import handlers.stats
 from handlers.clock import FakeClock
+from tests.chart_recorders import Recorder, size_of
 from tests.conftest import ChatDriver, RecordingPusher, settle
-from tests.test_charts_off_loop import Recorder, size_of
-
-
-@pytest.fixture
-def weekly(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.stats.weekly_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.stats, "weekly_chart", recorder)
-    return recorder
-
-
-@pytest.fixture
-def bars(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.polls.bar_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.polls, "bar_chart", recorder)
-    return recorder
 
 
 async def members(chat: ChatDriver) -> None:
