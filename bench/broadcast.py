@@ -5,7 +5,7 @@ Setup, for each run: the fake Bot API of ``tests/fakes/bot_api.py`` runs in its 
 HTTP 429 (``retry_after`` 1) above that many accepted messages in any sliding second. A fresh SQLite file
 is migrated and seeded with the project's own code (``Database.open`` + ``members.register(...,
 private_chat=True)``) with N members who opened a private chat (positive user ids; the first of them is
-also the one staff user). The bot is the real thing, a subprocess ``python -m bot.cli run`` configured only
+also the one staff user). The bot is the real thing, a subprocess ``python -m bot.app.cli run`` configured only
 through the environment (token, base URL, database path, staff id, no VIP groups, locale en; its working
 directory is a temporary folder, so no ``config.yaml`` is read). The broadcast is triggered the real way:
 ``/announce <unique text>`` from the staff user in their private chat, queued on the fake's ``getUpdates``;
@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import child_env, python_executable, stop_child  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
-from storage.database import Database  # noqa: E402
+from storage.db.database import Database  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"
 FIRST_USER_ID = 600_000_000
@@ -86,7 +86,7 @@ def bot_env(server: FakeServer, db_path: Path, bot_rate: float | None) -> dict[s
 
 @dataclass
 class Bot:
-    """`python -m bot.cli run` as a child process, its stderr in a log file."""
+    """`python -m bot.app.cli run` as a child process, its stderr in a log file."""
 
     env: dict[str, str]
     workdir: Path
@@ -106,7 +106,7 @@ class Bot:
             log.write(f"--- start #{len(self.processes) + 1} ---\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.cli", "run"],
+                [python_executable(), "-m", "bot.app.cli", "run"],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

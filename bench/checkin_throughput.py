@@ -6,7 +6,7 @@ members each send ``/checkin`` in their PRIVATE chat with the bot (one reply eac
 board would answer instead). The fake queues the N updates for ``getUpdates`` in one go (or paced, with
 ``--pace``) and the process takes them by long polling, as in production.
 
-* full: ``python -m bot.cli run`` (``vipbot run``) configured through the environment, with
+* full: ``python -m bot.app.cli run`` (``vipbot run``) configured through the environment, with
   ``telegram.rate_limiter: false``: getUpdates -> inbox (SQLite) -> intake workers -> ``to_inbound`` ->
   ``Dispatcher`` (one transaction: inbox claim, member, check-in, ledger, queued reply) -> sender ->
   ``sendMessage``; sent rows are deleted in batches.
@@ -288,7 +288,7 @@ def run_pipeline(pipeline: str, args: argparse.Namespace, spy_out: str | None) -
             log_path = Path(tmp) / "process.log"
             with log_path.open("wb") as log_file:
                 if pipeline == "full":
-                    command, env = [python_executable(), "-m", "bot.cli", "run"], full_env(server, db_path, args)
+                    command, env = [python_executable(), "-m", "bot.app.cli", "run"], full_env(server, db_path, args)
                 else:
                     command, env = bare_command(server, args), child_env()
                 proc = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -387,7 +387,7 @@ def check_full(result: RunResult, db_path: Path) -> None:
 
 
 def base_points() -> int:
-    from bot.config import Settings
+    from bot.app.config import Settings
 
     return Settings(locale="en").checkin.base_points  # first check-in of a new member: streak 1, no bonus
 

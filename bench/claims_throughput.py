@@ -12,7 +12,7 @@ compete with the bot's event loop.
   ``Runtime.open`` with a ``FakeClock`` -> ``TelegramChannel`` attached and started as ``vipbot run`` does
   (it polls the fake, which has nothing queued). The presses are stored straight into the inbox with
   ``channel.intake.store([...])``, as a webhook burst would; the intake's workers (``concurrent_updates``
-  of them) handle them: ``to_inbound`` -> ``Dispatcher`` (one transaction: inbox claim, ``handlers.sales.claim``,
+  of them) handle them: ``to_inbound`` -> ``Dispatcher`` (one transaction: inbox claim, ``sales.commands.claim``,
   queued toast and code) -> sender -> ``answerCallbackQuery``. A winner cannot be messaged privately (no
   ``/start``): the code is held in ``outbound`` until the member starts the bot, never posted in the group,
   and the winner's toast carries the hint to start the bot. The N members are seeded in the database
@@ -82,11 +82,11 @@ from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler  # noqa: 
 
 from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from bot.telegram_channel import TelegramChannel  # noqa: E402
-from handlers.clock import FakeClock  # noqa: E402
-from handlers.messages import Identity, Inbound  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from bot.telegram.channel import TelegramChannel  # noqa: E402
+from handlers.core.clock import FakeClock  # noqa: E402
+from handlers.core.messages import Identity, Inbound  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, user  # noqa: E402
 
 GROUP_ID = -1001234567890

@@ -5,7 +5,7 @@
   environment, the ``bench`` coroutine, ``--json``);
 * ``clean_environment`` / ``child_env``: keep a developer's real bot configuration (``VIPBOT_*`` and the
   secrets read from the environment) out of an in-process bot or a bot child process;
-* ``python_executable`` / ``stop_child``: start and stop ``python -m bot.cli run`` child processes;
+* ``python_executable`` / ``stop_child``: start and stop ``python -m bot.app.cli run`` child processes;
 * ``cpu_seconds`` / ``load_average``: a process's CPU time (user + system, all threads) from
   ``/proc/<pid>/stat``, and the machine's load average, for benchmarks that run the bot as a child;
 * ``TimingRequest`` / ``TimingProcessor`` / ``instrument``: the bot's HTTPXRequest and PTB update processor

@@ -4,7 +4,7 @@
 Setup: the fake Bot API of ``tests/fakes/bot_api.py`` (flood limits off) runs in its own process, spawned
 with ``bench/fake_server.py``'s plumbing (``spawn_fake``, ``serve_until_stopped``) and this script's own
 control API (``/control/load``, ``/control/trap``, ``/control/state``, ``/control/ids``, ``/control/stop``).
-The bot is a subprocess ``python -m bot.cli run`` configured through the environment only (its working
+The bot is a subprocess ``python -m bot.app.cli run`` configured through the environment only (its working
 directory is a temporary folder, so no ``config.yaml`` is read): polling the fake, one VIP group, the rate
 limiter off, every other setting at its default (8 workers, prefetch 500).
 
@@ -65,7 +65,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import child_env, python_executable  # noqa: E402
 from bench.fake_server import ControlHandler, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
-from storage.database import Database  # noqa: E402
+from storage.db.database import Database  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update, user  # noqa: E402
 
 TOKEN = "123456:STORM-TOKEN"
@@ -179,7 +179,7 @@ class Bot:
             out.write(f"===== start {self.starts} =====\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.cli", "run"], cwd=self.workdir, env=self.env,
+                [python_executable(), "-m", "bot.app.cli", "run"], cwd=self.workdir, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 

@@ -6,7 +6,7 @@ Set-up of every scenario (each on a fresh SQLite file, a fresh fake and a fresh 
 * the fake Bot API of ``tests/fakes/bot_api.py`` in its own process (``bench/fake_server.py``) with its default
   limits on: 30 messages/s overall, 20 messages and edits per 60 s into one group, 1/s into one private chat
   (HTTP 429 with ``retry_after`` beyond them);
-* the bot as ``python -m bot.cli run --config config.yaml`` (the shipped configuration: board on,
+* the bot as ``python -m bot.app.cli run --config config.yaml`` (the shipped configuration: board on,
   ``telegram.rate_limiter`` true, ``delivery.*`` as shipped), with only ``VIPBOT_TELEGRAM__TOKEN``,
   ``VIPBOT_TELEGRAM__BASE_URL``, ``VIPBOT_TELEGRAM__GROUPS``, ``VIPBOT_STAFF__TELEGRAM`` and
   ``VIPBOT_STORAGE__PATH`` (a temporary directory) set in its environment. It long-polls ``getUpdates``;
@@ -310,7 +310,7 @@ def start_bot(server: FakeServer, workload: Workload, workdir: Path) -> subproce
     )
     with (workdir / "bot.log").open("wb") as out:
         return subprocess.Popen(
-            [python_executable(), "-m", "bot.cli", "run", "--config", str(ROOT / "config.yaml")],
+            [python_executable(), "-m", "bot.app.cli", "run", "--config", str(ROOT / "config.yaml")],
             cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

@@ -39,13 +39,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import load_average, run_in_process_bench  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from handlers.clock import FakeClock  # noqa: E402
-from handlers.deps import Deps  # noqa: E402
-from handlers.greetings import holiday_name, plan_greetings, prepare_greeting  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from handlers.core.clock import FakeClock  # noqa: E402
+from handlers.core.deps import Deps  # noqa: E402
+from handlers.greetings.commands import holiday_name, plan_greetings, prepare_greeting  # noqa: E402
 from storage.announcements import Announcement  # noqa: E402
-from storage.database import Database  # noqa: E402
+from storage.db.database import Database  # noqa: E402
 from storage.repos import Repos  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -7,7 +7,7 @@ Setup per run (a fresh temporary SQLite database each time): ``Settings`` (one V
 id, ``telegram.rate_limiter`` on as in the shipped config.yaml unless ``--no-rate-limiter``; the sender's
 limits do not apply to ``answerCallbackQuery``) -> ``Runtime.open`` -> ``TelegramChannel`` attached and
 started as ``vipbot run`` does (it polls the fake, which has nothing queued): stored update -> intake
-worker -> ``to_inbound`` -> ``Dispatcher`` (one transaction: inbox claim, ``handlers.polls.vote``, queued
+worker -> ``to_inbound`` -> ``Dispatcher`` (one transaction: inbox claim, ``handlers.polls.commands.vote``, queued
 toast) -> sender -> ``answerCallbackQuery``. The staff's ``/poll rating <question> --hours 2`` goes through
 the dispatcher, then the N members are seeded with ``repos.members.register`` (after the poll, so that
 publishing it queues nothing per member; the runtime's outbox is not started, nothing is pushed).
@@ -35,7 +35,7 @@ count, average, satisfaction and distribution in the results text equal those co
 sent ratings; ``/poll close`` says the same; a vote after closing is refused and changes nothing; every
 press is done in the inbox; no 429 from the fake.
 
-Timings after the presses: ``repos.polls.answers`` (loading the N answers), ``handlers.polls.results``
+Timings after the presses: ``repos.polls.answers`` (loading the N answers), ``handlers.polls.commands.results``
 (compute + render the PNG) ``--reps`` times (median, max; the process's first call is also shown, it pays
 matplotlib's warm-up), split into the arithmetic (``poll_results.rating``) and the chart (``bar_chart``),
 and the staff's ``/poll close 1`` end to end through ``Dispatcher.handle`` (close, results, chart, staff
@@ -73,14 +73,14 @@ if str(ROOT) not in sys.path:
 
 from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
-from bot.config import Settings  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from bot.telegram_channel import TelegramChannel  # noqa: E402
-from bot.telegram_intake import Intake  # noqa: E402
-from handlers import poll_results  # noqa: E402
-from handlers.charts import bar_chart  # noqa: E402
-from handlers.messages import Identity, Inbound, Reply  # noqa: E402
-from handlers.polls import results  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from bot.telegram.channel import TelegramChannel  # noqa: E402
+from bot.telegram.intake import Intake  # noqa: E402
+from handlers.core.messages import Identity, Inbound, Reply  # noqa: E402
+from handlers.polls import results as poll_results  # noqa: E402
+from handlers.polls.commands import results  # noqa: E402
+from handlers.shared.charts import bar_chart  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, user  # noqa: E402
 
 GROUP_ID = -1001234567890
@@ -288,7 +288,7 @@ async def seed_members(runtime: Runtime, members: int) -> None:
 
 
 def expected_summary(final: dict[int, int]) -> dict[str, Any]:
-    """The results computed here, independently of handlers.poll_results."""
+    """The results computed here, independently of handlers.polls.results."""
     values = list(final.values())
     total = len(values)
     return {

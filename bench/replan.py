@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.config import Settings  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from storage.database import Database  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from storage.db.database import Database  # noqa: E402
 
 
 async def seed(path: Path, count: int) -> None:

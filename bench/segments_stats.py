@@ -9,7 +9,7 @@ the last 14 days (15% of members a day, each with its ledger entry) and some red
 Then, through the handlers (``Runtime.open`` -> ``Dispatcher`` -> handler -> SQLite, as a staff member on a
 fake channel; nothing is sent), several repetitions of:
 
-* segments: ``handlers.segments.segment_counts`` (the one aggregate query + CASE);
+* segments: ``handlers.segments.commands.segment_counts`` (the one aggregate query + CASE);
 * /segments, /segment dormant_high 3, /stats, /report: the commands end to end (the reply text, and the
   PNG for /report);
 * segment_member_ids('dormant_high'): the announcement audience;
@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.config import Settings  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from handlers.clock import FakeClock  # noqa: E402
-from handlers.messages import Identity, Inbound  # noqa: E402
-from handlers.rules import SegmentRules  # noqa: E402
-from handlers.segments import segment_counts, segment_member_ids, winback  # noqa: E402
-from storage.database import Database  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from bot.app.runtime import Runtime  # noqa: E402
+from handlers.core.clock import FakeClock  # noqa: E402
+from handlers.core.messages import Identity, Inbound  # noqa: E402
+from handlers.core.rules import SegmentRules  # noqa: E402
+from handlers.segments.commands import segment_counts, segment_member_ids, winback  # noqa: E402
+from storage.db.database import Database  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=ZONE)

@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import time
 
-from bot.sender import Delivered, Job, Outcome, Priority, ScopeLimit, Sender
+from bot.delivery.sender import Delivered, Job, Outcome, Priority, ScopeLimit, Sender
 
 
 class _Transport:

@@ -9,7 +9,7 @@ Setup, per round (one round per WeChat mode given with ``--modes``, default ``pl
 * the fake Bot API of ``tests/fakes/bot_api.py`` in its own process (``bench/fake_server.py``), and the fake
   WeChat API of ``tests/fakes/wechat_api.py`` in another (it receives answers that missed the window and
   went out through the customer-service API), both on 127.0.0.1;
-* the real bot, a subprocess ``python -m bot.cli run`` in a temporary folder (an empty config file), set up
+* the real bot, a subprocess ``python -m bot.app.cli run`` in a temporary folder (an empty config file), set up
   only through the environment: a fresh SQLite file, WeChat on (app id, token; in safe mode also the
   EncodingAESKey), Telegram in webhook mode (token, secret, a webhook URL, the fake as base URL, one VIP
   group, no rate limiter), locale en, log level INFO (so tornado's access log gives server-side times),
@@ -86,7 +86,7 @@ from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
 from bench.common import child_env, percentile, python_executable, stop_child  # noqa: E402
 from bench.fake_server import ControlHandler, FakeServer, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
-from handlers.rules import CheckinRules  # noqa: E402
+from handlers.core.rules import CheckinRules  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, message_update, user  # noqa: E402
 from tests.fakes.wechat_api import FakeWeChatApi  # noqa: E402
 
@@ -188,7 +188,7 @@ def bot_env(tg: FakeServer, wx: WeChatFake, db_path: Path, port: int, mode: str)
 
 @dataclass
 class Bot:
-    """`python -m bot.cli run --config <empty file>` as a child process, its output in a log file."""
+    """`python -m bot.app.cli run --config <empty file>` as a child process, its output in a log file."""
 
     env: dict[str, str]
     workdir: Path
@@ -200,7 +200,7 @@ class Bot:
         config.write_text("{}\n", encoding="utf-8")
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.cli", "run", "--config", str(config)],
+                [python_executable(), "-m", "bot.app.cli", "run", "--config", str(config)],
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

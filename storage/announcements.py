@@ -6,10 +6,10 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from storage.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Statements, fetch_all, fetch_one
 
 Subject = tuple[str, int]
-"""What an announcement is about: (subject kind, id), e.g. ('event', 3); handlers.announcement_kinds names them."""
+"""What an announcement is about: (subject kind, id), e.g. ('event', 3); handlers.core.kinds names them."""
 
 
 @dataclass(frozen=True, slots=True)

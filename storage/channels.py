@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from storage.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Statements, fetch_all, fetch_one
 
 # Tables whose rows move with a merged member; the ledger is append-only and gets transfer entries instead.
 _NOT_MOVED = {"ledger", "members"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.sql import Statements, fetch_all
+from storage.db.sql import Statements, fetch_all
 
 
 class ChatRepo:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from storage.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)

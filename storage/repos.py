@@ -7,6 +7,7 @@ from storage.boards import BoardRepo
 from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
+from storage.db.sql import Statements
 from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
 from storage.greetings import GreetingRepo
@@ -21,7 +22,6 @@ from storage.referrals import ReferralRepo
 from storage.rewards import RewardRepo
 from storage.sales import SaleRepo
 from storage.segments import SegmentRepo
-from storage.sql import Statements
 from storage.stats import StatsRepo
 from storage.tickets import TicketRepo
 from storage.wechat_nonces import WeChatNonceRepo

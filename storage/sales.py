@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from storage.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Statements, fetch_all, fetch_one
 
 
 @dataclass(frozen=True, slots=True)

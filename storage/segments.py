@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from storage.db.sql import Statements, fetch_all, fetch_one
 from storage.deliveries import MemberSelect
-from storage.sql import Statements, fetch_all, fetch_one
 
 SEGMENTS = ("new", "active", "cooling", "dormant_high", "dormant_low", "lost", "never")
 """Every segment, from the most recent buyers to members who never bought."""

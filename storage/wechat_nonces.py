@@ -8,7 +8,7 @@ requests) cannot both win with different bodies.
 
 from __future__ import annotations
 
-from storage.sql import Statements
+from storage.db.sql import Statements
 
 
 class WeChatNonceRepo:

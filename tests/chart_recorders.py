@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image
 
-import handlers.polls
-import handlers.stats
-from storage.database import Database
+import handlers.polls.commands
+import handlers.stats.commands
+from storage.db.database import Database
 
 if TYPE_CHECKING:
     from tests.conftest import ChatDriver
@@ -50,13 +50,13 @@ def size_of(picture: bytes) -> tuple[int, int]:
 
 @pytest.fixture
 def weekly(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.stats.weekly_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.stats, "weekly_chart", recorder)
+    recorder = Recorder(handlers.stats.commands.weekly_chart, chat.runtime.deps.db)
+    monkeypatch.setattr(handlers.stats.commands, "weekly_chart", recorder)
     return recorder
 
 
 @pytest.fixture
 def bars(chat: ChatDriver, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(handlers.polls.bar_chart, chat.runtime.deps.db)
-    monkeypatch.setattr(handlers.polls, "bar_chart", recorder)
+    recorder = Recorder(handlers.polls.commands.bar_chart, chat.runtime.deps.db)
+    monkeypatch.setattr(handlers.polls.commands, "bar_chart", recorder)
     return recorder

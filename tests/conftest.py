@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers import i18n
-from handlers.clock import FakeClock
-from handlers.messages import Identity, Inbound, Reply
-from storage.database import Database
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core import i18n
+from handlers.core.clock import FakeClock
+from handlers.core.messages import Identity, Inbound, Reply
+from storage.db.database import Database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
@@ -211,7 +211,7 @@ class RecordingPusher:
     polls: list[Any] = field(default_factory=list)
 
     async def push(self, target_kind: str, target: str, text: str, buttons: Any, **extra: Any) -> Any:
-        from bot.delivery import Outcome, PushResult
+        from bot.delivery.outbox import Outcome, PushResult
 
         planned = self.script.get(target)
         if planned:

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from handlers.announcement_kinds import (
+from handlers.core.clock import FakeClock
+from handlers.core.deps import Deps
+from handlers.core.due import run_due
+from handlers.core.kinds import (
     AnnouncementKind,
     DueRule,
     SubjectKind,
     register_kind,
     unregister_kind,
 )
-from handlers.broadcast import plan_at
-from handlers.clock import FakeClock
-from handlers.deps import Deps
-from handlers.due import run_due
+from handlers.shared.broadcast import plan_at
 from storage.announcements import Announcement
-from storage.database import migration_scripts
+from storage.db.database import migration_scripts
 from storage.repos import Repos
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
@@ -118,7 +118,7 @@ async def test_the_enum_and_the_schema_list_the_same_kinds(chat: ChatDriver) -> 
 
 
 def _database_at(path: Path, version: int) -> sqlite3.Connection:
-    """A database migrated up to `version`, the way `storage.database` migrates (foreign keys on)."""
+    """A database migrated up to `version`, the way `storage.db.database` migrates (foreign keys on)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")

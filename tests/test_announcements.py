@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
 

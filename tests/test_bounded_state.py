@@ -18,13 +18,13 @@ import httpx
 import pytest
 from telegram import Bot
 
-import bot.telegram_channel as telegram_channel
-from bot.config import Settings
-from bot.telegram_channel import TelegramChannel
-from bot.web import LimitedHandler, WebServer
-from bot.wechat_channel import WeChatHandler
-from handlers.clock import FakeClock
-from handlers.messages import Identity, Inbound, Reply
+import bot.telegram.channel as telegram_channel
+from bot.app.config import Settings
+from bot.app.web import LimitedHandler, WebServer
+from bot.telegram.channel import TelegramChannel
+from bot.wechat.channel import WeChatHandler
+from handlers.core.clock import FakeClock
+from handlers.core.messages import Identity, Inbound, Reply
 from tests.fakes.wechat_api import FakeWeChatApi
 from tests.test_wechat import _start, _stop, text_xml, wechat_settings
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
-from handlers.greetings import plan_greetings, prepare_greeting
-from storage.database import InlineStatements, ThreadedStatements
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.greetings.commands import plan_greetings, prepare_greeting
+from storage.db.database import InlineStatements, ThreadedStatements
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
 GIFT = 50

@@ -20,9 +20,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.scheduler import refresh_live_posts
-from bot.sender import Delivered, Job, Outcome, Pace, Priority, ScopeLimit, Sender
-from handlers.clock import FakeClock
+from bot.app.scheduler import refresh_live_posts
+from bot.delivery.sender import Delivered, Job, Outcome, Pace, Priority, ScopeLimit, Sender
+from handlers.core.clock import FakeClock
 from tests.conftest import local
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update, user
 from tests.tg_harness import (

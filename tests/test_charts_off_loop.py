@@ -12,8 +12,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from handlers.clock import FakeClock
-from handlers.stats import weekly_report
+from handlers.core.clock import FakeClock
+from handlers.stats.commands import weekly_report
 from tests.chart_recorders import Recorder, size_of
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
@@ -24,16 +24,16 @@ import sys
 import matplotlib
 
 before = matplotlib.rcParams.copy()
-import handlers.charts, handlers.report_chart, handlers.polls, handlers.stats  # noqa: E401
+import handlers.shared.charts, handlers.stats.chart, handlers.polls.commands, handlers.stats.commands  # noqa: E401
 
 problems = []
 if "matplotlib.pyplot" in sys.modules:
     problems.append("importing the chart modules imported matplotlib.pyplot")
 if matplotlib.rcParams != before:
     problems.append("importing the chart modules changed matplotlib.rcParams")
-handlers.charts.bar_chart("满意度", ["一", "二", "3"], [1, 2, 3], horizontal=True)
-words = handlers.report_chart.ChartWords("每周", "签到", "新会员", "积分", "发放", "兑换")
-handlers.report_chart.weekly_chart(words, ["03-04", "03-05"], [1, 2], [0, 1], [30, 0], [0, 40])
+handlers.shared.charts.bar_chart("满意度", ["一", "二", "3"], [1, 2, 3], horizontal=True)
+words = handlers.stats.chart.ChartWords("每周", "签到", "新会员", "积分", "发放", "兑换")
+handlers.stats.chart.weekly_chart(words, ["03-04", "03-05"], [1, 2], [0, 1], [30, 0], [0, 40])
 if "matplotlib.pyplot" in sys.modules:
     problems.append("drawing imported matplotlib.pyplot")
 if matplotlib.rcParams != before:

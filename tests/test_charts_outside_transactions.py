@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.chart_recorders import Recorder, size_of
 from tests.conftest import ChatDriver, RecordingPusher, settle
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver, local
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.runtime import Runtime
+from bot.app.config import ConfigError, Settings, load_settings
+from bot.app.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

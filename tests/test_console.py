@@ -16,7 +16,7 @@ def vipbot(args: list[str], stdin: str, tmp_path: Path, **env: str) -> subproces
     environment |= {"VIPBOT_STORAGE__PATH": str(tmp_path / "data" / "console.db"), "PYTHONIOENCODING": "utf-8"}
     environment |= env
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "bot.app.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Nothing lost, nothing doubled: the real `vipbot run` killed (SIGKILL, SIGTERM) while it handles a burst.
 
-Each test starts `python -m bot.cli run` as a subprocess against a fake Bot API served in this process, feeds
+Each test starts `python -m bot.app.cli run` as a subprocess against a fake Bot API served in this process, feeds
 a burst (typed check-ins and presses of the board's `v1:checkin:` button, flash-sale claims `/claim 1` and
 `v1:claim:1`, reward redemptions `/redeem 1`; the sale, the reward and the redeemers' points are seeded
 through the storage repositories before the first start), kills the bot at moments drawn from a seeded
@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from storage.database import Database
+from storage.db.database import Database
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update, user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ class BotProcess:
             out.write(f"===== start {self.starts} =====\n".encode())
             out.flush()
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot.cli", "run", cwd=self.cwd, env=self.env,
+                sys.executable, "-m", "bot.app.cli", "run", cwd=self.cwd, env=self.env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
             )  # fmt: skip
 

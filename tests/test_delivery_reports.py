@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.delivery import Outcome, PushResult
-from bot.runtime import Runtime
-from handlers.announcements import report_outcomes
+from bot.app.runtime import Runtime
+from bot.delivery.outbox import Outcome, PushResult
+from handlers.announcements.commands import report_outcomes
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
 STAFF = ""

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
-from handlers.command import Command
-from handlers.deps import Deps, Request
-from handlers.dispatch import Dispatcher
-from handlers.messages import Reply
-from handlers.registry import build_commands
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.core.command import Command
+from handlers.core.deps import Deps, Request
+from handlers.core.dispatch import Dispatcher
+from handlers.core.messages import Reply
+from handlers.core.table import build_commands
 from tests.conftest import ChatDriver
 
 
@@ -42,7 +42,7 @@ async def test_help_lists_member_commands_and_staff_commands_only_for_staff(chat
 
 
 async def test_help_is_generated_from_the_table_in_chinese(tmp_path: Path, clock: FakeClock) -> None:
-    from bot.config import Settings
+    from bot.app.config import Settings
 
     runtime = await Runtime.open(Settings(storage={"path": str(tmp_path / "zh.db")}), clock)
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
 from tests.conftest import SHANGHAI, ChatDriver, RecordingPusher, local, settle
 
 START = "2026-03-20 19:30"  # ten days after the fake clock's 2026-03-10 09:00

@@ -10,8 +10,8 @@ from datetime import timedelta
 import aiosqlite
 import pytest
 
-from handlers.clock import FakeClock
-from handlers.feedback import escalate
+from handlers.core.clock import FakeClock
+from handlers.feedback.commands import escalate
 from storage.tickets import Ticket, ticket_stats
 from tests.conftest import ChatDriver, RecordingPusher, settle
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
-from handlers.greetings import birthday_keys, plan_greetings, prepare_greeting, send_birthdays
-from handlers.holidays import BUILTIN_IDS, next_occurrence, occurrences
-from handlers.i18n import LOCALES, load_catalog
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.core.i18n import LOCALES, load_catalog
+from handlers.greetings.commands import birthday_keys, plan_greetings, prepare_greeting, send_birthdays
+from handlers.greetings.holidays import BUILTIN_IDS, next_occurrence, occurrences
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
 

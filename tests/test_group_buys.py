@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
 GROUP_BUY = "/groupbuy add Tea set | price=300 group_price=199 min=3 deadline=2026-03-12 20:00"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.i18n import LOCALES, Catalog, load_catalog, placeholders
+from handlers.core.i18n import LOCALES, Catalog, load_catalog, placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def test_countdowns_say_minutes_hours_and_days_with_plural_forms() -> None:
     from datetime import timedelta
     from types import SimpleNamespace
 
-    from handlers.broadcast import countdown_text
+    from handlers.shared.broadcast import countdown_text
 
     def say(locale: str, delta: timedelta) -> str:
         return countdown_text(SimpleNamespace(texts=Catalog(locale)), delta)  # type: ignore[arg-type]
@@ -58,8 +58,8 @@ def test_message_overrides_are_checked_against_the_texts_placeholders(
 ) -> None:
     from pydantic import ValidationError
 
-    from bot.cli import main
-    from bot.config import Settings
+    from bot.app.cli import main
+    from bot.app.config import Settings
 
     ok = Settings(messages={"checkin.done.other": "打卡 +{points}！", "common.apology": "抱歉 {{稍后再试}}"})
     assert Catalog("zh_CN", ok.messages).n("checkin.done", 2, points=5, streak=2, balance=7, tier="金卡") == "打卡 +5！"

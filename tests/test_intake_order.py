@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from bot.telegram_intake import Intake
-from storage.database import Database
+from bot.telegram.intake import Intake
+from storage.db.database import Database
 
 
 def press(update_id: int, uid: int) -> dict[str, Any]:

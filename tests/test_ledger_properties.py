@@ -10,7 +10,7 @@ from tempfile import TemporaryDirectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.database import Database
+from storage.db.database import Database
 from storage.ledger import InsufficientPoints
 
 bookings = st.lists(

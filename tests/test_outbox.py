@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from bot.delivery import Outcome, PushResult
-from bot.runtime import Runtime
-from handlers.broadcast import publish
+from bot.app.runtime import Runtime
+from bot.delivery.outbox import Outcome, PushResult
+from handlers.shared.broadcast import publish
 from tests.conftest import RecordingPusher, settle
 
 

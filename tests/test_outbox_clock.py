@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bot.delivery import Outbox, Outcome, PushResult, Timer
-from bot.runtime import Runtime
-from handlers.broadcast import publish
+from bot.app.runtime import Runtime
+from bot.delivery.outbox import Outbox, Outcome, PushResult, Timer
+from handlers.shared.broadcast import publish
 from tests.conftest import RecordingPusher
 
 

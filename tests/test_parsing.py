@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.parsing import (
+from handlers.core.parsing import (
     INT64_MAX,
     looks_like_target,
     normalise_digits,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import message_update, user
 from tests.tg_harness import STAFF_CHAT, fake_api, harness_settings, running_bot
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 import numpy as np
 from matplotlib import image as mpimg
 
-from handlers import poll_results
-from handlers.charts import bar_chart
-from handlers.clock import FakeClock
-from handlers.polls import start_survey
+from handlers.core.clock import FakeClock
+from handlers.polls import results as poll_results
+from handlers.polls.commands import start_survey
+from handlers.shared.charts import bar_chart
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from handlers.broadcast import local_days_before
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.shared.broadcast import local_days_before
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
 BERLIN = ZoneInfo("Europe/Berlin")  # 2026: 02:00 CET -> 03:00 CEST on 03-29, 03:00 CEST -> 02:00 CET on 10-25

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.config import Settings
-from handlers.clock import FakeClock
-from handlers.referrals import invite_code, on_purchase
+from bot.app.config import Settings
+from handlers.core.clock import FakeClock
+from handlers.referrals.commands import invite_code, on_purchase
 from storage.referrals import Referral
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 

@@ -7,8 +7,8 @@ import csv
 import io
 from datetime import timedelta
 
-from handlers.clock import FakeClock
-from handlers.sales import expire_holds, live_posts
+from handlers.core.clock import FakeClock
+from handlers.sales.commands import expire_holds, live_posts
 from tests.conftest import SHANGHAI, ChatDriver, RecordingPusher, local, settle
 
 SALE = "/sale add Jade teapot | price=99 stock=3 start=2026-03-20 10:00"

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
-from handlers.deps import Deps
-from handlers.rules import SegmentRules
-from handlers.segments import segment_audience, segment_bounds, segment_member_ids, winback
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.core.deps import Deps
+from handlers.core.rules import SegmentRules
+from handlers.segments.commands import segment_audience, segment_bounds, segment_member_ids, winback
 from storage.segments import SEGMENTS
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 

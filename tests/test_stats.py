@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 from PIL import Image
 
-from bot.runtime import Runtime
-from handlers.clock import FakeClock
-from handlers.stats import week_series, weekly_report
+from bot.app.runtime import Runtime
+from handlers.core.clock import FakeClock
+from handlers.stats.commands import week_series, weekly_report
 from storage.stats import PointsFlow
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 

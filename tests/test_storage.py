@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import database
-from storage.database import Database, migration_scripts
+from storage.db import database
+from storage.db.database import Database, migration_scripts
 
 
 async def test_open_creates_the_folder_and_applies_migrations_once(tmp_path: Path) -> None:

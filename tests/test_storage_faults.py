@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import database
-from storage.database import Database, migration_scripts
-from storage.preflight import StorageError, is_storage_fault
+from storage.db import database
+from storage.db.database import Database, migration_scripts
+from storage.db.preflight import StorageError, is_storage_fault
 
 ROOT = Path(__file__).resolve().parent.parent
 VIPBOT = Path(sys.executable).with_name("vipbot")

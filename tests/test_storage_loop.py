@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from storage.database import Database, SlowStatementError
+from bot.app.config import Settings
+from storage.db.database import Database, SlowStatementError
 
 COUNT = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT count(*) FROM c"
 ADD_CHAT = "INSERT INTO chats(channel, chat_id, title, added_at) VALUES ('test', 'c1', 'one', 0)"

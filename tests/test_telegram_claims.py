@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import callback_update, message_update, user
 from tests.tg_harness import GROUP, STAFF, Harness, fake_api, harness_settings, running_bot
 

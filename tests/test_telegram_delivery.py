@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.conftest import local
 from tests.fakes.bot_api import callback_update, message_update, user
 from tests.tg_harness import ALICE, GROUP, STAFF, STAFF_CHAT, fake_api, harness_settings, running_bot
@@ -109,8 +109,8 @@ def test_telegram_errors_are_classified_for_the_queue() -> None:
     import httpx
     from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-    from bot.sender import Outcome
-    from bot.telegram_sender import classify
+    from bot.delivery.sender import Outcome
+    from bot.telegram.sender import classify
 
     flood = classify(RetryAfter(7))
     assert (flood.outcome, flood.retry_after) == (Outcome.FLOOD, 7.0)

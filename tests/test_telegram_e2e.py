@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.telegram_channel import split_text
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.telegram.channel import split_text
+from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import BOT_USERNAME, message_update, user
 from tests.tg_harness import (
     ADMIN,

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from bot.scheduler import prune_seen_updates
-from bot.telegram_channel import TelegramChannel
-from bot.web import WebServer
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from bot.app.scheduler import prune_seen_updates
+from bot.app.web import WebServer
+from bot.telegram.channel import TelegramChannel
+from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ async def test_vipbot_run_polls_answers_and_stops_cleanly(tmp_path: Path) -> Non
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.app.cli",
         "run",
         cwd=ROOT,
         env=env,
@@ -143,7 +143,7 @@ async def test_seen_update_keys_are_pruned_after_two_days(runtime: Runtime, cloc
 def test_channel_posts_make_no_member() -> None:
     from telegram import Bot, Update
 
-    from bot.telegram_channel import to_inbound
+    from bot.telegram.channel import to_inbound
 
     data = {
         "update_id": 5,
@@ -178,7 +178,7 @@ async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> 
         "VIPBOT_LOCALE": "en",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", cwd=ROOT, env=env,
+        sys.executable, "-m", "bot.app.cli", "run", cwd=ROOT, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

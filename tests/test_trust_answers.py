@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 from tests.tg_harness import ALICE, BOB, GROUP, STAFF, STAFF_ID, fake_api, harness_settings, running_bot
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from handlers.core.clock import FakeClock
 from tests import test_wechat as wxh
 from tests.conftest import ChatDriver, RecordingPusher, settle
 from tests.fakes.wechat_api import FakeWeChatApi

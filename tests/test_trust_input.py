@@ -14,16 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.config import Settings
-from bot.console_channel import ConsoleChannel
-from bot.runtime import Runtime
-from bot.telegram_channel import TelegramChannel
-from bot.telegram_intake import Intake
-from bot.telegram_webhook import SECRET_HEADER, TelegramWebhookHandler
-from bot.web import WebServer
-from handlers.clock import FakeClock
-from handlers.exports import csv_document
-from handlers.messages import Button
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from bot.app.web import WebServer
+from bot.console.channel import ConsoleChannel
+from bot.telegram.channel import TelegramChannel
+from bot.telegram.intake import Intake
+from bot.telegram.webhook import SECRET_HEADER, TelegramWebhookHandler
+from handlers.core.clock import FakeClock
+from handlers.core.messages import Button
+from handlers.shared.exports import csv_document
 from tests.conftest import ChatDriver, local
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update
 from tests.test_telegram_run import ALICE, GROUP, free_port

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from handlers.clock import FakeClock
-from storage.sql import fetch_one
+from bot.app.config import Settings
+from handlers.core.clock import FakeClock
+from storage.db.sql import fetch_one
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 from tests.fakes.bot_api import FakeBotApi
 from tests.tg_harness import ALICE, GROUP, STAFF, STAFF_ID, fake_api, harness_settings, running_bot

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from handlers.clock import FakeClock
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver
 from tests.fakes.bot_api import FakeBotApi, user
 from tests.tg_harness import ADMIN, ALICE, GROUP, STAFF, Harness, fake_api, harness_settings, running_bot

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.config import Settings
-from bot.delivery import Outcome, PushResult
-from handlers.announcements import report_outcomes
-from handlers.clock import FakeClock
-from handlers.feedback import escalate
-from handlers.i18n import Catalog, _flatten
+from bot.app.config import Settings
+from bot.delivery.outbox import Outcome, PushResult
+from handlers.announcements.commands import report_outcomes
+from handlers.core.clock import FakeClock
+from handlers.core.i18n import Catalog, _flatten
+from handlers.feedback.commands import escalate
 from tests.conftest import ChatDriver, RecordingPusher, settle
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCALES = ROOT / "handlers" / "locales"
+HANDLERS = ROOT / "handlers"
 
-CATALOGS = tuple(sorted(path.stem for path in (LOCALES / "zh_CN").glob("*.yaml")))
+CATALOGS = tuple(sorted(path.parent.parent.name for path in HANDLERS.glob("*/texts/zh_CN.yaml")))
 """The catalog files this scan holds to the rules below: all of them."""
 
 WORDS = "name|tier|tiers|item|title|referrer|referred|member|segment|mention|option|question"
@@ -39,7 +39,7 @@ COUNTED = re.compile(rf"\{{(?!(?:{WORDS})\}})(\w+)\}}[- ](?:[\w-]+ )?(?:{PLURAL_
 
 
 def _texts(locale: str, name: str) -> dict[str, str]:
-    return _flatten(yaml.safe_load((LOCALES / locale / f"{name}.yaml").read_text(encoding="utf-8")) or {})
+    return _flatten(yaml.safe_load((HANDLERS / name / "texts" / f"{locale}.yaml").read_text(encoding="utf-8")) or {})
 
 
 # --- the catalogs ---------------------------------------------------------------------------------------
@@ -177,16 +177,16 @@ async def test_zh_sale_export_headers_and_states_are_chinese(
 async def test_zh_weekly_chart_words_come_from_the_catalog(
     chat: ChatDriver, pusher: RecordingPusher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import handlers.report_chart
-    import handlers.stats
+    import handlers.stats.chart
+    import handlers.stats.commands
 
     drawn: list[object] = []
-    monkeypatch.setattr(handlers.report_chart, "cjk_font", lambda: "Noto Sans CJK SC", raising=False)  # installed
-    monkeypatch.setattr(handlers.stats, "weekly_chart", lambda words, *series: drawn.append(words) or b"")
+    monkeypatch.setattr(handlers.stats.chart, "cjk_font", lambda: "Noto Sans CJK SC", raising=False)  # installed
+    monkeypatch.setattr(handlers.stats.commands, "weekly_chart", lambda words, *series: drawn.append(words) or b"")
     await chat.say("boss", "/report")
     (words,) = drawn
     assert "每周报表" in str(words) and "Weekly" not in str(words) and "Check-ins" not in str(words)
-    monkeypatch.setattr(handlers.report_chart, "cjk_font", lambda: None)  # no font draws Chinese: plain ASCII
+    monkeypatch.setattr(handlers.stats.chart, "cjk_font", lambda: None)  # no font draws Chinese: plain ASCII
     await chat.say("boss", "/report")
     assert all(word.isascii() for word in vars_of(drawn[-1]))
 
@@ -198,7 +198,7 @@ def vars_of(words: object) -> list[str]:
 # --- counts and names in every feature ---------------------------------------------------------------------
 def test_the_scans_read_every_catalog_of_both_locales() -> None:
     assert "events" in CATALOGS and "feedback" in CATALOGS and "binding" in CATALOGS
-    assert set(CATALOGS) == {path.stem for path in (LOCALES / "en").glob("*.yaml")}
+    assert set(CATALOGS) == {path.parent.parent.name for path in HANDLERS.glob("*/texts/en.yaml")}
 
 
 async def test_en_staff_bookings_say_one_point(chat: ChatDriver, pusher: RecordingPusher) -> None:

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import xmltodict
 
-from handlers.clock import FakeClock
-from storage.database import Database
+from handlers.core.clock import FakeClock
+from storage.db.database import Database
 from tests.fakes.wechat_api import FakeWeChatApi
 from tests.test_wechat import (
     STAFF_OPENID,

@@ -16,11 +16,11 @@ import pytest
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from bot.web import WebServer
-from bot.wechat_channel import WeChatChannel
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from bot.app.web import WebServer
+from bot.wechat.channel import WeChatChannel
+from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver
 from tests.fakes.wechat_api import FakeWeChatApi
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings
-from bot.runtime import Runtime
-from bot.sender import Pace
-from bot.telegram_channel import TelegramChannel
-from handlers.clock import FakeClock
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from bot.delivery.sender import Pace
+from bot.telegram.channel import TelegramChannel
+from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
 PACE = Pace(speed=10.0)

@@ -1,0 +1,125 @@
+"""The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bot.app.config import ConfigError, Settings, load_settings
+from bot.app.runtime import Runtime
+from bot.app.web import WebServer
+from bot.console.channel import ConsoleChannel
+from storage.db.preflight import StorageError
+
+log = logging.getLogger("vipbot")
+
+
+def _setup_logging(settings: Settings, quiet: bool) -> None:
+    level = logging.WARNING if quiet else getattr(logging, settings.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # httpx logs every request at INFO, which would include the bot token in the URL.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)  # wechatpy's URLs carry the access token
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+async def run_console(settings: Settings) -> None:
+    runtime = await Runtime.open(settings)
+    try:
+        exports = Path(settings.storage.path).parent / "exports"
+        console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console, exports=exports)
+        await console.attach(runtime)
+        await runtime.start()
+        await console.run(interactive=sys.stdin.isatty(), settle=lambda: runtime.outbox.idle(timeout=2.0))
+        await runtime.outbox.idle()  # let queued pushes print before leaving
+    finally:
+        await runtime.close()
+
+
+async def run_bot(settings: Settings) -> None:
+    telegram_on = bool(settings.telegram_token)
+    wechat_on = settings.wechat.enabled
+    if not telegram_on and not wechat_on:
+        print(
+            "No channel has credentials (set TELEGRAM_BOT_TOKEN, or wechat.app_id and WECHAT_TOKEN).\n"
+            "Opening the console chat instead, on the database at " + settings.storage.path + ".",
+            file=sys.stderr,
+        )
+        await run_console(settings)
+        return
+    # Imported only when a channel is configured, so the console starts fast.
+    from bot.app.health import HealthHandler
+    from bot.telegram.channel import TelegramChannel
+    from bot.wechat.channel import WeChatChannel
+
+    runtime = await Runtime.open(settings)
+    http = settings.http
+    web = WebServer(http.host, http.port, http.max_body_bytes) if settings.telegram.webhook.url or wechat_on else None
+    telegram = TelegramChannel(settings, runtime.dispatcher) if telegram_on else None
+    wechat = WeChatChannel(settings, runtime.dispatcher) if wechat_on else None
+    running: dict[str, str] = {}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        if telegram is not None:
+            await telegram.attach(runtime)
+            await telegram.start(web)
+            running["telegram"] = telegram.mode
+            if settings.telegram.webhook.secret_generated:
+                log.info("telegram: no webhook secret_token configured; a random one was generated for this run "
+                         "and registered with setWebhook (posts without it get 403)")  # fmt: skip
+        if wechat is not None:
+            assert web is not None
+            await wechat.attach(runtime, web)
+            running["wechat"] = "webhook"
+        await runtime.start()
+        if web is not None:  # last, so that /healthz is green from its first answer
+            web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running))
+            await web.start()
+        log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
+        await stop.wait()
+    finally:
+        # Stop taking updates first, finish what is in hand, and close the database last.
+        if web is not None:
+            await web.stop()
+        if telegram is not None:
+            await telegram.stop()
+        if wechat is not None:
+            await wechat.stop()
+        await runtime.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vipbot", description="VIP community bot for Telegram and WeChat")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "start every configured channel"), ("console", "chat with the bot in this terminal")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"vipbot: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings, quiet=args.command == "console" or not settings.telegram_token)
+    try:
+        asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
+    except KeyboardInterrupt:
+        pass
+    except StorageError as exc:  # the database cannot be used: one line, what to do, no traceback
+        print(f"vipbot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

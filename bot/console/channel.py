@@ -1,0 +1,234 @@
+"""The console channel: a terminal chat with the real handlers and database, one line per message.
+
+You play a member in the VIP group. `/as NAME` switches member (`/as NAME staff` plays staff),
+`/private` and `/group` switch chat, `/quit` leaves. It reads stdin, so it can be scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from bot.app.runtime import Runtime
+from bot.delivery.outbox import NativePoll, Outcome, PushResult
+from handlers.core.dispatch import Dispatcher
+from handlers.core.messages import Button, Identity, Inbound, Reply
+from handlers.core.parsing import parse_int
+
+CHANNEL = "console"
+GROUP_CHAT = "console-group"
+
+_HELP = (
+    "console: /as NAME [staff] switches member, /private or /group switches chat, /press N presses button N\n"
+    "of the last message with buttons, /whoami, /quit.\n"
+    "Staff by default: {staff}. Everything else goes to the bot; try /help."
+)
+
+
+class ConsolePusher:
+    """Prints pushes (group posts, private notices, staff notices) to the terminal."""
+
+    channel = CHANNEL
+    per_second = 1000.0
+    has_staff_chat = True
+
+    def __init__(self, output: TextIO, on_buttons: Callable[[list[Button]], None] | None = None) -> None:
+        self.out = output
+        self.on_buttons = on_buttons
+        self._posted = 0
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        return 0.0
+
+    async def push(
+        self,
+        target_kind: str,
+        target: str,
+        text: str,
+        buttons: Sequence[Button],
+        *,
+        image: bytes | None = None,
+        poll: NativePoll | None = None,
+    ) -> PushResult:
+        where = {"chat": "VIP group", "user": f"private to {target}", "staff": "staff chat"}[target_kind]
+        self.out.write(f"📣 [{where}] {text}\n")
+        if image is not None:
+            self.out.write(f"     [picture, {len(image)} bytes]\n")
+        for index, button in enumerate(buttons, start=1):
+            self.out.write(f"     [{index}] {button.label}\n")
+        self.out.flush()
+        if buttons and self.on_buttons is not None:
+            self.on_buttons(list(buttons))
+        self._posted += 1
+        return PushResult(Outcome.SENT, message_id=str(self._posted))
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
+        self.out.write(f"✏️ [VIP group, post {message_id} updated] {text}\n")
+        self.out.flush()
+        return True
+
+
+class ConsoleChannel:
+    """Implements the dispatcher's ChannelPort for one person at a terminal."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        user: str,
+        staff_names: list[str],
+        output: TextIO | None = None,
+        exports: Path | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.user = user
+        self.staff_names = set(staff_names)
+        self.played_staff: set[str] = set()
+        self.in_group = True
+        self.out = output or sys.stdout
+        self.exports = exports or Path("data/exports")
+        self.last_buttons: list[Button] = []
+        """The buttons shown last; `/press N` presses one."""
+        self._session = uuid.uuid4().hex[:8]
+        self._counter = 0
+
+    async def attach(self, runtime: Runtime) -> None:
+        """Register the console's pusher and its VIP group, so announcements print here."""
+        runtime.outbox.register(ConsolePusher(self.out, self._remember))
+        async with runtime.deps.db.transaction() as repos:
+            await repos.chats.add(CHANNEL, GROUP_CHAT, runtime.deps.now_ts(), "console")
+
+    # --- ChannelPort -------------------------------------------------------------------------------
+    @property
+    def bot_username(self) -> str | None:
+        return "vipbot"
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        return True
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        name = msg.sender.external_id
+        return name in self.staff_names or name in self.played_staff
+
+    async def is_group_member(self, msg: Inbound) -> bool:
+        return True  # everyone you play is in the console's VIP group
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def _print(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _render(self, replies: list[Reply]) -> None:
+        for reply in replies:
+            where = "" if reply.chat_id is None else f"[to {reply.chat_id}] "
+            if reply.private and self.in_group:
+                where = f"[private to {self.user}] "
+            mention = f"@{reply.mention.display_name} " if reply.mention else ""
+            self._print(f"bot> {where}{mention}{reply.text}")
+            if reply.document is not None:
+                self._print(f"     [file {self._save(*reply.document)}]")
+            if reply.image is not None:
+                self._print(f"     [picture {self._save(f'picture-{self._counter}.png', reply.image)}]")
+            self._remember(reply.buttons)
+            for index, button in enumerate(reply.buttons, start=1):
+                self._print(f"     [{index}] {button.label}")
+
+    def _remember(self, buttons: Sequence[Button]) -> None:
+        if buttons:
+            self.last_buttons = list(buttons)
+
+    def _save(self, name: str, content: bytes) -> str:
+        """Attachments land next to the database, in exports/."""
+        folder = self.exports
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_bytes(content)
+        return str(path)
+
+    def _meta(self, line: str) -> bool:
+        """Console-only commands; True when the line was one."""
+        words = line.split()
+        head = words[0].lower() if words else ""
+        if head == "/as" and len(words) >= 2:
+            staff = len(words) >= 3 and words[-1].lower() in ("staff", "--staff")
+            name = " ".join(words[1:-1] if staff else words[1:])[:64]
+            self.user = name
+            if staff:
+                self.played_staff.add(name)
+            role = "staff" if name in self.staff_names or name in self.played_staff else "member"
+            self._print(f"(now playing {name}, {role})")
+            return True
+        if head in ("/private", "/group"):
+            self.in_group = head == "/group"
+            self._print("(chat: VIP group)" if self.in_group else f"(chat: private chat of {self.user})")
+            return True
+        if head == "/whoami":
+            where = "VIP group" if self.in_group else "private chat"
+            self._print(f"(you are {self.user} in the {where})")
+            return True
+        if head == "/press":
+            return False  # handled in run(): it is a message to the bot
+        if head in ("/console", "/?"):
+            self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
+            return True
+        return False
+
+    def inbound(self, text: str) -> Inbound:
+        self._counter += 1
+        chat = GROUP_CHAT if self.in_group else f"console-dm:{self.user}"
+        return Inbound(
+            channel=CHANNEL,
+            chat_id=chat,
+            sender=Identity(CHANNEL, self.user, self.user, self.user),
+            text=text,
+            is_group=self.in_group,
+            key=f"{CHANNEL}:{self._session}:{self._counter}",
+            message_id=str(self._counter),
+            addressed_to_bot=True,
+        )
+
+    async def say(self, text: str) -> list[Reply]:
+        """Send one line as the current member and print the answer; `/press N` presses a button."""
+        msg = self.inbound(text)
+        words = text.split()
+        if words and words[0].lower() == "/press":
+            number = words[1] if len(words) > 1 else ""
+            if parse_int(number, 1, len(self.last_buttons)) is None:  # then int() reads it (１ too, not ①)
+                self._print(f"(no button {number or '?'} to press; {len(self.last_buttons)} shown last)")
+                return []
+            msg = replace(msg, text="", button=self.last_buttons[int(number) - 1].data)
+        replies = await self.dispatcher.handle(msg, self)
+        self._render(replies)
+        return replies
+
+    async def run(
+        self,
+        read_line: Callable[[], str] | None = None,
+        interactive: bool = False,
+        settle: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Read lines until EOF or /quit; `settle` runs after each line (the CLI lets pushes print)."""
+        reader = read_line or sys.stdin.readline
+        if interactive:
+            self._print(_HELP.format(staff=", ".join(sorted(self.staff_names)) or "nobody"))
+        while True:
+            if interactive:
+                self.out.write(f"{self.user}> ")
+                self.out.flush()
+            line = await asyncio.to_thread(reader)
+            if line == "":
+                break
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.strip().lower() in ("/quit", "/exit"):
+                break
+            if self._meta(line.strip()):
+                continue
+            await self.say(line)
+            if settle is not None:
+                await settle()

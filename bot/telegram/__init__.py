@@ -1,0 +1,1 @@
+"""The Telegram channel: intake of stored updates, the adapter, the sender's transport, pushes, buttons, webhook."""

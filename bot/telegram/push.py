@@ -1,0 +1,95 @@
+"""Delivers queued pushes (announcements, greetings, staff notices) on Telegram through the sender, at
+bulk priority (staff notices at staff priority): the sender paces them and waits out flood limits, so a
+push only ever comes back as sent, failed or uncertain.
+
+Staff notices go to `staff.telegram_chat` when it is set, else privately to each id in `staff.telegram`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from bot.app.config import Settings
+from bot.delivery.outbox import NativePoll, PushResult
+from bot.delivery.sender import Delivered, Job, Outcome, Priority, Sender
+from handlers.core.messages import Button
+
+CHANNEL = "telegram"
+
+log = logging.getLogger(__name__)
+
+
+
+class TelegramPusher:
+    channel = CHANNEL
+    claims_itself = True
+    """The outbox hands it the row's claim: the row is taken right before its message leaves."""
+
+    def __init__(self, settings: Settings, sender: Sender) -> None:
+        self.per_second = settings.delivery.telegram_per_second
+        self.sender = sender
+        self._edit_interval = float(settings.sales.edit_interval_seconds)
+        staff = settings.staff
+        self._staff_targets = [str(staff.telegram_chat)] if staff.telegram_chat else [str(i) for i in staff.telegram]
+
+    @property
+    def has_staff_chat(self) -> bool:
+        return bool(self._staff_targets)
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        return 0.0  # the sender keeps every chat's limit
+
+    async def push(
+        self,
+        target_kind: str,
+        target: str,
+        text: str,
+        buttons: Sequence[Button],
+        *,
+        image: bytes | None = None,
+        poll: NativePoll | None = None,
+        claim: Callable[[], Awaitable[bool]] | None = None,
+    ) -> PushResult:
+        if target_kind == "staff":
+            scopes, priority = self._staff_targets, Priority.STAFF
+            if not scopes:
+                return PushResult(Outcome.FAILED, "no staff chat or staff id configured")
+        else:
+            scopes, priority = [target], Priority.BULK
+        payload: dict[str, object] = {"kind": "push", "text": text, "buttons": [(b.label, b.data) for b in buttons]}
+        if image is not None:
+            payload["kind"] = "photo"
+        if poll is not None:
+            payload = {"kind": "poll", "question": poll.question, "options": list(poll.options), "multi": poll.multi}
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[Delivered]] = []
+        for index, scope in enumerate(scopes):
+            done: asyncio.Future[Delivered] = loop.create_future()
+            waits.append(done)
+            self.sender.submit(Job(scope, priority, dict(payload), blob=image, claim=claim if index == 0 else None,
+                                   on_result=_resolver(done), skip_on_stop=True))  # fmt: skip
+        results = await asyncio.gather(*waits)
+        first = results[0]
+        if first.outcome is Outcome.SKIPPED:
+            return PushResult(Outcome.SKIPPED)
+        best = next((r for r in results if r.outcome is Outcome.SENT), first)
+        return PushResult(best.outcome, best.error, message_id=best.message_id,
+                          native_poll_id=best.extra if isinstance(best.extra, str) else None)  # fmt: skip
+
+    async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
+        """Queue an edit of a live post; a newer text replaces one still waiting for the group's turn."""
+        payload = {"kind": "edit", "text": text, "message_id": message_id,
+                   "buttons": [(b.label, b.data) for b in buttons]}  # fmt: skip
+        self.sender.submit(Job(chat_id, Priority.GROUP, payload, live_key=f"edit:{message_id}",
+                               min_interval=self._edit_interval))  # fmt: skip
+        return True
+
+
+def _resolver(done: asyncio.Future[Delivered]) -> Callable[[Job, Delivered], Awaitable[None]]:
+    async def resolve(job: Job, result: Delivered) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    return resolve

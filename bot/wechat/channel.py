@@ -1,0 +1,532 @@
+"""The WeChat Official Account adapter: signed (and, in safe mode, encrypted) XML in, neutral Inbound to the
+dispatcher, and the answer back in the HTTP response when it is ready within the reply budget (4 s of
+WeChat's 5); a later answer goes out through the customer-service API. A retried message (same sender and
+MsgId, or sender + CreateTime for events) is handled once and gets the same answer.
+
+What a request must pass before it reaches the dispatcher (each refusal a 4xx, never a 5xx):
+- a well-formed query (ASCII digits for the timestamp, a short nonce), the signature (403), a timestamp
+  within `wechat.timestamp_tolerance_seconds` of the bot's clock (403);
+- a body that decrypts (safe mode) and is WeChat XML with each field once and of its type (400);
+- the query's `openid`, when given, is the body's sender (403);
+- the (timestamp, nonce) pair is new, or was first seen with this very message: WeChat's retry of the same
+  request (403 otherwise). In plain and compatible mode the signature does not cover the body, so this
+  binding (kept in the database, shared by every process) is what stops a signed URL from carrying
+  another body; safe mode signs the body itself. (Only a storage fault while recording the pair is a 503,
+  which WeChat retries.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import TextReply
+
+from bot.app.config import Settings
+from bot.app.runtime import Runtime
+from bot.app.web import LimitedHandler, WebServer
+from bot.wechat.client import ShopWeChatClient
+from bot.wechat.push import CHANNEL, WeChatPusher, with_choices
+from handlers.core.dispatch import Dispatcher
+from handlers.core.messages import Button, Identity, Inbound, Reply
+from storage.db.database import Database
+
+log = logging.getLogger(__name__)
+
+CHOICES_VALID_SECONDS = 24 * 3600
+ANSWERS_KEPT = 10_000
+"""Answers remembered for WeChat's retries (it retries within seconds; this is plenty)."""
+ANSWERING_AT_ONCE = 32
+NONCE_PRUNE_SECONDS = 60
+"""How often (at most) a request also forgets (timestamp, nonce) pairs too old to be accepted again."""
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""OpenIDs and account ids (gh_…): URL-safe base64-like, 28 characters in practice."""
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,10}")
+_MSG_ID = re.compile(r"[0-9]{1,20}")
+_WORD = re.compile(r"[A-Za-z_]{1,64}")
+_SIGNATURE = re.compile(r"[0-9a-f]{40}")
+
+
+class BadRequest(Exception):
+    """A request that is not what WeChat sends; `status` is the 4xx to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatMessage:
+    """One message or event as WeChat posts it, every field checked for its type."""
+
+    account: str
+    """ToUserName: the Official Account's own id."""
+    openid: str
+    """FromUserName: the member."""
+    created: int
+    kind: str
+    """MsgType, lower case: text, image, event, …"""
+    msg_id: int | None
+    """MsgId: every message has one, events have none."""
+    content: str = ""
+    event: str = ""
+    """Event, lower case (subscribe, unsubscribe, click, …)."""
+    event_key: str = ""
+
+    @property
+    def key(self) -> str:
+        """What identifies the message across WeChat's retries: the sender and the message, never MsgId alone."""
+        if self.msg_id is not None:
+            return f"{CHANNEL}:msg:{self.openid}:{self.msg_id}"
+        return f"{CHANNEL}:event:{self.openid}:{self.created}"
+
+
+def _scalar(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if isinstance(value, list):
+        raise BadRequest(400, f"<{name}> given more than once")
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(400, f"<{name}> is not text")
+    if value is None and required:
+        raise BadRequest(400, f"<{name}> missing")
+    if value is not None and "\x00" in value:
+        raise BadRequest(400, f"<{name}> holds a NUL character")
+    return value
+
+
+def _matching(pattern: re.Pattern[str], value: str | None, name: str) -> str:
+    if value is None or not pattern.fullmatch(value):
+        raise BadRequest(400, f"<{name}> is malformed")
+    return value
+
+
+def read_message(xml: str) -> WeChatMessage:
+    """The message in WeChat's XML, or BadRequest (400) for anything else: broken XML, a field given twice,
+    missing or of the wrong type (a MsgId that is not a 64-bit number, a CreateTime that is not a time)."""
+    try:
+        document = xmltodict.parse(xml)
+    except Exception as exc:  # expat refuses broken XML, NUL characters (even as &#0;), bad encodings
+        raise BadRequest(400, f"malformed body ({type(exc).__name__})") from exc
+    data = document.get("xml") if isinstance(document, dict) else None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "not a WeChat message")
+    for name, value in data.items():
+        if isinstance(value, list):
+            raise BadRequest(400, f"<{name}> given more than once")
+    account = _matching(_ID, _scalar(data, "ToUserName", required=True), "ToUserName")
+    openid = _matching(_ID, _scalar(data, "FromUserName", required=True), "FromUserName")
+    created = int(_matching(_TIMESTAMP, _scalar(data, "CreateTime", required=True), "CreateTime"))
+    kind = _matching(_WORD, _scalar(data, "MsgType", required=True), "MsgType").lower()
+    msg_id: int | None = None
+    event, event_key = "", ""
+    if kind == "event":
+        event = _matching(_WORD, _scalar(data, "Event", required=True), "Event").lower()
+        event_key = _scalar(data, "EventKey") or ""
+    else:
+        msg_id = int(_matching(_MSG_ID, _scalar(data, "MsgId", required=True), "MsgId"))
+        if msg_id >= 2**64:
+            raise BadRequest(400, "<MsgId> is out of range")
+    content = (_scalar(data, "Content") or "") if kind == "text" else ""
+    return WeChatMessage(account, openid, created, kind, msg_id, content, event, event_key)
+
+
+def choice_number(text: str) -> int | None:
+    """A reply that is a number, in any script's digits: '3', '３' (full width), '٣', '①', '⑩', '²'.
+
+    Decimal digits of any script, one or two of them, or one character that stands for a whole number
+    (circled, parenthesised, superscript); None for anything else ('abc5', '-1', '½', '三')."""
+    text = text.strip()
+    if not text or len(text) > 2:
+        return None
+    if all(unicodedata.category(c) == "Nd" for c in text):
+        return int("".join(str(unicodedata.decimal(c)) for c in text))
+    if len(text) == 1 and unicodedata.category(text) == "No":
+        value = unicodedata.numeric(text, -1.0)
+        if value >= 0 and value == int(value) and value < 100:
+            return int(value)
+    return None
+
+
+def reply_xml(message: WeChatMessage, text: str) -> str:
+    """The passive text answer; a ']]>' in the text cannot close its CDATA section."""
+    safe = text.replace("]]>", "]]]]><![CDATA[>")
+    return str(TextReply(source=message.account, target=message.openid, content=safe).render())
+
+
+def signature_of(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+class NonceBinder:
+    """Binds (timestamp, nonce) pairs to message digests in the database, many requests to one transaction.
+
+    Under a burst every request needs its binding before its answer; one small transaction each would
+    double the queue at the database's write lock (each hand-off of the lock costs a turn of the event
+    loop). Requests that arrive while a binding transaction waits or runs join the next one instead."""
+
+    def __init__(self, db: Database, clock: Callable[[], int]) -> None:
+        self._db = db
+        self._clock = clock
+        self._waiting: list[tuple[str, str, str, int, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._pruned_at = 0
+
+    async def bind(self, timestamp: str, nonce: str, digest: str, keep_until: int) -> bool:
+        """True when the pair is new or was first seen with `digest` (a retry); False: another body came first."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((timestamp, nonce, digest, keep_until, future))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch: list[tuple[str, str, str, int, asyncio.Future[bool]]] = []
+                try:
+                    async with self._db.transaction() as repos:
+                        batch, self._waiting = self._waiting, []  # all that queued while the lock was busy
+                        results = [await repos.wechat_nonces.bind(ts, nonce, digest, keep_until=keep)
+                                   for ts, nonce, digest, keep, _ in batch]  # fmt: skip
+                        now = self._clock()
+                        if now - self._pruned_at >= NONCE_PRUNE_SECONDS:
+                            self._pruned_at = now
+                            await repos.wechat_nonces.prune(now)
+                except Exception as exc:  # a storage fault: each waiting request answers 503, WeChat retries
+                    for *_, future in batch or self._waiting:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not batch:
+                        self._waiting = []
+                    continue
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flusher = None
+
+
+class WeChatChannel:
+    """Implements the dispatcher's ChannelPort for WeChat and owns the /wechat endpoint."""
+
+    bot_username: str | None = None
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.config = settings.wechat
+        self.dispatcher = dispatcher
+        self.token = self.config.token.get_secret_value()
+        self.crypto = (
+            WeChatCrypto(self.token, self.config.encoding_aes_key.get_secret_value(), self.config.app_id)
+            if self.config.mode != "plain"
+            else None
+        )
+        self.client = ShopWeChatClient(self.config.app_id, self.config.app_secret.get_secret_value(),
+                                       self.config.api_base_url)  # fmt: skip
+        self.pusher: WeChatPusher | None = None
+        self.runtime: Runtime | None = None
+        self._answers: OrderedDict[str, asyncio.Future[list[Reply]]] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Answers run a few at a time: under a burst the first ones still finish inside WeChat's window
+        # instead of all finishing together at the end.
+        self._slots = asyncio.Semaphore(ANSWERING_AT_ONCE)
+        self.nonces: NonceBinder | None = None
+
+    async def attach(self, runtime: Runtime, web: WebServer) -> None:
+        self.runtime = runtime
+        self.nonces = NonceBinder(runtime.deps.db, runtime.deps.now_ts)
+        choice_line = runtime.deps.texts.t("wechat.choice")
+        self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line, runtime.deps.clock,
+                                   staff=runtime.settings.staff.wechat)  # fmt: skip
+        runtime.outbox.register(self.pusher)
+        web.mount("/wechat", WeChatHandler, channel=self)
+
+    async def stop(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    # --- ChannelPort -------------------------------------------------------------------------------
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        return True  # followers of the Official Account are the community; there are no group chats
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        return msg.sender.external_id in self.settings.staff.wechat
+
+    async def is_group_member(self, msg: Inbound) -> bool:
+        return True
+
+    # --- requests ----------------------------------------------------------------------------------
+    def now(self) -> int:
+        """The bot's clock (injectable in tests), in unix seconds."""
+        assert self.runtime is not None
+        return self.runtime.deps.now_ts()
+
+    def verify_plain(self, query: dict[str, str]) -> bool:
+        """The plain signature: sha1 over token, timestamp and nonce (not the body), compared in constant time."""
+        expected = signature_of(self.token, query.get("timestamp", ""), query.get("nonce", "")).encode()
+        return hmac.compare_digest(expected, query.get("signature", "").encode("utf-8", "replace"))
+
+    def check_fresh(self, timestamp: str) -> None:
+        """Refuse a timestamp too far from the bot's clock: a replayed URL is stale within minutes."""
+        skew = int(timestamp) - self.now()
+        if abs(skew) > self.config.timestamp_tolerance_seconds:
+            raise BadRequest(403, f"timestamp {skew:+d} s from the bot's clock")
+
+    async def bind_nonce(self, timestamp: str, nonce: str, xml: str) -> None:
+        """Bind (timestamp, nonce) to this message; refuse it (403) if another body came first with them."""
+        assert self.nonces is not None
+        digest = hashlib.sha256(xml.encode()).hexdigest()
+        keep_until = int(timestamp) + self.config.timestamp_tolerance_seconds
+        if not await self.nonces.bind(timestamp, nonce, digest, keep_until):
+            raise BadRequest(403, "timestamp and nonce seen with another body")
+
+    async def accept(self, message: WeChatMessage, timestamp: str, nonce: str, xml: str) -> list[Reply]:
+        """The last check (the nonce binding, in the database), then the answer."""
+        await self.bind_nonce(timestamp, nonce, xml)
+        return await self.answer(message)
+
+    # --- messages ----------------------------------------------------------------------------------
+    async def to_inbound(self, message: WeChatMessage) -> Inbound | Reply | None:
+        """The message as an Inbound; a Reply when the channel answers itself (a number that is none of the
+        member's choices); None for what needs no handler (and records unsubscribes)."""
+        assert self.runtime is not None
+        openid, kind = message.openid, message.kind
+        texts = self.runtime.deps.texts
+        text, button = "", None
+        now = self.runtime.deps.now_ts()
+        if kind == "text":
+            text = message.content.strip()
+            number = choice_number(text)
+            if number is not None:  # a numbered choice stands for a button
+                async with self.runtime.deps.db.read() as repos:
+                    since = now - CHOICES_VALID_SECONDS
+                    button = await repos.channel_state.choice(CHANNEL, openid, number, since)
+                    offered = button is not None or await repos.channel_state.choice(CHANNEL, openid, 1, since)
+                if not offered:
+                    button = None  # no choices on offer: the text goes on as it is
+                elif button is None:
+                    return Reply(texts.t("wechat.no_such_choice", n=number))
+        elif kind == "event":
+            if message.event == "subscribe":
+                text = "/start"
+            elif message.event == "unsubscribe":
+                async with self.runtime.deps.db.transaction() as repos:
+                    await repos.channel_state.unsubscribed(CHANNEL, openid, now)
+                return None
+            elif message.event == "click":
+                text = self.config.menu.get(message.event_key, "/help")
+            else:
+                return None
+        identity = Identity(CHANNEL, openid, texts.t("wechat.name", tail=openid[-4:]), None)
+        return Inbound(
+            channel=CHANNEL, chat_id=openid, sender=identity, text="" if button else text, is_group=False,
+            key=message.key, message_id=str(message.msg_id or ""), addressed_to_bot=True, button=button,
+        )  # fmt: skip
+
+    async def answer(self, message: WeChatMessage) -> list[Reply]:
+        """Handle a message once; a retry of the same message waits for (and gets) the same answer."""
+        assert self.runtime is not None
+        msg = await self.to_inbound(message)
+        if msg is None:
+            return []
+        if isinstance(msg, Reply):
+            return [msg]
+        existing = self._answers.get(msg.key)
+        if existing is not None:
+            return await asyncio.shield(existing)
+        future: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        self._answers[msg.key] = future
+        while len(self._answers) > ANSWERS_KEPT:
+            self._answers.popitem(last=False)
+        try:
+            # The dispatcher's intake records the member's message, which opens their push window.
+            async with self._slots:
+                replies = await self.dispatcher.handle(msg, self)
+        except Exception as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(replies)
+        return replies
+
+    def render(self, replies: list[Reply]) -> tuple[str, list[Button]]:
+        """All replies as one text (WeChat answers once), buttons as numbered choices."""
+        assert self.runtime is not None
+        texts = self.runtime.deps.texts
+        buttons = [b for r in replies for b in r.buttons]
+        parts = []
+        for reply in replies:
+            part = reply.text
+            if reply.document is not None or reply.image is not None:
+                part += "\n" + texts.t("wechat.attachment")
+            parts.append(part)
+        return with_choices("\n\n".join(p for p in parts if p), buttons, texts.t("wechat.choice")), buttons
+
+    async def remember_choices(self, openid: str, buttons: list[Button]) -> None:
+        if buttons and self.runtime is not None:
+            async with self.runtime.deps.db.transaction() as repos:
+                await repos.channel_state.set_choices(CHANNEL, openid, [(b.label, b.data) for b in buttons],
+                                                      self.runtime.deps.now_ts())  # fmt: skip
+
+    async def deliver_late(self, openid: str, task: asyncio.Task[list[Reply]]) -> None:
+        """The answer missed the 5-second window: send it through the customer-service API."""
+        try:
+            replies = await task
+        except BadRequest as bad:
+            log.warning("wechat: refused %s (%s) after the reply window", bad.reason, bad.status)
+            return
+        except Exception:
+            log.exception("WeChat message from %s failed after the reply window", openid)
+            return
+        if not replies or self.pusher is None:
+            return
+        text, buttons = self.render(replies)
+        result = await self.pusher.send_now(openid, text, buttons)
+        log.info("late WeChat answer to %s: %s %s", openid, result.outcome.value, result.error)
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class WeChatHandler(LimitedHandler):
+    """GET: the URL check. POST: messages and events, plain or encrypted, answered in the same mode."""
+
+    def initialize(self, channel: WeChatChannel, max_body: int) -> None:  # type: ignore[override]
+        self.max_body = max_body
+        self.channel = channel
+
+    def prepare(self) -> None:
+        """Record the arrival (the body has just been read): WeChat's 5 seconds run from about then."""
+        self.arrived = time.monotonic()
+        super().prepare()
+
+    def _query(self) -> dict[str, str]:
+        """The query fields WeChat sends; an undecodable one is tornado's 400."""
+        return {k: self.get_query_argument(k, "") for k in
+                ("signature", "timestamp", "nonce", "echostr", "encrypt_type", "msg_signature", "openid")}  # fmt: skip
+
+    def _refuse(self, status: int, reason: str) -> None:
+        log.warning("wechat: refused %s (%s) from %s", reason, status, self.request.remote_ip)
+        self.set_status(status)
+        self._plain(reason)
+
+    def _plain(self, text: str) -> None:
+        """Answer as plain text the browser may not sniff into HTML (the echo is the caller's own string)."""
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(text)
+
+    def _checked_query(self) -> dict[str, str]:
+        query = self._query()
+        if not _TIMESTAMP.fullmatch(query["timestamp"]) or not _NONCE.fullmatch(query["nonce"]):
+            raise BadRequest(400, "malformed timestamp or nonce")
+        if query["openid"] and not _ID.fullmatch(query["openid"]):
+            raise BadRequest(400, "malformed openid")
+        for name in ("signature", "msg_signature"):
+            if query[name] and not _SIGNATURE.fullmatch(query[name]):
+                raise BadRequest(403, f"bad {name}")
+        return query
+
+    async def get(self) -> None:
+        """The URL check: echo `echostr` as plain text, only under a valid signature."""
+        try:
+            query = self._checked_query()
+        except BadRequest as bad:
+            self._refuse(bad.status, bad.reason)
+            return
+        if not self.channel.verify_plain(query):
+            self._refuse(403, "bad signature")
+            return
+        self._plain(query["echostr"])
+
+    async def post(self) -> None:
+        try:
+            query = self._checked_query()
+            encrypted = query["encrypt_type"] == "aes"
+            message, xml = self._message(query, encrypted)
+        except BadRequest as bad:
+            self._refuse(bad.status, bad.reason)
+            return
+        await self._answer(message, xml, query, encrypted)
+
+    def _message(self, query: dict[str, str], encrypted: bool) -> tuple[WeChatMessage, str]:
+        """The checks of the request itself, in order (see the module's docstring; the nonce binding, which
+        needs the database, comes in `_answer`): the message and its XML, or BadRequest."""
+        channel = self.channel
+        if (encrypted and channel.crypto is None) or (not encrypted and channel.config.mode == "safe"):
+            raise BadRequest(400, "wrong encryption mode")
+        if not encrypted and not channel.verify_plain(query):
+            raise BadRequest(403, "bad signature")
+        channel.check_fresh(query["timestamp"])
+        try:
+            xml = self.request.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(400, "malformed body (not UTF-8)") from exc
+        if encrypted:
+            xml = self._decrypt(xml, query)
+        message = read_message(xml)
+        if query["openid"] and query["openid"] != message.openid:
+            raise BadRequest(403, "the query's openid is not the sender")
+        return message, xml
+
+    def _decrypt(self, body: str, query: dict[str, str]) -> str:
+        assert self.channel.crypto is not None
+        try:
+            envelope = xmltodict.parse(body).get("xml")
+        except Exception as exc:
+            raise BadRequest(400, f"malformed body ({type(exc).__name__})") from exc
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("Encrypt"), str):
+            raise BadRequest(400, "no single <Encrypt> in the body")
+        try:
+            return str(self.channel.crypto.decrypt_message(envelope, query["msg_signature"], query["timestamp"],
+                                                           query["nonce"]))  # fmt: skip
+        except (InvalidSignatureException, InvalidAppIdException) as exc:
+            raise BadRequest(403, "bad signature") from exc
+        except Exception as exc:  # not our key's ciphertext, broken padding, not UTF-8
+            raise BadRequest(400, f"malformed body ({type(exc).__name__})") from exc
+
+    async def _answer(self, message: WeChatMessage, xml: str, query: dict[str, str], encrypted: bool) -> None:
+        task = asyncio.ensure_future(self.channel.accept(message, query["timestamp"], query["nonce"], xml))
+        # The budget counts from the request's arrival: WeChat's 5 seconds started then. A database too busy
+        # to bind the nonce in time gets 'success' too; a forgery found later is dropped then.
+        budget = self.channel.config.reply_budget_seconds - (time.monotonic() - self.arrived)
+        try:
+            replies = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
+        except BadRequest as bad:
+            self._refuse(bad.status, bad.reason)
+            return
+        except TimeoutError:
+            self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
+            self.finish("success")
+            return
+        except Exception:  # the nonce could not be recorded (a storage fault): WeChat will retry
+            log.exception("wechat: could not check the request's nonce")
+            self.set_status(503)
+            self._plain("busy")
+            return
+        if not replies:
+            self.finish("success")
+            return
+        text, buttons = self.channel.render(replies)
+        await self.channel.remember_choices(message.openid, buttons)
+        answer = reply_xml(message, text)
+        if encrypted:
+            assert self.channel.crypto is not None
+            answer = self.channel.crypto.encrypt_message(answer, query["nonce"], query["timestamp"])
+        self.set_header("Content-Type", "application/xml; charset=utf-8")
+        self.finish(answer)

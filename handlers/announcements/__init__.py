@@ -1,0 +1,1 @@
+"""Staff announcements: now, scheduled, their delivery outcome, and the member's /notify switch."""

@@ -1,0 +1,68 @@
+"""What handlers need from the runtime, as protocols: the channel a message came through, the outbox that
+delivers pushes and the planner that wakes the bot when an announcement falls due. `bot/` implements them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from handlers.core.messages import Inbound
+
+
+class Outbox(Protocol):
+    def channels(self) -> frozenset[str]:
+        """The channels that can deliver pushes right now (their recipients get queued)."""
+        ...
+
+    def staff_channels(self) -> frozenset[str]:
+        """The channels that have a staff chat to tell about late or skipped pushes."""
+        ...
+
+    def wake(self) -> None:
+        """New deliveries were queued; start sending."""
+        ...
+
+
+class Planner(Protocol):
+    def plan(self, announcement_id: int, due_at: datetime) -> None:
+        """Wake up at `due_at` to send the announcement (idempotent per id)."""
+        ...
+
+    def unplan(self, announcement_id: int) -> None: ...
+
+
+class RightsUnknown(Exception):
+    """The platform could not tell whether the sender is staff or a VIP group member (a failed API call):
+    the command is answered with the apology, never guessed either way."""
+
+
+class ChannelPort(Protocol):
+    """What the dispatcher needs to know from the channel an Inbound came through. Rights come from the
+    configuration only: staff listed by id, and admins or members of the VIP groups the shop listed; owning
+    or administering any other chat gives none."""
+
+    @property
+    def bot_username(self) -> str | None: ...
+
+    def is_vip_chat(self, msg: Inbound) -> bool:
+        """True for a private chat or a configured VIP group; the bot serves no other group."""
+        ...
+
+    async def is_staff(self, msg: Inbound) -> bool:
+        """Staff listed in the configuration, or an admin of a configured VIP group (of this group when the
+        message comes from one). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
+        ...
+
+    async def is_group_member(self, msg: Inbound) -> bool:
+        """True when the sender is in one of the configured VIP groups (asked of the platform, cached
+        briefly). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
+        ...
+
+
+class FaultReporter(Protocol):
+    """Told when storage fails and when it works again (to tell staff once, not per update)."""
+
+    def failed(self, exc: BaseException) -> None: ...
+
+    def ok(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The feedback desk (投诉建议): tickets, staff replies, ratings and escalation."""

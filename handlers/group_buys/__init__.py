@@ -1,0 +1,1 @@
+"""Group buys (团购): open, join, and settle at the deadline."""

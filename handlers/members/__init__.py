@@ -1,0 +1,1 @@
+"""Membership: /start, the profile (/me) and the birthday."""

@@ -1,0 +1,1 @@
+"""RFM segments (RFM 分层) for staff, announcement audiences, and win-back care messages."""

@@ -1,0 +1,1 @@
+"""Domain helpers several features share: announcement planning and fan-out, charts, CSV exports, codes and tiers."""

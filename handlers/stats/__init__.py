@@ -1,0 +1,1 @@
+"""Staff statistics (/stats) and the weekly report with its chart."""
