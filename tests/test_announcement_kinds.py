@@ -5,7 +5,7 @@ that moved the per-feature columns onto (subject_kind, subject_id)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,15 +13,12 @@ import pytest
 
 from handlers.core.clock import FakeClock
 from handlers.core.deps import Deps
-from handlers.core.due import run_due
-from handlers.core.kinds import (
-    AnnouncementKind,
-    DueRule,
-    SubjectKind,
-    register_kind,
-    unregister_kind,
-)
+from handlers.core.feature import Feature
+from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
+from handlers.core.table import assemble
+from handlers.features import FEATURES
 from handlers.shared.broadcast import plan_at
+from handlers.shared.due import run_due
 from storage.announcements import Announcement
 from storage.db.database import migration_scripts
 from storage.repos import Repos
@@ -32,9 +29,9 @@ TEST_KIND = "test_reminder"
 
 
 @pytest.fixture
-def test_kind() -> Iterator[list[Announcement]]:
-    """Registers TEST_KIND: when due its text gets a suffix; one about member 2 is skipped. Yields the
-    announcements its `prepare` saw."""
+def test_kind(chat: ChatDriver) -> list[Announcement]:
+    """A feature added later declares TEST_KIND (when due its text gets a suffix; one about member 2 is
+    skipped) and is listed beside the shipped ones. Returns the announcements its `prepare` saw."""
     seen: list[Announcement] = []
 
     async def prepare(repos: Repos, deps: Deps, ann: Announcement) -> Announcement:
@@ -47,9 +44,9 @@ def test_kind() -> Iterator[list[Announcement]]:
     async def skip(repos: Repos, deps: Deps, ann: Announcement, now: int) -> str | None:
         return "member 2 asked for quiet" if ann.subject == (SubjectKind.MEMBER, 2) else None
 
-    register_kind(TEST_KIND, DueRule(prepare=prepare, skip=skip))
-    yield seen
-    unregister_kind(TEST_KIND)
+    reminders = Feature("test_reminders", due_rules={TEST_KIND: DueRule(prepare=prepare, skip=skip)})
+    chat.runtime.deps = replace(chat.runtime.deps, kinds=assemble((*FEATURES, reminders)).kinds)
+    return seen
 
 
 async def _add_test_kind(deps: Deps) -> None:

@@ -13,8 +13,11 @@ from handlers.core.command import Command
 from handlers.core.deps import Deps, Request
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Reply
-from handlers.core.table import build_commands
+from handlers.core.table import assemble
+from handlers.features import FEATURES
 from tests.conftest import ChatDriver
+
+SHIPPED = assemble(FEATURES).commands
 
 
 async def test_unknown_command_in_private_gets_a_hint(chat: ChatDriver) -> None:
@@ -41,6 +44,36 @@ async def test_help_lists_member_commands_and_staff_commands_only_for_staff(chat
     assert "Staff commands:" in staff_help and "/purchase" in staff_help
 
 
+async def test_help_for_one_command_shows_its_usage_by_name_alias_or_keyword(chat: ChatDriver) -> None:
+    points = await chat.say("alice", "/help points", group=False)
+    assert points.startswith("/points (or send: 积分, 我的积分) — ")
+    assert await chat.say("alice", "/help /balance", group=False) == points  # an alias, written with its slash
+    event = await chat.say("boss", "/help event", group=False)
+    assert "Usage: /event add|show|edit|cancel|attend" in event
+    assert "Usage: /event add <YYYY-MM-DD HH:MM> <title>" in event  # its sub-commands' usages follow
+    assert "Usage: /event attend <id>" in event
+    assert "Usage: /join <event id>" in await chat.say("alice", "帮助 报名", group=False)
+
+
+async def test_help_for_a_staff_command_or_a_made_up_one_tells_a_member_it_is_not_there(chat: ChatDriver) -> None:
+    assert await chat.say("alice", "/help award", group=False) == (
+        "There is no /award command. Send /help to see them all."
+    )
+    assert "Usage: /award <@username|member no.>" in await chat.say("boss", "/help award", group=False)
+    assert "There is no /frobnicate command." in await chat.say("alice", "/help frobnicate", group=False)
+
+
+def test_two_features_with_different_rules_for_one_kind_are_refused() -> None:
+    from handlers.core.feature import Feature
+    from handlers.core.kinds import AnnouncementKind, DueRule
+
+    clash = Feature("clash", due_rules={AnnouncementKind.POLL_CLOSE: DueRule()})
+    with pytest.raises(ValueError, match="poll_close"):
+        assemble((*FEATURES, clash))
+    with pytest.raises(ValueError, match="listed twice"):
+        assemble((*FEATURES, FEATURES[0]))
+
+
 async def test_help_is_generated_from_the_table_in_chinese(tmp_path: Path, clock: FakeClock) -> None:
     from bot.app.config import Settings
 
@@ -59,7 +92,7 @@ async def test_a_crashing_handler_is_logged_answered_and_the_bot_keeps_going(
     async def explode(req: Request, deps: Deps) -> list[Reply]:
         raise ZeroDivisionError("boom")
 
-    commands = [*build_commands(), Command("explode", explode, "help_cmd.summary")]
+    commands = [*SHIPPED, Command("explode", explode, "help_cmd.summary")]
     chat = ChatDriver(runtime)
     chat.runtime.dispatcher = Dispatcher(runtime.deps, commands)
     with caplog.at_level(logging.ERROR):
@@ -80,7 +113,7 @@ async def test_a_failed_update_can_be_retried(runtime: Runtime) -> None:
         return [Reply("ok")]
 
     chat = ChatDriver(runtime)
-    chat.runtime.dispatcher = Dispatcher(runtime.deps, [*build_commands(), Command("flaky", flaky, "help_cmd.summary")])
+    chat.runtime.dispatcher = Dispatcher(runtime.deps, [*SHIPPED, Command("flaky", flaky, "help_cmd.summary")])
     first = chat.inbound("alice", "/flaky", key="k:1")
     again = chat.inbound("alice", "/flaky", key="k:1")
     assert "Sorry" in (await chat.runtime.dispatcher.handle(first, chat.port))[0].text
@@ -92,7 +125,7 @@ def test_two_commands_cannot_claim_one_keyword(runtime: Runtime) -> None:
         return []
 
     with pytest.raises(ValueError, match="签到"):
-        Dispatcher(runtime.deps, [*build_commands(), Command("dup", noop, "help_cmd.summary", keywords=("签到",))])
+        Dispatcher(runtime.deps, [*SHIPPED, Command("dup", noop, "help_cmd.summary", keywords=("签到",))])
 
 
 async def test_a_fault_outside_the_handler_is_answered_once_and_the_update_given_up(chat: ChatDriver) -> None:

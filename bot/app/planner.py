@@ -1,6 +1,6 @@
 """Plans announcements on the one APScheduler: a job per pending announcement, keyed by its id.
 
-The rows are the truth; a job only wakes the bot at the right time, and `handlers.core.due.run_due`
+The rows are the truth; a job only wakes the bot at the right time, and `handlers.shared.due.run_due`
 decides from the rows what to send (or skip). At start-up every pending row gets its job again, and
 anything that fell due while the bot was down is handled at once. A sweep every minute catches the rest.
 """
@@ -17,7 +17,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from handlers.core.deps import Deps
-from handlers.core.due import run_due
+from handlers.shared.due import run_due
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from handlers.core.clock import BusinessCalendar, Clock, SystemClock
 from handlers.core.deps import Deps
 from handlers.core.dispatch import Dispatcher
 from handlers.core.i18n import Catalog
-from handlers.core.table import build_commands
+from handlers.core.table import assemble
+from handlers.features import FEATURES
 from handlers.greetings.commands import plan_greetings, send_birthdays
 from storage.db.database import Database
 
@@ -44,6 +45,7 @@ class Runtime:
         )
         planner = Planner(scheduler)
         outbox = Outbox(db, settings.delivery)
+        table = assemble(FEATURES)
         deps = Deps(
             db=db,
             clock=clock or SystemClock(),
@@ -52,10 +54,11 @@ class Runtime:
             texts=Catalog(settings.locale, settings.messages),
             outbox=outbox,
             planner=planner,
+            kinds=table.kinds,
         )
         planner.bind(deps)
         add_housekeeping(scheduler, deps, outbox)
-        return cls(settings, deps, Dispatcher(deps, build_commands()), scheduler, planner, outbox)
+        return cls(settings, deps, Dispatcher(deps, table.commands), scheduler, planner, outbox)
 
     async def start(self) -> None:
         """Start sending and scheduling; channels must have registered their pushers before this."""

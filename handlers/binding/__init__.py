@@ -1,1 +1,15 @@
-"""One member, two channels: binding identities with a short-lived code, and staff's /unlink."""
+"""One member, two channels: binding identities with a short-lived code, and staff's /unlink.
+
+This package's `FEATURE` declares its commands to the core."""
+
+from handlers.binding import commands
+from handlers.core.command import Command
+from handlers.core.feature import Feature
+
+FEATURE = Feature(
+    "binding",
+    commands=(
+        Command("bind", commands.bind, "bind.summary", keywords=("绑定",)),
+        Command("unlink", commands.unlink, "unlink.summary", staff=True),
+    ),
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from handlers.core.clock import BusinessCalendar, Clock
 from handlers.core.i18n import Catalog
@@ -11,6 +12,9 @@ from handlers.core.messages import Inbound, Reply
 from handlers.core.ports import ChannelPort, Outbox, Planner
 from handlers.core.rules import Rules, Tier
 from storage.db.database import Database
+
+if TYPE_CHECKING:
+    from handlers.core.kinds import Kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,8 @@ class Deps:
     texts: Catalog
     outbox: Outbox
     planner: Planner
+    kinds: Kinds
+    """What each announcement kind does when due, as the features declared it."""
 
     def now(self) -> datetime:
         return self.clock.now()

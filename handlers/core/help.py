@@ -1,4 +1,5 @@
-"""/help, generated from the command table: the commands this user may use, in the configured language."""
+"""/help, generated from the command table: the commands this user may use, in the configured language;
+`/help <command>` (a name, an alias or a keyword: ``/help points``, ``/help 签到``) shows that command's usage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Sequence
 from handlers.core.command import Command, HandlerFn
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
+from handlers.core.parsing import split_first
 
 
 def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
@@ -14,15 +16,24 @@ def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
 
     async def show_help(req: Request, deps: Deps) -> list[Reply]:
         texts = deps.texts
-        commands = [c for c in table() if not c.hidden]
+        commands = [c for c in table() if not c.hidden and (req.is_staff or not c.staff)]
+
+        def aliases(command: Command) -> str:
+            return texts.t("help.aliases", aliases=texts.join(command.keywords)) if command.keywords else ""
 
         def line(command: Command) -> str:
-            aliases = ""
-            if command.keywords:
-                aliases = texts.t("help.aliases", aliases=texts.join(command.keywords))
             summary = texts.t(command.summary_key)
-            return texts.t("help.line", command=f"/{command.name}", aliases=aliases, summary=summary)
+            return texts.t("help.line", command=f"/{command.name}", aliases=aliases(command), summary=summary)
 
+        asked = split_first(req.args)[0].lstrip("/").casefold()
+        if asked:
+            found = next((c for c in commands if asked in (c.name, *c.aliases, *(k.casefold() for k in c.keywords))),
+                         None)  # fmt: skip
+            if found is None:
+                return [Reply(texts.t("help.unknown", command=asked))]
+            usages = texts.usages(found.summary_key.rpartition(".")[0])
+            lines = [line(found), *(texts.t("help.usage", usage=u) for u in usages)]
+            return [Reply("\n".join(lines))]
         lines = [texts.t("help.header")]
         lines += [line(c) for c in commands if not c.staff]
         if req.is_staff:

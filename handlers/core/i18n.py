@@ -99,6 +99,13 @@ class Catalog:
     def has(self, key: str) -> bool:
         return key in self._texts
 
+    def usages(self, prefix: str) -> list[str]:
+        """The usage lines of a command whose texts are under `prefix`: ``<prefix>.usage`` first, then those
+        of its sub-commands (``<prefix>_<sub>.usage``), in catalog order."""
+        own = [f"{prefix}.usage"] if f"{prefix}.usage" in self._texts else []
+        subs = [k for k in self._texts if k.startswith(f"{prefix}_") and k.endswith(".usage") and k.count(".") == 1]
+        return [self._texts[k] for k in own + subs]
+
     def t(self, key: str, **values: object) -> str:
         template = self._texts[key]
         return template.format(**values) if values else template

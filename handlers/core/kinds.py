@@ -2,22 +2,23 @@
 
 Every announcement has a kind (`AnnouncementKind`; the database refuses a kind not listed in its
 `announcement_kinds` table) and may be about one subject, `(subject kind, id)`: an event, a sale, a group buy,
-a poll, a member. A feature registers, next to its own code:
+a poll, a member. A feature declares, in its `Feature` (handlers.core.feature):
 
-- for each of its subject kinds, how to look the subject up (`register_subject`): a subject that is no longer
-  active has its pending announcements skipped ("cancelled"), and an announcement of an `until_start` kind is
-  skipped once the subject has started;
-- for each of its time-driven kinds, a `DueRule` (`register_kind`): what to do when it is due (`prepare`), why
-  to skip it (`skip`), and whether it is a deadline settled however late (`deadline`).
+- for each of its subject kinds, how to look the subject up (`subjects`): a subject that is no longer active
+  has its pending announcements skipped ("cancelled"), and an announcement of an `until_start` kind is skipped
+  once the subject has started;
+- for each of its time-driven kinds, a `DueRule` (`due_rules`): what to do when it is due (`prepare`), why to
+  skip it (`skip`), whether it is a deadline settled however late (`deadline`), and what slow follow-up runs
+  after the commit (`after_commit`).
 
-`handlers.core.due.run_due` dispatches through this registry and cancelling is by subject
-(`repos.announcements.cancel_pending_for(subject_kind, subject_id)`), so a new time-driven feature adds its kind
-(a migration inserting it into `announcement_kinds`) and registers its rule without touching the scheduler.
-"""
+The core assembles them into one `Kinds` (in `deps.kinds`); `handlers.shared.due.run_due` dispatches through it
+and cancelling is by subject (`repos.announcements.cancel_pending_for(subject_kind, subject_id)`), so a new
+time-driven feature adds its kind (a migration inserting it into `announcement_kinds`) and declares its rule
+without touching the scheduler."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,6 +78,7 @@ class SubjectState:
 SubjectLookup = Callable[[Repos, int], Awaitable[SubjectState | None]]
 Prepare = Callable[[Repos, Deps, Announcement], Awaitable[Announcement | None]]
 Skip = Callable[[Repos, Deps, Announcement, int], Awaitable[str | None]]
+AfterCommit = Callable[[Deps, Announcement], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,41 +95,47 @@ class DueRule:
     skip: Skip | None = None
     deadline: bool = False
     until_start: bool = False
+    after_commit: AfterCommit | None = None
+    """Slow follow-up work (a chart) run once the transaction that queued the announcement has committed; a
+    failure there is logged and loses only that follow-up."""
 
 
 DEFAULT_RULE = DueRule()
 """Kinds without a rule are queued as written, unless past the grace time or their subject is inactive."""
 
-_rules: dict[str, DueRule] = {}
-_subjects: dict[str, SubjectLookup] = {}
 
+class Kinds:
+    """The announcement kinds' rules and the subjects' lookups, assembled from the features that declare them."""
 
-def register_kind(kind: str, rule: DueRule) -> None:
-    """Declare what `kind` does when due; a kind has one rule (a second registration is refused)."""
-    if kind in _rules and _rules[kind] != rule:
-        raise ValueError(f"announcement kind {kind!r} has a rule already")
-    _rules[kind] = rule
+    def __init__(self, rules: Mapping[str, DueRule] | None = None, subjects: Mapping[str, SubjectLookup] | None = None):
+        self._rules = dict(rules or {})
+        self._subjects = dict(subjects or {})
 
+    @classmethod
+    def assemble(cls, declared: Iterable[tuple[Mapping[str, DueRule], Mapping[str, SubjectLookup]]]) -> Kinds:
+        """Merge each feature's (rules, subjects); a kind or subject kind declared twice differently is refused
+        (one rule shared by two features, such as the promo's, may be declared by both)."""
+        rules: dict[str, DueRule] = {}
+        subjects: dict[str, SubjectLookup] = {}
+        for feature_rules, feature_subjects in declared:
+            for kind, rule in feature_rules.items():
+                if rules.setdefault(kind, rule) != rule:
+                    raise ValueError(f"announcement kind {kind!r} has two rules")
+            for subject_kind, lookup in feature_subjects.items():
+                if subjects.setdefault(subject_kind, lookup) is not lookup:
+                    raise ValueError(f"subject kind {subject_kind!r} has two lookups")
+        return cls(rules, subjects)
 
-def unregister_kind(kind: str) -> None:
-    """Forget a kind's rule (tests register kinds of their own)."""
-    _rules.pop(kind, None)
+    def with_rule(self, kind: str, rule: DueRule) -> Kinds:
+        """A copy that also knows `kind` (tests declare kinds of their own)."""
+        return Kinds({**self._rules, kind: rule}, self._subjects)
 
+    def rule_of(self, kind: str) -> DueRule:
+        return self._rules.get(kind, DEFAULT_RULE)
 
-def rule_of(kind: str) -> DueRule:
-    return _rules.get(kind, DEFAULT_RULE)
-
-
-def register_subject(subject_kind: str, lookup: SubjectLookup) -> None:
-    """Declare how to find out whether a subject of `subject_kind` is still active and when it starts."""
-    if subject_kind in _subjects and _subjects[subject_kind] is not lookup:
-        raise ValueError(f"subject kind {subject_kind!r} has a lookup already")
-    _subjects[subject_kind] = lookup
-
-
-async def subject_state(repos: Repos, ann: Announcement) -> SubjectState | None:
-    """The state of the announcement's subject; None when it has none, or none that can be inactive."""
-    if ann.subject_kind is None or ann.subject_id is None:
-        return None
-    lookup = _subjects.get(ann.subject_kind)
-    return await lookup(repos, ann.subject_id) if lookup is not None else None
+    async def subject_state(self, repos: Repos, ann: Announcement) -> SubjectState | None:
+        """The state of the announcement's subject; None when it has none, or none that can be inactive."""
+        if ann.subject_kind is None or ann.subject_id is None:
+            return None
+        lookup = self._subjects.get(ann.subject_kind)
+        return await lookup(repos, ann.subject_id) if lookup is not None else None

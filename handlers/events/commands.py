@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from handlers.core.deps import Deps, Request
-from handlers.core.kinds import AnnouncementKind, SubjectKind, SubjectState, register_subject
+from handlers.core.kinds import AnnouncementKind, SubjectKind, SubjectState
 from handlers.core.messages import Reply
 from handlers.core.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
 from handlers.core.targets import resolve_target, split_target
 from handlers.shared.broadcast import (
+    PROMO_RULES,
     check_lead_time,
     countdown_text,
     inside_lead_time,
@@ -64,7 +65,9 @@ async def _event_state(repos: Repos, event_id: int) -> SubjectState | None:
     return None if event is None else SubjectState(event.state == "active", event.starts_at)
 
 
-register_subject(SubjectKind.EVENT, _event_state)  # a cancelled event's promos are skipped, late ones too
+SUBJECTS = {SubjectKind.EVENT: _event_state}
+"""A cancelled event's promos are skipped, late ones too."""
+DUE_RULES = PROMO_RULES
 
 
 async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -> list[tuple[str, int]]:

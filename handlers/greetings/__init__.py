@@ -1,1 +1,13 @@
-"""Holiday and birthday greetings (节日问候, 生日祝福) and their calendar."""
+"""Holiday and birthday greetings (节日问候, 生日祝福) and their calendar.
+
+This package's `FEATURE` declares its commands and announcement kinds to the core."""
+
+from handlers.core.command import Command
+from handlers.core.feature import Feature
+from handlers.greetings import commands
+
+FEATURE = Feature(
+    "greetings",
+    commands=(Command("greetings", commands.greetings, "greetings.summary", keywords=("节日问候",), staff=True),),
+    due_rules=commands.DUE_RULES,
+)

@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 
 from handlers.core.deps import Deps, Request
-from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
+from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
 from handlers.core.messages import Reply
 from handlers.core.parsing import split_first
 from handlers.greetings.holidays import BUILTIN_IDS, Occurrence, next_occurrence, occurrences
@@ -149,7 +149,7 @@ async def prepare_greeting(repos: Repos, deps: Deps, ann: Announcement) -> Annou
     return updated
 
 
-register_kind(AnnouncementKind.GREETING, DueRule(prepare=prepare_greeting))
+DUE_RULES = {AnnouncementKind.GREETING: DueRule(prepare=prepare_greeting)}
 
 
 # --- /greetings (staff) -----------------------------------------------------------------------------

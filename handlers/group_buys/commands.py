@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from handlers.core.deps import Deps, Request
-from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
+from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
 from handlers.core.messages import Reply
 from handlers.core.parsing import (
     option_leftovers,
@@ -219,7 +219,7 @@ async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Ann
     return replace(ann, text=text)
 
 
-register_kind(AnnouncementKind.GROUPBUY_CLOSE, DueRule(prepare=settle_at_deadline, deadline=True))
+DUE_RULES = {AnnouncementKind.GROUPBUY_CLOSE: DueRule(prepare=settle_at_deadline, deadline=True)}
 
 
 async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, str], ...]]]:

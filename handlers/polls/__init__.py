@@ -1,1 +1,19 @@
-"""Polls (满意度调查): ratings, NPS, choices and rankings; answers, closing and results."""
+"""Polls (满意度调查): ratings, NPS, choices and rankings; answers, closing and results.
+
+This package's `FEATURE` declares its commands and announcement kinds to the core."""
+
+from handlers.core.command import Command
+from handlers.core.feature import Feature
+from handlers.polls import commands
+
+FEATURE = Feature(
+    "polls",
+    commands=(
+        Command("polls", commands.polls, "polls.summary", keywords=("调查", "投票")),
+        Command("vote", commands.vote, "vote.summary", keywords=("评分",), members_only=True),
+        Command("rank", commands.rank, "vote.summary", hidden=True, members_only=True),
+        Command("native_vote", commands.native_vote, "vote.summary", hidden=True, members_only=True),
+        Command("poll", commands.poll, "poll.summary", staff=True, prepare=commands.prepare_poll),
+    ),
+    due_rules=commands.DUE_RULES,
+)

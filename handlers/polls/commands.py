@@ -15,7 +15,7 @@ from typing import Any
 
 from handlers.core.command import Preparing
 from handlers.core.deps import Deps, Request
-from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind, register_kind
+from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
 from handlers.core.messages import Reply
 from handlers.core.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
 from handlers.polls import results as poll_results
@@ -565,5 +565,13 @@ async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> Annou
     return ann
 
 
-register_kind(AnnouncementKind.POLL_CLOSE, DueRule(prepare=close_at_deadline, deadline=True))
-register_kind(AnnouncementKind.FOLLOWUP, DueRule(prepare=prepare_followup))
+async def _chart_after_closing(deps: Deps, ann: Announcement) -> None:
+    poll_id = ann.subject_of(SubjectKind.POLL)
+    if poll_id is not None:
+        await send_closing_chart(deps, poll_id)
+
+
+DUE_RULES = {
+    AnnouncementKind.POLL_CLOSE: DueRule(prepare=close_at_deadline, deadline=True, after_commit=_chart_after_closing),
+    AnnouncementKind.FOLLOWUP: DueRule(prepare=prepare_followup),
+}

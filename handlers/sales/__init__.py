@@ -1,1 +1,17 @@
-"""Flash sales (秒杀): tiered early access, the start post with its claim button, claims."""
+"""Flash sales (秒杀): tiered early access, the start post with its claim button, claims.
+
+This package's `FEATURE` declares its commands and announcement kinds to the core."""
+
+from handlers.core.command import Command
+from handlers.core.feature import Feature
+from handlers.sales import commands
+
+FEATURE = Feature(
+    "sales",
+    commands=(
+        Command("claim", commands.claim, "claim.summary", keywords=("抢", "秒杀"), members_only=True),
+        Command("sale", commands.sale, "sale.summary", staff=True),
+    ),
+    due_rules=commands.DUE_RULES,
+    subjects=commands.SUBJECTS,
+)

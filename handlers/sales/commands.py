@@ -15,8 +15,6 @@ from handlers.core.kinds import (
     DueRule,
     SubjectKind,
     SubjectState,
-    register_kind,
-    register_subject,
 )
 from handlers.core.messages import Reply
 from handlers.core.parsing import (
@@ -31,6 +29,7 @@ from handlers.core.parsing import (
     yuan_text,
 )
 from handlers.shared.broadcast import (
+    PROMO_RULES,
     check_lead_time,
     countdown_text,
     inside_lead_time,
@@ -56,8 +55,10 @@ async def _sale_state(repos: Repos, sale_id: int) -> SubjectState | None:
     return None if sale is None else SubjectState(sale.state == "active", sale.starts_at)
 
 
-register_subject(SubjectKind.SALE, _sale_state)  # a cancelled sale's announcements are skipped
-register_kind(AnnouncementKind.SALE_EARLY, DueRule(until_start=True))  # early access after the start is none
+SUBJECTS = {SubjectKind.SALE: _sale_state}
+"""A cancelled sale's announcements are skipped."""
+DUE_RULES = {**PROMO_RULES, AnnouncementKind.SALE_EARLY: DueRule(until_start=True)}
+"""Early access after the start is none."""
 
 
 def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:

@@ -1,1 +1,15 @@
-"""RFM segments (RFM 分层) for staff, announcement audiences, and win-back care messages."""
+"""RFM segments (RFM 分层) for staff, announcement audiences, and win-back care messages.
+
+This package's `FEATURE` declares its commands to the core."""
+
+from handlers.core.command import Command
+from handlers.core.feature import Feature
+from handlers.segments import commands
+
+FEATURE = Feature(
+    "segments",
+    commands=(
+        Command("segments", commands.segments, "segments.summary", staff=True),
+        Command("segment", commands.segment, "segment.summary", staff=True),
+    ),
+)

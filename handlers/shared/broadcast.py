@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from handlers.core.deps import Deps
-from handlers.core.kinds import AnnouncementKind, DueRule, Subject, SubjectKind, register_kind
+from handlers.core.kinds import AnnouncementKind, DueRule, Subject, SubjectKind
 from handlers.core.messages import Button, Reply
 from handlers.core.rules import parse_duration
 from storage.announcements import Announcement
@@ -19,7 +19,8 @@ from storage.repos import Repos
 
 log = logging.getLogger(__name__)
 
-register_kind(AnnouncementKind.PROMO, DueRule(until_start=True))  # a promo after its start is pointless
+PROMO_RULES = {AnnouncementKind.PROMO: DueRule(until_start=True)}
+"""A promo after its start is pointless; declared by each feature that sends promos (events, sales)."""
 
 _LEGACY_SUBJECTS = {
     "event_id": SubjectKind.EVENT,

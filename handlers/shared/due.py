@@ -2,9 +2,9 @@
 down too long (past the grace time) or its subject no longer wants it (cancelled, already started), skipped.
 Staff hear of both. Deadlines (a group buy's, a poll's) settle their subject first, however late.
 
-What a kind does when due is declared by its feature in `handlers.core.kinds`; this module only
-dispatches. Nothing slow runs in its transaction: the chart of a poll closed on time is drawn after it commits
-and sent to staff in a short transaction of its own.
+What a kind does when due is declared by its feature (a `DueRule` in its `Feature`, see handlers.core.kinds);
+this module only dispatches. Nothing slow runs in its transaction: a rule's `after_commit` step (the chart of a
+poll closed on time) runs after it commits.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import handlers.core.table  # noqa: F401  (loads every feature, and so every kind's rule)
 from handlers.core.deps import Deps
-from handlers.core.kinds import AnnouncementKind, SubjectKind, rule_of, subject_state
-from handlers.polls.commands import send_closing_chart
+from handlers.core.kinds import AfterCommit, AnnouncementKind
 from handlers.shared.broadcast import duration_text, notify_staff, queue_recipients
 from storage.announcements import Announcement
 from storage.repos import Repos
@@ -28,8 +26,8 @@ LATE_NOTICE_AFTER = timedelta(minutes=2)
 
 async def _skip_reason(repos: Repos, deps: Deps, ann: Announcement, now_ts: int, late: timedelta) -> str | None:
     texts = deps.texts
-    rule = rule_of(ann.kind)
-    state = await subject_state(repos, ann)
+    rule = deps.kinds.rule_of(ann.kind)
+    state = await deps.kinds.subject_state(repos, ann)
     if state is not None and not state.active and ann.kind != AnnouncementKind.CANCEL:
         return texts.t("broadcast.reason_cancelled")
     if state is not None and rule.until_start and state.starts_at is not None and now_ts >= state.starts_at:
@@ -48,7 +46,7 @@ async def run_due(deps: Deps) -> list[int]:
     now = deps.now()
     now_ts = int(now.timestamp())
     queued: list[int] = []
-    closed_polls: list[int] = []
+    follow_ups: list[tuple[AfterCommit, Announcement]] = []
     async with deps.db.transaction() as repos:
         for due_ann in await repos.announcements.due(now_ts):
             late = now - datetime.fromtimestamp(due_ann.due_at, now.tzinfo)
@@ -59,14 +57,14 @@ async def run_due(deps: Deps) -> list[int]:
                     await notify_staff(repos, deps, deps.texts.t("broadcast.skipped", id=due_ann.id, reason=reason))
                 log.info("announcement %s skipped: %s", due_ann.id, reason)
                 continue
-            prepare = rule_of(due_ann.kind).prepare
+            rule = deps.kinds.rule_of(due_ann.kind)
+            prepare = rule.prepare
             ann = await prepare(repos, deps, due_ann) if prepare is not None else due_ann
             if ann is None:  # nothing left to send (a poll staff closed already)
                 await repos.announcements.settle(due_ann.id, "cancelled", now_ts)
                 continue
-            poll_id = ann.subject_of(SubjectKind.POLL) if ann.kind == AnnouncementKind.POLL_CLOSE else None
-            if poll_id is not None:
-                closed_polls.append(poll_id)
+            if rule.after_commit is not None:
+                follow_ups.append((rule.after_commit, ann))
             count = await queue_recipients(repos, deps, ann)
             outcome = ""
             if late > LATE_NOTICE_AFTER:
@@ -78,9 +76,9 @@ async def run_due(deps: Deps) -> list[int]:
             await repos.announcements.settle(ann.id, "queued", now_ts, outcome)
             queued.append(ann.id)
     deps.outbox.wake()
-    for poll_id in closed_polls:  # drawn with no write transaction open: other writes go on meanwhile
+    for follow_up, ann in follow_ups:  # with no write transaction open: other writes go on meanwhile
         try:
-            await send_closing_chart(deps, poll_id)
-        except Exception:  # the poll is closed and its results are posted; only staff's picture is lost
-            log.exception("sending the results chart of poll %s failed", poll_id)
+            await follow_up(deps, ann)
+        except Exception:  # the announcement is queued; only its follow-up (staff's chart) is lost
+            log.exception("the follow-up of announcement %s failed", ann.id)
     return queued
