@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from storage.db.rollback import Rollback
 from storage.db.sql import Statements, fetch_all, fetch_one
 
 
-class InsufficientPoints(Exception):
+class InsufficientPoints(Rollback):
     """The entry would take the member's balance below zero; nothing was booked."""
 
 

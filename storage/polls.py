@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from storage.db.rollback import Rollback
 from storage.db.sql import Statements, fetch_all, fetch_one
 
 
@@ -171,5 +172,5 @@ class PollRepo:
         return int(row[0]) if row else None
 
 
-class PollClosed(Exception):
+class PollClosed(Rollback):
     """The poll is closed (or gone); the answer was not recorded."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from storage.db.rollback import Rollback
 from storage.db.sql import Statements, fetch_all, fetch_one
 
 
@@ -191,5 +192,5 @@ class SaleRepo:
         return True
 
 
-class StockGone(Exception):
+class StockGone(Rollback):
     """The unit could not be taken (sold out, closed or not open yet); the transaction must roll back."""

@@ -9,7 +9,7 @@ import pytest
 
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
-from handlers.core.command import Command
+from handlers.core.command import Command, Refusal
 from handlers.core.deps import Deps, Request
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Reply
@@ -100,6 +100,25 @@ async def test_a_crashing_handler_is_logged_answered_and_the_bot_keeps_going(
     assert text.startswith("Sorry, something went wrong on our side")
     assert "handler /explode failed" in caplog.text and "ZeroDivisionError" in caplog.text
     assert "+10 points" in await chat.say("alice", "/checkin")
+
+
+async def test_a_refusal_undoes_the_handlers_writes_and_is_its_answer(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def refuse(req: Request, deps: Deps) -> list[Reply]:
+        async with deps.db.transaction() as repos:
+            await repos.ledger.append(req.member_id, 50, "award", "refused:1", deps.now_ts())
+            raise Refusal(Reply("not today"))
+
+    chat = ChatDriver(runtime)
+    chat.runtime.dispatcher = Dispatcher(runtime.deps, [*SHIPPED, Command("refuse", refuse, "help_cmd.summary")])
+    with caplog.at_level(logging.ERROR):
+        assert await chat.say("alice", "/refuse", group=False) == "not today"
+    assert "failed" not in caplog.text  # an answer, not a fault
+    assert "points: 0\n" in await chat.say("alice", "/points", group=False)  # the 50 were undone
+    again = chat.inbound("alice", "/refuse", group=False, key="refuse:1")
+    assert [r.text for r in await chat.runtime.dispatcher.handle(again, chat.port)] == ["not today"]
+    assert await chat.runtime.dispatcher.handle(again, chat.port) == []  # the update is done: not run again
 
 
 async def test_a_failed_update_can_be_retried(runtime: Runtime) -> None:

@@ -9,9 +9,19 @@ from typing import Any
 
 from handlers.core.deps import Deps
 from handlers.core.messages import Inbound, Reply
+from storage.db.rollback import Rollback
 
 HandlerFn = Callable[..., Awaitable[list[Reply]]]
 """`(req, deps)`; for a command with a `prepare` step, `(req, deps, prepared=<what it returned>)`."""
+
+
+class Refusal(Rollback):
+    """A handler's way to stop half-way with an answer: ``raise Refusal(Reply(...))``. Everything the handler
+    wrote is undone (it is the transaction's `Rollback`), the update is done, and the member gets `replies`."""
+
+    def __init__(self, *replies: Reply) -> None:
+        super().__init__(*(r.text for r in replies))
+        self.replies = list(replies)
 
 
 @dataclass(frozen=True, slots=True)

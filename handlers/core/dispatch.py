@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.core.command import Command, Preparing
+from handlers.core.command import Command, Preparing, Refusal
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Inbound, Reply
 from handlers.core.parsing import ParsedCommand, parse_button, parse_command, parse_keyword, split_first
@@ -241,12 +241,15 @@ class Dispatcher:
             return None, [Reply(self.deps.texts.t("common.apology"))]
 
     async def _run(self, command: Command, request: Request, prepared: Any = None) -> tuple[list[Reply], bool]:
-        """The handler, in a savepoint: its fault undoes its effects and becomes an apology (False)."""
+        """The handler, in a savepoint: its `Refusal` undoes its effects and is its answer; its fault undoes them
+        and becomes an apology (False)."""
         try:
             async with self.deps.db.transaction():
                 if command.prepare is not None:
                     return await command.handler(request, self.deps, prepared=prepared), True
                 return await command.handler(request, self.deps), True
+        except Refusal as refusal:  # undone on purpose: an answer, not a fault
+            return refusal.replies, True
         except Exception as exc:
             if is_storage_fault(exc):
                 raise
