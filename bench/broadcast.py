@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import child_env, python_executable, stop_child  # noqa: E402
+from bench.common import child_env, spawn_bot, stop_child  # noqa: E402
 from bench.fake_server import FakeServer  # noqa: E402
 from storage.db.database import Database  # noqa: E402
 
@@ -102,18 +102,8 @@ class Bot:
         return proc is not None and proc.poll() is None
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start #{len(self.processes) + 1} ---\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.app.cli", "run"],
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(proc)
+        banner = f"--- start #{len(self.processes) + 1} ---\n"
+        self.processes.append(spawn_bot(self.workdir, self.env, self.log_path, banner=banner))
 
     def kill(self) -> None:
         proc = self.current

@@ -80,19 +80,26 @@ if str(ROOT) not in sys.path:
 from telegram import Update  # noqa: E402
 from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler  # noqa: E402
 
-from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH_GROUP,
+    BENCH_TOKEN,
+    AnswerRecorder,
+    bench_settings,
+    instrument,
+    percentile,
+    run_in_process_bench,
+    seed_members,
+    staff_inbound,
+    timed_run,
+)
 from bench.fake_server import FakeServer  # noqa: E402
-from bot.app.config import Settings  # noqa: E402
 from bot.app.runtime import Runtime  # noqa: E402
 from bot.telegram.channel import TelegramChannel  # noqa: E402
 from handlers.core.clock import FakeClock  # noqa: E402
-from handlers.core.messages import Identity, Inbound  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, user  # noqa: E402
 
-GROUP_ID = -1001234567890
+GROUP_ID, TOKEN = BENCH_GROUP, BENCH_TOKEN
 FIRST_USER_ID = 500_000_000
-STAFF_ID = 500
-TOKEN = "123456:BENCH-TOKEN"
 SALE_ID = 1
 ITEM = "Cup"
 CLOCK_START = datetime(2026, 3, 10, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -136,39 +143,19 @@ def claim_stats(api: FakeBotApi) -> dict[str, Any]:
 
 # --- instrumentation (identical for both pipelines) ---------------------------------------------------
 @dataclass
-class Recorder:
-    """Times per callback query id: fed, taken to be handled, answer returned."""
+class Recorder(AnswerRecorder):
+    """Times per callback query id: fed, taken to be handled, answer returned; and codes posted in the group."""
 
-    expected: int
-    put_at: dict[str, float] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
-    answered_at: dict[str, float] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
-    answers: int = 0
     group_codes: int = 0
-    release: Callable[[], None] | None = None
-    """Called once per newly answered press (the closed loop's free slot)."""
-    all_answered: asyncio.Event = field(default_factory=asyncio.Event)
 
     def started(self, query_id: str) -> None:
         self.started_at.setdefault(query_id, time.perf_counter())
 
-    def answered(self, query_id: str, text: str) -> None:
-        self.answers += 1
-        if query_id in self.answered_at:
-            return
-        self.answered_at[query_id] = time.perf_counter()
-        self.texts[query_id] = text
-        if self.release is not None:
-            self.release()
-        if len(self.answered_at) >= self.expected:
-            self.all_answered.set()
-
     def on_success(self, url: str, params: dict[str, Any]) -> None:
         """A Bot API call got its answer: an ``answerCallbackQuery``, or maybe a code posted in the group."""
-        if url.endswith("/answerCallbackQuery"):
-            self.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
-        elif url.endswith("/sendMessage") and params.get("parse_mode") == "HTML":
+        super().on_success(url, params)
+        if url.endswith("/sendMessage") and params.get("parse_mode") == "HTML":
             if CODE_MARK in str(params.get("text", "")):
                 self.group_codes += 1
 
@@ -270,14 +257,7 @@ async def drive(
                 await put([item])
         await recorder.all_answered.wait()
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    try:
-        await asyncio.wait_for(feed(), wait_s)
-        completed = True
-    except TimeoutError:
-        completed = False
-    return t0, time.process_time() - cpu0, completed
+    return await timed_run(feed(), wait_s)
 
 
 def summarise(
@@ -364,21 +344,12 @@ async def run_bare(
 
 async def create_sale(runtime: Runtime, channel: TelegramChannel, units: int) -> None:
     """The staff's ``/sale add`` in the VIP group, through the dispatcher (the staff id is configured)."""
-    staff = Identity("telegram", str(STAFF_ID), "Shop", "shopkeeper")
     text = f"/sale add {ITEM} | price=9 stock={units} start={SALE_START} --force"
-    msg = Inbound("telegram", str(GROUP_ID), staff, text, True, "telegram:update:bench-sale", "1")
+    msg = staff_inbound(text, "telegram:update:bench-sale")
     replies = await runtime.dispatcher.handle(msg, channel)
     said = "\n".join(r.text for r in replies)
     if f"Flash sale #{SALE_ID} created" not in said:
         raise RuntimeError(f"creating the sale failed: {said!r}")
-
-
-async def seed_members(runtime: Runtime, members: int) -> None:
-    now = runtime.deps.now_ts()
-    async with runtime.deps.db.transaction() as repos:
-        for i in range(members):
-            uid = user_id(i)
-            await repos.members.register("telegram", str(uid), f"user{uid}", None, now)
 
 
 async def run_full(
@@ -391,26 +362,19 @@ async def run_full(
 ) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="vipbot-bench-") as tmp:
         db_path = Path(tmp) / "vip.db"
-        settings = Settings(
-            locale="en",
-            storage={"path": str(db_path)},
-            telegram={
-                "token": TOKEN,
-                "base_url": server.base_url,
-                "rate_limiter": False,  # 30 msg/s would measure Telegram's cap, not our code
-                "groups": [GROUP_ID],
-                "concurrent_updates": args.concurrency,
-            },
+        settings = bench_settings(
+            db_path, server.base_url,
+            rate_limiter=False,  # 30 msg/s would measure Telegram's cap, not our code
+            concurrency=args.concurrency,
             delivery={"concurrency": min(args.concurrency, 512)},  # toasts in flight, as the bare handler's
-            staff={"telegram": [STAFF_ID]},
-        )
+        )  # fmt: skip
         clock = FakeClock(CLOCK_START)
         runtime = await Runtime.open(settings, clock)
         try:
             channel = TelegramChannel(settings, runtime.dispatcher)
             await channel.attach(runtime)
             await create_sale(runtime, channel, args.units)
-            await seed_members(runtime, len(data))
+            await seed_members(runtime, FIRST_USER_ID, len(data))
             clock.advance(timedelta(hours=1, minutes=1))
             recorder = Recorder(len(data))
             await instrument(channel.application, recorder.on_success)

@@ -1,11 +1,15 @@
 """Pieces shared by the benchmark scripts of ``bench/``.
 
 * ``percentile``: the nearest-rank percentile every script reports;
+* ``AnswerRecorder`` / ``timed_run``: the button-press benchmarks' answer times, and one bounded, timed run;
+* ``BENCH_*`` / ``staff_inbound`` / ``bench_settings`` / ``seed_members``: the shop of the in-process Telegram
+  benchmarks;
 * ``run_in_process_bench``: ``main`` of the benchmarks that run the bot in this process (logging, a clean
   environment, the ``bench`` coroutine, ``--json``);
 * ``clean_environment`` / ``child_env``: keep a developer's real bot configuration (``VIPBOT_*`` and the
   secrets read from the environment) out of an in-process bot or a bot child process;
-* ``python_executable`` / ``stop_child``: start and stop ``python -m bot.app.cli run`` child processes;
+* ``python_executable`` / ``spawn_bot`` / ``ChildBot`` / ``stop_child``: start, hold and stop
+  ``python -m bot.app.cli run`` child processes;
 * ``cpu_seconds`` / ``load_average``: a process's CPU time (user + system, all threads) from
   ``/proc/<pid>/stat``, and the machine's load average, for benchmarks that run the bot as a child;
 * ``TimingRequest`` / ``TimingProcessor`` / ``instrument``: the bot's HTTPXRequest and PTB update processor
@@ -23,12 +27,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, SimpleUpdateProcessor
 from telegram.request import HTTPXRequest, RequestData
+
+if TYPE_CHECKING:  # the bot's own modules load only where a benchmark runs the bot in this process
+    from bot.app.config import Settings
+    from bot.app.runtime import Runtime
+    from handlers.core.messages import Inbound
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_VARIABLES = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
@@ -43,6 +54,51 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+@dataclass
+class AnswerRecorder:
+    """Times per callback query id of a button-press benchmark: when it was fed (`put_at`, set by the feeder)
+    and when its first ``answerCallbackQuery`` came back, with that answer's text. `on_success` is the timing
+    request's hook (see ``instrument``); `all_answered` is set once `expected` presses have an answer."""
+
+    expected: int
+    put_at: dict[str, float] = field(default_factory=dict)
+    answered_at: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    answers: int = 0
+    release: Callable[[], None] | None = None
+    """Called once per newly answered press (a closed loop's free slot)."""
+    all_answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answered(self, query_id: str, text: str) -> None:
+        self.answers += 1
+        if query_id in self.answered_at:
+            return
+        self.answered_at[query_id] = time.perf_counter()
+        self.texts[query_id] = text
+        if self.release is not None:
+            self.release()
+        if len(self.answered_at) >= self.expected:
+            self.all_answered.set()
+
+    def on_success(self, url: str, params: dict[str, Any]) -> None:
+        """A Bot API call got its answer: note each ``answerCallbackQuery``."""
+        if url.endswith("/answerCallbackQuery"):
+            self.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
+
+
+async def timed_run(work: Awaitable[None], wait_s: float) -> tuple[float, float, bool]:
+    """Await `work` for at most `wait_s` seconds: (when it started, the CPU seconds this process used meanwhile,
+    whether it completed in time)."""
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    try:
+        await asyncio.wait_for(work, wait_s)
+        completed = True
+    except TimeoutError:
+        completed = False
+    return t0, time.process_time() - cpu0, completed
+
+
 def run_in_process_bench(
     bench: Callable[[argparse.Namespace], Coroutine[Any, Any, tuple[int, dict[str, Any]]]], args: argparse.Namespace
 ) -> int:
@@ -54,6 +110,39 @@ def run_in_process_bench(
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return status
+
+
+# --- the in-process Telegram benchmarks' shop ------------------------------------------------------------------
+BENCH_TOKEN = "123456:BENCH-TOKEN"
+BENCH_GROUP = -1001234567890
+BENCH_STAFF = 500
+
+
+def staff_inbound(text: str, key: str) -> Inbound:
+    """The staff's command `text` in the VIP group, as the dispatcher gets it (`key`: its idempotency key)."""
+    from handlers.core.messages import Identity, Inbound
+
+    staff = Identity("telegram", str(BENCH_STAFF), "Shop", "shopkeeper")
+    return Inbound("telegram", str(BENCH_GROUP), staff, text, True, key, "1")
+
+
+def bench_settings(db_path: Path, base_url: str, *, rate_limiter: bool, concurrency: int, **extra: Any) -> Settings:
+    """The bot's settings for an in-process benchmark: English, the VIP group and staff above, the fake Bot API
+    at `base_url`, `concurrency` updates at a time; `extra` adds sections."""
+    from bot.app.config import Settings
+
+    telegram = {"token": BENCH_TOKEN, "base_url": base_url, "rate_limiter": rate_limiter, "groups": [BENCH_GROUP],
+                "concurrent_updates": concurrency}  # fmt: skip
+    return Settings(locale="en", storage={"path": str(db_path)}, telegram=telegram,
+                    staff={"telegram": [BENCH_STAFF]}, **extra)  # fmt: skip
+
+
+async def seed_members(runtime: Runtime, first_user_id: int, members: int) -> None:
+    """Register `members` Telegram members, user ids from `first_user_id` on (named user<id>), in one transaction."""
+    now = runtime.deps.now_ts()
+    async with runtime.deps.db.transaction() as repos:
+        for uid in range(first_user_id, first_user_id + members):
+            await repos.members.register("telegram", str(uid), f"user{uid}", None, now)
 
 
 # --- environment and child processes ---------------------------------------------------------------------------
@@ -84,6 +173,40 @@ def python_executable() -> str:
     """The project's virtualenv python, else this one."""
     venv = ROOT / ".venv" / "bin" / "python"
     return str(venv) if venv.exists() else sys.executable
+
+
+def spawn_bot(
+    workdir: Path, env: dict[str, str], log_path: Path, *args: str, banner: str = ""
+) -> subprocess.Popen[bytes]:
+    """``python -m bot.app.cli run *args`` as a child process in ``workdir``, its output appended to
+    ``log_path`` after ``banner`` (a line marking this start, when given)."""
+    with log_path.open("ab") as log:
+        if banner:
+            log.write(banner.encode())
+            log.flush()
+        return subprocess.Popen(
+            [python_executable(), "-m", "bot.app.cli", "run", *args],
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+@dataclass
+class ChildBot:
+    """A bot child process (see ``spawn_bot``) and the log file its output goes to."""
+
+    env: dict[str, str]
+    workdir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
 
 def stop_child(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:

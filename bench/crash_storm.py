@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import child_env, python_executable  # noqa: E402
+from bench.common import ChildBot, child_env, spawn_bot  # noqa: E402
 from bench.fake_server import ControlHandler, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
 from storage.db.database import Database  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update, user  # noqa: E402
@@ -164,24 +164,16 @@ def storm_server_main(conn: Connection, token: str) -> None:
 
 # --- the bot process ------------------------------------------------------------------------------------------
 @dataclass
-class Bot:
-    env: dict[str, str]
-    workdir: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
+class Bot(ChildBot):
+    """The bot child, started again and again; `offset` is where this start's output begins in the log."""
+
     offset: int = 0
     starts: int = 0
 
     def start(self) -> None:
         self.starts += 1
-        self.offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as out:
-            out.write(f"===== start {self.starts} =====\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.app.cli", "run"], cwd=self.workdir, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc = spawn_bot(self.workdir, self.env, self.log_path, banner=f"===== start {self.starts} =====\n")
 
     @property
     def pid(self) -> int:
@@ -189,7 +181,7 @@ class Bot:
         return self.proc.pid
 
     def this_run(self) -> str:
-        with self.log.open("rb") as log:
+        with self.log_path.open("rb") as log:
             log.seek(self.offset)
             return log.read().decode(errors="replace")
 
@@ -222,10 +214,7 @@ class Bot:
             self.proc.wait(10)
 
     def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def bot_env(server: SpawnedFake, db: Path) -> dict[str, str]:
@@ -430,7 +419,7 @@ def storm(args: argparse.Namespace, tmp: Path, server: SpawnedFake, report: Repo
         raise
     account(db, server, report, items)
     backlog_stop(args, tmp, server, db, report)
-    lines = bot.log.read_text(errors="replace").splitlines()
+    lines = bot.log_path.read_text(errors="replace").splitlines()
     report.log_errors = [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
 
 

@@ -98,7 +98,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.common import child_env, cpu_seconds, load_average, percentile, python_executable, stop_child  # noqa: E402
+from bench.common import child_env, cpu_seconds, load_average, percentile, python_executable, spawn_bot, stop_child  # noqa: E402
 from bench.fake_server import DEFAULT_TOKEN, FakeServer  # noqa: E402
 from tests.fakes.bot_api import MESSAGE_METHODS  # noqa: E402
 
@@ -308,11 +308,7 @@ def start_bot(server: FakeServer, workload: Workload, workdir: Path) -> subproce
         VIPBOT_STAFF__TELEGRAM=json.dumps(list(STAFF_IDS)),
         VIPBOT_STORAGE__PATH=str(workdir / "vip.db"),
     )
-    with (workdir / "bot.log").open("wb") as out:
-        return subprocess.Popen(
-            [python_executable(), "-m", "bot.app.cli", "run", "--config", str(ROOT / "config.yaml")],
-            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    return spawn_bot(workdir, env, workdir / "bot.log", "--config", str(ROOT / "config.yaml"))
 
 
 def start_bare(server: FakeServer, workdir: Path) -> subprocess.Popen[bytes]:

@@ -71,9 +71,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-from bench.common import instrument, percentile, run_in_process_bench  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH_GROUP,
+    BENCH_TOKEN,
+    AnswerRecorder,
+    bench_settings,
+    instrument,
+    percentile,
+    run_in_process_bench,
+    seed_members,
+    staff_inbound,
+    timed_run,
+)
 from bench.fake_server import FakeServer  # noqa: E402
-from bot.app.config import Settings  # noqa: E402
 from bot.app.runtime import Runtime  # noqa: E402
 from bot.telegram.channel import TelegramChannel  # noqa: E402
 from bot.telegram.intake import Intake  # noqa: E402
@@ -83,10 +93,8 @@ from handlers.polls.commands import results  # noqa: E402
 from handlers.shared.charts import bar_chart  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, callback_update, user  # noqa: E402
 
-GROUP_ID = -1001234567890
+GROUP_ID, TOKEN = BENCH_GROUP, BENCH_TOKEN
 FIRST_USER_ID = 600_000_000
-STAFF_ID = 500
-TOKEN = "123456:BENCH-TOKEN"
 POLL_ID = 1
 QUESTION = "How was your visit?"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -169,30 +177,8 @@ def poll_stats(api: FakeBotApi) -> dict[str, Any]:
 
 
 # --- instrumentation ------------------------------------------------------------------------------------
-@dataclass
-class Recorder:
+class Recorder(AnswerRecorder):
     """Times per callback query id: stored, answer returned (and the answer's text)."""
-
-    expected: int
-    put_at: dict[str, float] = field(default_factory=dict)
-    answered_at: dict[str, float] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
-    answers: int = 0
-    all_answered: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def answered(self, query_id: str, text: str) -> None:
-        self.answers += 1
-        if query_id in self.answered_at:
-            return
-        self.answered_at[query_id] = time.perf_counter()
-        self.texts[query_id] = text
-        if len(self.answered_at) >= self.expected:
-            self.all_answered.set()
-
-    def on_success(self, url: str, params: dict[str, Any]) -> None:
-        """A Bot API call got its answer: note each ``answerCallbackQuery``."""
-        if url.endswith("/answerCallbackQuery"):
-            self.answered(str(params.get("callback_query_id")), str(params.get("text") or ""))
 
 
 # --- one run --------------------------------------------------------------------------------------------
@@ -256,19 +242,8 @@ async def drive(
         feed_end = time.perf_counter()
         await recorder.all_answered.wait()
 
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    try:
-        await asyncio.wait_for(feed(), wait_s)
-        completed = True
-    except TimeoutError:
-        completed = False
-    return t0, (feed_end or time.perf_counter()) - t0, time.process_time() - cpu0, completed
-
-
-def staff_inbound(text: str, key: str) -> Inbound:
-    staff = Identity("telegram", str(STAFF_ID), "Shop", "shopkeeper")
-    return Inbound("telegram", str(GROUP_ID), staff, text, True, key, "1")
+    t0, cpu, completed = await timed_run(feed(), wait_s)
+    return t0, (feed_end or time.perf_counter()) - t0, cpu, completed
 
 
 async def create_poll(runtime: Runtime, channel: TelegramChannel) -> None:
@@ -277,14 +252,6 @@ async def create_poll(runtime: Runtime, channel: TelegramChannel) -> None:
     said = "\n".join(r.text for r in await runtime.dispatcher.handle(msg, channel))
     if f"Poll #{POLL_ID} posted" not in said:
         raise RuntimeError(f"creating the poll failed: {said!r}")
-
-
-async def seed_members(runtime: Runtime, members: int) -> None:
-    now = runtime.deps.now_ts()
-    async with runtime.deps.db.transaction() as repos:
-        for i in range(members):
-            uid = FIRST_USER_ID + i
-            await repos.members.register("telegram", str(uid), f"user{uid}", None, now)
 
 
 def expected_summary(final: dict[int, int]) -> dict[str, Any]:
@@ -434,24 +401,15 @@ async def run(
     final = last_ratings(presses)
     with tempfile.TemporaryDirectory(prefix="vipbot-bench-") as tmp:
         db_path = Path(tmp) / "vip.db"
-        settings = Settings(
-            locale="en",
-            storage={"path": str(db_path)},
-            telegram={
-                "token": TOKEN,
-                "base_url": server.base_url,
-                "rate_limiter": not args.no_rate_limiter,
-                "groups": [GROUP_ID],
-                "concurrent_updates": args.concurrency,
-            },
-            staff={"telegram": [STAFF_ID]},
+        settings = bench_settings(
+            db_path, server.base_url, rate_limiter=not args.no_rate_limiter, concurrency=args.concurrency
         )
         runtime = await Runtime.open(settings)
         try:
             channel = TelegramChannel(settings, runtime.dispatcher)
             await channel.attach(runtime)
             await create_poll(runtime, channel)
-            await seed_members(runtime, args.members)
+            await seed_members(runtime, FIRST_USER_ID, args.members)
             recorder = Recorder(len(data))
             await instrument(channel.application, recorder.on_success)
             assert channel.intake is not None

@@ -63,7 +63,6 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -84,11 +83,11 @@ import httpx  # noqa: E402
 import xmltodict  # noqa: E402
 from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
-from bench.common import child_env, percentile, python_executable, stop_child  # noqa: E402
+from bench.common import ChildBot, child_env, cpu_seconds, percentile, spawn_bot, stop_child  # noqa: E402
 from bench.fake_server import ControlHandler, FakeServer, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
 from handlers.core.rules import CheckinRules  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, message_update, user  # noqa: E402
-from tests.fakes.wechat_api import FakeWeChatApi  # noqa: E402
+from tests.fakes.wechat_api import FakeWeChatApi, answer_text  # noqa: E402
 
 TG_TOKEN = "123456:BENCH-TOKEN"
 TG_SECRET = "bench-hook-secret"
@@ -186,49 +185,25 @@ def bot_env(tg: FakeServer, wx: WeChatFake, db_path: Path, port: int, mode: str)
     return env
 
 
-@dataclass
-class Bot:
+class Bot(ChildBot):
     """`python -m bot.app.cli run --config <empty file>` as a child process, its output in a log file."""
-
-    env: dict[str, str]
-    workdir: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         config = self.workdir / "bench.yaml"
         config.write_text("{}\n", encoding="utf-8")
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [python_executable(), "-m", "bot.app.cli", "run", "--config", str(config)],
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        self.proc = spawn_bot(self.workdir, self.env, self.log_path, "--config", str(config))
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the bot process so far (from /proc)."""
         if self.proc is None:
             return 0.0
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return cpu_seconds(self.proc.pid)
         except OSError:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def terminate(self, timeout: float = 30.0) -> int | None:
         return None if self.proc is None else stop_child(self.proc, timeout)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
 
 async def wait_ready(bot: Bot, base: str, timeout: float = 60.0) -> None:
@@ -298,16 +273,6 @@ def telegram_requests(members: int) -> list[Prepared]:
         body = json.dumps(update, ensure_ascii=False).encode()
         out.append(Prepared(str(update["update_id"]), "/telegram", body, headers, update["message"]["message_id"]))
     return out
-
-
-def wechat_answer(body: str, crypto: WeChatCrypto | None) -> str:
-    """The passive answer's text; '' for 'success' (the answer comes later by customer service)."""
-    if body == "success":
-        return ""
-    if crypto is not None:
-        envelope = xmltodict.parse(body)["xml"]
-        body = crypto.decrypt_message(body, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
-    return str(xmltodict.parse(body)["xml"]["Content"])
 
 
 # --- the load ------------------------------------------------------------------------------------------------
@@ -503,7 +468,7 @@ async def wechat_phase(
             errors[answer.error.split(":")[0] if answer.error else f"HTTP {answer.status}"] += 1
             continue
         try:
-            text = wechat_answer(answer.body, crypto if mode == "safe" else None)
+            text = answer_text(answer.body, crypto if mode == "safe" else None)
         except Exception as exc:  # an undecryptable or malformed answer is a failure, not a crash of the bench
             wrong += 1
             errors[type(exc).__name__] += 1

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import (
+    BULK_ROWS,
+    Repo,
+    changed_one,
+    comma_list,
+    fetch_all,
+    fetch_all_as,
+    fetch_one,
+    fetch_one_as,
+    from_row,
+    inserted_id,
+)
 
 Subject = tuple[str, int]
 """What an announcement is about: (subject kind, id), e.g. ('event', 3); handlers.core.kinds names them."""
+
+
+def _subject_view(subject_kind: str) -> property:
+    """A read-only attribute: the subject's id if the announcement is about a `subject_kind`, else None."""
+    return property(lambda ann: ann.subject_of(subject_kind), doc=f"`subject_of({subject_kind!r})`.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +55,11 @@ class Announcement:
         return self.subject_kind, self.subject_id
 
     # Read-only views of the subject under the names of the former per-feature columns.
-    @property
-    def event_id(self) -> int | None:
-        return self.subject_of("event")
-
-    @property
-    def sale_id(self) -> int | None:
-        return self.subject_of("sale")
-
-    @property
-    def group_buy_id(self) -> int | None:
-        return self.subject_of("group_buy")
-
-    @property
-    def poll_id(self) -> int | None:
-        return self.subject_of("poll")
-
-    @property
-    def member_id(self) -> int | None:
-        return self.subject_of("member")
+    event_id = _subject_view("event")
+    sale_id = _subject_view("sale")
+    group_buy_id = _subject_view("group_buy")
+    poll_id = _subject_view("poll")
+    member_id = _subject_view("member")
 
 
 _SELECT = (
@@ -66,26 +69,15 @@ _SELECT = (
 
 
 def _announcement(row: sqlite3.Row) -> Announcement:
-    return Announcement(
-        id=row["id"],
-        kind=row["kind"],
-        audience=row["audience"],
-        tiers=tuple(t for t in (row["tiers"] or "").split(",") if t),
-        text=row["text"],
+    return from_row(
+        Announcement,
+        row,
+        tiers=comma_list(row["tiers"]),
         buttons=tuple((label, data) for label, data in json.loads(row["buttons"])),
-        lead=row["lead"],
-        due_at=row["due_at"],
-        state=row["state"],
-        outcome=row["outcome"],
-        subject_kind=row["subject_kind"],
-        subject_id=row["subject_id"],
     )
 
 
-class AnnouncementRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class AnnouncementRepo(Repo):
     async def create(
         self,
         kind: str,
@@ -104,7 +96,7 @@ class AnnouncementRepo:
         """A pending announcement; a kind the database does not know, or a subject that does not exist, is
         refused (sqlite3.IntegrityError)."""
         subject_kind, subject_id = subject if subject is not None else (None, None)
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO announcements(kind, audience, tiers, text, buttons, subject_kind, subject_id, image, lead,"
             " due_at, created_by, created_at)"
@@ -114,18 +106,35 @@ class AnnouncementRepo:
                 subject_kind, subject_id, image, lead, due_at, created_by, now,
             ),
         )  # fmt: skip
-        assert row is not None
-        return int(row[0])
+
+    async def create_many(
+        self, kind: str, audience: str, items: Sequence[tuple[str, Subject | None]], due_at: int, now: int
+    ) -> list[int]:
+        """Pending announcements of one kind and audience, one per (text, subject) of `items`, in one statement
+        (bulk beyond BULK_ROWS); returns their ids in the order of `items`."""
+        if not items:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "INSERT INTO announcements(kind, audience, text, subject_kind, subject_id, due_at, created_at)"
+            " SELECT ?, ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
+            " ?, ? FROM json_each(?) j WHERE true ORDER BY j.key RETURNING id",
+            (kind, audience, due_at, now,
+             json.dumps([[text, *(subject or (None, None))] for text, subject in items], ensure_ascii=False)),
+            bulk=len(items) > BULK_ROWS,
+        )  # fmt: skip
+        return sorted(int(r["id"]) for r in rows)  # ids are given in insertion order, which follows `items`
 
     async def get(self, announcement_id: int) -> Announcement | None:
-        row = await fetch_one(self._conn, f"{_SELECT} WHERE id = ?", (announcement_id,))
-        return _announcement(row) if row else None
+        return await fetch_one_as(self._conn, _announcement, f"{_SELECT} WHERE id = ?", (announcement_id,))
 
     async def due(self, now: int, limit: int = 500) -> list[Announcement]:
-        rows = await fetch_all(
-            self._conn, f"{_SELECT} WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
+        return await fetch_all_as(
+            self._conn,
+            _announcement,
+            f"{_SELECT} WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+            (now, limit),
         )
-        return [_announcement(r) for r in rows]
 
     async def pending_times(self) -> list[tuple[int, int]]:
         """(id, due_at) of every pending announcement, for re-planning the scheduler."""
@@ -140,17 +149,18 @@ class AnnouncementRepo:
         if subject is not None:
             where.append("subject_kind = ? AND subject_id = ?")
             params.extend(subject)
-        rows = await fetch_all(self._conn, f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY due_at, id", params)
-        return [_announcement(r) for r in rows]
+        return await fetch_all_as(
+            self._conn, _announcement, f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY due_at, id", params
+        )
 
     async def for_subject(self, subject_kind: str, subject_id: int) -> list[Announcement]:
         """Every announcement about one subject, pending or not, in the order they are due."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            _announcement,
             f"{_SELECT} WHERE subject_kind = ? AND subject_id = ? ORDER BY due_at, id",
             (subject_kind, subject_id),
         )
-        return [_announcement(r) for r in rows]
 
     async def for_event(self, event_id: int) -> list[Announcement]:
         """`for_subject('event', event_id)`."""
@@ -158,11 +168,37 @@ class AnnouncementRepo:
 
     async def settle(self, announcement_id: int, state: str, now: int, outcome: str = "") -> bool:
         """Move a pending announcement to queued, skipped or cancelled; False if it was no longer pending."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE announcements SET state = ?, outcome = ?, queued_at = ? WHERE id = ? AND state = 'pending'",
             (state, outcome, now, announcement_id),
         )
-        return cur.rowcount == 1
+
+    async def settle_many(self, announcement_ids: Sequence[int], state: str, now: int, outcome: str = "") -> None:
+        """`settle` for many pending announcements in one statement (bulk beyond BULK_ROWS)."""
+        if announcement_ids:
+            await self._conn.execute(
+                "UPDATE announcements SET state = ?, outcome = ?, queued_at = ?"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'",
+                (state, outcome, now, json.dumps([int(i) for i in announcement_ids])),
+                bulk=len(announcement_ids) > BULK_ROWS,
+            )
+
+    async def settle_by_deliveries(self, announcement_ids: Sequence[int], now: int, outcome: str) -> list[int]:
+        """Settle pending announcements in one statement: 'queued' those with a delivery queued, 'skipped' with
+        `outcome` the others; returns the skipped ones' ids, in order."""
+        if not announcement_ids:
+            return []
+        delivered = "EXISTS (SELECT 1 FROM deliveries d WHERE d.announcement_id = announcements.id)"
+        rows = await fetch_all(
+            self._conn,
+            f"UPDATE announcements SET state = CASE WHEN {delivered} THEN 'queued' ELSE 'skipped' END,"
+            f" outcome = CASE WHEN {delivered} THEN '' ELSE ? END, queued_at = ?"
+            " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' RETURNING id, state",
+            (outcome, now, json.dumps([int(i) for i in announcement_ids])),
+            bulk=len(announcement_ids) > BULK_ROWS,
+        )
+        return sorted(int(r["id"]) for r in rows if r["state"] == "skipped")
 
     async def cancel_pending_for(self, subject_kind: str, subject_id: int) -> list[int]:
         """Cancel every pending announcement about one subject; returns their ids (for the scheduler)."""
@@ -213,11 +249,11 @@ class AnnouncementRepo:
 
     async def mark_outcome_reported(self, announcement_id: int, now: int) -> bool:
         """Record that staff were told how the announcement's delivery ended; False if it already was."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE announcements SET outcome_reported_at = ? WHERE id = ? AND outcome_reported_at IS NULL",
             (now, announcement_id),
         )
-        return cur.rowcount == 1
 
     async def outcome_reported_at(self, announcement_id: int) -> int | None:
         row = await fetch_one(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_all_as, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,10 +13,7 @@ class BoardLine:
     streak: int
 
 
-class BoardRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class BoardRepo(Repo):
     async def message_id(self, channel: str, chat_id: str, day: str) -> str | None:
         row = await fetch_one(
             self._conn,
@@ -43,10 +40,10 @@ class BoardRepo:
         return int(row[0]) if row else 0
 
     async def latest(self, chat: str, day: str, limit: int) -> list[BoardLine]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
-            "SELECT m.display_name, c.streak FROM checkins c JOIN members m ON m.id = c.member_id"
+            BoardLine,
+            "SELECT m.display_name AS name, c.streak FROM checkins c JOIN members m ON m.id = c.member_id"
             " WHERE c.chat = ? AND c.day = ? ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?",
             (chat, day, limit),
         )
-        return [BoardLine(r[0], r[1]) for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_one, fetch_one_as, has_row
 
 # Tables whose rows move with a merged member; the ledger is append-only and gets transfer entries instead.
 _NOT_MOVED = {"ledger", "members"}
@@ -21,20 +21,16 @@ class BindCode:
     expires_at: int
 
 
-class ChannelStateRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class ChannelStateRepo(Repo):
     # --- the customer-service window ---------------------------------------------------------------
     async def take_window_slot(self, channel: str, external_id: str, opened_after: int, cap: int) -> bool:
         """Count one push against the open window; False when it is closed or used up."""
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "UPDATE identities SET window_sent = window_sent + 1 WHERE channel = ? AND external_id = ?"
             " AND last_inbound_at >= ? AND window_sent < ? AND unsubscribed_at IS NULL RETURNING window_sent",
             (channel, external_id, opened_after, cap),
         )
-        return row is not None
 
     async def unsubscribed(self, channel: str, external_id: str, now: int) -> None:
         """Mark an identity gone (no pushes any more); nothing is deleted."""
@@ -71,31 +67,30 @@ class ChannelStateRepo:
         """The member's one live code, asked for by the identity (`channel`, `external_id`); an earlier code
         of theirs is replaced. False when `code` is taken (draw another)."""
         await self._conn.execute("DELETE FROM bind_codes WHERE expires_at <= ? OR member_id = ?", (now, member_id))
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "INSERT INTO bind_codes(code, member_id, channel, external_id, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
             (code, member_id, channel, external_id, now, expires_at),
         )
-        return row is not None
 
     async def use_bind_code(self, code: str, channel: str, now: int) -> BindCode | None:
         """A live code used from another channel than the one it was asked on; it is used up (once)."""
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            BindCode,
             "DELETE FROM bind_codes WHERE code = ? AND expires_at > ? AND channel <> ?"
             " RETURNING member_id, channel, external_id, expires_at",
             (code, now, channel),
         )
-        return BindCode(*row) if row else None
 
     async def live_bind_code(self, code: str, now: int) -> BindCode | None:
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            BindCode,
             "SELECT member_id, channel, external_id, expires_at FROM bind_codes WHERE code = ? AND expires_at > ?",
             (code, now),
         )
-        return BindCode(*row) if row else None
 
     async def drop_bind_code(self, code: str) -> None:
         await self._conn.execute("DELETE FROM bind_codes WHERE code = ?", (code,))
@@ -112,7 +107,7 @@ class ChannelStateRepo:
             "INSERT INTO bind_failures(scope, window_start, failures) VALUES (?, ?, 0) ON CONFLICT(scope) DO NOTHING",
             (scope, now),
         )
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "UPDATE bind_failures SET"
             " failures = CASE WHEN window_start <= :now - :window THEN 1 ELSE failures + 1 END,"
@@ -120,7 +115,6 @@ class ChannelStateRepo:
             " WHERE scope = :scope AND (window_start <= :now - :window OR failures < :limit) RETURNING failures",
             {"now": now, "window": window, "scope": scope, "limit": limit},
         )
-        return row is not None
 
     async def give_back_bind_try(self, scope: str) -> None:
         """A try that turned out right is no wrong code."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from storage.db.sql import Statements, fetch_all
+from storage.db.sql import Repo, fetch_all
 
 
-class ChatRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class ChatRepo(Repo):
     async def add(self, channel: str, chat_id: str, now: int, title: str = "") -> None:
         await self._conn.execute(
             "INSERT INTO chats(channel, chat_id, title, added_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_one
+from storage.db.sql import Repo, fetch_one, fetch_one_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +14,10 @@ class Checkin:
     points: int
 
 
-class CheckinRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
+_SELECT = "SELECT day, streak, points FROM checkins"
 
+
+class CheckinRepo(Repo):
     async def record(
         self,
         member_id: int,
@@ -34,13 +34,14 @@ class CheckinRepo:
         The primary key (member_id, day) is what stops a double check-in, not a prior read. `chat`
         ('channel:chat id') names the group it was made in, for that group's board.
         """
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            Checkin,
             "WITH s AS (SELECT COALESCE((SELECT streak FROM checkins WHERE member_id = :m AND day = :prev),"
             " 0) + 1 AS streak)"
             " INSERT INTO checkins(member_id, day, streak, points, created_at, chat)"
             " SELECT :m, :day, streak, :base + MIN(:bonus * (streak - 1), :cap), :now, :chat FROM s WHERE true"
-            " ON CONFLICT(member_id, day) DO NOTHING RETURNING streak, points",
+            " ON CONFLICT(member_id, day) DO NOTHING RETURNING day, streak, points",
             {
                 "m": member_id,
                 "day": day,
@@ -52,21 +53,14 @@ class CheckinRepo:
                 "chat": chat,
             },
         )
-        return Checkin(day, row[0], row[1]) if row else None
 
     async def on_day(self, member_id: int, day: str) -> Checkin | None:
-        row = await fetch_one(
-            self._conn, "SELECT day, streak, points FROM checkins WHERE member_id = ? AND day = ?", (member_id, day)
-        )
-        return Checkin(row[0], row[1], row[2]) if row else None
+        return await fetch_one_as(self._conn, Checkin, f"{_SELECT} WHERE member_id = ? AND day = ?", (member_id, day))
 
     async def latest(self, member_id: int) -> Checkin | None:
-        row = await fetch_one(
-            self._conn,
-            "SELECT day, streak, points FROM checkins WHERE member_id = ? ORDER BY day DESC LIMIT 1",
-            (member_id,),
+        return await fetch_one_as(
+            self._conn, Checkin, f"{_SELECT} WHERE member_id = ? ORDER BY day DESC LIMIT 1", (member_id,)
         )
-        return Checkin(row[0], row[1], row[2]) if row else None
 
     async def count_on(self, day: str) -> int:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM checkins WHERE day = ?", (day,))

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import BULK_ROWS, Repo, changed_one, fetch_all, fetch_all_as, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +46,25 @@ class TierRange:
     high: int | None
 
 
-BULK_ROWS = 100
-"""Rows written by one statement beyond which it goes to the database thread instead of the event loop."""
-
-
 def _in(values: Sequence[str]) -> str:
     return ",".join("?" * len(values))
 
 
-class DeliveryRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class DeliveryRepo(Repo):
     # --- filling the queue -----------------------------------------------------------------------
     async def queue_groups(self, announcement_id: int, channels: Sequence[str]) -> int:
-        if not channels:
+        return await self.queue_groups_many([announcement_id], channels)
+
+    async def queue_groups_many(self, announcement_ids: Sequence[int], channels: Sequence[str]) -> int:
+        """A post in every VIP group of `channels` for each announcement, in their order, in one statement."""
+        if not channels or not announcement_ids:
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target)"
-            f" SELECT ?, channel, 'chat', chat_id FROM chats WHERE channel IN ({_in(channels)})"
-            " ON CONFLICT DO NOTHING",
-            (announcement_id, *channels),
+            " SELECT j.value, c.channel, 'chat', c.chat_id FROM json_each(?) j, chats c"
+            f" WHERE c.channel IN ({_in(channels)}) ORDER BY j.key, c.channel, c.chat_id ON CONFLICT DO NOTHING",
+            (json.dumps([int(i) for i in announcement_ids]), *channels),
+            bulk=len(announcement_ids) > BULK_ROWS,
         )
         return cur.rowcount
 
@@ -140,16 +138,22 @@ class DeliveryRepo:
         self, announcement_id: int, bodies: Sequence[tuple[int, str]], channels: Sequence[str]
     ) -> int:
         """`queue_personal` for many (member id, text) pairs in one statement, in their order."""
-        if not channels or not bodies:
+        return await self.queue_personal_each([(announcement_id, member, body) for member, body in bodies], channels)
+
+    async def queue_personal_each(self, items: Sequence[tuple[int, int, str]], channels: Sequence[str]) -> int:
+        """For each (announcement id, member id, text), a private copy with that text on each channel the member
+        can be reached, all in one statement (bulk beyond BULK_ROWS), in their order; returns rows queued."""
+        if not channels or not items:
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id, body)"
-            " SELECT ?, i.channel, 'user', i.external_id, i.member_id, json_extract(j.value, '$[1]')"
-            " FROM json_each(?) j JOIN identities i ON i.member_id = json_extract(j.value, '$[0]')"
+            " SELECT json_extract(j.value, '$[0]'), i.channel, 'user', i.external_id, i.member_id,"
+            " json_extract(j.value, '$[2]')"
+            " FROM json_each(?) j JOIN identities i ON i.member_id = json_extract(j.value, '$[1]')"
             f" WHERE i.can_message = 1 AND i.channel IN ({_in(channels)}) ORDER BY j.key, i.channel"
             " ON CONFLICT DO NOTHING",
-            (announcement_id, json.dumps(bodies, ensure_ascii=False), *channels),
-            bulk=len(bodies) > BULK_ROWS,
+            (json.dumps([list(item) for item in items], ensure_ascii=False), *channels),
+            bulk=len(items) > BULK_ROWS,
         )
         return cur.rowcount
 
@@ -168,15 +172,18 @@ class DeliveryRepo:
     async def due(self, channels: Sequence[str], wall_now: float, limit: int) -> list[Delivery]:
         if not channels:
             return []
-        rows = await fetch_all(
+        # A 'poll_native' announcement's poll is its subject.
+        return await fetch_all_as(
             self._conn,
-            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text, a.buttons, d.body,"
-            " a.image, a.poll_id, a.kind FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
+            Delivery,
+            "SELECT d.id, d.announcement_id, d.channel, d.target_kind, d.target, d.attempts, a.text,"
+            " a.buttons AS buttons_json, d.body, a.image, a.kind,"
+            " CASE WHEN a.subject_kind = 'poll' THEN a.subject_id END AS poll_id"
+            " FROM deliveries d JOIN announcements a ON a.id = d.announcement_id"
             f" WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND d.channel IN ({_in(channels)})"
             " ORDER BY d.next_attempt_at, d.id LIMIT ?",
             (wall_now, *channels, limit),
         )
-        return [Delivery(*r) for r in rows]
 
     async def next_attempt_at(self, channels: Sequence[str]) -> float | None:
         if not channels:
@@ -190,11 +197,11 @@ class DeliveryRepo:
 
     async def claim(self, delivery_id: int) -> bool:
         """Take a pending row for sending; only one sender can win it."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
             (delivery_id,),
         )
-        return cur.rowcount == 1
 
     async def mark_sent(self, delivery_id: int, now: int, message_id: str | None = None) -> None:
         await self._conn.execute(

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from enum import Enum
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import (
+    Repo,
+    changed_one,
+    fetch_all_as,
+    fetch_one,
+    fetch_one_as,
+    has_row,
+    inserted_id,
+    update_columns,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +51,7 @@ _EVENT_SELECT = (
 )
 
 
-def _event(row: sqlite3.Row) -> Event:
-    return Event(
-        id=row[0],
-        title=row[1],
-        description=row[2],
-        starts_at=row[3],
-        capacity=row[4],
-        attend_points=row[5],
-        state=row[6],
-        forced=bool(row[7]),
-        joined=row[8],
-    )
-
-
-class EventRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class EventRepo(Repo):
     async def create(
         self,
         title: str,
@@ -72,53 +63,43 @@ class EventRepo:
         created_by: int | None,
         now: int,
     ) -> int:
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO events(title, description, starts_at, capacity, attend_points, forced, created_by,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (title, description, starts_at, capacity, attend_points, int(forced), created_by, now),
         )
-        assert row is not None
-        return int(row[0])
 
     async def get(self, event_id: int) -> Event | None:
-        row = await fetch_one(self._conn, f"{_EVENT_SELECT} WHERE e.id = ?", (event_id,))
-        return _event(row) if row else None
+        return await fetch_one_as(self._conn, Event, f"{_EVENT_SELECT} WHERE e.id = ?", (event_id,))
 
     async def upcoming(self, now: int, limit: int = 20) -> list[Event]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Event,
             f"{_EVENT_SELECT} WHERE e.state = 'active' AND e.starts_at > ? ORDER BY e.starts_at LIMIT ?",
             (now, limit),
         )
-        return [_event(r) for r in rows]
 
     async def update(self, event_id: int, **fields: object) -> bool:
         """Change some of title, description, starts_at, capacity, attend_points, forced of an active event."""
         allowed = {"title", "description", "starts_at", "capacity", "attend_points", "forced"}
-        if not fields or set(fields) - allowed:
-            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        cur = await self._conn.execute(
-            f"UPDATE events SET {assignments} WHERE id = ? AND state = 'active'", (*fields.values(), event_id)
-        )
-        return cur.rowcount == 1
+        return await update_columns(self._conn, "events", event_id, fields, allowed, "state = 'active'")
 
     async def set_capacity(self, event_id: int, capacity: int | None) -> bool:
         """Change the capacity of an active event, unless more members are signed up than it would allow
         (checked in the same statement as the change, so no sign-up slips in between)."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE events SET capacity = :c WHERE id = :e AND state = 'active' AND (:c IS NULL OR :c >="
             " (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = :e AND s.state = 'joined'))",
             {"c": capacity, "e": event_id},
         )
-        return cur.rowcount == 1
 
     async def cancel(self, event_id: int) -> bool:
-        cur = await self._conn.execute(
-            "UPDATE events SET state = 'cancelled' WHERE id = ? AND state = 'active'", (event_id,)
+        return await changed_one(
+            self._conn, "UPDATE events SET state = 'cancelled' WHERE id = ? AND state = 'active'", (event_id,)
         )
-        return cur.rowcount == 1
 
     async def join(self, event_id: int, member_id: int, now: int) -> SignupResult:
         """Sign up, unless already signed up or the event is full (checked in the same statement)."""
@@ -144,11 +125,11 @@ class EventRepo:
         return SignupResult.FULL
 
     async def withdraw(self, event_id: int, member_id: int) -> bool:
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE event_signups SET state = 'withdrawn' WHERE event_id = ? AND member_id = ? AND state = 'joined'",
             (event_id, member_id),
         )
-        return cur.rowcount == 1
 
     async def mark_attended(self, event_id: int, member_id: int, now: int, window: int) -> AttendResult:
         """Record attendance once, only while the event is on: active, started, and at most `window` seconds
@@ -173,9 +154,8 @@ class EventRepo:
         return AttendResult.ALREADY if existing is not None else AttendResult.CLOSED
 
     async def is_signed_up(self, event_id: int, member_id: int) -> bool:
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "SELECT 1 FROM event_signups WHERE event_id = ? AND member_id = ? AND state = 'joined'",
             (event_id, member_id),
         )
-        return row is not None

@@ -4,10 +4,11 @@ silenced, and the birthdays greeted (one per member and day).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all, fetch_all_as, fetch_one, fetch_one_as, has_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +37,22 @@ def _in(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-class GreetingRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
+_PLANS = (
+    "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
+    " {join} JOIN announcements a ON a.id = p.announcement_id"
+)
 
+
+class GreetingRepo(Repo):
     # --- holiday greetings ------------------------------------------------------------------------
     async def claim_plan(self, holiday_id: str, day: str, now: int) -> bool:
         """Take the right to plan this occurrence; False if it was planned before (the unique key decides)."""
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "INSERT INTO greeting_plans(holiday_id, day, planned_at) VALUES (?, ?, ?)"
             " ON CONFLICT(holiday_id, day) DO NOTHING RETURNING holiday_id",
             (holiday_id, day, now),
         )
-        return row is not None
 
     async def attach(self, holiday_id: str, day: str, announcement_id: int) -> None:
         await self._conn.execute(
@@ -58,23 +61,21 @@ class GreetingRepo:
         )
 
     async def plan_of(self, announcement_id: int) -> GreetingPlan | None:
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
-            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
-            " LEFT JOIN announcements a ON a.id = p.announcement_id WHERE p.announcement_id = ?",
+            GreetingPlan,
+            _PLANS.format(join="LEFT") + " WHERE p.announcement_id = ?",
             (announcement_id,),
         )
-        return GreetingPlan(row[0], row[1], row[2], row[3]) if row else None
 
     async def plans_from(self, day: str) -> list[GreetingPlan]:
         """Every plan for an occurrence on or after `day`."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
-            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
-            " LEFT JOIN announcements a ON a.id = p.announcement_id WHERE p.day >= ? ORDER BY p.day, p.holiday_id",
+            GreetingPlan,
+            _PLANS.format(join="LEFT") + " WHERE p.day >= ? ORDER BY p.day, p.holiday_id",
             (day,),
         )
-        return [GreetingPlan(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def pending(self, holiday_ids: Sequence[str] | None = None) -> list[GreetingPlan]:
         """Plans whose greeting is still waiting to go out, of some holidays or of all."""
@@ -83,14 +84,12 @@ class GreetingRepo:
             if not holiday_ids:
                 return []
             where, params = f" AND p.holiday_id IN ({_in(holiday_ids)})", tuple(holiday_ids)
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
-            "SELECT p.holiday_id, p.day, p.announcement_id, a.state FROM greeting_plans p"
-            f" JOIN announcements a ON a.id = p.announcement_id WHERE a.state = 'pending'{where}"
-            " ORDER BY p.day, p.holiday_id",
+            GreetingPlan,
+            _PLANS.format(join="") + f" WHERE a.state = 'pending'{where} ORDER BY p.day, p.holiday_id",
             params,
         )
-        return [GreetingPlan(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def release(self, holiday_id: str, day: str) -> None:
         """Forget the plan of an occurrence whose greeting was cancelled unsent, so it may be planned again."""
@@ -98,17 +97,16 @@ class GreetingRepo:
 
     async def silence(self, holiday_id: str, by: int | None, now: int) -> bool:
         """False if it was silenced already."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "INSERT INTO greeting_silenced(holiday_id, silenced_by, silenced_at) VALUES (?, ?, ?)"
             " ON CONFLICT(holiday_id) DO NOTHING",
             (holiday_id, by, now),
         )
-        return cur.rowcount == 1
 
     async def unsilence(self, holiday_id: str) -> bool:
         """False if it was not silenced."""
-        cur = await self._conn.execute("DELETE FROM greeting_silenced WHERE holiday_id = ?", (holiday_id,))
-        return cur.rowcount == 1
+        return await changed_one(self._conn, "DELETE FROM greeting_silenced WHERE holiday_id = ?", (holiday_id,))
 
     async def silenced(self) -> set[str]:
         rows = await fetch_all(self._conn, "SELECT holiday_id FROM greeting_silenced")
@@ -131,25 +129,53 @@ class GreetingRepo:
         without an identity (merged into another) are left out."""
         if not month_days:
             return []
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
-            "SELECT m.id, m.display_name, m.birthday, m.birthday_set_at, m.notify,"
-            " (SELECT MAX(i.can_message) FROM identities i WHERE i.member_id = m.id) AS reach"
-            f" FROM members m WHERE m.birthday IN ({_in(month_days)}) AND reach IS NOT NULL ORDER BY m.id",
+            BirthdayMember,
+            "SELECT m.id, m.display_name, m.birthday, m.birthday_set_at AS set_at, m.notify,"
+            " (SELECT MAX(i.can_message) FROM identities i WHERE i.member_id = m.id) AS can_message"
+            f" FROM members m WHERE m.birthday IN ({_in(month_days)}) AND can_message IS NOT NULL ORDER BY m.id",
             tuple(month_days),
             bulk=True,
         )
-        return [BirthdayMember(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5])) for r in rows]
+
+    async def claim_birthdays(self, month_days: Sequence[str], day: str, now: int) -> list[int]:
+        """Take the right to greet on `day` every member `birthdays_on(month_days)` finds, in one statement
+        (the unique key decides); returns the members not greeted that day before, in id order. A bulk
+        statement: it reads every member's birthday, so it never runs on the event loop."""
+        if not month_days:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "INSERT INTO birthday_greetings(member_id, day, sent_at)"
+            f" SELECT m.id, ?, ? FROM members m WHERE m.birthday IN ({_in(month_days)})"
+            " AND EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id) ORDER BY m.id"
+            " ON CONFLICT(member_id, day) DO NOTHING RETURNING member_id",
+            (day, now, *month_days),
+            bulk=True,
+        )
+        return sorted(int(r["member_id"]) for r in rows)
+
+    async def record_birthdays(self, day: str, records: Sequence[tuple[int, str, int, int | None]]) -> None:
+        """`record_birthday` for many (member id, via, gift, announcement id) of `day`, in one bulk statement."""
+        if not records:
+            return
+        await self._conn.execute(
+            "UPDATE birthday_greetings SET via = json_extract(j.value, '$[1]'), gift = json_extract(j.value, '$[2]'),"
+            " announcement_id = json_extract(j.value, '$[3]') FROM json_each(?) j"
+            " WHERE birthday_greetings.member_id = json_extract(j.value, '$[0]') AND birthday_greetings.day = ?",
+            (json.dumps([list(r) for r in records]), day),
+            bulk=True,
+        )
 
     async def claim_birthday(self, member_id: int, day: str, now: int) -> bool:
         """Take the right to greet a member on `day`; False if they were greeted that day already."""
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "INSERT INTO birthday_greetings(member_id, day, sent_at) VALUES (?, ?, ?)"
             " ON CONFLICT(member_id, day) DO NOTHING RETURNING member_id",
             (member_id, day, now),
         )
-        return row is not None
 
     async def record_birthday(self, member_id: int, day: str, via: str, gift: int, announcement_id: int | None) -> None:
         await self._conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all_as, fetch_one_as, has_row, inserted_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,67 +33,57 @@ class Participant:
 
 _SELECT = (
     "SELECT g.id, g.item, g.price_fen, g.group_price_fen, g.min_members, g.deadline_at, g.state,"
-    " (SELECT COUNT(*) FROM group_buy_members p WHERE p.group_buy_id = g.id) FROM group_buys g"
+    " (SELECT COUNT(*) FROM group_buy_members p WHERE p.group_buy_id = g.id) AS joined FROM group_buys g"
 )
 
 
-class GroupBuyRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class GroupBuyRepo(Repo):
     async def create(
         self, item: str, price_fen: int, group_price_fen: int, min_members: int, deadline_at: int,
         created_by: int | None, now: int,
     ) -> int:  # fmt: skip
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO group_buys(item, price_fen, group_price_fen, min_members, deadline_at, created_by,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (item, price_fen, group_price_fen, min_members, deadline_at, created_by, now),
         )
-        assert row is not None
-        return int(row[0])
 
     async def get(self, group_buy_id: int) -> GroupBuy | None:
-        row = await fetch_one(self._conn, f"{_SELECT} WHERE g.id = ?", (group_buy_id,))
-        return GroupBuy(*row) if row else None
+        return await fetch_one_as(self._conn, GroupBuy, f"{_SELECT} WHERE g.id = ?", (group_buy_id,))
 
     async def open_ones(self) -> list[GroupBuy]:
-        rows = await fetch_all(self._conn, f"{_SELECT} WHERE g.state = 'open' ORDER BY g.deadline_at")
-        return [GroupBuy(*r) for r in rows]
+        return await fetch_all_as(self._conn, GroupBuy, f"{_SELECT} WHERE g.state = 'open' ORDER BY g.deadline_at")
 
     async def join(self, group_buy_id: int, member_id: int, deposit_fen: int, now: int) -> bool:
         """Join an open group buy before its deadline; False if already in (or closed)."""
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "INSERT INTO group_buy_members(group_buy_id, member_id, deposit_fen, joined_at)"
             " SELECT id, ?, ?, ? FROM group_buys WHERE id = ? AND state = 'open' AND deadline_at > ?"
             " ON CONFLICT DO NOTHING RETURNING member_id",
             (member_id, deposit_fen, now, group_buy_id, now),
         )
-        return row is not None
 
     async def is_member(self, group_buy_id: int, member_id: int) -> bool:
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "SELECT 1 FROM group_buy_members WHERE group_buy_id = ? AND member_id = ?",
             (group_buy_id, member_id),
         )
-        return row is not None
 
     async def settle(self, group_buy_id: int, succeeded: bool) -> bool:
         """Close an open group buy as succeeded or failed; False if it was not open any more."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE group_buys SET state = ? WHERE id = ? AND state = 'open'",
             ("succeeded" if succeeded else "failed", group_buy_id),
         )
-        return cur.rowcount == 1
 
     async def cancel(self, group_buy_id: int) -> bool:
-        cur = await self._conn.execute(
-            "UPDATE group_buys SET state = 'cancelled' WHERE id = ? AND state = 'open'", (group_buy_id,)
+        return await changed_one(
+            self._conn, "UPDATE group_buys SET state = 'cancelled' WHERE id = ? AND state = 'open'", (group_buy_id,)
         )
-        return cur.rowcount == 1
 
     async def set_code(self, group_buy_id: int, member_id: int, code: str) -> None:
         await self._conn.execute(
@@ -102,10 +92,10 @@ class GroupBuyRepo:
         )
 
     async def participants(self, group_buy_id: int) -> list[Participant]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Participant,
             "SELECT p.member_id, m.display_name, p.deposit_fen, p.code FROM group_buy_members p"
             " JOIN members m ON m.id = p.member_id WHERE p.group_buy_id = ? ORDER BY p.joined_at, p.member_id",
             (group_buy_id,),
         )
-        return [Participant(*r) for r in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all
+from storage.db.sql import Repo, changed_one, fetch_all_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +18,7 @@ class Stored:
     payload: str
 
 
-class InboxRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class InboxRepo(Repo):
     async def store(self, channel: str, items: Sequence[tuple[str, str]], now: int) -> list[str]:
         """Keep (key, payload) pairs not seen before; returns the keys that are new."""
         new: list[str] = []
@@ -36,12 +33,12 @@ class InboxRepo:
 
     async def claim(self, key: str, channel: str, now: int) -> bool:
         """Mark `key` handled; False when it was handled before (a repeat). Commit with the effects."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "INSERT INTO inbox(key, channel, received_at, done_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(key) DO UPDATE SET done_at = excluded.done_at WHERE inbox.done_at IS NULL",
             (key, channel, now, now),
         )
-        return cur.rowcount == 1
 
     async def release(self, key: str) -> None:
         """Handling failed: a re-delivery (or, for a stored update, the next start) handles it again."""
@@ -50,12 +47,12 @@ class InboxRepo:
 
     async def pending(self, channel: str, limit: int) -> list[Stored]:
         """Stored and not yet handled, oldest first (what a restart resumes)."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Stored,
             "SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL ORDER BY received_at, rowid LIMIT ?",
             (channel, limit),
         )
-        return [Stored(r[0], r[1]) for r in rows]
 
     async def prune(self, older_than: int) -> int:
         cur = await self._conn.execute(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.db.rollback import Rollback
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_all_as, fetch_one
 
 
 class InsufficientPoints(Rollback):
@@ -32,10 +34,7 @@ class Booking:
     earned: int
 
 
-class LedgerRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class LedgerRepo(Repo):
     async def append(
         self,
         member_id: int,
@@ -70,7 +69,7 @@ class LedgerRepo:
             raise
         totals = await fetch_one(self._conn, "SELECT balance, earned FROM members WHERE id = ?", (member_id,))
         assert totals is not None
-        return Booking(booked=row is not None, balance=totals[0], earned=totals[1])
+        return Booking(booked=row is not None, balance=totals["balance"], earned=totals["earned"])
 
     async def gift_to_all(
         self, delta: int, reason: str, idem_prefix: str, now: int, *, note: str = "", ref: str | None = None
@@ -91,14 +90,43 @@ class LedgerRepo:
         )
         return cur.rowcount
 
-    async def recent(self, member_id: int, limit: int = 5) -> list[LedgerEntry]:
+    async def gift_to_each(
+        self,
+        member_ids: Sequence[int],
+        delta: int,
+        reason: str,
+        idem_key: tuple[str, str],
+        now: int,
+        *,
+        note: str = "",
+        ref: str | None = None,
+    ) -> set[int]:
+        """Book a gift of `delta` (> 0) points to each of `member_ids` in one statement, once per member: the
+        idempotency key is `idem_key[0]`, the member id and `idem_key[1]` (e.g. ('birthday:', ':2027')), so a
+        repeat books nothing for those who had it. Returns the members booked now. A bulk statement, like
+        `gift_to_all`: it never runs on the event loop."""
+        if delta <= 0:
+            raise ValueError("a gift is a positive number of points")
+        if not member_ids:
+            return set()
         rows = await fetch_all(
             self._conn,
+            "INSERT INTO ledger(member_id, delta, earned_delta, reason, note, ref, idem_key, created_at)"
+            " SELECT j.value, ?, ?, ?, ?, ?, ? || j.value || ?, ? FROM json_each(?) j WHERE true ORDER BY j.key"
+            " ON CONFLICT(idem_key) DO NOTHING RETURNING member_id",
+            (delta, delta, reason, note, ref, *idem_key, now, json.dumps([int(m) for m in member_ids])),
+            bulk=True,
+        )
+        return {int(r["member_id"]) for r in rows}
+
+    async def recent(self, member_id: int, limit: int = 5) -> list[LedgerEntry]:
+        return await fetch_all_as(
+            self._conn,
+            LedgerEntry,
             "SELECT id, member_id, delta, reason, note, created_at FROM ledger"
             " WHERE member_id = ? ORDER BY id DESC LIMIT ?",
             (member_id, limit),
         )
-        return [LedgerEntry(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def sum_for(self, member_id: int) -> int:
         row = await fetch_one(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all_as, fetch_one, fetch_one_as, inserted_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,27 +41,13 @@ points booked (of any kind), a purchase, a check-in, a message in a VIP group, o
 the member or split off from it (/unlink). Starting or following the bot is not activity."""
 
 
-def _member(row: sqlite3.Row) -> Member:
-    return Member(
-        id=row["id"],
-        display_name=row["display_name"],
-        joined_at=row["joined_at"],
-        birthday=row["birthday"],
-        balance=row["balance"],
-        earned=row["earned"],
-    )
-
-
 def _norm_username(username: str | None) -> str | None:
     if not username:
         return None
     return username.lstrip("@").lower() or None
 
 
-class MemberRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class MemberRepo(Repo):
     async def touch(
         self,
         channel: str,
@@ -136,39 +121,37 @@ class MemberRepo:
         return member_id, True
 
     async def get(self, member_id: int) -> Member | None:
-        row = await fetch_one(self._conn, f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,))
-        return _member(row) if row else None
+        return await fetch_one_as(
+            self._conn, Member, f"SELECT {_MEMBER_COLUMNS} FROM members m WHERE m.id = ?", (member_id,)
+        )
 
     async def by_identity(self, channel: str, external_id: str) -> Member | None:
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            Member,
             f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
             " WHERE i.channel = ? AND i.external_id = ?",
             (channel, external_id),
         )
-        return _member(row) if row else None
 
     async def by_username(self, channel: str, username: str) -> Member | None:
         """The member who last used `username` on `channel` (usernames can move between users)."""
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            Member,
             f"SELECT {_MEMBER_COLUMNS} FROM members m JOIN identities i ON i.member_id = m.id"
             " WHERE i.channel = ? AND i.username = ? ORDER BY m.last_seen_at DESC LIMIT 1",
             (channel, _norm_username(username)),
         )
-        return _member(row) if row else None
 
     async def identities(self, member_id: int) -> list[MemberIdentity]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            MemberIdentity,
             "SELECT channel, external_id, username, display_name, can_message FROM identities"
             " WHERE member_id = ? ORDER BY channel",
             (member_id,),
         )
-        return [
-            MemberIdentity(r["channel"], r["external_id"], r["username"], r["display_name"], bool(r["can_message"]))
-            for r in rows
-        ]
 
     async def set_birthday(self, member_id: int, birthday: str, now: int) -> None:
         # Setting the same date again does not restart the 30-day no-gift rule.
@@ -199,13 +182,11 @@ class MemberRepo:
     async def create_bare(self, display_name: str, now: int, split_from: int | None = None) -> int:
         """A new member with no identity yet (an identity is moved to it right after); `split_from` is the
         member /unlink took that identity from."""
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO members(display_name, joined_at, last_seen_at, split_from) VALUES (?, ?, ?, ?) RETURNING id",
             (display_name, now, now, split_from),
         )
-        assert row is not None
-        return int(row[0])
 
     async def count(self) -> int:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members", bulk=True)

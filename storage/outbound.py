@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_all_as, from_row, inserted_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,22 +21,17 @@ class QueuedReply:
     blob: bytes | None
 
 
-class OutboundRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class OutboundRepo(Repo):
     async def add(
         self, channel: str, chat_id: str, priority: int, payload: str, blob: bytes | None, now: int, held: bool = False
     ) -> int:
         """Queue a reply; a `held` one (a code for a member the bot may not message yet) waits for them."""
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO outbound(channel, chat_id, priority, payload, blob, created_at, held)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (channel, chat_id, priority, payload, blob, now, int(held)),
         )
-        assert row is not None
-        return int(row[0])
 
     async def done(self, ids: Sequence[int]) -> None:
         if ids:
@@ -50,14 +45,14 @@ class OutboundRepo:
             " RETURNING id, chat_id, priority, payload, blob",
             (channel, chat_id),
         )
-        return sorted((QueuedReply(r[0], r[1], r[2], r[3], r[4]) for r in rows), key=lambda q: q.id)
+        return sorted((from_row(QueuedReply, r) for r in rows), key=lambda q: q.id)
 
     async def waiting(self, channel: str) -> list[QueuedReply]:
         """Everything not sent yet and not held (what a restart resumes)."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            QueuedReply,
             "SELECT id, chat_id, priority, payload, blob FROM outbound WHERE channel = ? AND held = 0 ORDER BY id",
             (channel,),
             bulk=True,
         )
-        return [QueuedReply(r[0], r[1], r[2], r[3], r[4]) for r in rows]

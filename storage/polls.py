@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db.rollback import Rollback
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, comma_list, fetch_all_as, fetch_one, fetch_one_as, from_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,36 +37,24 @@ class Answer:
     """A ranking poll: the new order being built while the finished `value` still counts (None: none)."""
 
 
-_ANSWER = "SELECT a.member_id, m.display_name, a.answer, a.complete, a.answered_at, a.draft FROM poll_answers a"
+_ANSWER = (
+    "SELECT a.member_id, m.display_name, a.answer AS value, a.complete, a.answered_at, a.draft FROM poll_answers a"
+)
 
 
 def _answer(row: sqlite3.Row) -> Answer:
-    draft = json.loads(row[5]) if row[5] is not None else None
-    return Answer(row[0], row[1], json.loads(row[2]), bool(row[3]), row[4], draft)
+    draft = row["draft"]
+    return from_row(Answer, row, value=json.loads(row["value"]), draft=None if draft is None else json.loads(draft))
 
 
 _POLL = "SELECT id, kind, question, options, multi, tiers, points, audience, closes_at, state FROM polls"
 
 
 def _poll(row: sqlite3.Row) -> Poll:
-    return Poll(
-        id=row[0],
-        kind=row[1],
-        question=row[2],
-        options=tuple(json.loads(row[3])),
-        multi=bool(row[4]),
-        tiers=tuple(t for t in (row[5] or "").split(",") if t),
-        points=row[6],
-        audience=row[7],
-        closes_at=row[8],
-        state=row[9],
-    )
+    return from_row(Poll, row, options=tuple(json.loads(row["options"])), tiers=comma_list(row["tiers"]))
 
 
-class PollRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class PollRepo(Repo):
     async def create(
         self,
         kind: str,
@@ -93,22 +81,20 @@ class PollRepo:
         return int(row[0]) if row else None
 
     async def get(self, poll_id: int) -> Poll | None:
-        row = await fetch_one(self._conn, f"{_POLL} WHERE id = ?", (poll_id,))
-        return _poll(row) if row else None
+        return await fetch_one_as(self._conn, _poll, f"{_POLL} WHERE id = ?", (poll_id,))
 
     async def by_series(self, series: str) -> Poll | None:
-        row = await fetch_one(self._conn, f"{_POLL} WHERE series = ?", (series,))
-        return _poll(row) if row else None
+        return await fetch_one_as(self._conn, _poll, f"{_POLL} WHERE series = ?", (series,))
 
     async def open_ones(self) -> list[Poll]:
-        rows = await fetch_all(self._conn, f"{_POLL} WHERE state = 'open' ORDER BY closes_at")
-        return [_poll(r) for r in rows]
+        return await fetch_all_as(self._conn, _poll, f"{_POLL} WHERE state = 'open' ORDER BY closes_at")
 
     async def close(self, poll_id: int, now: int) -> bool:
-        cur = await self._conn.execute(
-            "UPDATE polls SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'", (now, poll_id)
+        return await changed_one(
+            self._conn,
+            "UPDATE polls SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'",
+            (now, poll_id),
         )
-        return cur.rowcount == 1
 
     async def answer(self, poll_id: int, member_id: int, value: Any, complete: bool, now: int) -> None:
         """Record or change the member's answer (dropping a ranking being rebuilt); raises PollClosed when the
@@ -143,21 +129,21 @@ class PollRepo:
         )
 
     async def answer_of(self, poll_id: int, member_id: int) -> Answer | None:
-        row = await fetch_one(
+        return await fetch_one_as(
             self._conn,
+            _answer,
             f"{_ANSWER} JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? AND a.member_id = ?",
             (poll_id, member_id),
         )
-        return _answer(row) if row else None
 
     async def answers(self, poll_id: int) -> list[Answer]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            _answer,
             f"{_ANSWER} JOIN members m ON m.id = a.member_id WHERE a.poll_id = ? ORDER BY a.answered_at, a.member_id",
             (poll_id,),
             bulk=True,
         )
-        return [_answer(r) for r in rows]
 
     async def map_native(self, channel: str, native_id: str, poll_id: int) -> None:
         await self._conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_one
+from storage.db.sql import Repo, fetch_one, fetch_one_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +14,7 @@ class PurchaseSummary:
     last_at: int | None
 
 
-class PurchaseRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class PurchaseRepo(Repo):
     async def record(
         self, member_id: int, amount_fen: int, note: str, idem_key: str, now: int, recorded_by: int | None
     ) -> int | None:
@@ -31,10 +28,12 @@ class PurchaseRepo:
         return int(row[0]) if row else None
 
     async def summary(self, member_id: int) -> PurchaseSummary:
-        row = await fetch_one(
+        summary = await fetch_one_as(
             self._conn,
-            "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0), MAX(created_at) FROM purchases WHERE member_id = ?",
+            PurchaseSummary,
+            "SELECT COUNT(*) AS count, COALESCE(SUM(amount_fen), 0) AS total_fen, MAX(created_at) AS last_at"
+            " FROM purchases WHERE member_id = ?",
             (member_id,),
         )
-        assert row is not None
-        return PurchaseSummary(int(row[0]), int(row[1]), row[2])
+        assert summary is not None
+        return summary

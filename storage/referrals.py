@@ -7,10 +7,9 @@ attributed only while they have no activity, and a referral between two members 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all_as, fetch_one, fetch_one_as, has_row
 from storage.members import NO_ACTIVITY
 
 
@@ -52,19 +51,12 @@ class ReferralStats:
 
 _REFERRAL = (
     "SELECT r.id, r.referrer_id, r.referred_id, r.code, r.state, r.created_at, r.purchase_id, r.rewarded_at,"
-    " r.reward_month, r.referrer_points, r.referred_points, r.outcome, m.display_name"
+    " r.reward_month, r.referrer_points, r.referred_points, r.outcome, m.display_name AS referred_name"
     " FROM referrals r JOIN members m ON m.id = r.referred_id"
 )
 
 
-def _referral(row: sqlite3.Row) -> Referral:
-    return Referral(*row)
-
-
-class ReferralRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class ReferralRepo(Repo):
     # --- codes ---------------------------------------------------------------------------------------
     async def code_of(self, member_id: int) -> str | None:
         row = await fetch_one(self._conn, "SELECT code FROM referral_codes WHERE member_id = ?", (member_id,))
@@ -86,24 +78,23 @@ class ReferralRepo:
     async def attribute(self, referrer_id: int, referred_id: int, code: str, channel: str, now: int) -> bool:
         """Record that `referrer_id` brought `referred_id`, a member with no activity yet (see
         `storage.members.NO_ACTIVITY`); False if the member was already attributed or has been active."""
-        row = await fetch_one(
+        return await has_row(
             self._conn,
             "INSERT INTO referrals(referrer_id, referred_id, code, channel, created_at)"
             f" SELECT :referrer, :member, :code, :channel, :now WHERE {NO_ACTIVITY}"
             " ON CONFLICT(referred_id) DO NOTHING RETURNING id",
             {"referrer": referrer_id, "member": referred_id, "code": code, "channel": channel, "now": now},
         )
-        return row is not None
 
     # --- two members becoming one --------------------------------------------------------------------
     async def between(self, a: int, b: int) -> list[Referral]:
         """Live referrals of one of the two members by the other."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Referral,
             f"{_REFERRAL} WHERE r.voided_at IS NULL AND r.referrer_id IN (:a, :b) AND r.referred_id IN (:a, :b)",
             {"a": a, "b": b},
         )
-        return [_referral(r) for r in rows]
 
     async def follow_merge(self, source: int, target: int, now: int, reasons: MergeReasons) -> None:
         """`source` becomes part of `target` (call before its rows move): the referrals follow.
@@ -141,10 +132,12 @@ class ReferralRepo:
         )
 
     async def for_referred(self, referred_id: int) -> Referral | None:
-        row = await fetch_one(
-            self._conn, f"{_REFERRAL} WHERE r.referred_id = ? ORDER BY r.voided_at IS NULL DESC", (referred_id,)
+        return await fetch_one_as(
+            self._conn,
+            Referral,
+            f"{_REFERRAL} WHERE r.referred_id = ? ORDER BY r.voided_at IS NULL DESC",
+            (referred_id,),
         )
-        return _referral(row) if row else None
 
     # --- rewards -------------------------------------------------------------------------------------
     async def settle(
@@ -200,20 +193,22 @@ class ReferralRepo:
 
     # --- the referrer's view -------------------------------------------------------------------------
     async def stats(self, referrer_id: int) -> ReferralStats:
-        row = await fetch_one(
+        stats = await fetch_one_as(
             self._conn,
-            "SELECT COUNT(*), COALESCE(SUM(state <> 'joined'), 0), COALESCE(SUM(state = 'capped'), 0),"
-            " COALESCE(SUM(referrer_points), 0) FROM referrals WHERE referrer_id = ? AND voided_at IS NULL",
+            ReferralStats,
+            "SELECT COUNT(*) AS joined, COALESCE(SUM(state <> 'joined'), 0) AS purchased,"
+            " COALESCE(SUM(state = 'capped'), 0) AS capped, COALESCE(SUM(referrer_points), 0) AS points"
+            " FROM referrals WHERE referrer_id = ? AND voided_at IS NULL",
             (referrer_id,),
         )
-        assert row is not None
-        return ReferralStats(joined=row[0], purchased=row[1], capped=row[2], points=row[3])
+        assert stats is not None
+        return stats
 
     async def by_referrer(self, referrer_id: int, limit: int = 10) -> list[Referral]:
         """The referrer's latest referrals, newest first."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Referral,
             f"{_REFERRAL} WHERE r.referrer_id = ? AND r.voided_at IS NULL ORDER BY r.id DESC LIMIT ?",
             (referrer_id, limit),
         )
-        return [_referral(r) for r in rows]

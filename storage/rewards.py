@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all_as, fetch_one_as, inserted_id, update_columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,56 +36,43 @@ class Redemption:
 
 _REWARD = "SELECT id, name, cost, stock, redeemed, min_tier, state FROM rewards"
 _REDEMPTION = (
-    "SELECT r.id, r.reward_id, r.member_id, r.code, r.cost, r.state, w.name, m.display_name FROM redemptions r"
+    "SELECT r.id, r.reward_id, r.member_id, r.code, r.cost, r.state, w.name AS reward_name, m.display_name"
+    " FROM redemptions r"
     " JOIN rewards w ON w.id = r.reward_id JOIN members m ON m.id = r.member_id"
 )
 
 
-class RewardRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class RewardRepo(Repo):
     async def create(self, name: str, cost: int, stock: int | None, min_tier: str | None, now: int) -> int:
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO rewards(name, cost, stock, min_tier, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
             (name, cost, stock, min_tier, now),
         )
-        assert row is not None
-        return int(row[0])
 
     async def get(self, reward_id: int) -> Reward | None:
-        row = await fetch_one(self._conn, f"{_REWARD} WHERE id = ?", (reward_id,))
-        return Reward(*row) if row else None
+        return await fetch_one_as(self._conn, Reward, f"{_REWARD} WHERE id = ?", (reward_id,))
 
     async def active(self) -> list[Reward]:
-        rows = await fetch_all(self._conn, f"{_REWARD} WHERE state = 'active' ORDER BY cost, id")
-        return [Reward(*r) for r in rows]
+        return await fetch_all_as(self._conn, Reward, f"{_REWARD} WHERE state = 'active' ORDER BY cost, id")
 
     async def update(self, reward_id: int, **fields: object) -> bool:
         allowed = {"name", "cost", "stock", "min_tier"}
-        if not fields or set(fields) - allowed:
-            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        cur = await self._conn.execute(
-            f"UPDATE rewards SET {assignments} WHERE id = ? AND state = 'active'", (*fields.values(), reward_id)
-        )
-        return cur.rowcount == 1
+        return await update_columns(self._conn, "rewards", reward_id, fields, allowed, "state = 'active'")
 
     async def remove(self, reward_id: int) -> bool:
-        cur = await self._conn.execute(
-            "UPDATE rewards SET state = 'removed' WHERE id = ? AND state = 'active'", (reward_id,)
+        return await changed_one(
+            self._conn, "UPDATE rewards SET state = 'removed' WHERE id = ? AND state = 'active'", (reward_id,)
         )
-        return cur.rowcount == 1
 
     async def take_one(self, reward_id: int) -> bool:
         """Take one from stock (unlimited rewards always succeed); False when none is left."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE rewards SET redeemed = redeemed + 1 WHERE id = ? AND state = 'active'"
             " AND (stock IS NULL OR redeemed < stock)",
             (reward_id,),
         )
-        return cur.rowcount == 1
 
     async def record(self, reward_id: int, member_id: int, code: str, cost: int, now: int) -> None:
         await self._conn.execute(
@@ -94,13 +81,12 @@ class RewardRepo:
         )
 
     async def by_code(self, code: str) -> Redemption | None:
-        row = await fetch_one(self._conn, f"{_REDEMPTION} WHERE r.code = ?", (code.upper(),))
-        return Redemption(*row) if row else None
+        return await fetch_one_as(self._conn, Redemption, f"{_REDEMPTION} WHERE r.code = ?", (code.upper(),))
 
     async def hand_over(self, code: str, staff_id: int, now: int) -> bool:
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE redemptions SET state = 'handed', handed_at = ?, handed_by = ?"
             " WHERE code = ? AND state = 'pending'",
             (now, staff_id, code.upper()),
         )
-        return cur.rowcount == 1

@@ -4,11 +4,10 @@ unique per (sale, member, unit) by a partial unique index, so no concurrency can
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from storage.db.rollback import Rollback
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all, fetch_all_as, fetch_one, fetch_one_as, from_row, inserted_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +51,10 @@ _CLAIM = (
     "SELECT c.id, c.sale_id, c.member_id, c.unit, c.code, c.state, c.claimed_at, c.settled_at, m.display_name"
     " FROM sale_claims c JOIN members m ON m.id = c.member_id"
 )
+_RETURN_CLAIM = " RETURNING id, sale_id, member_id, unit, code, state, claimed_at, settled_at"
 
 
-def _sale(row: sqlite3.Row) -> Sale:
-    return Sale(*row[:11], forced=bool(row[11]))
-
-
-class SaleRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class SaleRepo(Repo):
     async def create(
         self,
         item: str,
@@ -76,28 +69,25 @@ class SaleRepo:
         created_by: int | None,
         now: int,
     ) -> int:
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO sales(item, price_fen, stock, starts_at, ends_at, per_member, min_tier, hold_minutes,"
             " forced, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (item, price_fen, stock, starts_at, ends_at, per_member, min_tier, hold_minutes, int(forced),
              created_by, now),
         )  # fmt: skip
-        assert row is not None
-        return int(row[0])
 
     async def get(self, sale_id: int) -> Sale | None:
-        row = await fetch_one(self._conn, f"{_SALE} WHERE id = ?", (sale_id,))
-        return _sale(row) if row else None
+        return await fetch_one_as(self._conn, Sale, f"{_SALE} WHERE id = ?", (sale_id,))
 
     async def running(self, now: int) -> list[Sale]:
         """Active sales that have started and not ended (their group posts show live stock)."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Sale,
             f"{_SALE} WHERE state = 'active' AND starts_at <= ? AND (ends_at IS NULL OR ends_at > ?)",
             (now, now),
         )
-        return [_sale(r) for r in rows]
 
     async def take_unit(self, sale_id: int, member_id: int, code: str, now: int, opens_at: int) -> int | None:
         """Claim one unit for the member: within their per-member limit, inside the window (opening at
@@ -135,32 +125,32 @@ class SaleRepo:
         return int(row[0]) if row else 0
 
     async def claim_by_code(self, code: str) -> Claim | None:
-        row = await fetch_one(self._conn, f"{_CLAIM} WHERE c.code = ?", (code.upper(),))
-        return Claim(*row) if row else None
+        return await fetch_one_as(self._conn, Claim, f"{_CLAIM} WHERE c.code = ?", (code.upper(),))
 
     async def claims(self, sale_id: int) -> list[Claim]:
-        rows = await fetch_all(self._conn, f"{_CLAIM} WHERE c.sale_id = ? ORDER BY c.id", (sale_id,), bulk=True)
-        return [Claim(*r) for r in rows]
+        return await fetch_all_as(
+            self._conn, Claim, f"{_CLAIM} WHERE c.sale_id = ? ORDER BY c.id", (sale_id,), bulk=True
+        )
 
     async def release(self, code: str, now: int) -> Claim | None:
         """Give a held or paid unit back to stock; None if the code is unknown or already released."""
         row = await fetch_one(
             self._conn,
             "UPDATE sale_claims SET state = 'released', settled_at = ? WHERE code = ? AND state <> 'released'"
-            " RETURNING id, sale_id, member_id, unit, code, state, claimed_at, settled_at",
+            + _RETURN_CLAIM,
             (now, code.upper()),
         )
         if row is None:
             return None
-        await self._conn.execute("UPDATE sales SET sold = sold - 1 WHERE id = ?", (row[1],))
-        return Claim(*row)
+        await self._conn.execute("UPDATE sales SET sold = sold - 1 WHERE id = ?", (row["sale_id"],))
+        return from_row(Claim, row)
 
     async def mark_paid(self, code: str, now: int) -> bool:
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE sale_claims SET state = 'paid', settled_at = ? WHERE code = ? AND state = 'held'",
             (now, code.upper()),
         )
-        return cur.rowcount == 1
 
     async def release_expired(self, now: int) -> list[Claim]:
         """Release held claims whose sale's hold time has run out; their units go back to stock."""
@@ -169,12 +159,12 @@ class SaleRepo:
             "UPDATE sale_claims SET state = 'released', settled_at = :now WHERE id IN ("
             " SELECT c.id FROM sale_claims c JOIN sales s ON s.id = c.sale_id"
             " WHERE c.state = 'held' AND s.hold_minutes IS NOT NULL AND c.claimed_at + s.hold_minutes * 60 <= :now)"
-            " RETURNING id, sale_id, member_id, unit, code, state, claimed_at, settled_at",
+            + _RETURN_CLAIM,
             {"now": now},
         )
         for row in rows:
-            await self._conn.execute("UPDATE sales SET sold = sold - 1 WHERE id = ?", (row[1],))
-        return [Claim(*r) for r in rows]
+            await self._conn.execute("UPDATE sales SET sold = sold - 1 WHERE id = ?", (row["sale_id"],))
+        return [from_row(Claim, r) for r in rows]
 
     async def cancel(self, sale_id: int, now: int) -> bool:
         cur = await self._conn.execute(

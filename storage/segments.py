@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_all_as, fetch_one, from_row
 from storage.deliveries import MemberSelect
 
 SEGMENTS = ("new", "active", "cooling", "dormant_high", "dormant_low", "lost", "never")
@@ -144,10 +144,7 @@ def members_of(bounds: SegmentBounds, segment: str) -> MemberSelect:
     )
 
 
-class SegmentRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class SegmentRepo(Repo):
     async def counts(self, bounds: SegmentBounds) -> SegmentCounts:
         rows = await fetch_all(
             self._conn,
@@ -171,13 +168,15 @@ class SegmentRepo:
         params: dict[str, Any] = {**bounds.params(), "seg": segment, "limit": limit, "offset": offset}
         if segment == "never":
             sql = (
-                "SELECT m.id, m.display_name, 0, NULL, COUNT(*) OVER () FROM members m"
+                "SELECT m.id AS member_id, m.display_name, 0 AS purchases, NULL AS last_purchase_at,"
+                " COUNT(*) OVER () AS total FROM members m"
                 " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)"
                 " ORDER BY m.joined_at DESC, m.id DESC LIMIT :limit OFFSET :offset"
             )
         else:
             sql = (
-                "SELECT a.member_id, m.display_name, a.n, a.last, COUNT(*) OVER ()"
+                "SELECT a.member_id, m.display_name, a.n AS purchases, a.last AS last_purchase_at,"
+                " COUNT(*) OVER () AS total"
                 f" FROM (SELECT member_id, n, last, {_CASE} AS seg FROM ({_AGGREGATE})) a"
                 " JOIN members m ON m.id = a.member_id WHERE a.seg = :seg"
                 " ORDER BY a.last DESC, a.member_id LIMIT :limit OFFSET :offset"
@@ -186,8 +185,8 @@ class SegmentRepo:
         if not rows and offset:
             total = await self.size(bounds, segment)
         else:
-            total = int(rows[0][4]) if rows else 0
-        return SegmentPage(total, [SegmentMember(r[0], r[1], int(r[2]), r[3]) for r in rows])
+            total = int(rows[0]["total"]) if rows else 0
+        return SegmentPage(total, [from_row(SegmentMember, r) for r in rows])
 
     async def member_ids(self, bounds: SegmentBounds, segment: str) -> list[int]:
         """Every member id of one segment, in id order."""
@@ -225,8 +224,9 @@ class SegmentRepo:
         if not channels:
             return []
         marks = ",".join("?" * len(channels))
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            CareDue,
             "SELECT s.member_id, m.display_name, s.segment, s.last_purchase_at FROM member_segments s"
             " JOIN members m ON m.id = s.member_id"
             f" WHERE s.cared_at IS NULL AND s.segment IN ({','.join('?' * len(CARE_SEGMENTS))}) AND m.notify = 1"
@@ -235,7 +235,6 @@ class SegmentRepo:
             (*CARE_SEGMENTS, *channels),
             bulk=True,
         )
-        return [CareDue(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def mark_cared(self, member_ids: list[int], now: int) -> None:
         await self._conn.execute(

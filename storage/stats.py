@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_one, fetch_one_as, from_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +32,15 @@ def _bucket(column: str, starts: Sequence[int]) -> str:
     return " + ".join(f"({column} >= {int(s)})" for s in starts[1:]) or "0"
 
 
-class StatsRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
+_FLOW = (
+    "COALESCE(SUM(CASE WHEN delta > 0 THEN delta END), 0) AS issued,"
+    " COALESCE(SUM(CASE WHEN reason = 'redeem' THEN -delta END), 0) AS redeemed"
+    " FROM ledger WHERE created_at >= ? AND created_at < ?"
+)
+"""The columns of a `PointsFlow` over the ledger entries of a window [?, ?)."""
 
+
+class StatsRepo(Repo):
     async def members(self, since: int) -> tuple[int, int]:
         """(all members, members who joined at or after `since`)."""
         row = await fetch_one(
@@ -64,16 +69,17 @@ class StatsRepo:
 
     async def rating_share(self, since: int) -> RatingShare:
         """Answers to closed rating polls given at or after `since`, and how many were 4 or 5."""
-        row = await fetch_one(
+        share = await fetch_one_as(
             self._conn,
-            "SELECT COUNT(*), COALESCE(SUM(CAST(a.answer AS INTEGER) >= 4), 0) FROM poll_answers a"
-            " JOIN polls p ON p.id = a.poll_id"
+            RatingShare,
+            "SELECT COUNT(*) AS answers, COALESCE(SUM(CAST(a.answer AS INTEGER) >= 4), 0) AS satisfied"
+            " FROM poll_answers a JOIN polls p ON p.id = a.poll_id"
             " WHERE p.kind = 'rating' AND p.state = 'closed' AND a.complete = 1 AND a.answered_at >= ?",
             (since,),
             bulk=True,
         )
-        assert row is not None
-        return RatingShare(int(row[0]), int(row[1]))
+        assert share is not None
+        return share
 
     async def referrals(self) -> int:
         """Referrals that count: those not voided (a merge that made both sides one member voids one)."""
@@ -81,16 +87,9 @@ class StatsRepo:
         return int(row[0]) if row else 0
 
     async def points_flow(self, since: int, until: int) -> PointsFlow:
-        row = await fetch_one(
-            self._conn,
-            "SELECT COALESCE(SUM(CASE WHEN delta > 0 THEN delta END), 0),"
-            " COALESCE(SUM(CASE WHEN reason = 'redeem' THEN -delta END), 0)"
-            " FROM ledger WHERE created_at >= ? AND created_at < ?",
-            (since, until),
-            bulk=True,
-        )
-        assert row is not None
-        return PointsFlow(int(row[0]), int(row[1]))
+        flow = await fetch_one_as(self._conn, PointsFlow, f"SELECT {_FLOW}", (since, until), bulk=True)
+        assert flow is not None
+        return flow
 
     # --- per-day series for the report ------------------------------------------------------------
     async def checkins_per_day(self, days: Sequence[str]) -> list[int]:
@@ -126,12 +125,9 @@ class StatsRepo:
             return []
         rows = await fetch_all(
             self._conn,
-            f"SELECT {_bucket('created_at', starts)} AS b,"
-            " COALESCE(SUM(CASE WHEN delta > 0 THEN delta END), 0),"
-            " COALESCE(SUM(CASE WHEN reason = 'redeem' THEN -delta END), 0)"
-            " FROM ledger WHERE created_at >= ? AND created_at < ? GROUP BY b",
+            f"SELECT {_bucket('created_at', starts)} AS b, {_FLOW} GROUP BY b",
             (starts[0], until),
             bulk=True,
         )
-        found = {int(r[0]): PointsFlow(int(r[1]), int(r[2])) for r in rows}
+        found = {int(r["b"]): from_row(PointsFlow, r) for r in rows}
         return [found.get(i, PointsFlow(0, 0)) for i in range(len(starts))]

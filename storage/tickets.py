@@ -4,11 +4,10 @@ the one escalation of an unanswered ticket, and the satisfaction figures drawn f
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all, fetch_all_as, fetch_one, fetch_one_as, inserted_id
 
 KINDS = ("complaint", "suggestion", "feedback")
 
@@ -46,37 +45,14 @@ class TicketMessage:
 
 
 _SELECT = (
-    "SELECT t.id, t.member_id, m.display_name, t.kind, t.channel, t.chat_id, t.is_group, t.state, t.created_at,"
-    " t.answer_by, t.answered_at, t.closed_at, t.escalated_at, t.rating,"
-    " (SELECT body FROM ticket_messages x WHERE x.ticket_id = t.id AND x.role = 'member' ORDER BY x.id LIMIT 1)"
+    "SELECT t.id, t.member_id, m.display_name AS member_name, t.kind, t.channel, t.chat_id, t.is_group, t.state,"
+    " t.created_at, t.answer_by, t.answered_at, t.closed_at, t.escalated_at, t.rating, COALESCE((SELECT body"
+    " FROM ticket_messages x WHERE x.ticket_id = t.id AND x.role = 'member' ORDER BY x.id LIMIT 1), '') AS body"
     " FROM tickets t JOIN members m ON m.id = t.member_id"
 )
 
 
-def _ticket(row: sqlite3.Row) -> Ticket:
-    return Ticket(
-        id=row[0],
-        member_id=row[1],
-        member_name=row[2],
-        kind=row[3],
-        channel=row[4],
-        chat_id=row[5],
-        is_group=bool(row[6]),
-        state=row[7],
-        created_at=row[8],
-        answer_by=row[9],
-        answered_at=row[10],
-        closed_at=row[11],
-        escalated_at=row[12],
-        rating=row[13],
-        body=row[14] or "",
-    )
-
-
-class TicketRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class TicketRepo(Repo):
     async def open(
         self,
         member_id: int,
@@ -103,60 +79,57 @@ class TicketRepo:
     async def add_message(
         self, ticket_id: int, author_id: int, role: str, body: str, now: int, delivered: str | None = None
     ) -> int:
-        row = await fetch_one(
+        return await inserted_id(
             self._conn,
             "INSERT INTO ticket_messages(ticket_id, author_id, role, body, delivered, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (ticket_id, author_id, role, body, delivered, now),
         )
-        assert row is not None
-        return int(row[0])
 
     async def get(self, ticket_id: int) -> Ticket | None:
-        row = await fetch_one(self._conn, f"{_SELECT} WHERE t.id = ?", (ticket_id,))
-        return _ticket(row) if row else None
+        return await fetch_one_as(self._conn, Ticket, f"{_SELECT} WHERE t.id = ?", (ticket_id,))
 
     async def messages(self, ticket_id: int) -> list[TicketMessage]:
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
-            "SELECT x.id, x.author_id, m.display_name, x.role, x.body, x.delivered, x.created_at"
+            TicketMessage,
+            "SELECT x.id, x.author_id, m.display_name AS author_name, x.role, x.body, x.delivered, x.created_at"
             " FROM ticket_messages x JOIN members m ON m.id = x.author_id WHERE x.ticket_id = ? ORDER BY x.id",
             (ticket_id,),
         )
-        return [TicketMessage(*r) for r in rows]
 
     async def unclosed(self, limit: int = 50) -> list[Ticket]:
         """Open and answered tickets, oldest first."""
-        rows = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Ticket,
             f"{_SELECT} WHERE t.state IN ('open', 'answered') ORDER BY t.created_at, t.id LIMIT ?",
             (limit,),
         )
-        return [_ticket(r) for r in rows]
 
     async def mark_answered(self, ticket_id: int, now: int) -> bool:
         """The first staff reply answers the ticket; True only that first time."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE tickets SET state = 'answered', answered_at = ? WHERE id = ? AND state = 'open'",
             (now, ticket_id),
         )
-        return cur.rowcount == 1
 
     async def close(self, ticket_id: int, closed_by: int, now: int) -> bool:
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE tickets SET state = 'closed', closed_at = ?, closed_by = ? WHERE id = ? AND state <> 'closed'",
             (now, closed_by, ticket_id),
         )
-        return cur.rowcount == 1
 
     async def rate(self, ticket_id: int, member_id: int, rating: int, now: int) -> bool:
         """Record the member's rating of their closed ticket; False if it is not theirs, not closed or rated."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "UPDATE tickets SET rating = ?, rated_at = ?"
             " WHERE id = ? AND member_id = ? AND state = 'closed' AND rating IS NULL",
             (rating, now, ticket_id, member_id),
         )
-        return cur.rowcount == 1
 
     async def escalate_due(self, opened_before: int, now: int) -> list[Ticket]:
         """Mark every unanswered ticket opened at or before `opened_before` as escalated, once; returns them."""
@@ -169,12 +142,12 @@ class TicketRepo:
         if not rows:
             return []
         ids = [int(r[0]) for r in rows]
-        found = await fetch_all(
+        return await fetch_all_as(
             self._conn,
+            Ticket,
             f"{_SELECT} WHERE t.id IN ({','.join('?' * len(ids))}) ORDER BY t.created_at, t.id",
             ids,
         )
-        return [_ticket(r) for r in found]
 
     async def queue_chat(self, announcement_id: int, channel: str, chat_id: str, body: str) -> int:
         """A delivery of `body` into one chat (the chat a ticket was opened in); returns rows queued."""

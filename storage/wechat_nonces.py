@@ -8,22 +8,19 @@ requests) cannot both win with different bodies.
 
 from __future__ import annotations
 
-from storage.db.sql import Statements
+from storage.db.sql import Repo, changed_one
 
 
-class WeChatNonceRepo:
-    def __init__(self, conn: Statements) -> None:
-        self._conn = conn
-
+class WeChatNonceRepo(Repo):
     async def bind(self, timestamp: str, nonce: str, digest: str, *, keep_until: int) -> bool:
         """Bind the pair to `digest`; True when it is new or already bound to the same digest (a retry)."""
-        cur = await self._conn.execute(
+        return await changed_one(
+            self._conn,
             "INSERT INTO wechat_nonces(timestamp, nonce, digest, keep_until) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(timestamp, nonce) DO UPDATE SET keep_until = wechat_nonces.keep_until"
             " WHERE wechat_nonces.digest = excluded.digest",
             (timestamp, nonce, digest, keep_until),
         )
-        return cur.rowcount == 1
 
     async def prune(self, now: int) -> int:
         """Forget pairs whose timestamp would be refused by now anyway."""

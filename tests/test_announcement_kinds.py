@@ -107,11 +107,14 @@ async def test_the_schema_refuses_an_unknown_kind(chat: ChatDriver) -> None:
                                              subject=(SubjectKind.EVENT, 404))  # fmt: skip
 
 
-async def test_the_enum_and_the_schema_list_the_same_kinds(chat: ChatDriver) -> None:
+async def test_the_schema_knows_every_kind_of_the_enum(chat: ChatDriver) -> None:
+    # The enum lists the shipped kinds; a feature added later may bring its own kind with its own migration
+    # (TEST_KIND above) without touching the enum.
     async with chat.runtime.deps.db.read() as repos:
         rows = await repos.conn.execute_fetchall("SELECT kind FROM announcement_kinds")
-    assert {r[0] for r in rows} == {k.value for k in AnnouncementKind}
-    assert len(AnnouncementKind) == 23
+    in_schema = {r[0] for r in rows}
+    assert {k.value for k in AnnouncementKind} <= in_schema
+    assert {"promo", "poll_close", "birthday"} <= in_schema and TEST_KIND not in in_schema
 
 
 def _database_at(path: Path, version: int) -> sqlite3.Connection:

@@ -1,6 +1,7 @@
 """Fan-outs to every member are bulk statements: holiday gifts are one INSERT … SELECT into the ledger (once per
-member, balances equal to their ledger sums) and the recipients of `/announce --segment` one INSERT … SELECT
-into the delivery queue, so the number of statements does not grow with the number of members."""
+member, balances equal to their ledger sums), the recipients of `/announce --segment` one INSERT … SELECT
+into the delivery queue, and the day's birthdays a fixed number of statements (claims, gifts, wishes), so the
+number of statements does not grow with the number of members."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
-from handlers.greetings.commands import plan_greetings, prepare_greeting
+from handlers.greetings.commands import plan_greetings, prepare_greeting, send_birthdays
 from storage.db.database import InlineStatements, ThreadedStatements
 from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
@@ -187,3 +188,59 @@ async def test_segment_announcement_reaches_members_in_id_order(
     await chat.say("boss", "/announce --segment never Hello there")
     await settle(chat.runtime)
     assert [t for _, t, text in pusher.pushes if text == "Hello there"] == ["u0", "u2", "u3", "u4"]
+
+
+# --- birthdays ------------------------------------------------------------------------------------------------
+BIRTHDAY_GIFT = 88
+
+
+async def birthday_statements(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, members: int
+) -> tuple[int, list[tuple[int, str, int, int, str, int]]]:
+    """Statements of one `send_birthdays` on a day when `members` members have their birthday (half of them can
+    be messaged privately, the others only in the group); returns (statements, per member greeted: (member id,
+    how, gift, announcements, their audiences, deliveries)). A second run greets nobody."""
+    settings = Settings(
+        locale="en", storage={"path": str(tmp_path / f"bd{members}.db")}, birthdays={"gift_points": BIRTHDAY_GIFT}
+    )
+    runtime = await Runtime.open(settings, clock)
+    try:
+        runtime.outbox.register(RecordingPusher())  # the test channel can push (the outbox is not started)
+        await ChatDriver(runtime).say("boss", "hi")  # the VIP group; boss has no birthday today
+        ids = await add_members(runtime, members // 2)
+        ids += await add_members(runtime, members - members // 2, start=members, private=False)
+        async with runtime.deps.db.transaction() as repos:
+            for member_id in ids:
+                await repos.members.set_birthday(member_id, "09-10", 0)  # set long ago: a gift is due
+        with counting(monkeypatch) as calls:
+            assert await send_birthdays(runtime.deps) == members
+        assert await send_birthdays(runtime.deps) == 0  # once per member and day, however often it runs
+        assert set((await balances(runtime, ids)).values()) == {BIRTHDAY_GIFT}
+        async with runtime.deps.db.read() as repos:
+            rows = await repos.conn.execute_fetchall(
+                "SELECT g.member_id, g.via, g.gift, COUNT(DISTINCT a.id), GROUP_CONCAT(DISTINCT a.audience),"
+                " COUNT(d.id) FROM birthday_greetings g"
+                " LEFT JOIN announcements a ON a.kind = 'birthday' AND a.subject_kind = 'member'"
+                "  AND a.subject_id = g.member_id"
+                " LEFT JOIN deliveries d ON d.announcement_id = a.id GROUP BY g.member_id ORDER BY g.member_id"
+            )
+            assert await repos.ledger.mismatched_balances() == []
+        return sum(calls.values()), [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    finally:
+        await runtime.close()
+
+
+async def test_birthdays_are_a_bounded_number_of_statements_with_one_wish_and_gift_each(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    few, few_greeted = await birthday_statements(tmp_path, clock, monkeypatch, 10)
+    many, many_greeted = await birthday_statements(tmp_path, clock, monkeypatch, 200)
+    assert few == many  # claims, gifts and wishes of every birthday member in the same statements
+    assert many < 20
+    for greeted, members in ((few_greeted, 10), (many_greeted, 200)):
+        assert len(greeted) == members
+        private = [g for g in greeted if g[1] == "private"]
+        assert len(private) == members // 2
+        # one wish each: a private copy for those who can be messaged, a group post naming each of the others
+        assert {g[2:] for g in private} == {(BIRTHDAY_GIFT, 1, "personal", 1)}
+        assert {g[1:] for g in greeted if g not in private} == {("group", BIRTHDAY_GIFT, 1, "groups", 1)}

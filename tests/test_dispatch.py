@@ -165,3 +165,19 @@ async def test_a_fault_outside_the_handler_is_answered_once_and_the_update_given
     assert handled.committed and said == [[chat.runtime.deps.texts.t("common.apology")]]
     again = await dispatcher.handle_update(msg, chat.port, sink)  # the re-delivery finds it done
     assert again.repeat and len(said) == 1
+
+
+async def test_subcommands_match_their_word_in_any_case_and_answer_an_unknown_one_with_the_usage(
+    chat: ChatDriver,
+) -> None:
+    assert await chat.say("alice", "/notify OFF", group=False) == (
+        "Private notices are off; you still see announcements in the group."
+    )
+    # /notify takes its word alone: anything after it is no switch, so the member hears how things stand.
+    assert await chat.say("alice", "/notify on please", group=False) == (
+        "Private notices are off.\nUsage: /notify on or /notify off"
+    )
+    usage = "Usage: /event add|show|edit|cancel|attend …, e.g. /event show 3"
+    assert await chat.say("boss", "/event frobnicate 3") == usage
+    assert await chat.say("boss", "/event") == usage
+    assert await chat.say("boss", "/event SHOW x") == usage  # found the word; its id is refused with the usage

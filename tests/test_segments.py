@@ -19,6 +19,7 @@ from tests.conftest import ChatDriver, RecordingPusher, local, settle
 
 _keys = itertools.count(1)
 NOW = local(2026, 3, 10, 9, 0)
+NOW_TS = int(NOW.timestamp())
 
 
 async def member(chat: ChatDriver, who: str, *, private: bool = False) -> int:
@@ -39,7 +40,7 @@ async def segment_of(runtime: Runtime, member_id: int) -> str:
     """The one segment holding the member (fails if none or several do)."""
     rules = runtime.deps.rules.segments
     async with runtime.deps.db.read() as repos:
-        holding = [s for s in SEGMENTS if member_id in await segment_member_ids(repos, rules, s, runtime.deps.now())]
+        holding = [s for s in SEGMENTS if member_id in await segment_member_ids(repos, rules, s, runtime.deps.now_ts())]
     assert len(holding) == 1, holding
     return holding[0]
 
@@ -116,10 +117,10 @@ async def test_member_ids_accept_dashes_and_reject_unknown_names(chat: ChatDrive
     await buy(chat.runtime, alice, NOW - timedelta(days=100))
     rules = chat.runtime.deps.rules.segments
     async with chat.runtime.deps.db.read() as repos:
-        assert await segment_member_ids(repos, rules, "dormant-high", NOW) == [alice]
-        assert await segment_member_ids(repos, rules, "never", int(NOW.timestamp())) == [bob]
+        assert await segment_member_ids(repos, rules, "dormant-high", NOW_TS) == [alice]
+        assert await segment_member_ids(repos, rules, "never", NOW_TS) == [bob]
         with pytest.raises(ValueError):
-            await segment_member_ids(repos, rules, "vip", NOW)
+            await segment_member_ids(repos, rules, "vip", NOW_TS)
 
 
 async def test_segment_audience_and_size_select_the_same_members(chat: ChatDriver) -> None:
@@ -127,18 +128,18 @@ async def test_segment_audience_and_size_select_the_same_members(chat: ChatDrive
     await buy(chat.runtime, alice, NOW - timedelta(days=100))
     await buy(chat.runtime, carol, NOW - timedelta(days=120), NOW - timedelta(days=95))
     rules = chat.runtime.deps.rules.segments
-    bounds = segment_bounds(rules, NOW)
+    bounds = segment_bounds(rules, NOW_TS)
     expected = {"dormant_high": [alice, carol], "never": [bob]}
     async with chat.runtime.deps.db.read() as repos:
         for segment in SEGMENTS:
-            audience = segment_audience(rules, segment.replace("_", "-"), NOW)
+            audience = segment_audience(rules, segment.replace("_", "-"), NOW_TS)
             rows = await repos.conn.execute_fetchall(
                 f"SELECT member_id FROM ({audience.sql}) ORDER BY 1", audience.params
             )
             assert [r[0] for r in rows] == expected.get(segment, []), segment
             assert await repos.segments.size(bounds, segment) == len(expected.get(segment, [])), segment
     with pytest.raises(ValueError):
-        segment_audience(rules, "vip", NOW)
+        segment_audience(rules, "vip", NOW_TS)
 
 
 # --- staff commands -------------------------------------------------------------------------------------

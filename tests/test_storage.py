@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from storage.db import database
 from storage.db.database import Database, migration_scripts
+from storage.db.sql import fetch_all_as, fetch_one_as, from_row
 
 
 async def test_open_creates_the_folder_and_applies_migrations_once(tmp_path: Path) -> None:
@@ -55,6 +57,7 @@ async def test_a_read_sees_the_last_commit_and_does_not_wait_for_a_running_trans
     try:
         async with db.transaction() as repos:
             await repos.members.register("test", "a", "A", None, 0)
+
         async def count_elsewhere() -> int:
             async with db.read() as reading:
                 return await reading.members.count()
@@ -186,5 +189,40 @@ async def test_personal_copies_are_queued_in_one_statement_each_with_its_own_tex
         async with db.read() as repos:
             rows = await repos.conn.execute_fetchall("SELECT target, body FROM deliveries ORDER BY id")
         assert [tuple(r) for r in rows] == [(f"o{n}", f"你好 M{n}, code {n:04d}") for n in range(members)]
+    finally:
+        await db.close()
+
+
+# --- rows mapped by column name ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    name: str
+    active: bool
+    note: str = "none"
+
+
+def test_rows_are_mapped_to_dataclasses_by_column_name_not_position() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT 'x' AS name, 1 AS active, 7 AS id").fetchone()  # another order than the fields
+    assert from_row(_Row, row) == _Row(id=7, name="x", active=True)  # a missing field with a default keeps it
+    assert from_row(_Row, row).active is True  # SQLite's 0/1 become a bool for a bool field
+    assert from_row(_Row, row, name="given") == _Row(id=7, name="given", active=True)  # the caller's value wins
+    with pytest.raises(IndexError, match=r"_Row\.active"):
+        from_row(_Row, conn.execute("SELECT 7 AS id, 'x' AS name").fetchone())
+    conn.close()
+
+
+async def test_every_connection_gives_rows_with_column_names(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "t.db")
+    try:
+        async with db.transaction() as repos:
+            member_id, _ = await repos.members.register("test", "a", "A", None, 5)
+            mapped = await fetch_one_as(repos.conn, _Row, "SELECT id, display_name AS name, 1 AS active FROM members")
+            assert mapped == _Row(id=member_id, name="A", active=True)
+        async with db.read() as repos:
+            found = await fetch_all_as(repos.conn, _Row, "SELECT 0 AS active, display_name AS name, id FROM members")
+        assert found == [_Row(id=member_id, name="A", active=False)]
     finally:
         await db.close()

@@ -25,6 +25,12 @@ def no_groups(api: FakeBotApi, db: Path, **overrides: Any) -> Any:
                             **overrides)  # fmt: skip
 
 
+async def open_group_buy(bot: Harness) -> None:
+    """The staff opens GROUP_BUY in the group: the answer, then the post; both are out when this returns."""
+    assert "Group buy #1 opened" in await bot.send(GROUP, STAFF, GROUP_BUY)
+    await bot.settle()
+
+
 async def ledger_rows(bot: Harness) -> int:
     async with bot.runtime.deps.db.read() as repos:
         rows = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM ledger")
@@ -122,7 +128,7 @@ def chat_member(status: str) -> Any:
 
 async def test_on_telegram_membership_is_asked_of_the_listed_groups(tmp_path: Path, clock: FakeClock) -> None:
     async with fake_api() as api, running_bot(api, harness_settings(api, tmp_path / "m.db"), clock) as bot:
-        await bot.send(GROUP, STAFF, GROUP_BUY)
+        await open_group_buy(bot)
         api.fail["getChatMember"] = chat_member("left")
         assert "for members of the VIP group" in await bot.send(ALICE["id"], ALICE, "/groupbuy join 1")
         async with bot.runtime.deps.db.read() as repos:
@@ -156,7 +162,7 @@ async def test_a_failing_admin_lookup_answers_with_the_apology(tmp_path: Path, c
 
 async def test_a_failing_membership_lookup_answers_with_the_apology(tmp_path: Path, clock: FakeClock) -> None:
     async with fake_api() as api, running_bot(api, harness_settings(api, tmp_path / "g.db"), clock) as bot:
-        await bot.send(GROUP, STAFF, GROUP_BUY)
+        await open_group_buy(bot)
         api.fail["getChatMember"] = lambda params: (
             502, {"ok": False, "error_code": 502, "description": "Bad Gateway"},
         )  # fmt: skip

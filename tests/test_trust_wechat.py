@@ -5,7 +5,6 @@ fields and non-ASCII digits, and signatures in the logs."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -28,18 +27,12 @@ from tests.test_wechat import (
     text_xml,
     wechat_settings,
 )
+from tests.test_wechat import wx as wechat_bot
+
+wx = wechat_bot
+"""The fixture: a running bot on the fake WeChat API, as in test_wechat."""
 
 _nonces = iter(range(1, 1_000_000))
-
-
-@pytest.fixture
-async def wx(tmp_path: Path, clock: FakeClock) -> AsyncIterator[WeChatHarness]:
-    api = await FakeWeChatApi().start()
-    harness = await _start(wechat_settings(tmp_path, api), clock, api)
-    try:
-        yield harness
-    finally:
-        await _stop(harness, api)
 
 
 def signed(timestamp: int, nonce: str | None = None, **extra: str) -> dict[str, str]:

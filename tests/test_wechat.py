@@ -22,7 +22,7 @@ from bot.app.web import WebServer
 from bot.wechat.channel import WeChatChannel
 from handlers.core.clock import FakeClock
 from tests.conftest import ChatDriver
-from tests.fakes.wechat_api import FakeWeChatApi
+from tests.fakes.wechat_api import FakeWeChatApi, answer_text
 
 TOKEN = "shoptoken"
 APP_ID = "wx0123456789abcdef"
@@ -87,15 +87,6 @@ class WeChatHarness:
             member = await repos.members.by_identity("wechat", openid)
         assert member is not None
         return member.balance
-
-
-def answer_text(body: str, crypto: WeChatCrypto | None = None) -> str:
-    if body == "success":
-        return ""
-    if crypto is not None:
-        envelope = xmltodict.parse(body)["xml"]
-        body = crypto.decrypt_message(body, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
-    return str(xmltodict.parse(body)["xml"]["Content"])
 
 
 def wechat_settings(tmp_path: Path, api: FakeWeChatApi, **wechat: Any) -> Settings:

@@ -39,7 +39,9 @@ class Harness:
     """Set by a test that makes the fake answer 429 on purpose; otherwise a 429 fails the test."""
 
     async def send(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> str:
-        """Push one update through getUpdates and wait for the bot's answer (text of the replies)."""
+        """Push one update through getUpdates and wait for the bot's next message (its text): the answer, when
+        nothing else is still on its way. A command that announces (a sale, a group buy, /announce) answers
+        first and posts after: `settle()` before reading the next answer, or the late post is read as it."""
         before = len(self.api.sent())
         self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
         return await self.answer(before)
@@ -56,12 +58,20 @@ class Harness:
         return "\n".join(p["text"] for p in sent[before:])
 
     async def silent(self, chat_id: int, sender: dict[str, Any] | None, text: str, **kwargs: Any) -> None:
-        """Push an update the bot must ignore; a follow-up /help proves it was processed first."""
+        """Push an update the bot must ignore; a follow-up /help proves it was processed first. Settles first,
+        so a late message of an earlier command is not taken for an answer to this one."""
+        await self.settle()
         before = len(self.api.sent())
         self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
         self.api.push_update(message_update(self.api, 777, user(777), "/help"))
         sent = await self.api.wait_for(before + 1)
         assert [int(p["chat_id"]) for p in sent[before:]] == [777]
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the bot is done with all it was given: every due announcement pushed (the outbox has no
+        pending row and nothing in flight), every update handled and every message sent."""
+        assert await self.runtime.outbox.idle(timeout), "the outbox did not drain"
+        assert await self.channel.idle(timeout), "the channel did not finish"
 
     async def balance(self, who: dict[str, Any]) -> int:
         async with self.runtime.deps.db.read() as repos:

@@ -57,7 +57,7 @@ class Runtime:
             kinds=table.kinds,
         )
         planner.bind(deps)
-        add_housekeeping(scheduler, deps, outbox)
+        add_housekeeping(scheduler, deps, outbox, table.jobs)
         return cls(settings, deps, Dispatcher(deps, table.commands), scheduler, planner, outbox)
 
     async def start(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.app.runtime import Runtime
-from bot.delivery.outbox import NativePoll, Outcome, PushResult
+from bot.delivery.outbox import ChannelPusher, Outcome, Push, PushResult
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Button, Identity, Inbound, Reply
 from handlers.core.parsing import parse_int
@@ -30,7 +30,7 @@ _HELP = (
 )
 
 
-class ConsolePusher:
+class ConsolePusher(ChannelPusher):
     """Prints pushes (group posts, private notices, staff notices) to the terminal."""
 
     channel = CHANNEL
@@ -42,28 +42,16 @@ class ConsolePusher:
         self.on_buttons = on_buttons
         self._posted = 0
 
-    def chat_interval(self, target_kind: str, target: str) -> float:
-        return 0.0
-
-    async def push(
-        self,
-        target_kind: str,
-        target: str,
-        text: str,
-        buttons: Sequence[Button],
-        *,
-        image: bytes | None = None,
-        poll: NativePoll | None = None,
-    ) -> PushResult:
-        where = {"chat": "VIP group", "user": f"private to {target}", "staff": "staff chat"}[target_kind]
-        self.out.write(f"📣 [{where}] {text}\n")
-        if image is not None:
-            self.out.write(f"     [picture, {len(image)} bytes]\n")
-        for index, button in enumerate(buttons, start=1):
+    async def deliver(self, push: Push) -> PushResult:
+        where = {"chat": "VIP group", "user": f"private to {push.target}", "staff": "staff chat"}[push.target_kind]
+        self.out.write(f"📣 [{where}] {push.text}\n")
+        if push.image is not None:
+            self.out.write(f"     [picture, {len(push.image)} bytes]\n")
+        for index, button in enumerate(push.buttons, start=1):
             self.out.write(f"     [{index}] {button.label}\n")
         self.out.flush()
-        if buttons and self.on_buttons is not None:
-            self.on_buttons(list(buttons))
+        if push.buttons and self.on_buttons is not None:
+            self.on_buttons(list(push.buttons))
         self._posted += 1
         return PushResult(Outcome.SENT, message_id=str(self._posted))
 

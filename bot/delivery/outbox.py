@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,16 +68,8 @@ class Pusher(Protocol):
         """Seconds to keep between two messages into this chat (e.g. 3 s for a Telegram group)."""
         ...
 
-    async def push(
-        self,
-        target_kind: str,
-        target: str,
-        text: str,
-        buttons: Sequence[Button],
-        *,
-        image: bytes | None = None,
-        poll: NativePoll | None = None,
-    ) -> PushResult:
+    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button], *,
+                   image: bytes | None = None, poll: NativePoll | None = None) -> PushResult:  # fmt: skip
         """Send one message; with `image` a picture captioned `text`; with `poll` the platform's own poll
         where it has one (else `text`, which explains how to answer)."""
         ...
@@ -85,6 +77,37 @@ class Pusher(Protocol):
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
         """Replace the text of a message the bot posted; False when it could not."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One message the outbox hands a channel: to whom (`target_kind` chat, user or staff, and `target`), what
+    (text, buttons, a picture, a native poll) and, for a pusher that claims its rows itself, the row's claim."""
+
+    target_kind: str
+    target: str
+    text: str
+    buttons: tuple[Button, ...]
+    image: bytes | None = None
+    poll: NativePoll | None = None
+    claim: Callable[[], Awaitable[bool]] | None = None
+
+
+class ChannelPusher:
+    """What every channel's pusher shares: the outbox's `push` arrives in `deliver` as one `Push`, and no
+    pause of its own between two messages into one chat (a channel that needs one says so)."""
+
+    def chat_interval(self, target_kind: str, target: str) -> float:
+        return 0.0
+
+    async def push(self, target_kind: str, target: str, text: str, buttons: Sequence[Button], *,
+                   image: bytes | None = None, poll: NativePoll | None = None,
+                   claim: Callable[[], Awaitable[bool]] | None = None) -> PushResult:  # fmt: skip
+        return await self.deliver(Push(target_kind, target, text, tuple(buttons), image, poll, claim))
+
+    async def deliver(self, push: Push) -> PushResult:
+        """Send `push` on this channel."""
+        raise NotImplementedError
 
 
 class Timer:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.app.config import Settings
-from bot.delivery.outbox import NativePoll, PushResult
+from bot.delivery.outbox import ChannelPusher, Push, PushResult
 from bot.delivery.sender import Delivered, Job, Outcome, Priority, Sender
 from handlers.core.messages import Button
 
@@ -21,8 +21,7 @@ CHANNEL = "telegram"
 log = logging.getLogger(__name__)
 
 
-
-class TelegramPusher:
+class TelegramPusher(ChannelPusher):
     channel = CHANNEL
     claims_itself = True
     """The outbox hands it the row's claim: the row is taken right before its message leaves."""
@@ -38,37 +37,28 @@ class TelegramPusher:
     def has_staff_chat(self) -> bool:
         return bool(self._staff_targets)
 
-    def chat_interval(self, target_kind: str, target: str) -> float:
-        return 0.0  # the sender keeps every chat's limit
+    # chat_interval stays 0: the sender keeps every chat's limit
 
-    async def push(
-        self,
-        target_kind: str,
-        target: str,
-        text: str,
-        buttons: Sequence[Button],
-        *,
-        image: bytes | None = None,
-        poll: NativePoll | None = None,
-        claim: Callable[[], Awaitable[bool]] | None = None,
-    ) -> PushResult:
-        if target_kind == "staff":
+    async def deliver(self, push: Push) -> PushResult:
+        if push.target_kind == "staff":
             scopes, priority = self._staff_targets, Priority.STAFF
             if not scopes:
                 return PushResult(Outcome.FAILED, "no staff chat or staff id configured")
         else:
-            scopes, priority = [target], Priority.BULK
-        payload: dict[str, object] = {"kind": "push", "text": text, "buttons": [(b.label, b.data) for b in buttons]}
-        if image is not None:
+            scopes, priority = [push.target], Priority.BULK
+        payload: dict[str, object] = {"kind": "push", "text": push.text,
+                                      "buttons": [(b.label, b.data) for b in push.buttons]}  # fmt: skip
+        if push.image is not None:
             payload["kind"] = "photo"
-        if poll is not None:
+        if (poll := push.poll) is not None:
             payload = {"kind": "poll", "question": poll.question, "options": list(poll.options), "multi": poll.multi}
         loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[Delivered]] = []
         for index, scope in enumerate(scopes):
             done: asyncio.Future[Delivered] = loop.create_future()
             waits.append(done)
-            self.sender.submit(Job(scope, priority, dict(payload), blob=image, claim=claim if index == 0 else None,
+            self.sender.submit(Job(scope, priority, dict(payload), blob=push.image,
+                                   claim=push.claim if index == 0 else None,
                                    on_result=_resolver(done), skip_on_stop=True))  # fmt: skip
         results = await asyncio.gather(*waits)
         first = results[0]

@@ -13,7 +13,7 @@ import requests
 from wechatpy.exceptions import WeChatClientException
 
 from bot.app.config import WeChatSettings
-from bot.delivery.outbox import NativePoll, Outcome, PushResult
+from bot.delivery.outbox import ChannelPusher, Outcome, Push, PushResult
 from bot.wechat.client import ShopWeChatClient
 from handlers.core.clock import Clock
 from handlers.core.messages import Button
@@ -33,7 +33,7 @@ def with_choices(text: str, buttons: Sequence[Button], choice_line: str) -> str:
     return "\n".join([text, *lines]) if lines else text
 
 
-class WeChatPusher:
+class WeChatPusher(ChannelPusher):
     channel = CHANNEL
 
     def __init__(
@@ -53,26 +53,15 @@ class WeChatPusher:
     def has_staff_chat(self) -> bool:
         return bool(self.staff)
 
-    def chat_interval(self, target_kind: str, target: str) -> float:
-        return 0.0
-
-    async def push(
-        self,
-        target_kind: str,
-        target: str,
-        text: str,
-        buttons: Sequence[Button],
-        *,
-        image: bytes | None = None,
-        poll: NativePoll | None = None,
-    ) -> PushResult:
-        if target_kind == "staff":
+    async def deliver(self, push: Push) -> PushResult:
+        if push.target_kind == "staff":
             if not self.staff:
                 return PushResult(Outcome.FAILED, "no staff OpenID configured (staff.wechat)")
-            results = [await self.push("user", openid, text, buttons) for openid in self.staff]
+            results = [await self.deliver(Push("user", openid, push.text, push.buttons)) for openid in self.staff]
             return next((r for r in results if r.outcome is Outcome.SENT), results[0])
-        if target_kind != "user":
+        if push.target_kind != "user":
             return PushResult(Outcome.FAILED, "WeChat has no group chats")
+        target, text, buttons = push.target, push.text, push.buttons
         body = with_choices(text, buttons, self.choice_line)
         now = int(self.clock.now().timestamp())  # the same clock that recorded the member's last message
         opened_after = now - self.settings.window_hours * 3600
@@ -93,7 +82,7 @@ class WeChatPusher:
 
     async def send_now(self, openid: str, text: str, buttons: Sequence[Button]) -> PushResult:
         """A late answer to the member's own message (their window is open): straight to the API."""
-        return await self.push("user", openid, text, buttons)
+        return await self.deliver(Push("user", openid, text, tuple(buttons)))
 
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
         return False  # WeChat messages cannot be edited

@@ -5,6 +5,7 @@ This package's `FEATURE` declares its commands to the core."""
 from handlers.announcements import commands
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.jobs import Every, Job
 
 FEATURE = Feature(
     "announcements",
@@ -16,4 +17,5 @@ FEATURE = Feature(
         Command("unschedule", commands.unschedule, "unschedule.summary", staff=True),
         Command("delivery", commands.delivery, "delivery.summary", staff=True),
     ),
+    jobs=(Job("report_delivery_outcomes", commands.report_outcomes, lambda rules: Every(60)),),
 )

@@ -5,9 +5,13 @@ uncertain deliveries; and the member's /notify switch for private notices.
 
 from __future__ import annotations
 
+from functools import partial
+
+from handlers.core.command import required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.parsing import extract_flags, parse_id, parse_local_datetime
+from handlers.core.subcommands import Subcommands
 from handlers.segments.commands import parse_segment, segment_audience, segment_bounds, segment_name
 from handlers.shared.broadcast import lead_text, publish
 from storage.announcements import Announcement
@@ -17,6 +21,8 @@ TEXT_LIMIT = 3500
 """Leaves room under Telegram's 4,096 characters for the bot's own framing."""
 RESEND_WORDS = ("resend", "重发")
 CONFIRM_WORDS = ("confirm", "确认")
+NOTIFY_ON_WORDS = ("on", "开")
+NOTIFY_OFF_WORDS = ("off", "关")
 REPORT_BATCH = 20
 """Announcements reported by one run of the minute job (the rest wait for the next minute)."""
 REPORT_PROBLEMS = 3
@@ -137,9 +143,7 @@ def _label(deps: Deps, ann: Announcement) -> str:
 
 
 async def unschedule(req: Request, deps: Deps) -> list[Reply]:
-    ann_id = parse_id(req.args)
-    if ann_id is None:
-        return deps.usage("unschedule")
+    ann_id = required_id(deps, req.args, "unschedule")
     async with deps.db.transaction() as repos:
         cancelled = await repos.announcements.settle(ann_id, "cancelled", deps.now_ts())
     if not cancelled:
@@ -148,13 +152,9 @@ async def unschedule(req: Request, deps: Deps) -> list[Reply]:
     return [Reply(deps.texts.t("unschedule.done", id=ann_id))]
 
 
-async def delivery(req: Request, deps: Deps) -> list[Reply]:
-    words = req.args.split()
-    if words and words[0].lower() in RESEND_WORDS:
-        return await _resend(deps, words[1:])
-    ann_id = parse_id(req.args)
-    if ann_id is None:
-        return deps.usage("delivery")
+async def _report(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/delivery <id>: how far an announcement's delivery got, and what failed."""
+    ann_id = required_id(deps, args, "delivery")
     async with deps.db.read() as repos:
         ann = await repos.announcements.get(ann_id)
         counts = await repos.deliveries.counts(ann_id)
@@ -166,7 +166,7 @@ async def delivery(req: Request, deps: Deps) -> list[Reply]:
         "delivery.status",
         total,
         id=ann_id,
-        state=deps.texts.t(f"delivery.state_{ann.state}"),
+        state=deps.texts.t(f"broadcast.state_{ann.state}"),
         total=total,
         sent=counts.get("sent", 0),
         pending=counts.get("pending", 0) + counts.get("sending", 0),
@@ -181,8 +181,9 @@ async def delivery(req: Request, deps: Deps) -> list[Reply]:
     return [Reply(text)]
 
 
-async def _resend(deps: Deps, words: list[str]) -> list[Reply]:
+async def _resend(req: Request, deps: Deps, args: str) -> list[Reply]:
     """/delivery resend <id> [confirm]: uncertain rows may have arrived, so staff confirm knowingly."""
+    words = args.split()
     ann_id = parse_id(words[0]) if words else None
     confirmed = len(words) == 2 and words[1].lower() in CONFIRM_WORDS
     if ann_id is None or len(words) > 2 or (len(words) == 2 and not confirmed):
@@ -203,6 +204,10 @@ async def _resend(deps: Deps, words: list[str]) -> list[Reply]:
         return [Reply(deps.texts.n("delivery.resend_ask", uncertain, id=ann_id))]
     deps.outbox.wake()
     return [Reply(deps.texts.n("delivery.resend_done", uncertain, id=ann_id))]
+
+
+delivery = Subcommands("delivery", dict.fromkeys(RESEND_WORDS, _resend), otherwise=_report)
+"""Staff: /delivery <id> for a report, /delivery resend <id> [confirm] (重发)."""
 
 
 async def report_outcomes(deps: Deps) -> int:
@@ -251,17 +256,32 @@ def _outcome_text(deps: Deps, ann: Announcement, counts: dict[str, int], problem
     return "\n".join(lines)
 
 
-async def notify(req: Request, deps: Deps) -> list[Reply]:
-    choice = req.args.strip().lower()
-    if choice not in ("on", "off", "开", "关"):
-        async with deps.db.read() as repos:
-            current = await repos.members.notify(req.member_id)
-        state = deps.texts.t("notify.state_on" if current else "notify.state_off")
-        return [Reply(deps.texts.t("notify.status", state=state)), *deps.usage("notify")]
-    on = choice in ("on", "开")
+async def _notify_status(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/notify alone (or with something else): whether announcements reach the member privately."""
+    async with deps.db.read() as repos:
+        current = await repos.members.notify(req.member_id)
+    state = deps.texts.t("notify.state_on" if current else "notify.state_off")
+    return [Reply(deps.texts.t("notify.status", state=state)), *deps.usage("notify")]
+
+
+async def _set_notify(req: Request, deps: Deps, args: str, *, on: bool) -> list[Reply]:
+    """/notify on | off: announcements reach the member privately, or not."""
     async with deps.db.transaction() as repos:
         await repos.members.set_notify(req.member_id, on)
         reachable = await repos.members.can_message(req.member_id)
     if on and not reachable:
         return [Reply(deps.texts.t("notify.on_needs_start"))]
     return [Reply(deps.texts.t("notify.enabled" if on else "notify.disabled"))]
+
+
+notify = Subcommands(
+    "notify",
+    {
+        **dict.fromkeys(NOTIFY_ON_WORDS, partial(_set_notify, on=True)),
+        **dict.fromkeys(NOTIFY_OFF_WORDS, partial(_set_notify, on=False)),
+    },
+    missing=_notify_status,
+    otherwise=_notify_status,
+    alone=True,
+)
+"""/notify on | off (开 | 关); anything else shows the current choice."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from handlers.core.deps import Deps
 from handlers.core.messages import Inbound, Reply
+from handlers.core.parsing import parse_id
 from storage.db.rollback import Rollback
 
 HandlerFn = Callable[..., Awaitable[list[Reply]]]
@@ -22,6 +23,15 @@ class Refusal(Rollback):
     def __init__(self, *replies: Reply) -> None:
         super().__init__(*(r.text for r in replies))
         self.replies = list(replies)
+
+
+def required_id(deps: Deps, text: str, usage: str) -> int:
+    """The id (a positive number) that `text` is; a `Refusal` with the usage of the command `usage` when it is
+    none (``/event show x``)."""
+    found = parse_id(text)
+    if found is None:
+        raise Refusal(*deps.usage(usage))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

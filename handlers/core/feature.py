@@ -1,4 +1,4 @@
-"""What a feature hands to the core: its commands and, when it is time-driven, its announcement kinds.
+"""What a feature hands to the core: its commands and, when it is time-driven, its announcement kinds and jobs.
 
 Every feature package declares one `Feature` in its `__init__.py`; `handlers.features` lists them and the
 runtime assembles the command table and the kinds' registry from that list (`handlers.core.table.assemble`).
@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from handlers.core.command import Command
+from handlers.core.jobs import Job
 from handlers.core.kinds import DueRule, SubjectLookup
 
 
@@ -20,5 +21,7 @@ class Feature:
     commands: tuple[Command, ...] = ()
     due_rules: Mapping[str, DueRule] = field(default_factory=dict)
     """What each of its announcement kinds does when due (kinds without a rule are queued as written)."""
+    jobs: tuple[Job, ...] = ()
+    """Its periodic work (handlers.core.jobs)."""
     subjects: Mapping[str, SubjectLookup] = field(default_factory=dict)
     """How to look up each kind of subject it owns (an event, a sale): is it still active, when it starts."""

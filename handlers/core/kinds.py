@@ -28,7 +28,8 @@ from storage.repos import Repos
 
 
 class AnnouncementKind(StrEnum):
-    """The kinds the shipped features use (storage/migrations/0015_announcement_kinds.sql lists the same)."""
+    """The kinds the shipped features use (storage/migrations/0015_announcement_kinds.sql inserts the same). A
+    feature added later may name its own kind in its own package and insert it with its own migration."""
 
     NOW = "now"  # /announce
     SCHEDULED = "scheduled"  # /schedule

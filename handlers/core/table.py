@@ -1,4 +1,4 @@
-"""The command table and the kinds' registry, assembled from the features' declarations.
+"""The command table, the kinds' registry and the periodic jobs, assembled from the features' declarations.
 
 Who may use a command is declared with it and checked by the dispatcher, in one place: ``staff`` (staff only)
 and ``members_only`` (taking part in claims, group buys, polls, rewards and events is for VIP group members, from
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from handlers.core.command import Command
 from handlers.core.feature import Feature
 from handlers.core.help import make_help
+from handlers.core.jobs import Job
 from handlers.core.kinds import Kinds
 
 
@@ -21,6 +22,7 @@ from handlers.core.kinds import Kinds
 class Table:
     commands: tuple[Command, ...]
     kinds: Kinds
+    jobs: tuple[Job, ...]
 
 
 def assemble(features: Iterable[Feature]) -> Table:
@@ -32,4 +34,8 @@ def assemble(features: Iterable[Feature]) -> Table:
     commands: list[Command] = [c for f in features for c in f.commands]
     commands.append(Command("help", make_help(lambda: commands), "help_cmd.summary", keywords=("帮助",)))
     kinds = Kinds.assemble((f.due_rules, f.subjects) for f in features)
-    return Table(tuple(commands), kinds)
+    jobs = tuple(job for f in features for job in f.jobs)
+    ids = [job.id for job in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"two jobs share an id: {sorted(i for i in ids if ids.count(i) > 1)}")
+    return Table(tuple(commands), kinds, jobs)

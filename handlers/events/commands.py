@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from handlers.core.command import Refusal, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind, SubjectKind, SubjectState
-from handlers.core.messages import Reply
+from handlers.core.messages import Button, Reply
 from handlers.core.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
+from handlers.core.subcommands import Subcommands
 from handlers.core.targets import resolve_target, split_target
 from handlers.shared.broadcast import (
     PROMO_RULES,
@@ -20,6 +22,7 @@ from handlers.shared.broadcast import (
     plan_leads,
     plan_lines,
     publish,
+    unplan_pending,
 )
 from storage.events import AttendResult, Event, SignupResult
 from storage.repos import Repos
@@ -31,9 +34,9 @@ POINTS_LIMIT = 1_000_000
 """The most points attending one event may earn."""
 
 
-def join_button(deps: Deps, event_id: int) -> tuple[str, str]:
+def join_button(deps: Deps, event_id: int) -> Button:
     """Short, versioned callback data: the button is the command `/join <id>`."""
-    return deps.texts.t("event.join_button"), f"v1:join:{event_id}"
+    return Button(deps.texts.t("event.join_button"), f"v1:join:{event_id}")
 
 
 def promo_text(deps: Deps, event: Event, due: datetime) -> str:
@@ -71,8 +74,7 @@ DUE_RULES = PROMO_RULES
 
 
 async def _replan(repos: Repos, deps: Deps, event_id: int, announce_now: bool) -> list[tuple[str, int]]:
-    for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.EVENT, event_id):
-        deps.planner.unplan(ann_id)
+    await unplan_pending(repos, deps, (SubjectKind.EVENT, event_id))
     event = await repos.events.get(event_id)
     assert event is not None
     return await plan_promos(repos, deps, event, announce_now=announce_now)
@@ -104,14 +106,6 @@ async def events(req: Request, deps: Deps) -> list[Reply]:
     return [Reply("\n".join(lines))]
 
 
-async def event(req: Request, deps: Deps) -> list[Reply]:
-    sub, rest = split_first(req.args)
-    handler = _SUBCOMMANDS.get(sub.lower())
-    if handler is None:
-        return deps.usage("event")
-    return await handler(req, deps, rest)
-
-
 async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     flags, rest = extract_flags(args, {"force": False, "capacity": True, "points": True})
     parsed = parse_local_datetime(rest, deps.calendar.zone)
@@ -130,9 +124,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     if ("capacity" in flags and capacity is None) or points < 0:
         return deps.usage("event_add")
     force = bool(flags.get("force"))
-    problem = check_lead_time(deps, when, force)
-    if problem is not None:
-        return [problem, *deps.usage("event_add")]
+    check_lead_time(deps, when, force, "event_add")
     bent = inside_lead_time(deps, when)
     async with deps.db.transaction() as repos:
         event_id = await repos.events.create(
@@ -151,9 +143,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
-    event_id = parse_id(args)
-    if event_id is None:
-        return deps.usage("event")
+    event_id = required_id(deps, args, "event")
     async with deps.db.read() as repos:
         found = await repos.events.get(event_id)
         promos = await repos.announcements.for_subject(SubjectKind.EVENT, event_id) if found else []
@@ -167,7 +157,7 @@ async def _show(req: Request, deps: Deps, args: str) -> list[Reply]:
     ]  # fmt: skip
     for ann in promos:
         lead = lead_text(deps, ann.lead)
-        state = deps.texts.t(f"delivery.state_{ann.state}")
+        state = deps.texts.t(f"broadcast.state_{ann.state}")
         values = {"id": ann.id, "when": deps.local_text(ann.due_at), "state": state}
         if lead is not None:
             lines.append(deps.texts.t("event.promo_line", lead=lead, **values))
@@ -192,9 +182,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
         parsed = parse_local_datetime(value, deps.calendar.zone)
         if parsed is None or parsed[1]:
             return deps.usage("event_edit")
-        problem = check_lead_time(deps, parsed[0], bool(flags.get("force")))
-        if problem is not None:
-            return [problem, *deps.usage("event_edit")]
+        check_lead_time(deps, parsed[0], bool(flags.get("force")), "event_edit")
         changes["starts_at"] = int(parsed[0].timestamp())
         announce_now = True
     elif field == "title":
@@ -212,11 +200,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
             return deps.usage("event_edit")
         changes["attend_points"] = found_points
     async with deps.db.transaction() as repos:
-        current = await repos.events.get(event_id)
-        if current is None or current.state != "active":
-            return [Reply(deps.texts.t("event.unknown", id=event_id))]
-        if current.starts_at <= deps.now_ts():
-            return [Reply(deps.texts.t("event.already_started", id=event_id))]
+        current = await _upcoming(repos, deps, event_id)
         if field == "capacity":
             capacity = changes["capacity"]
             assert capacity is None or isinstance(capacity, int)
@@ -241,15 +225,12 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
-    event_id = parse_id(args)
-    if event_id is None:
-        return deps.usage("event")
+    event_id = required_id(deps, args, "event")
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         if found is None or not await repos.events.cancel(event_id):
             return [Reply(deps.texts.t("event.unknown", id=event_id))]
-        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.EVENT, event_id):
-            deps.planner.unplan(ann_id)
+        await unplan_pending(repos, deps, (SubjectKind.EVENT, event_id))
         notice = deps.texts.t("event.cancel_notice", title=found.title, when=deps.local_text(found.starts_at))
         ann_id, count = await publish(repos, deps, AnnouncementKind.CANCEL, "signups", notice,
                                       subject=(SubjectKind.EVENT, event_id), created_by=req.member_id)  # fmt: skip
@@ -303,20 +284,25 @@ def _attendance_closed(deps: Deps, found: Event, now: int, window: int) -> Reply
     return None
 
 
-_SUBCOMMANDS = {"add": _add, "show": _show, "edit": _edit, "cancel": _cancel, "attend": _attend}
+event = Subcommands("event", {"add": _add, "show": _show, "edit": _edit, "cancel": _cancel, "attend": _attend})
+"""Staff: /event add | show | edit | cancel | attend."""
+
+
+async def _upcoming(repos: Repos, deps: Deps, event_id: int) -> Event:
+    """The event, active and not started yet; refused ("no such event", "already started") otherwise."""
+    found = await repos.events.get(event_id)
+    if found is None or found.state != "active":
+        raise Refusal(Reply(deps.texts.t("event.unknown", id=event_id)))
+    if found.starts_at <= deps.now_ts():
+        raise Refusal(Reply(deps.texts.t("event.already_started", id=event_id)))
+    return found
 
 
 # --- members sign up -------------------------------------------------------------------------------
 async def join(req: Request, deps: Deps) -> list[Reply]:
-    event_id = parse_id(req.args)
-    if event_id is None:
-        return deps.usage("join")
+    event_id = required_id(deps, req.args, "join")
     async with deps.db.transaction() as repos:
-        found = await repos.events.get(event_id)
-        if found is None or found.state != "active":
-            return [Reply(deps.texts.t("event.unknown", id=event_id))]
-        if found.starts_at <= deps.now_ts():
-            return [Reply(deps.texts.t("event.already_started", id=event_id))]
+        found = await _upcoming(repos, deps, event_id)
         result = await repos.events.join(event_id, req.member_id, deps.now_ts())
         after = await repos.events.get(event_id)
     assert after is not None
@@ -327,9 +313,7 @@ async def join(req: Request, deps: Deps) -> list[Reply]:
 
 
 async def leave(req: Request, deps: Deps) -> list[Reply]:
-    event_id = parse_id(req.args)
-    if event_id is None:
-        return deps.usage("leave")
+    event_id = required_id(deps, req.args, "leave")
     async with deps.db.transaction() as repos:
         found = await repos.events.get(event_id)
         withdrawn = found is not None and await repos.events.withdraw(event_id, req.member_id)

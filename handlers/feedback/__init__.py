@@ -4,6 +4,7 @@ This package's `FEATURE` declares its commands to the core."""
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.jobs import Every, Job
 from handlers.feedback import commands
 
 FEATURE = Feature(
@@ -16,4 +17,5 @@ FEATURE = Feature(
         Command("tickets", commands.tickets, "tickets.summary", staff=True),
         Command("close", commands.close, "close.summary", staff=True),
     ),
+    jobs=(Job("escalate_tickets", commands.escalate, lambda rules: Every(600)),),
 )

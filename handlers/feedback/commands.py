@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from handlers.core.command import required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind
 from handlers.core.messages import Button, Reply
 from handlers.core.parsing import parse_button, parse_id, split_first
-from handlers.shared.broadcast import duration_text, notify_staff, send_personal, span_text
+from handlers.shared.broadcast import duration_text, notify_staff, send_personal, span_text, stored_buttons
 from storage.repos import Repos
 from storage.tickets import Ticket
 
@@ -77,7 +78,7 @@ async def _tell_member(
     ticket: Ticket,
     private_text: str,
     chat_text: str,
-    buttons: tuple[tuple[str, str], ...] = (),
+    buttons: tuple[Button, ...] = (),
 ) -> str:
     """Queue a message to the ticket's member: privately when possible, else in the chat the ticket was
     opened in. Returns how: 'private', 'chat', or 'none' when neither can be reached now."""
@@ -90,7 +91,7 @@ async def _tell_member(
         return "none"
     now = deps.now_ts()
     ann_id = await repos.announcements.create(AnnouncementKind.FEEDBACK, "personal", chat_text, now, now,
-                                              buttons=buttons)  # fmt: skip
+                                              buttons=stored_buttons(buttons))  # fmt: skip
     await repos.tickets.queue_chat(ann_id, ticket.channel, ticket.chat_id, chat_text)
     await repos.announcements.settle(ann_id, "queued", now)
     return "chat"
@@ -191,9 +192,7 @@ async def reply(req: Request, deps: Deps) -> list[Reply]:
 async def tickets(req: Request, deps: Deps) -> list[Reply]:
     """/tickets: unclosed tickets oldest first, late ones flagged; /tickets <id>: one ticket in full."""
     if req.args:
-        ticket_id = parse_id(req.args)
-        if ticket_id is None:
-            return deps.usage("tickets")
+        ticket_id = required_id(deps, req.args, "tickets")
         return await _show(deps, ticket_id)
     now = deps.now_ts()
     async with deps.db.read() as repos:
@@ -233,9 +232,7 @@ async def _show(deps: Deps, ticket_id: int) -> list[Reply]:
 
 async def close(req: Request, deps: Deps) -> list[Reply]:
     """/close <ticket>: close it and ask the member to rate the handling 1-5."""
-    ticket_id = parse_id(req.args)
-    if ticket_id is None:
-        return deps.usage("close")
+    ticket_id = required_id(deps, req.args, "close")
     async with deps.db.transaction() as repos:
         ticket = await repos.tickets.get(ticket_id)
         if ticket is None:
@@ -244,7 +241,7 @@ async def close(req: Request, deps: Deps) -> list[Reply]:
             return [Reply(deps.texts.t("close.already", id=ticket_id))]
         kind = _kind_name(deps, ticket.kind)
         buttons = tuple(
-            (deps.texts.t("close.rate_button", n=n), f"v1:rate_ticket:{ticket_id} {n}") for n in range(1, 6)
+            Button(deps.texts.t("close.rate_button", n=n), f"v1:rate_ticket:{ticket_id} {n}") for n in range(1, 6)
         )
         private_text = deps.texts.t("close.ask_private", id=ticket_id, kind=kind)
         chat_text = deps.texts.t("close.ask_in_chat", id=ticket_id, kind=kind, mention=await _mention(repos, ticket))

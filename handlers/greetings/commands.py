@@ -13,7 +13,7 @@ from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
 from handlers.core.messages import Reply
 from handlers.core.parsing import split_first
 from handlers.greetings.holidays import BUILTIN_IDS, Occurrence, next_occurrence, occurrences
-from handlers.shared.broadcast import plan_at, publish, span_text
+from handlers.shared.broadcast import plan_at, span_text
 from storage.announcements import Announcement
 from storage.greetings import BirthdayMember
 from storage.repos import Repos
@@ -253,72 +253,108 @@ def birthday_keys(day: date, leap_day_on: str) -> list[str]:
     return keys
 
 
-async def _birthday_gift(repos: Repos, deps: Deps, member: BirthdayMember, today: date) -> tuple[int, str]:
-    """Book the member's birthday gift unless the birthday was set too recently; returns (points booked, the
-    line that tells them about it, or why there is none)."""
+async def _birthday_gifts(
+    repos: Repos, deps: Deps, members: list[BirthdayMember], today: date
+) -> dict[int, tuple[int, str]]:
+    """Book the birthday gift of every member whose birthday was not set too recently, in one bulk statement
+    (once per member and year, by the ledger's idempotency key 'birthday:<member id>:<year>'); returns, per
+    member, (points booked, the line that tells them about it, or why there is none)."""
     rules = deps.rules.birthdays
+    outcome: dict[int, tuple[int, str]] = {member.id: (0, "") for member in members}
     if rules.gift_points <= 0:
-        return 0, ""
-    if member.set_at is not None:
-        set_day = deps.calendar.local(datetime.fromtimestamp(member.set_at, UTC)).date()
-        days = (today - set_day).days
-        if days < rules.min_days_before:
-            return 0, deps.texts.n(
-                "birthday_greeting.no_gift_recent", max(days, 0), days=max(days, 0), min_days=rules.min_days_before
-            )
-    booking = await repos.ledger.append(
-        member.id, rules.gift_points, "birthday", f"birthday:{member.id}:{today.year}", deps.now_ts(),
+        return outcome
+    eligible = []
+    for member in members:
+        if member.set_at is not None:
+            set_day = deps.calendar.local(datetime.fromtimestamp(member.set_at, UTC)).date()
+            days = (today - set_day).days
+            if days < rules.min_days_before:
+                shown = max(days, 0)
+                outcome[member.id] = (
+                    0,
+                    deps.texts.n("birthday_greeting.no_gift_recent", shown, days=shown, min_days=rules.min_days_before),
+                )
+                continue
+        eligible.append(member.id)
+    booked = await repos.ledger.gift_to_each(
+        eligible, rules.gift_points, "birthday", ("birthday:", f":{today.year}"), deps.now_ts(),
         note=deps.texts.t("birthday_greeting.ledger_note"), ref=today.isoformat(),
     )  # fmt: skip
-    if not booking.booked:  # given already this year (the birthday was moved after it was greeted)
-        return 0, ""
-    return rules.gift_points, deps.texts.n("birthday_greeting.gift", rules.gift_points, points=rules.gift_points)
+    line = deps.texts.n("birthday_greeting.gift", rules.gift_points, points=rules.gift_points)
+    for member_id in booked:  # the others were given theirs this year (the birthday was moved after it was greeted)
+        outcome[member_id] = rules.gift_points, line
+    return outcome
 
 
-async def _greet_privately(repos: Repos, deps: Deps, member: BirthdayMember, body: str, record: str) -> int | None:
-    """Queue a private wish; returns the announcement id, or None when no running channel reaches them."""
+def _name(deps: Deps, member: BirthdayMember) -> str:
+    return member.display_name or deps.texts.t("birthday_greeting.friend")
+
+
+def _wish(deps: Deps, key: str, member: BirthdayMember, gift_line: str) -> str:
+    return deps.texts.t(key, name=_name(deps, member)) + (f"\n{gift_line}" if gift_line else "")
+
+
+async def _greet_privately(
+    repos: Repos, deps: Deps, members: list[BirthdayMember], gifts: dict[int, tuple[int, str]]
+) -> dict[int, int]:
+    """Queue a private wish to each member, one announcement each, in a few statements whatever their number;
+    returns the announcement id per member reached (a member no running channel reaches is left out)."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(AnnouncementKind.BIRTHDAY, "personal", record, now, now,
-                                              subject=(SubjectKind.MEMBER, member.id))  # fmt: skip
-    if await repos.deliveries.queue_personal(ann_id, member.id, body, sorted(deps.outbox.channels())):
-        await repos.announcements.settle(ann_id, "queued", now)
-        return ann_id
-    await repos.announcements.settle(ann_id, "skipped", now, deps.texts.t("birthday_greeting.unreachable"))
-    return None
+    records = [
+        (deps.texts.t("birthday_greeting.record", name=_name(deps, m), id=m.id), (SubjectKind.MEMBER, m.id))
+        for m in members
+    ]
+    ann_ids = await repos.announcements.create_many(AnnouncementKind.BIRTHDAY, "personal", records, now, now)
+    bodies = [
+        (ann_id, m.id, _wish(deps, "birthday_greeting.private", m, gifts[m.id][1]))
+        for ann_id, m in zip(ann_ids, members, strict=True)
+    ]
+    await repos.deliveries.queue_personal_each(bodies, sorted(deps.outbox.channels()))
+    skipped = set(
+        await repos.announcements.settle_by_deliveries(ann_ids, now, deps.texts.t("birthday_greeting.unreachable"))
+    )
+    return {m.id: ann_id for ann_id, m in zip(ann_ids, members, strict=True) if ann_id not in skipped}
+
+
+async def _greet_in_groups(
+    repos: Repos, deps: Deps, members: list[BirthdayMember], gifts: dict[int, tuple[int, str]]
+) -> dict[int, int]:
+    """Post a wish naming each member in the VIP groups, one announcement each, in a few statements; returns
+    the announcement id per member."""
+    now = deps.now_ts()
+    posts = [(_wish(deps, "birthday_greeting.group", m, gifts[m.id][1]), (SubjectKind.MEMBER, m.id)) for m in members]
+    ann_ids = await repos.announcements.create_many(AnnouncementKind.BIRTHDAY, "groups", posts, now, now)
+    await repos.deliveries.queue_groups_many(ann_ids, sorted(deps.outbox.channels()))
+    await repos.announcements.settle_many(ann_ids, "queued", now)
+    return {m.id: ann_id for ann_id, m in zip(ann_ids, members, strict=True)}
 
 
 async def send_birthdays(deps: Deps) -> int:
     """Greet today's birthdays: privately where possible, else with a post in the VIP groups naming them;
     returns how many members were greeted. Idempotent per member and day; does nothing before the
-    configured hour, so the runtime may call it at start-up as well as daily at that hour."""
+    configured hour, so the runtime may call it at start-up as well as daily at that hour.
+
+    A fan-out: the members are claimed for the day, their gifts booked and their wishes queued with bulk
+    statements, a fixed number of them however many members have their birthday."""
     rules = deps.rules.birthdays
     now_local = deps.calendar.local(deps.now())
     if not rules.enabled or now_local.hour < rules.hour:
         return 0
     today = now_local.date()
-    day, now = today.isoformat(), deps.now_ts()
-    greeted = 0
+    day, keys = today.isoformat(), birthday_keys(today, rules.leap_day_on)
     async with deps.db.transaction() as repos:
-        for member in await repos.greetings.birthdays_on(birthday_keys(today, rules.leap_day_on)):
-            if not await repos.greetings.claim_birthday(member.id, day, now):
-                continue
-            name = member.display_name or deps.texts.t("birthday_greeting.friend")
-            gift, gift_line = await _birthday_gift(repos, deps, member, today)
-            tail = f"\n{gift_line}" if gift_line else ""
-            ann_id = None
-            if member.can_message and member.notify:  # members who turned private notices off are greeted in groups
-                record = deps.texts.t("birthday_greeting.record", name=name, id=member.id)
-                body = deps.texts.t("birthday_greeting.private", name=name) + tail
-                ann_id = await _greet_privately(repos, deps, member, body, record)
-            via = "private"
-            if ann_id is None:
-                body = deps.texts.t("birthday_greeting.group", name=name) + tail
-                ann_id, _ = await publish(repos, deps, AnnouncementKind.BIRTHDAY, "groups", body,
-                                         subject=(SubjectKind.MEMBER, member.id))  # fmt: skip
-                via = "group"
-            await repos.greetings.record_birthday(member.id, day, via, gift, ann_id)
-            greeted += 1
-    if greeted:
-        deps.outbox.wake()
-        log.info("greeted %d birthdays", greeted)
-    return greeted
+        claimed = set(await repos.greetings.claim_birthdays(keys, day, deps.now_ts()))
+        if not claimed:
+            return 0
+        members = [m for m in await repos.greetings.birthdays_on(keys) if m.id in claimed]
+        gifts = await _birthday_gifts(repos, deps, members, today)
+        # Members who turned private notices off are greeted in the groups.
+        private = await _greet_privately(repos, deps, [m for m in members if m.can_message and m.notify], gifts)
+        in_groups = await _greet_in_groups(repos, deps, [m for m in members if m.id not in private], gifts)
+        await repos.greetings.record_birthdays(day, [
+            (m.id, "private" if m.id in private else "group", gifts[m.id][0], private.get(m.id, in_groups.get(m.id)))
+            for m in members
+        ])  # fmt: skip
+    deps.outbox.wake()
+    log.info("greeted %d birthdays", len(members))
+    return len(members)

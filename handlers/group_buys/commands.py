@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from handlers.core.command import required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
-from handlers.core.messages import Reply
+from handlers.core.messages import Button, Reply
 from handlers.core.parsing import (
     option_leftovers,
     parse_amount_fen,
-    parse_id,
     parse_int,
     parse_local_datetime,
     parse_options,
-    split_first,
     yuan_text,
 )
-from handlers.shared.broadcast import plan_at, publish, send_personal
+from handlers.core.subcommands import Subcommands
+from handlers.shared.broadcast import LivePost, live_post, plan_at, publish, send_personal, unplan_pending
 from handlers.shared.codes import new_code
 from storage.announcements import Announcement
 from storage.group_buys import GroupBuy
@@ -29,8 +29,8 @@ from storage.repos import Repos
 ITEM_LIMIT = 80
 
 
-def join_button(deps: Deps, group_buy_id: int) -> tuple[str, str]:
-    return deps.texts.t("groupbuy.join_button"), f"v1:groupbuy:join {group_buy_id}"
+def join_button(deps: Deps, group_buy_id: int) -> Button:
+    return Button(deps.texts.t("groupbuy.join_button"), f"v1:groupbuy:join {group_buy_id}")
 
 
 def post_text(deps: Deps, buy: GroupBuy) -> str:
@@ -63,17 +63,6 @@ STAFF_SUBCOMMANDS = ("add", "cancel")
 """Only staff may open or cancel a group buy (the dispatcher checks, see handlers.core.table)."""
 MEMBER_SUBCOMMANDS = ("join",)
 """Joining is for VIP group members, from a private chat too."""
-
-
-async def groupbuy(req: Request, deps: Deps) -> list[Reply]:
-    sub, rest = split_first(req.args)
-    sub = sub.lower()
-    if sub in STAFF_SUBCOMMANDS and not req.is_staff:  # the dispatcher refused already; kept for direct calls
-        return [Reply(deps.texts.t("common.staff_only"))]
-    handler = {"add": _add, "join": _join, "status": _status, "cancel": _cancel, "list": _list, "": _list}.get(sub)
-    if handler is None:
-        return deps.usage("groupbuy")
-    return await handler(req, deps, rest)
 
 
 async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
@@ -113,9 +102,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
-    buy_id = parse_id(args)
-    if buy_id is None:
-        return deps.usage("groupbuy")
+    buy_id = required_id(deps, args, "groupbuy")
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         buy = await repos.group_buys.get(buy_id)
@@ -138,9 +125,7 @@ async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
-    buy_id = parse_id(args)
-    if buy_id is None:
-        return deps.usage("groupbuy")
+    buy_id = required_id(deps, args, "groupbuy")
     async with deps.db.read() as repos:
         buy = await repos.group_buys.get(buy_id)
         people = await repos.group_buys.participants(buy_id) if buy else []
@@ -169,15 +154,12 @@ async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
-    buy_id = parse_id(args)
-    if buy_id is None:
-        return deps.usage("groupbuy")
+    buy_id = required_id(deps, args, "groupbuy")
     async with deps.db.transaction() as repos:
         buy = await repos.group_buys.get(buy_id)
         if buy is None or not await repos.group_buys.cancel(buy_id):
             return [Reply(deps.texts.t("groupbuy.unknown", id=buy_id))]
-        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.GROUP_BUY, buy_id):
-            deps.planner.unplan(ann_id)
+        await unplan_pending(repos, deps, (SubjectKind.GROUP_BUY, buy_id))
         notice = deps.texts.t("groupbuy.cancel_notice", item=buy.item)
         subject = (SubjectKind.GROUP_BUY, buy_id)
         await publish(repos, deps, AnnouncementKind.CANCEL, "groups", notice, subject=subject,
@@ -222,11 +204,17 @@ async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Ann
 DUE_RULES = {AnnouncementKind.GROUPBUY_CLOSE: DueRule(prepare=settle_at_deadline, deadline=True)}
 
 
-async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, str], ...]]]:
+async def live_posts(deps: Deps) -> list[LivePost]:
     """(announcement ids, current text, buttons) of the group posts of open group buys."""
     async with deps.db.read() as repos:
         posts = []
         for buy in await repos.group_buys.open_ones():
             ids = await repos.announcements.of_subject(AnnouncementKind.GROUPBUY, SubjectKind.GROUP_BUY, buy.id)
-            posts.append((ids, post_text(deps, buy), (join_button(deps, buy.id),)))
+            posts.append(live_post(ids, post_text(deps, buy), (join_button(deps, buy.id),)))
     return posts
+
+
+groupbuy = Subcommands(
+    "groupbuy", {"add": _add, "join": _join, "status": _status, "cancel": _cancel, "list": _list}, missing=_list
+)
+"""/groupbuy [list] | join | status; staff: add | cancel (`STAFF_SUBCOMMANDS`, checked by the dispatcher)."""

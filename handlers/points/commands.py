@@ -6,11 +6,19 @@ import re
 
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
-from handlers.shared.tiers import next_tier_line
 from storage.ledger import LedgerEntry
 
 _MERGE_NOTE = re.compile(r"(<-|->) #(\d+)")
 """How a merge entry notes the other member: '<- #7' (points from member 7), '-> #7' (moved to member 7)."""
+
+
+def next_tier_line(deps: Deps, earned: int) -> str:
+    """How far the member is from the next tier, or that they are at the top."""
+    upcoming = deps.rules.next_tier(earned)
+    if upcoming is None:
+        return deps.texts.t("points.top_tier")
+    missing = upcoming.min_points - earned
+    return deps.texts.n("points.to_next", missing, tier=deps.tier_name(upcoming), missing=missing)
 
 
 def note_text(deps: Deps, entry: LedgerEntry) -> str:

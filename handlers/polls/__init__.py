@@ -4,7 +4,15 @@ This package's `FEATURE` declares its commands and announcement kinds to the cor
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.jobs import At, Job
+from handlers.core.rules import Rules
 from handlers.polls import commands
+
+
+def _survey(rules: Rules) -> At | None:
+    survey = rules.polls.survey
+    return At({"day": survey.day, "hour": survey.hour, "minute": survey.minute}) if survey.enabled else None
+
 
 FEATURE = Feature(
     "polls",
@@ -15,5 +23,6 @@ FEATURE = Feature(
         Command("native_vote", commands.native_vote, "vote.summary", hidden=True, members_only=True),
         Command("poll", commands.poll, "poll.summary", staff=True, prepare=commands.prepare_poll),
     ),
+    jobs=(Job("satisfaction_survey", commands.start_survey, _survey),),
     due_rules=commands.DUE_RULES,
 )

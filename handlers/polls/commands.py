@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from handlers.core.command import Preparing
+from handlers.core.command import Preparing, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
-from handlers.core.messages import Reply
+from handlers.core.messages import Button, Reply
 from handlers.core.parsing import extract_flags, parse_id, parse_int, parse_local_datetime, split_first
+from handlers.core.subcommands import Subcommands, SubHandler
 from handlers.polls import results as poll_results
-from handlers.shared.broadcast import plan_at, publish
+from handlers.shared.broadcast import plan_at, publish, stored_buttons, unplan_pending
 from handlers.shared.charts import bar_chart, draw
 from handlers.shared.exports import csv_document
 from storage.announcements import Announcement
@@ -50,16 +52,16 @@ def _audience(created: Poll) -> tuple[str, tuple[str, ...]]:
 
 
 # --- what members see ------------------------------------------------------------------------------
-def vote_buttons(deps: Deps, poll: Poll) -> tuple[tuple[str, str], ...]:
+def vote_buttons(deps: Deps, poll: Poll) -> tuple[Button, ...]:
     """Short, versioned callback data: each button is the command it stands for."""
     if poll.kind == "rating":
-        return tuple((f"{n}⭐", f"v1:vote:{poll.id} {n}") for n in range(1, 6))
+        return tuple(Button(f"{n}⭐", f"v1:vote:{poll.id} {n}") for n in range(1, 6))
     if poll.kind == "nps":
-        return tuple((str(n), f"v1:vote:{poll.id} {n}") for n in range(11))
+        return tuple(Button(str(n), f"v1:vote:{poll.id} {n}") for n in range(11))
     if poll.kind == "rank":
-        items = tuple((f"{i + 1}. {item}"[:40], f"v1:rank:{poll.id} {i}") for i, item in enumerate(poll.options))
-        return (*items, (deps.texts.t("poll.undo_button"), f"v1:rank:{poll.id} undo"),
-                (deps.texts.t("poll.restart_button"), f"v1:rank:{poll.id} restart"))  # fmt: skip
+        items = tuple(Button(f"{i + 1}. {item}"[:40], f"v1:rank:{poll.id} {i}") for i, item in enumerate(poll.options))
+        return (*items, Button(deps.texts.t("poll.undo_button"), f"v1:rank:{poll.id} undo"),
+                Button(deps.texts.t("poll.restart_button"), f"v1:rank:{poll.id} restart"))  # fmt: skip
     return ()
 
 
@@ -209,18 +211,28 @@ async def prepare_poll(ask: Preparing, deps: Deps) -> Drawn | None:
 
 
 async def poll(req: Request, deps: Deps, prepared: Drawn | None = None) -> list[Reply]:
-    sub, rest = split_first(req.args)
-    sub = sub.lower()
-    if sub in OPTION_COUNTS:
-        return await _create(req, deps, sub, rest)
-    handler = {"close": _close_now, "results": _results, "export": _export}.get(sub)
-    if handler is None:
-        return deps.usage("poll")
-    poll_id = parse_id(rest)
-    if poll_id is None:
-        return deps.usage("poll")
-    drawn = prepared if prepared is not None and prepared.poll_id == poll_id else None
-    return await handler(req, deps, poll_id, drawn)
+    """Staff: /poll choice | rank | rating | nps … to open one; /poll close | results | export <id>."""
+    return await _SUBCOMMANDS(req, deps, prepared=prepared)
+
+
+def _creating(kind: str) -> SubHandler:
+    """The sub-command that opens a poll of this kind (``/poll choice …``)."""
+
+    async def create(req: Request, deps: Deps, args: str, prepared: Drawn | None = None) -> list[Reply]:
+        return await _create(req, deps, kind, args)
+
+    return create
+
+
+def _of_poll(handler: Callable[[Request, Deps, int, Drawn | None], Awaitable[list[Reply]]]) -> SubHandler:
+    """The sub-command that acts on one poll (``/poll close 3``), with its chart if `prepare_poll` drew it."""
+
+    async def on_poll(req: Request, deps: Deps, args: str, prepared: Drawn | None = None) -> list[Reply]:
+        poll_id = required_id(deps, args, "poll")
+        drawn = prepared if prepared is not None and prepared.poll_id == poll_id else None
+        return await handler(req, deps, poll_id, drawn)
+
+    return on_poll
 
 
 async def _create(req: Request, deps: Deps, kind: str, args: str) -> list[Reply]:
@@ -295,8 +307,7 @@ async def _close_now(req: Request, deps: Deps, poll_id: int, drawn: Drawn | None
         text = await _close(repos, deps, found)
         if text is None:
             return not_open
-        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.POLL, poll_id):
-            deps.planner.unplan(ann_id)
+        await unplan_pending(repos, deps, (SubjectKind.POLL, poll_id))
         chart = drawn.chart
         await _send_staff(repos, deps, poll_id, text, chart)
         _, tiers = _audience(found)
@@ -327,6 +338,17 @@ async def _export(req: Request, deps: Deps, poll_id: int, _drawn: Drawn | None) 
     ]  # fmt: skip
     caption = deps.texts.n("poll.exported", len(answers), id=poll_id)
     return [Reply(caption, document=(f"poll-{poll_id}-answers.csv", csv_document(header, rows)))]
+
+
+_SUBCOMMANDS = Subcommands(
+    "poll",
+    {
+        **{kind: _creating(kind) for kind in OPTION_COUNTS},
+        "close": _of_poll(_close_now),
+        "results": _of_poll(_results),
+        "export": _of_poll(_export),
+    },
+)
 
 
 def _answer_text(deps: Deps, poll: Poll, value: Any) -> str:
@@ -560,7 +582,7 @@ async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> Annou
                                  closes, None, deps.now_ts(), series=series)  # fmt: skip
         found = await repos.polls.by_series(series)
     assert found is not None
-    await repos.announcements.set_text(ann.id, ann.text, vote_buttons(deps, found))
+    await repos.announcements.set_text(ann.id, ann.text, stored_buttons(vote_buttons(deps, found)))
     await repos.deliveries.queue_personal(ann.id, member_id, ann.text, sorted(deps.outbox.channels()))
     return ann
 

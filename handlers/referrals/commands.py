@@ -11,6 +11,7 @@ import secrets
 
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
+from handlers.core.subcommands import Subcommands
 from handlers.members.commands import start
 from handlers.shared.broadcast import send_personal
 from handlers.shared.codes import ALPHABET
@@ -51,19 +52,8 @@ async def start_with_referral(req: Request, deps: Deps) -> list[Reply]:
 
 
 # --- /invite, 邀请 ---------------------------------------------------------------------------------------
-async def invite(req: Request, deps: Deps) -> list[Reply]:
-    """/invite: the personal link and code; /invite stats: the member's referrals; 邀请 <code>: join by code."""
-    args = req.args.strip()
-    if not args:
-        return await _show_invite(req, deps)
-    if args.lower() in _STATS_WORDS:
-        return await _stats(req, deps)
-    if invite_code(args) is not None:
-        return await _attribute(req, deps, args)
-    return deps.usage("invite")
-
-
-async def _show_invite(req: Request, deps: Deps) -> list[Reply]:
+async def _show_invite(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/invite: the member's personal link and code."""
     code = None
     async with deps.db.transaction() as repos:
         for _ in range(_CODE_ATTEMPTS):  # a clash with another member's code is rare; draw again
@@ -109,7 +99,15 @@ async def _attribute(req: Request, deps: Deps, text: str) -> list[Reply]:
     return [Reply(texts.t("referral.attributed", referrer=referrer.display_name, points=points))]
 
 
-async def _stats(req: Request, deps: Deps) -> list[Reply]:
+async def _by_code(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """邀请 <code>: join by the code someone gave."""
+    if invite_code(args) is None:
+        return deps.usage("invite")
+    return await _attribute(req, deps, args)
+
+
+async def _stats(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/invite stats: the member's referrals."""
     texts = deps.texts
     async with deps.db.read() as repos:
         stats = await repos.referrals.stats(req.member_id)
@@ -139,6 +137,12 @@ async def _stats(req: Request, deps: Deps) -> list[Reply]:
     if stats.joined > len(latest):
         lines.append(texts.t("invite.stats_more", count=stats.joined - len(latest)))
     return [Reply("\n".join(lines))]
+
+
+invite = Subcommands(
+    "invite", dict.fromkeys(_STATS_WORDS, _stats), missing=_show_invite, otherwise=_by_code, alone=True
+)
+"""/invite: the personal link and code; /invite stats (统计): the member's referrals; 邀请 <code>: join by code."""
 
 
 # --- the reward, inside the /purchase transaction ------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
+from handlers.core.command import Refusal, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.parsing import option_leftovers, parse_id, parse_int, parse_options, split_first
-from handlers.shared.codes import new_code, normalise
+from handlers.core.subcommands import Subcommands
+from handlers.shared.codes import new_code, required_code
 from storage.ledger import InsufficientPoints
 from storage.rewards import Reward
 
@@ -20,26 +22,23 @@ CLOSE_FRACTION = 0.3
 """A reward counts as 'close' when the member lacks at most this share of its cost."""
 
 
-class _Invalid(ValueError):
-    pass
-
-
-class _Repeated(Exception):
-    pass
-
-
 STOCK_LIMIT = 1_000_000
 """The most units a reward may have in stock."""
 
 
+def _invalid(deps: Deps, field: str) -> Refusal:
+    """The refusal of a reward option that does not hold: which one, and the usage."""
+    return Refusal(Reply(deps.texts.t("reward.invalid", field=field)), *deps.usage("reward"))
+
+
 def _reward_fields(deps: Deps, options: dict[str, str]) -> dict[str, object]:
-    """Validated reward fields from key=value options (cost, stock, tier)."""
+    """Validated reward fields from key=value options (cost, stock, tier); an invalid one is refused."""
     fields: dict[str, object] = {}
     for key, value in options.items():
         if key == "cost":
             cost = parse_int(value, 1, 10_000_000)
             if cost is None:
-                raise _Invalid(key)
+                raise _invalid(deps, key)
             fields["cost"] = cost
         elif key == "stock":
             if value.lower() in ("none", "unlimited", "无限"):
@@ -47,16 +46,16 @@ def _reward_fields(deps: Deps, options: dict[str, str]) -> dict[str, object]:
             elif (stock := parse_int(value, 0, STOCK_LIMIT)) is not None:
                 fields["stock"] = stock
             else:
-                raise _Invalid(key)
+                raise _invalid(deps, key)
         elif key == "tier":
             if value.lower() in ("none", "any"):
                 fields["min_tier"] = None
             elif deps.rules.tier_by_id(value.lower()) is None:
-                raise _Invalid(key)
+                raise _invalid(deps, key)
             else:
                 fields["min_tier"] = value.lower()
         else:
-            raise _Invalid(key)
+            raise _invalid(deps, key)
     return fields
 
 
@@ -88,56 +87,55 @@ def _describe(deps: Deps, reward: Reward) -> str:
     return deps.texts.t("rewards.item", id=reward.id, name=reward.name, cost=reward.cost, left=left, tier=tier)
 
 
-async def reward(req: Request, deps: Deps) -> list[Reply]:
-    """Staff: /reward add <name> | cost=<points> [stock=<n>] [tier=<id>], /reward edit <id> …, /reward remove <id>."""
-    sub, rest = split_first(req.args)
-    sub = sub.lower()
-    now = deps.now_ts()
-    try:
-        if sub == "add":
-            name, _, opts = rest.partition("|")
-            name = name.strip()[:NAME_LIMIT]
-            fields = _reward_fields(deps, parse_options(opts))
-            if not name or "cost" not in fields or option_leftovers(opts):
-                return deps.usage("reward")
-            async with deps.db.transaction() as repos:
-                reward_id = await repos.rewards.create(
-                    name,
-                    int(fields["cost"]),
-                    fields.get("stock"),
-                    fields.get("min_tier"),
-                    now,  # type: ignore[arg-type]
-                )
-                created = await repos.rewards.get(reward_id)
-            assert created is not None
-            return [Reply(deps.texts.t("reward.added", item=_describe(deps, created)))]
-        if sub == "edit":
-            id_text, opts = split_first(rest)
-            reward_id = parse_id(id_text)
-            options = _edit_options(opts)
-            if reward_id is None or options is None:
-                return deps.usage("reward")
-            name = options.pop("name", None)
-            fields = _reward_fields(deps, options)
-            if name is not None:
-                fields["name"] = name[:NAME_LIMIT]
-            async with deps.db.transaction() as repos:
-                changed = await repos.rewards.update(reward_id, **fields)
-                updated = await repos.rewards.get(reward_id)
-            if not changed or updated is None:
-                return [Reply(deps.texts.t("reward.unknown", id=reward_id))]
-            return [Reply(deps.texts.t("reward.edited", item=_describe(deps, updated)))]
-        if sub == "remove":
-            reward_id = parse_id(rest)
-            if reward_id is None:
-                return deps.usage("reward")
-            async with deps.db.transaction() as repos:
-                removed = await repos.rewards.remove(reward_id)
-            key = "reward.removed" if removed else "reward.unknown"
-            return [Reply(deps.texts.t(key, id=reward_id))]
-    except _Invalid as bad:
-        return [Reply(deps.texts.t("reward.invalid", field=str(bad))), *deps.usage("reward")]
-    return deps.usage("reward")
+async def _add(req: Request, deps: Deps, rest: str) -> list[Reply]:
+    """/reward add <name> | cost=<points> [stock=<n>] [tier=<id>]"""
+    name, _, opts = rest.partition("|")
+    name = name.strip()[:NAME_LIMIT]
+    fields = _reward_fields(deps, parse_options(opts))
+    if not name or "cost" not in fields or option_leftovers(opts):
+        return deps.usage("reward")
+    async with deps.db.transaction() as repos:
+        reward_id = await repos.rewards.create(
+            name,
+            int(fields["cost"]),
+            fields.get("stock"),
+            fields.get("min_tier"),
+            deps.now_ts(),  # type: ignore[arg-type]
+        )
+        created = await repos.rewards.get(reward_id)
+    assert created is not None
+    return [Reply(deps.texts.t("reward.added", item=_describe(deps, created)))]
+
+
+async def _edit(req: Request, deps: Deps, rest: str) -> list[Reply]:
+    """/reward edit <id> name=… cost=… stock=… tier=…"""
+    id_text, opts = split_first(rest)
+    reward_id = parse_id(id_text)
+    options = _edit_options(opts)
+    if reward_id is None or options is None:
+        return deps.usage("reward")
+    name = options.pop("name", None)
+    fields = _reward_fields(deps, options)
+    if name is not None:
+        fields["name"] = name[:NAME_LIMIT]
+    async with deps.db.transaction() as repos:
+        changed = await repos.rewards.update(reward_id, **fields)
+        updated = await repos.rewards.get(reward_id)
+    if not changed or updated is None:
+        return [Reply(deps.texts.t("reward.unknown", id=reward_id))]
+    return [Reply(deps.texts.t("reward.edited", item=_describe(deps, updated)))]
+
+
+async def _remove(req: Request, deps: Deps, rest: str) -> list[Reply]:
+    reward_id = required_id(deps, rest, "reward")
+    async with deps.db.transaction() as repos:
+        removed = await repos.rewards.remove(reward_id)
+    key = "reward.removed" if removed else "reward.unknown"
+    return [Reply(deps.texts.t(key, id=reward_id))]
+
+
+reward = Subcommands("reward", {"add": _add, "edit": _edit, "remove": _remove})
+"""Staff: /reward add | edit | remove."""
 
 
 async def rewards(req: Request, deps: Deps) -> list[Reply]:
@@ -172,9 +170,7 @@ async def rewards(req: Request, deps: Deps) -> list[Reply]:
 
 
 async def redeem(req: Request, deps: Deps) -> list[Reply]:
-    reward_id = parse_id(req.args)
-    if reward_id is None:
-        return deps.usage("redeem")
+    reward_id = required_id(deps, req.args, "redeem")
     now = deps.now_ts()
     code = new_code("R")
     async with deps.db.read() as repos:
@@ -195,21 +191,20 @@ async def redeem(req: Request, deps: Deps) -> list[Reply]:
                 ref=code, earned_delta=0,
             )  # fmt: skip
             if not booking.booked:
-                raise _Repeated  # the same message again: undo the stock taken above
+                raise Refusal(Reply(deps.texts.t("duplicate")))  # the same message again: undo the stock taken
             await repos.rewards.record(reward_id, req.member_id, code, item.cost, now)
-    except _Repeated:
-        return [Reply(deps.texts.t("duplicate"))]
     except InsufficientPoints:
         return [Reply(deps.texts.t("redeem.insufficient", name=item.name, cost=item.cost, balance=member.balance))]
-    return [Reply(deps.texts.t("redeem.done", name=item.name, cost=item.cost, code=code, balance=booking.balance),
-                  secret=True)]
+    return [
+        Reply(
+            deps.texts.t("redeem.done", name=item.name, cost=item.cost, code=code, balance=booking.balance), secret=True
+        )
+    ]
 
 
 async def redeemed(req: Request, deps: Deps) -> list[Reply]:
     """Staff: mark a redemption handed over."""
-    if not req.args.strip():
-        return deps.usage("redeemed")
-    code = normalise(req.args)
+    code = required_code(deps, req.args, "redeemed")
     async with deps.db.transaction() as repos:
         found = await repos.rewards.by_code(code)
         handed = found is not None and await repos.rewards.hand_over(code, req.member_id, deps.now_ts())

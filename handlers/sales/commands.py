@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from handlers.core.command import Refusal, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import (
     AnnouncementKind,
@@ -16,7 +17,7 @@ from handlers.core.kinds import (
     SubjectKind,
     SubjectState,
 )
-from handlers.core.messages import Reply
+from handlers.core.messages import Button, Reply
 from handlers.core.parsing import (
     extract_flags,
     option_leftovers,
@@ -25,21 +26,24 @@ from handlers.core.parsing import (
     parse_int,
     parse_local_datetime,
     parse_options,
-    split_first,
     yuan_text,
 )
+from handlers.core.subcommands import Subcommands
 from handlers.shared.broadcast import (
     PROMO_RULES,
+    LivePost,
     check_lead_time,
     countdown_text,
     inside_lead_time,
+    live_post,
     plan_at,
     plan_leads,
     plan_lines,
     publish,
     send_personal,
+    unplan_pending,
 )
-from handlers.shared.codes import new_code, normalise
+from handlers.shared.codes import new_code, required_code
 from handlers.shared.exports import csv_document
 from storage.repos import Repos
 from storage.sales import Claim, Sale, StockGone
@@ -61,8 +65,8 @@ DUE_RULES = {**PROMO_RULES, AnnouncementKind.SALE_EARLY: DueRule(until_start=Tru
 """Early access after the start is none."""
 
 
-def claim_button(deps: Deps, sale_id: int) -> tuple[str, str]:
-    return deps.texts.t("sale.claim_button"), f"v1:claim:{sale_id}"
+def claim_button(deps: Deps, sale_id: int) -> Button:
+    return Button(deps.texts.t("sale.claim_button"), f"v1:claim:{sale_id}")
 
 
 def _tier_name(deps: Deps, tier_id: str | None) -> str:
@@ -117,16 +121,6 @@ NO_PROMO_WITHIN = timedelta(minutes=5)
 
 
 # --- staff: /sale ----------------------------------------------------------------------------------
-async def sale(req: Request, deps: Deps) -> list[Reply]:
-    sub, rest = split_first(req.args)
-    handler = {
-        "add": _add, "status": _status, "export": _export, "cancel": _cancel, "release": _release, "paid": _paid,
-    }.get(sub.lower())  # fmt: skip
-    if handler is None:
-        return deps.usage("sale")
-    return await handler(req, deps, rest)
-
-
 async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     flags, args = extract_flags(args, {"force": False})
     item, _, opts = args.partition("|")
@@ -159,9 +153,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     if end is not None and end[0] <= starts:
         return [Reply(deps.texts.t("sale.end_before_start")), *deps.usage("sale_add")]
     force = bool(flags.get("force"))
-    problem = check_lead_time(deps, starts, force)
-    if problem is not None:
-        return [problem, *deps.usage("sale_add")]
+    check_lead_time(deps, starts, force, "sale_add")
     bent = inside_lead_time(deps, starts)
     async with deps.db.transaction() as repos:
         sale_id = await repos.sales.create(
@@ -202,47 +194,42 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         deps.texts.t("sale.plan_start", when=deps.local_text(created.starts_at)),
     ]
     if bent and any(lead == "now" for lead, _ in planned):  # one message: a busy group's turns are few
-        lines.append("\n" + deps.texts.t("event.rule_bent", days=deps.rules.events.promo_lead_days))
+        lines.append("\n" + deps.texts.t("sale.rule_bent", days=deps.rules.events.promo_lead_days))
     return [Reply("\n".join(line for line in lines if line))]
 
 
-async def _sale_with_claims(deps: Deps, args: str) -> tuple[Sale, list[Claim]] | list[Reply]:
-    """The sale named by `args` and all its claims, or the reply explaining why there is none."""
+async def _sale_with_claims(deps: Deps, args: str) -> tuple[Sale, list[Claim]]:
+    """The sale named by `args` and all its claims; refused (with the usage, or "no such sale") when there is
+    none."""
     sale_id = parse_id(args)
     if sale_id is None:
-        return deps.usage("sale")
+        raise Refusal(*deps.usage("sale"))
     async with deps.db.read() as repos:
         found = await repos.sales.get(sale_id)
         claims = await repos.sales.claims(sale_id) if found else []
     if found is None:
-        return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+        raise Refusal(Reply(deps.texts.t("sale.unknown", id=sale_id)))
     return found, claims
 
 
 async def _status(req: Request, deps: Deps, args: str) -> list[Reply]:
-    loaded = await _sale_with_claims(deps, args)
-    if isinstance(loaded, list):
-        return loaded
-    found, claims = loaded
+    found, claims = await _sale_with_claims(deps, args)
     live = [c for c in claims if c.state != "released"]
     lines = [
         deps.texts.t("sale.status", id=found.id, item=found.item, sold=found.sold, remaining=found.remaining,
                      stock=found.stock, claimants=len({c.member_id for c in live}),
-                     state=deps.texts.t(f"event.state_{found.state}"), when=deps.local_text(found.starts_at)),
+                     state=deps.texts.t(f"sale.state_{found.state}"), when=deps.local_text(found.starts_at)),
     ]  # fmt: skip
     for claim_row in live[:30]:
         lines.append(deps.texts.t("sale.claim_line", code=claim_row.code, name=claim_row.display_name,
                                   state=deps.texts.t(f"sale.claim_{claim_row.state}")))  # fmt: skip
     if len(live) > 30:
-        lines.append(deps.texts.t("scheduled.more", count=len(live) - 30))
+        lines.append(deps.texts.t("sale.more", count=len(live) - 30))
     return [Reply("\n".join(lines), secret=bool(live))]  # the members' claim codes: never where others read
 
 
 async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
-    loaded = await _sale_with_claims(deps, args)
-    if isinstance(loaded, list):
-        return loaded
-    found, claims = loaded
+    found, claims = await _sale_with_claims(deps, args)
     sale_id = found.id
     rows = [
         [c.code, c.member_id, c.display_name, c.unit, deps.texts.t(f"sale.claim_{c.state}"),
@@ -256,17 +243,14 @@ async def _export(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
-    sale_id = parse_id(args)
-    if sale_id is None:
-        return deps.usage("sale")
+    sale_id = required_id(deps, args, "sale")
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         found = await repos.sales.get(sale_id)
         holders = [c for c in await repos.sales.claims(sale_id) if c.state == "held"] if found else []
         if found is None or not await repos.sales.cancel(sale_id, now):
             return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
-        for ann_id in await repos.announcements.cancel_pending_for(SubjectKind.SALE, sale_id):
-            deps.planner.unplan(ann_id)
+        await unplan_pending(repos, deps, (SubjectKind.SALE, sale_id))
         notice = deps.texts.t("sale.cancel_notice", item=found.item)
         await publish(repos, deps, AnnouncementKind.CANCEL, "groups", notice, subject=(SubjectKind.SALE, sale_id),
                       created_by=req.member_id)  # fmt: skip
@@ -277,9 +261,7 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _release(req: Request, deps: Deps, args: str) -> list[Reply]:
-    if not args.strip():
-        return deps.usage("sale")
-    code = normalise(args)
+    code = required_code(deps, args, "sale")
     async with deps.db.transaction() as repos:
         released = await repos.sales.release(code, deps.now_ts())
     if released is None:
@@ -288,19 +270,21 @@ async def _release(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 async def _paid(req: Request, deps: Deps, args: str) -> list[Reply]:
-    if not args.strip():
-        return deps.usage("sale")
-    code = normalise(args)
+    code = required_code(deps, args, "sale")
     async with deps.db.transaction() as repos:
         paid = await repos.sales.mark_paid(code, deps.now_ts())
     return [Reply(deps.texts.t("sale.paid" if paid else "sale.code_unknown", code=code))]
 
 
+sale = Subcommands(
+    "sale", {"add": _add, "status": _status, "export": _export, "cancel": _cancel, "release": _release, "paid": _paid}
+)
+"""Staff: /sale add | status | export | cancel | release | paid."""
+
+
 # --- members: /claim -------------------------------------------------------------------------------
 async def claim(req: Request, deps: Deps) -> list[Reply]:
-    sale_id = parse_id(req.args)
-    if sale_id is None:
-        return deps.usage("claim")
+    sale_id = required_id(deps, req.args, "claim")
     texts = deps.texts
     now = deps.now_ts()
     async with deps.db.read() as repos:
@@ -356,7 +340,7 @@ async def expire_holds(deps: Deps) -> int:
     return len(expired)
 
 
-async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, str], ...]]]:
+async def live_posts(deps: Deps) -> list[LivePost]:
     """(announcement ids, current text, buttons) of the group posts of running sales."""
     async with deps.db.read() as repos:
         running = await repos.sales.running(deps.now_ts())
@@ -364,5 +348,5 @@ async def live_posts(deps: Deps) -> list[tuple[list[int], str, tuple[tuple[str, 
         for item in running:
             ids = await repos.announcements.of_subject(AnnouncementKind.SALE_START, SubjectKind.SALE, item.id)
             buttons = (claim_button(deps, item.id),) if item.remaining > 0 else ()
-            posts.append((ids, post_text(deps, item), buttons))
+            posts.append(live_post(ids, post_text(deps, item), buttons))
     return posts

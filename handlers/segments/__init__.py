@@ -4,6 +4,7 @@ This package's `FEATURE` declares its commands to the core."""
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.jobs import At, Job
 from handlers.segments import commands
 
 FEATURE = Feature(
@@ -12,4 +13,5 @@ FEATURE = Feature(
         Command("segments", commands.segments, "segments.summary", staff=True),
         Command("segment", commands.segment, "segment.summary", staff=True),
     ),
+    jobs=(Job("winback", commands.winback, lambda rules: At({"hour": 10, "minute": 30})),),
 )

@@ -8,7 +8,6 @@ How members are classified (every member in exactly one segment) is documented i
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind
@@ -25,12 +24,11 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 20
 
 
-def segment_bounds(rules: SegmentRules, now: int | datetime) -> SegmentBounds:
-    """The cut-off instants of the segments at `now`. Each range's start decides; its end is the start of the
-    next older segment (dormant_high ends where dormant_low begins, dormant_low ends at lost_days)."""
-    now_ts = int(now.timestamp()) if isinstance(now, datetime) else int(now)
+def segment_bounds(rules: SegmentRules, now: int) -> SegmentBounds:
+    """The cut-off instants of the segments at `now` (unix seconds). Each range's start decides; its end is the
+    start of the next older segment (dormant_high ends where dormant_low begins, dormant_low ends at lost_days)."""
     return SegmentBounds.at(
-        now_ts,
+        now,
         new_days=rules.new_days,
         active_days=rules.active_days,
         dormant_high_from=rules.dormant_high_days[0],
@@ -39,7 +37,7 @@ def segment_bounds(rules: SegmentRules, now: int | datetime) -> SegmentBounds:
     )
 
 
-async def segment_member_ids(repos: Repos, rules: SegmentRules, name: str, now: int | datetime) -> list[int]:
+async def segment_member_ids(repos: Repos, rules: SegmentRules, name: str, now: int) -> list[int]:
     """Ids of the members in segment `name` at `now` (an id of `storage.segments.SEGMENTS`; '-' may stand for
     '_', e.g. 'dormant-high'). Raises ValueError for an unknown name."""
     return await repos.segments.member_ids(segment_bounds(rules, now), _segment_id(name))
@@ -49,7 +47,7 @@ def _segment_id(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def segment_audience(rules: SegmentRules, name: str, now: int | datetime) -> MemberSelect:
+def segment_audience(rules: SegmentRules, name: str, now: int) -> MemberSelect:
     """The members of segment `name` at `now` as one SELECT, for queueing deliveries in one statement
     (`DeliveryRepo.queue_selected`). Raises ValueError for an unknown name."""
     return members_of(segment_bounds(rules, now), _segment_id(name))
@@ -93,7 +91,7 @@ def _rule_text(deps: Deps, segment: str) -> str:
 
 def percent(deps: Deps, part: int, whole: int) -> str:
     """`part` of `whole` as '28.6%', or the catalog's n/a when `whole` is 0."""
-    return f"{part / whole:.1%}" if whole else deps.texts.t("stats.na")
+    return f"{part / whole:.1%}" if whole else deps.texts.t("segments.na")
 
 
 def counts_line(deps: Deps, counts: SegmentCounts) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from handlers.core.command import Refusal
 from handlers.core.deps import Deps
 from handlers.core.kinds import AnnouncementKind, DueRule, Subject, SubjectKind
 from handlers.core.messages import Button, Reply
@@ -22,30 +23,24 @@ log = logging.getLogger(__name__)
 PROMO_RULES = {AnnouncementKind.PROMO: DueRule(until_start=True)}
 """A promo after its start is pointless; declared by each feature that sends promos (events, sales)."""
 
-_LEGACY_SUBJECTS = {
-    "event_id": SubjectKind.EVENT,
-    "sale_id": SubjectKind.SALE,
-    "group_buy_id": SubjectKind.GROUP_BUY,
-    "poll_id": SubjectKind.POLL,
-    "member_id": SubjectKind.MEMBER,
-}
-
-
-def _links(links: dict[str, Any]) -> dict[str, Any]:
-    """`links` for `repos.announcements.create`: `subject=(kind, id)`, or one of the keywords event_id=,
-    sale_id=, group_buy_id=, poll_id=, member_id= (None: no subject) read as that subject."""
-    subject: Subject | None = links.pop("subject", None)
-    for key, subject_kind in _LEGACY_SUBJECTS.items():
-        value = links.pop(key, None)
-        if value is not None:
-            if subject is not None:
-                raise ValueError(f"an announcement has one subject: {subject} and {key}={value}")
-            subject = (subject_kind, value)
-    return {**links, "subject": subject}
-
 
 def buttons_of(ann: Announcement) -> tuple[Button, ...]:
+    """An announcement's buttons as handlers know them (storage keeps (label, data) pairs)."""
     return tuple(Button(label, data) for label, data in ann.buttons)
+
+
+def stored_buttons(buttons: tuple[Button, ...]) -> tuple[tuple[str, str], ...]:
+    """Buttons as storage keeps them, (label, data) pairs: the one place handlers' buttons become pairs."""
+    return tuple((button.label, button.data) for button in buttons)
+
+
+LivePost = tuple[list[int], str, tuple[tuple[str, str], ...]]
+"""(announcement ids, current text, buttons) of a group post the scheduler keeps up to date; its buttons as
+(label, data) pairs, as the outbox's `edit_posts` takes them."""
+
+
+def live_post(announcement_ids: list[int], text: str, buttons: tuple[Button, ...]) -> LivePost:
+    return announcement_ids, text, stored_buttons(buttons)
 
 
 async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
@@ -82,15 +77,16 @@ async def publish(
     text: str,
     *,
     tiers: tuple[str, ...] = (),
-    buttons: tuple[tuple[str, str], ...] = (),
-    **links: Any,
+    buttons: tuple[Button, ...] = (),
+    subject: Subject | None = None,
+    **details: Any,
 ) -> tuple[int, int]:
     """Create an announcement due now and queue it at once; returns (announcement id, recipients).
 
-    `links`: what it is about (subject=(kind, id), see `_links`), lead, created_by, image."""
+    `subject`: what it is about, (kind, id); `details`: lead, created_by, image."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(kind, audience, text, now, now, tiers=tiers, buttons=buttons,
-                                              **_links(links))  # fmt: skip
+    ann_id = await repos.announcements.create(kind, audience, text, now, now, tiers=tiers, subject=subject,
+                                              buttons=stored_buttons(buttons), **details)  # fmt: skip
     ann = await repos.announcements.get(ann_id)
     assert ann is not None
     count = await queue_recipients(repos, deps, ann)
@@ -99,12 +95,21 @@ async def publish(
 
 
 async def send_personal(
-    repos: Repos, deps: Deps, kind: str, summary: str, bodies: list[tuple[int, str]], **links: Any
+    repos: Repos,
+    deps: Deps,
+    kind: str,
+    summary: str,
+    bodies: list[tuple[int, str]],
+    *,
+    buttons: tuple[Button, ...] = (),
+    subject: Subject | None = None,
+    **details: Any,
 ) -> int:
     """One announcement whose recipients each get their own text (codes, personal notices); returns how
     many deliveries were queued. Members who cannot be messaged privately are left out."""
     now = deps.now_ts()
-    ann_id = await repos.announcements.create(kind, "personal", summary, now, now, **_links(links))
+    ann_id = await repos.announcements.create(kind, "personal", summary, now, now, buttons=stored_buttons(buttons),
+                                              subject=subject, **details)  # fmt: skip
     channels = sorted(deps.outbox.channels())
     count = await repos.deliveries.queue_personal_many(ann_id, bodies, channels)
     await repos.announcements.settle(ann_id, "queued", now)
@@ -150,10 +155,10 @@ def countdown_text(deps: Deps, remaining: timedelta) -> str:
     """How long until a start, as a promo says it: whole days from two days on (never more than are left),
     else hours from 90 minutes on, else minutes."""
     if remaining >= timedelta(days=2):
-        return deps.texts.n("event.in_days", remaining // timedelta(days=1))
+        return deps.texts.n("broadcast.in_days", remaining // timedelta(days=1))
     if remaining >= timedelta(minutes=90):
-        return deps.texts.n("event.in_hours", round(remaining / timedelta(hours=1)))
-    return deps.texts.n("event.in_minutes", max(round(remaining / timedelta(minutes=1)), 1))
+        return deps.texts.n("broadcast.in_hours", round(remaining / timedelta(hours=1)))
+    return deps.texts.n("broadcast.in_minutes", max(round(remaining / timedelta(minutes=1)), 1))
 
 
 def local_days_before(instant: datetime, days: int, zone: tzinfo) -> datetime:
@@ -180,17 +185,25 @@ def inside_lead_time(deps: Deps, when: datetime) -> bool:
     return local_days_before(when, deps.rules.events.promo_lead_days, deps.calendar.zone) < deps.now()
 
 
-def check_lead_time(deps: Deps, when: datetime, force: bool) -> Reply | None:
-    """Refuse a start in the past, or one inside the promo lead time (five local days) unless forced."""
+def check_lead_time(deps: Deps, when: datetime, force: bool, usage: str) -> None:
+    """Refuse a start in the past, or one inside the promo lead time (five local days) unless forced: a
+    `Refusal` that says why, with the usage of the command `usage`."""
     now = deps.now()
     if when <= now:
-        return Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp()))))
+        raise Refusal(Reply(deps.texts.t("common.in_past", when=deps.local_text(int(when.timestamp())))),
+                      *deps.usage(usage))  # fmt: skip
     rules = deps.rules.events
     if inside_lead_time(deps, when) and not force:
         earliest = int(local_days_before(now, -rules.promo_lead_days, deps.calendar.zone).timestamp()) + 59
         earliest -= earliest % 60
-        return Reply(deps.texts.t("event.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest)))
-    return None
+        text = deps.texts.t("broadcast.too_soon", days=rules.promo_lead_days, earliest=deps.local_text(earliest))
+        raise Refusal(Reply(text), *deps.usage(usage))
+
+
+async def unplan_pending(repos: Repos, deps: Deps, subject: Subject) -> None:
+    """Cancel the announcements about `subject` still pending, and drop their scheduler jobs."""
+    for ann_id in await repos.announcements.cancel_pending_for(*subject):
+        deps.planner.unplan(ann_id)
 
 
 async def plan_leads(
@@ -198,31 +211,29 @@ async def plan_leads(
     deps: Deps,
     starts_at: int,
     text_at: Callable[[datetime], str],
-    buttons: tuple[tuple[str, str], ...],
+    buttons: tuple[Button, ...],
     *,
     announce_now: bool = True,
     subject: Subject | None = None,
-    event_id: int | None = None,
-    sale_id: int | None = None,
 ) -> list[tuple[str, int]]:
     """Plan the promos of something starting at `starts_at`; returns (lead, due) of each, 'now' for one sent
     at once. Day leads are counted back in local calendar days, hour and minute leads in elapsed time (see
     `lead_due`). If the earliest lead has already passed (a forced or moved start), one promo goes out now,
-    unless `announce_now` is False. `subject` is what starts (event_id=, sale_id= say the same).
+    unless `announce_now` is False. `subject` is what starts, (kind, id).
     """
-    links = _links({"subject": subject, "event_id": event_id, "sale_id": sale_id})
     now = deps.now()
     start = datetime.fromtimestamp(starts_at, UTC)
     leads = deps.rules.events.leads()
     dues = [(label, lead_due(deps, start, label, lead).astimezone(now.tzinfo)) for label, lead in leads]
     planned: list[tuple[str, int]] = []
     if announce_now and min(due for _, due in dues) <= now:
-        await publish(repos, deps, AnnouncementKind.PROMO, "all", text_at(now), buttons=buttons, lead="now", **links)
+        await publish(repos, deps, AnnouncementKind.PROMO, "all", text_at(now), buttons=buttons, lead="now",
+                      subject=subject)  # fmt: skip
         planned.append(("now", int(now.timestamp())))
     for label, due in dues:
         if due > now:
             await plan_at(repos, deps, AnnouncementKind.PROMO, "all", text_at(due), due, buttons=buttons, lead=label,
-                          **links)  # fmt: skip
+                          subject=subject)  # fmt: skip
             planned.append((label, int(due.timestamp())))
     return planned
 
@@ -234,11 +245,15 @@ async def plan_at(
     audience: str,
     text: str,
     due: datetime,
-    **links: Any,
+    *,
+    buttons: tuple[Button, ...] = (),
+    subject: Subject | None = None,
+    **details: Any,
 ) -> int:
-    """Create an announcement due at `due` and give it its scheduler job; `links` as for `publish`."""
+    """Create an announcement due at `due` and give it its scheduler job; `subject` and `details` as for
+    `publish`."""
     ann_id = await repos.announcements.create(kind, audience, text, int(due.timestamp()), deps.now_ts(),
-                                              **_links(links))  # fmt: skip
+                                              buttons=stored_buttons(buttons), subject=subject, **details)  # fmt: skip
     deps.planner.plan(ann_id, due)
     return ann_id
 
@@ -249,7 +264,7 @@ def plan_lines(deps: Deps, planned: list[tuple[str, int]]) -> str:
     for lead, due in planned:
         span = lead_text(deps, lead)
         if span is None:
-            lines.append(deps.texts.t("event.plan_now", when=deps.local_text(due)))
+            lines.append(deps.texts.t("broadcast.plan_now", when=deps.local_text(due)))
         else:
-            lines.append(deps.texts.t("event.plan_line", lead=span, when=deps.local_text(due)))
+            lines.append(deps.texts.t("broadcast.plan_line", lead=span, when=deps.local_text(due)))
     return "\n".join(lines)

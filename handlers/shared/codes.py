@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 
+from handlers.core.command import Refusal
+from handlers.core.deps import Deps
+
 # No 0/O, 1/I/L: codes are read aloud and typed from screenshots.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
@@ -15,3 +18,10 @@ def new_code(prefix: str, length: int = 6) -> str:
 
 def normalise(code: str) -> str:
     return code.strip().upper().replace(" ", "")
+
+
+def required_code(deps: Deps, text: str, usage: str) -> str:
+    """The code `text` holds, as stored; a `Refusal` with the usage of the command `usage` when it is empty."""
+    if not text.strip():
+        raise Refusal(*deps.usage(usage))
+    return normalise(text)

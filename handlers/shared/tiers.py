@@ -1,4 +1,4 @@
-"""VIP tier texts: the member's tier, the way to the next one, and the congratulation on crossing."""
+"""VIP tier texts: the congratulation on crossing into a higher tier."""
 
 from __future__ import annotations
 
@@ -13,11 +13,3 @@ def tier_up_replies(deps: Deps, name: str, earned_before: int, earned_after: int
     if after.min_points <= before.min_points:
         return []
     return [Reply(deps.texts.t("tier.up", name=name, tier=deps.tier_name(after)), quote=False)]
-
-
-def next_tier_line(deps: Deps, earned: int) -> str:
-    upcoming = deps.rules.next_tier(earned)
-    if upcoming is None:
-        return deps.texts.t("points.top_tier")
-    missing = upcoming.min_points - earned
-    return deps.texts.n("points.to_next", missing, tier=deps.tier_name(upcoming), missing=missing)

@@ -4,7 +4,15 @@ This package's `FEATURE` declares its commands to the core."""
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.jobs import At, Job
+from handlers.core.rules import Rules
 from handlers.stats import commands
+
+
+def _weekly(rules: Rules) -> At | None:
+    reports = rules.reports
+    return At({"day_of_week": reports.day, "hour": reports.hour}) if reports.weekly else None
+
 
 FEATURE = Feature(
     "stats",
@@ -12,4 +20,5 @@ FEATURE = Feature(
         Command("stats", commands.stats, "stats.summary", staff=True),
         Command("report", commands.report, "report.summary", staff=True, prepare=commands.prepare_report),
     ),
+    jobs=(Job("weekly_report", commands.weekly_report, _weekly),),
 )

@@ -36,6 +36,8 @@ from tornado.httpserver import HTTPServer
 from tornado.httputil import parse_body_arguments
 from tornado.web import Application, RequestHandler
 
+from tests.fakes.serving import close, serve
+
 BOT_ID = 7000001
 BOT_USERNAME = "vip_test_bot"
 
@@ -181,16 +183,11 @@ class FakeBotApi:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         sock.listen(1024)
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self._server = HTTPServer(app)
-        self._server.add_sockets([sock])
+        self._server, self.port = serve(app, sock)
         return self
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
+        await close(self._server)
 
     # --- what tests look at ----------------------------------------------------------------------
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """A fake WeChat API server on 127.0.0.1: hands out access tokens and records customer-service and
-template messages; `refuse` makes it answer an errcode for chosen OpenIDs."""
+template messages; `refuse` makes it answer an errcode for chosen OpenIDs. `answer_text` reads the bot's passive
+answer to a pushed message."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import xmltodict
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
+from wechatpy.crypto import WeChatCrypto
+
+from tests.fakes.serving import close, serve
 
 
 @dataclass
@@ -28,17 +33,11 @@ class FakeWeChatApi:
 
     async def start(self) -> FakeWeChatApi:
         app = Application([(r"/cgi-bin/(.*)", _Handler, {"api": self})])
-        sock = socket.create_server(("127.0.0.1", 0))
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self._server = HTTPServer(app)
-        self._server.add_sockets([sock])
+        self._server, self.port = serve(app, socket.create_server(("127.0.0.1", 0)))
         return self
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
+        await close(self._server)
 
     def texts_to(self, openid: str) -> list[str]:
         return [m["text"]["content"] for m in self.messages if m.get("touser") == openid]
@@ -73,3 +72,13 @@ class _Handler(RequestHandler):
         elif path == "message/template/send":
             self.api.templates.append(body)
         self.finish({"errcode": 0, "errmsg": "ok"})
+
+
+def answer_text(body: str, crypto: WeChatCrypto | None = None) -> str:
+    """The passive answer's text; '' for 'success' (the answer comes later by customer service)."""
+    if body == "success":
+        return ""
+    if crypto is not None:
+        envelope = xmltodict.parse(body)["xml"]
+        body = crypto.decrypt_message(body, envelope["MsgSignature"], envelope["TimeStamp"], envelope["Nonce"])
+    return str(xmltodict.parse(body)["xml"]["Content"])
