@@ -11,6 +11,7 @@ from handlers import (
     announcements,
     binding,
     checkin,
+    customers,
     events,
     feedback,
     greetings,
@@ -41,5 +42,6 @@ FEATURES: tuple[Feature, ...] = (
     feedback.FEATURE,
     segments.FEATURE,
     stats.FEATURE,
+    customers.FEATURE,
     greetings.FEATURE,
 )

@@ -7,6 +7,7 @@ from storage.boards import BoardRepo
 from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
 from storage.checkins import CheckinRepo
+from storage.customers import CustomerRepo
 from storage.db.sql import Statements
 from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
@@ -52,3 +53,4 @@ class Repos:
         self.stats = StatsRepo(conn)
         self.referrals = ReferralRepo(conn)
         self.wechat_nonces = WeChatNonceRepo(conn)
+        self.customers = CustomerRepo(conn)

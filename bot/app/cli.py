@@ -1,4 +1,6 @@
-"""The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat."""
+"""The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat,
+`vipbot import members FILE [--confirm]` brings customers in from a spreadsheet (a dry run unless confirmed)
+and `vipbot import template FILE` writes the spreadsheet to fill in."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from bot.app.config import ConfigError, Settings, load_settings
 from bot.app.runtime import Runtime
 from bot.app.web import WebServer
 from bot.console.channel import ConsoleChannel
+from handlers.core.i18n import Catalog
+from handlers.customers import importing
+from handlers.customers.spreadsheet import UnreadableFile
+from storage.db.database import Database
 from storage.db.preflight import StorageError
 
 log = logging.getLogger("vipbot")
@@ -98,11 +105,61 @@ async def run_bot(settings: Settings) -> None:
         await runtime.close()
 
 
+async def run_import(settings: Settings, path: Path, *, confirm: bool) -> list[str]:
+    """The dry run (or, confirmed, the import) of the file on the configured database: the summary lines.
+    Raises UnreadableFile."""
+    storage = settings.storage
+    limit = storage.loop_statement_limit(debug=settings.log_level == "DEBUG")
+    db = await Database.open(storage.path, readers=1, loop_statement_ms=limit)
+    try:
+        outcome = await importing.import_file(db, path, settings.rules, apply=confirm, now=int(time.time()))
+    finally:
+        await db.close()
+    return importing.summary_lines(Catalog(settings.locale, settings.messages), outcome, applied=confirm)
+
+
+def import_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`vipbot import members FILE [--confirm]` and `vipbot import template FILE`: 0 when done, 2 when the file
+    cannot be read (or written)."""
+    texts = Catalog(settings.locale, settings.messages)
+    path = Path(args.file)
+    if args.what == "template":
+        try:
+            importing.write_template(path)
+        except UnreadableFile:
+            print(f"vipbot: {texts.t('import_cmd.template_kind', file=path)}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"vipbot: {texts.t('import_cmd.unreadable', file=path, reason=exc.strerror or exc)}", file=sys.stderr)
+            return 2
+        print(texts.t("import_cmd.template_written", file=path))
+        return 0
+    try:
+        if not path.is_file():  # before the database is opened (and made, if it is new)
+            raise UnreadableFile(texts.t("import_cmd.no_file"))
+        lines = asyncio.run(run_import(settings, path, confirm=args.confirm))
+    except UnreadableFile as exc:
+        print(f"vipbot: {texts.t('import_cmd.unreadable', file=path, reason=exc)}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vipbot", description="VIP community bot for Telegram and WeChat")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "start every configured channel"), ("console", "chat with the bot in this terminal")):
         cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
+    imports = sub.add_parser("import", help="bring customers in from a spreadsheet").add_subparsers(
+        dest="what", required=True
+    )
+    members = imports.add_parser("members", help="import members from an .xlsx or .csv file (a dry run first)")
+    members.add_argument("file", help="the .xlsx or .csv file")
+    members.add_argument("--confirm", action="store_true", help="apply the import (without it: a dry run)")
+    template = imports.add_parser("template", help="write a template to fill in (.xlsx or .csv)")
+    template.add_argument("file", help="where to write it: FILE.xlsx or FILE.csv")
+    for cmd in (members, template):
         cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
     args = parser.parse_args(argv)
     try:
@@ -110,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vipbot: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings, quiet=args.command == "console" or not settings.telegram_token)
+    _setup_logging(settings, quiet=args.command in ("console", "import") or not settings.telegram_token)
     try:
+        if args.command == "import":
+            return import_command(args, settings)
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,164 @@
+"""Importing 100,000 customers from a spreadsheet: the dry run and the confirmation, and how long the event loop
+was blocked meanwhile.
+
+N rows are generated (name, phone, birthday, points, lifetime spend, a tier on every tenth row, a note; one row
+in a thousand with a bad phone) and written as an .xlsx workbook and as a GBK .csv file. Each file is imported
+into its own fresh database (made by the project's migrations, `Database.open`, with the loop-statement guard
+at 100 ms) the way `vipbot import members` does it:
+
+* dry run (`importing.import_file`): the file read and checked on a worker thread, then the plan on a read
+  snapshot;
+* confirm (`import_file(apply=True)`): the file read again, then the plan again and its bulk statements in one
+  transaction;
+* re-import: the same file confirmed once more (every row unchanged, nothing written).
+
+A ticker task on the loop wakes every millisecond and notes how late it woke: the longest lateness is the
+longest the loop was blocked (goal: at most 100 ms; and dry run and confirm under 30 s each). Afterwards every
+balance must equal its ledger sum. Run from the repository root::
+
+    .venv/bin/python bench/import_members.py [--rows 100000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from openpyxl import Workbook  # noqa: E402
+
+from bench.common import load_average, run_in_process_bench  # noqa: E402
+from bench.holiday_gifts import watched  # noqa: E402
+from bot.app.config import Settings  # noqa: E402
+from handlers.customers import importing  # noqa: E402
+from storage.db.database import Database  # noqa: E402
+
+HEADER = ["姓名", "手机", "生日", "积分", "累计消费(元)", "等级", "备注"]
+NOW = 1_800_000_000
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+
+
+def generate(rows: int, seed: int = 15) -> list[list[Any]]:
+    rng = random.Random(seed)
+    out: list[list[Any]] = []
+    for i in range(rows):
+        phone = f"1{rng.choice('3456789')}{i:09d}" if i % 1000 != 999 else f"2{i:010d}"  # one bad in 1000
+        spend = rng.randint(0, 5000)
+        out.append([
+            f"{rng.choice(SURNAMES)}客户{i}", phone, f"{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            rng.randint(0, spend), spend, "钻石" if i % 10 == 0 else "", "导入测试" if i % 7 == 0 else "",
+        ])  # fmt: skip
+    return out
+
+
+def write_xlsx(path: Path, rows: list[list[Any]]) -> None:
+    """As Excel saves it: shared strings and the sheet's size up front (a write-only workbook has neither, and
+    openpyxl then reads the whole sheet once more just to find its size)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "客户"
+    sheet.append(HEADER)
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+
+
+def write_csv(path: Path, rows: list[list[Any]]) -> None:
+    with path.open("w", encoding="gbk", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+
+
+def size_mb(path: Path) -> float:
+    return round(path.stat().st_size / 1e6, 1)
+
+
+async def one_file(path: Path, db_path: Path, rows: int) -> dict[str, Any]:
+    rules = Settings(locale="en", storage={"path": str(db_path)}).rules
+    db = await Database.open(db_path, loop_statement_ms=100)
+    figures: dict[str, Any] = {"file_mb": size_mb(path)}
+    try:
+
+        async def dry() -> importing.Outcome:
+            return await importing.import_file(db, path, rules, apply=False, now=NOW)
+
+        async def confirm() -> importing.Outcome:
+            return await importing.import_file(db, path, rules, apply=True, now=NOW)
+
+        for label, action in (("dry run", dry), ("confirm", confirm), ("re-import", confirm)):
+            outcomes: list[importing.Outcome] = []
+
+            async def run(
+                action: Callable[[], Awaitable[importing.Outcome]] = action, into: list[importing.Outcome] = outcomes
+            ) -> None:
+                into.append(await action())
+
+            took, blocked = await watched(run)  # the ticker of bench/holiday_gifts.py
+            plan = outcomes[0]
+            figures[label] = {
+                "seconds": round(took, 2), "loop_blocked_ms": round(blocked * 1000, 1), "new": plan.new,
+                "updated": plan.updated, "unchanged": plan.unchanged, "bad": len(plan.bad),
+            }  # fmt: skip
+            print(f"  {path.suffix:<5} {label:<9} {took:6.2f} s; loop blocked at most {blocked * 1000:6.1f} ms;"
+                  f" new {plan.new:,} updated {plan.updated:,} unchanged {plan.unchanged:,}"
+                  f" bad {len(plan.bad):,}")  # fmt: skip
+        async with db.read() as repos:
+            figures["mismatched_balances"] = len(await repos.ledger.mismatched_balances())
+            counted = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM members")
+        figures["members"] = int(counted[0][0])
+        print(f"  {path.suffix:<5} members {figures['members']:,}; balances differing from their ledger:"
+              f" {figures['mismatched_balances']}")  # fmt: skip
+    finally:
+        await db.close()
+    return figures
+
+
+async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    folder = Path(tempfile.mkdtemp(prefix="vipbot-import-"))
+    report: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count()}
+    try:
+        began = time.perf_counter()
+        rows = generate(args.rows)
+        write_xlsx(folder / "members.xlsx", rows)
+        write_csv(folder / "members.csv", rows)
+        print(f"{args.rows:,} rows written as .xlsx and GBK .csv in {time.perf_counter() - began:.1f} s")
+        for name in ("members.xlsx", "members.csv"):
+            report[name] = await one_file(folder / name, folder / f"{name}.db", args.rows)
+    finally:
+        shutil.rmtree(folder)
+    print(load_average())
+    good = args.rows - args.rows // 1000
+    ok = all(
+        report[name]["confirm"]["new"] == good
+        and report[name]["re-import"]["unchanged"] == good
+        and not report[name]["mismatched_balances"]
+        and all(report[name][step]["seconds"] < 30 for step in ("dry run", "confirm"))
+        and all(report[name][step]["loop_blocked_ms"] <= 100 for step in ("dry run", "confirm", "re-import"))
+        for name in ("members.xlsx", "members.csv")
+    )
+    return (0 if ok else 1), report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--json", help="write the figures here as JSON")
+    return run_in_process_bench(bench, parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""Importing customers: one function computes the plan (new, updated, unchanged and bad rows) from the parsed
+rows and the database, for the dry run on a read snapshot and again inside the confirming transaction, which
+then writes it with a few bulk statements (`storage.customers.CustomerRepo.apply`).
+
+Points are ledger entries (reason 'import'), so every balance still equals its ledger and tiers follow lifetime
+points. A row's profile remembers what the last file said; a later file books only the difference:
+
+* lifetime points: one entry of `d_earned` points that also moves lifetime points by `d_earned`;
+* the balance: one entry of `d_balance - d_earned` points that leaves lifetime points alone (what the customer
+  redeemed before, or a correction), so the balance moves by `d_balance` in all.
+
+Entries that raise a balance are booked before those that lower it, so no balance dips below zero on the way.
+An entry's idempotency key is derived from the phone (a digest: the ledger keeps no phone number), the profile's
+next revision and the new value, so the same confirmation twice books it once; re-importing the same file finds
+every row unchanged and books nothing at all.
+
+The parsing and the planning are plain Python over every row: they run on a worker thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handlers.core.i18n import LOCALES, Catalog
+from handlers.core.rules import Rules, Tier
+from handlers.customers.memory import drain, few_full_collections
+from handlers.customers.rows import (
+    TEMPLATE_EXAMPLE,
+    TEMPLATE_HEADER,
+    BadRow,
+    CustomerRow,
+    MissingColumn,
+    ParsedRows,
+    parse_table,
+    tier_lookup,
+)
+from handlers.customers.spreadsheet import UnreadableFile, document, read_table
+from storage.customers import ImportPayload, KnownCustomer
+from storage.db.database import Database
+from storage.repos import Repos
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A new or changed row: the member (None: a new one), the profile's next revision and the ledger entries
+    (delta, earned delta, ref, idem key)."""
+
+    row: CustomerRow
+    member_id: int | None
+    name: str
+    birthday: str | None
+    note: str
+    telegram: str | None
+    openid: str | None
+    balance: int
+    earned: int
+    entries: list[tuple[int, int, str, str]]
+    new_openid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an import found or did, in short: the counts and the bad rows."""
+
+    new: int
+    updated: int
+    unchanged: int
+    bad: list[BadRow]
+
+
+@dataclass(slots=True)
+class Plan:
+    new: list[Change] = field(default_factory=list)
+    updated: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    def outcome(self) -> Outcome:
+        return Outcome(len(self.new), len(self.updated), self.unchanged, self.bad)
+
+
+def phone_digest(phone: str) -> str:
+    return hashlib.sha256(f"vipbot-customer:{phone}".encode()).hexdigest()[:20]
+
+
+def _entries(phone: str, revision: int, d_balance: int, d_earned: int, balance: int, earned: int) -> list[
+    tuple[int, int, str, str]
+]:  # fmt: skip
+    """The ledger entries that move a member by d_balance points and d_earned lifetime points."""
+    key = f"import:{phone_digest(phone)}:r{revision}"
+    entries = []
+    if d_earned:
+        entries.append((d_earned, d_earned, "import:earned", f"{key}:earned:{earned}"))
+    rest = d_balance - d_earned
+    if rest:
+        entries.append((rest, 0, "import:balance", f"{key}:balance:{balance}"))
+    return entries
+
+
+def default_name(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}"
+
+
+def compute_plan(
+    parsed: ParsedRows, known: dict[str, KnownCustomer], openid_owners: dict[str, int]
+) -> Plan:  # fmt: skip
+    """What importing `parsed` would do, given the profiles by phone and the members the rows' WeChat OpenIDs
+    already belong to. Pure: the same for the dry run and the confirmation."""
+    plan = Plan(bad=list(parsed.bad))
+    openid_lines: dict[str, int] = {}
+    for row in parsed.rows:
+        before = known.get(row.phone)
+        if row.openid is not None:
+            owner = openid_owners.get(row.openid)
+            if owner is not None and (before is None or owner != before.member_id):
+                plan.bad.append(BadRow(row.line, "openid_taken", {"member": owner}))
+                continue
+            if row.openid in openid_lines:
+                plan.bad.append(BadRow(row.line, "duplicate_openid", {"first": openid_lines[row.openid]}))
+                continue
+            openid_lines[row.openid] = row.line
+        if before is None:
+            balance, earned = row.balance or 0, row.earned or 0
+            plan.new.append(
+                Change(
+                    row, None, row.name or default_name(row.phone), row.birthday, row.note or "", row.telegram,
+                    row.openid, balance, earned, _entries(row.phone, 1, balance, earned, balance, earned),
+                    row.openid is not None,
+                )
+            )  # fmt: skip
+            continue
+        after = Change(
+            row, before.member_id, row.name if row.name is not None else before.name,
+            row.birthday if row.birthday is not None else before.birthday,
+            row.note if row.note is not None else before.note,
+            row.telegram if row.telegram is not None else before.telegram_username,
+            row.openid if row.openid is not None else before.wechat_openid,
+            row.balance if row.balance is not None else before.imported_balance,
+            row.earned if row.earned is not None else before.imported_earned,
+            [], False,
+        )  # fmt: skip
+        same = (after.name, after.birthday, after.note, after.telegram, after.openid, after.balance, after.earned) == (
+            before.name, before.birthday, before.note, before.telegram_username, before.wechat_openid,
+            before.imported_balance, before.imported_earned,
+        )  # fmt: skip
+        if same:
+            plan.unchanged += 1
+            continue
+        d_balance, d_earned = after.balance - before.imported_balance, after.earned - before.imported_earned
+        if before.balance + d_balance < 0:
+            plan.bad.append(BadRow(row.line, "balance_below_zero", {"balance": before.balance, "change": d_balance}))
+            continue
+        entries = _entries(row.phone, before.revision + 1, d_balance, d_earned, after.balance, after.earned)
+        new_openid = (
+            after.openid is not None and after.openid != before.wechat_openid and row.openid not in openid_owners
+        )
+        plan.updated.append(
+            Change(
+                row, before.member_id, after.name, after.birthday, after.note, after.telegram, after.openid,
+                after.balance, after.earned, entries, new_openid,
+            )
+        )  # fmt: skip
+    plan.bad.sort(key=lambda bad: bad.line)
+    return plan
+
+
+def payload_of(plan: Plan, last_member_id: int) -> ImportPayload:
+    """The rows `CustomerRepo.apply` writes for `plan`; new members take the ids after `last_member_id`."""
+    members, profiles, identities = [], [], []
+    raising: list[tuple[int, int, int, str, str]] = []
+    lowering: list[tuple[int, int, int, str, str]] = []
+    next_id = last_member_id
+    for change in (*plan.new, *plan.updated):
+        if change.member_id is None:
+            next_id += 1
+            member_id = next_id
+        else:
+            member_id = change.member_id
+        members.append((member_id, change.name, change.birthday))
+        profiles.append((member_id, change.row.phone, change.note, change.telegram, change.openid,
+                         change.balance, change.earned))  # fmt: skip
+        for delta, earned_delta, ref, key in change.entries:
+            (raising if delta > 0 else lowering).append((member_id, delta, earned_delta, ref, key))
+        if change.new_openid and change.openid is not None:
+            identities.append((change.openid, member_id, change.name))
+    return ImportPayload(members, profiles, raising + lowering, identities)
+
+
+# --- the use cases ------------------------------------------------------------------------------------------
+@functools.cache
+def _catalog(locale: str) -> Catalog:
+    return Catalog(locale)
+
+
+def tier_names(tier: Tier) -> list[str]:
+    """A tier's display names in every locale (its configured name first), for matching a tier column."""
+    names = [tier.name] if tier.name else []
+    return names + [_catalog(locale).t(f"tier.{tier.id}") for locale in LOCALES]
+
+
+def parse_file(path: Path, rules: Rules, names: Callable[[Tier], list[str]] = tier_names) -> ParsedRows:
+    """Read and check every row of the file (slow for a big file: call it off the loop). Raises
+    UnreadableFile (also for a file without a phone column)."""
+    with few_full_collections():
+        table = read_table(path)
+        try:
+            return parse_table(table, rules, tier_lookup(rules, names))
+        except MissingColumn:
+            raise UnreadableFile("no phone column (手机 / phone)") from None
+        finally:
+            drain(table.rows)
+
+
+async def make_plan(repos: Repos, parsed: ParsedRows) -> Plan:
+    """The plan against what `repos` sees (a read snapshot, or the confirming transaction)."""
+    known = await repos.customers.known()
+    owners = await repos.customers.wechat_owners(sorted({r.openid for r in parsed.rows if r.openid}))
+    return await asyncio.to_thread(_plan_and_drop, parsed, known, owners)
+
+
+def _plan_and_drop(parsed: ParsedRows, known: dict[str, KnownCustomer], owners: dict[str, int]) -> Plan:
+    plan = compute_plan(parsed, known, owners)
+    drain(known)
+    return plan
+
+
+async def dry_run(db: Database, parsed: ParsedRows) -> Plan:
+    with few_full_collections():
+        async with db.read() as repos:
+            return await make_plan(repos, parsed)
+
+
+async def confirm(db: Database, parsed: ParsedRows, now: int) -> Plan:
+    """Plan again and apply the plan in one transaction; returns what was applied."""
+    with few_full_collections():
+        async with db.transaction() as repos:
+            plan = await make_plan(repos, parsed)
+            if plan.new or plan.updated:
+                payload = await asyncio.to_thread(payload_of, plan, await repos.customers.last_member_id())
+                await repos.customers.apply(payload, now)
+                await asyncio.to_thread(drain, payload.members, payload.profiles, payload.ledger, payload.identities)
+        return plan
+
+
+async def import_file(db: Database, path: Path, rules: Rules, *, apply: bool, now: int) -> Outcome:
+    """`vipbot import members`: the file read and checked (on a worker thread), then the dry run, or with
+    `apply` the confirmation. Full garbage collections wait meanwhile (`memory`). Raises UnreadableFile."""
+    with few_full_collections():
+        parsed = await asyncio.to_thread(parse_file, path, rules)
+        plan = await (confirm(db, parsed, now) if apply else dry_run(db, parsed))
+        outcome = plan.outcome()
+        await asyncio.to_thread(drain, plan.new, plan.updated, parsed.rows)
+        return outcome
+
+
+def summary_lines(texts: Catalog, plan: Outcome, *, applied: bool) -> list[str]:
+    """The outcome as staff read it: the counts, then every bad row with its line and reason."""
+    key = "import_cmd.applied" if applied else "import_cmd.dry_run"
+    lines = [texts.t(key, new=plan.new, updated=plan.updated, unchanged=plan.unchanged, bad=len(plan.bad))]
+    for bad in plan.bad:
+        lines.append(texts.t("import_cmd.bad_line", line=bad.line, reason=texts.t(f"import_cmd.row_{bad.reason}",
+                                                                                  **bad.values)))  # fmt: skip
+    if not applied and (plan.new or plan.updated):
+        lines.append(texts.t("import_cmd.confirm_hint"))
+    return lines
+
+
+def write_template(path: Path) -> None:
+    """A file to fill in: the header row (Chinese names, each also accepted in English) and one example row.
+    Raises UnreadableFile for an ending other than .xlsx or .csv, OSError if it cannot be written."""
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("xlsx", "csv"):
+        raise UnreadableFile(path.suffix)
+    path.write_bytes(document(kind, TEMPLATE_HEADER, [TEMPLATE_EXAMPLE]))

@@ -1,0 +1,193 @@
+"""Customer profiles: imported customers (phone, note, contact hints) and the bulk statements of an import.
+
+An import is one transaction of a handful of statements whatever the file's size: the rows travel as one JSON
+array each and are unpacked by SQLite (`json_each`), so members, profiles, ledger entries and WeChat identities
+are each written by one INSERT … SELECT. Every statement here grows with the shop and is marked bulk: it runs on
+the database thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from storage.db.sql import Statements, fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class KnownCustomer:
+    """A profile as an import compares it: what the last file said, and the member's balance now."""
+
+    member_id: int
+    phone: str
+    name: str
+    birthday: str | None
+    note: str
+    telegram_username: str | None
+    wechat_openid: str | None
+    imported_balance: int
+    imported_earned: int
+    revision: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPayload:
+    """The rows one confirmed import writes, each list in the column order of `CustomerRepo.apply`."""
+
+    members: list[tuple[int, str, str | None]]
+    """(member id, display name, birthday) of every new or updated member."""
+    profiles: list[tuple[Any, ...]]
+    """(member id, phone, note, telegram, openid, imported balance, imported earned) of the same members."""
+    ledger: list[tuple[int, int, int, str, str]]
+    """(member id, delta, earned delta, ref, idem key), positive deltas first."""
+    identities: list[tuple[str, int, str]]
+    """(WeChat OpenID, member id, display name) to become identities."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    member_id: int
+    name: str
+    phone: str | None
+    earned: int
+    balance: int
+    birthday: str | None
+    joined_at: int
+    note: str
+
+
+JSON_CHUNK = 2000
+"""Rows serialised per call: `json.dumps` holds the interpreter's lock throughout, so a single call over
+100,000 rows would stall the event loop (even from another thread) for a good part of a second."""
+
+
+def _json(rows: list[Any]) -> str:
+    """`rows` as one JSON array, written a few thousand rows at a time."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    parts = [dumps(rows[at : at + JSON_CHUNK])[1:-1] for at in range(0, len(rows), JSON_CHUNK)]
+    return "[" + ",".join(part for part in parts if part) + "]"
+
+
+def _by_phone(rows: list[sqlite3.Row]) -> dict[str, KnownCustomer]:
+    found = {r[1]: KnownCustomer(*r) for r in rows}
+    _drain(rows)
+    return found
+
+
+def _export_rows(rows: list[sqlite3.Row]) -> list[ExportRow]:
+    found = [ExportRow(*r) for r in rows]
+    _drain(rows)
+    return found
+
+
+def _drain(rows: list[Any]) -> None:
+    """Free the rows a slice at a time (on a worker thread): 100,000 of them at once hold the interpreter's lock
+    for tens of milliseconds."""
+    while rows:
+        del rows[-2000:]
+
+
+class CustomerRepo:
+    def __init__(self, conn: Statements) -> None:
+        self._conn = conn
+
+    async def known(self) -> dict[str, KnownCustomer]:
+        """Every profile by phone, with its member's name, birthday and balance (one bulk read)."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT p.member_id, p.phone, m.display_name, m.birthday, p.note, p.telegram_username, p.wechat_openid,"
+            " p.imported_balance, p.imported_earned, p.revision, m.balance"
+            " FROM customer_profiles p JOIN members m ON m.id = p.member_id",
+            bulk=True,
+        )
+        return await asyncio.to_thread(_by_phone, rows)  # 100,000 objects: not on the loop
+
+    async def wechat_owners(self, openids: list[str]) -> dict[str, int]:
+        """The members that these WeChat OpenIDs already belong to (as identities)."""
+        if not openids:
+            return {}
+        rows = await fetch_all(
+            self._conn,
+            "SELECT external_id, member_id FROM identities"
+            " WHERE channel = 'wechat' AND external_id IN (SELECT value FROM json_each(?))",
+            (await asyncio.to_thread(_json, openids),),
+            bulk=True,
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def last_member_id(self) -> int:
+        """The highest member id so far: inside the write transaction, new members take the ids after it."""
+        row = await fetch_one(self._conn, "SELECT COALESCE(MAX(id), 0) FROM members")
+        return int(row[0]) if row else 0
+
+    async def apply(self, payload: ImportPayload, now: int) -> None:
+        """Write one import: members (new ones with the ids the payload gave them, updated ones renamed), their
+        profiles (a changed one moves to its next revision), the ledger entries (the trigger moves balances and
+        lifetime points) and the WeChat identities. Call inside a write transaction; bulk statements only."""
+        await self._write(
+            "INSERT INTO members(id, display_name, joined_at, last_seen_at, birthday)"
+            " SELECT value->>0, value->>1, :now, :now, value->>2 FROM json_each(:rows) WHERE true"
+            " ON CONFLICT(id) DO UPDATE SET display_name = excluded.display_name, birthday = excluded.birthday,"
+            " birthday_set_at = CASE WHEN members.birthday IS excluded.birthday THEN members.birthday_set_at"
+            " ELSE NULL END",
+            payload.members,
+            now,
+        )
+        await self._write(
+            "INSERT INTO customer_profiles(member_id, phone, note, telegram_username, wechat_openid,"
+            " imported_balance, imported_earned, revision, imported_at, updated_at)"
+            " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, 1, :now, :now"
+            " FROM json_each(:rows) WHERE true"
+            " ON CONFLICT(member_id) DO UPDATE SET note = excluded.note,"
+            " telegram_username = excluded.telegram_username, wechat_openid = excluded.wechat_openid,"
+            " imported_balance = excluded.imported_balance, imported_earned = excluded.imported_earned,"
+            " revision = customer_profiles.revision + 1, updated_at = excluded.updated_at,"
+            " imported_at = COALESCE(customer_profiles.imported_at, excluded.imported_at)",
+            payload.profiles,
+            now,
+        )
+        await self._write(
+            "INSERT INTO ledger(member_id, delta, earned_delta, reason, ref, idem_key, created_at)"
+            " SELECT value->>0, value->>1, value->>2, 'import', value->>3, value->>4, :now"
+            " FROM json_each(:rows) WHERE true ORDER BY key ON CONFLICT(idem_key) DO NOTHING",
+            payload.ledger,
+            now,
+        )
+        await self._write(
+            "INSERT INTO identities(channel, external_id, member_id, display_name, created_at)"
+            " SELECT 'wechat', value->>0, value->>1, value->>2, :now FROM json_each(:rows) WHERE true"
+            " ON CONFLICT(channel, external_id) DO NOTHING",
+            payload.identities,
+            now,
+        )
+
+    async def _write(self, sql: str, rows: list[Any], now: int) -> None:
+        """One INSERT … SELECT over `rows` (as the JSON array `:rows`), on the database thread."""
+        if rows:
+            data = await asyncio.to_thread(_json, rows)  # a big JSON text: written off the loop too
+            await self._conn.execute(sql, {"rows": data, "now": now}, bulk=True)
+
+    async def export_rows(
+        self, *, earned_from: int = 0, earned_below: int | None = None, only: tuple[str, dict[str, Any]] | None = None
+    ) -> list[ExportRow]:
+        """Members (not merged into another) with their profile, in member-number order: those whose lifetime
+        points lie in [earned_from, earned_below), and with `only` = (a SELECT of `member_id`, its parameters)
+        only those it selects (a segment)."""
+        params: dict[str, Any] = {"low": earned_from, "high": earned_below}
+        where = "m.merged_into IS NULL AND m.earned >= :low AND (:high IS NULL OR m.earned < :high)"
+        if only is not None:
+            select, extra = only
+            where += f" AND m.id IN (SELECT member_id FROM ({select}))"
+            params.update(extra)
+        rows = await fetch_all(
+            self._conn,
+            "SELECT m.id, m.display_name, p.phone, m.earned, m.balance, m.birthday, m.joined_at, COALESCE(p.note, '')"
+            f" FROM members m LEFT JOIN customer_profiles p ON p.member_id = m.id WHERE {where} ORDER BY m.id",
+            params,
+            bulk=True,
+        )
+        return await asyncio.to_thread(_export_rows, rows)
