@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from handlers import (
     announcements,
+    audit,
     binding,
     checkin,
     customers,
@@ -16,6 +17,7 @@ from handlers import (
     feedback,
     greetings,
     group_buys,
+    loyalty,
     members,
     points,
     polls,
@@ -31,6 +33,7 @@ FEATURES: tuple[Feature, ...] = (
     referrals.FEATURE,
     checkin.FEATURE,
     points.FEATURE,
+    loyalty.FEATURE,
     members.FEATURE,
     events.FEATURE,
     announcements.FEATURE,
@@ -44,4 +47,5 @@ FEATURES: tuple[Feature, ...] = (
     stats.FEATURE,
     customers.FEATURE,
     greetings.FEATURE,
+    audit.FEATURE,
 )

@@ -210,6 +210,21 @@ class AnnouncementRepo(Repo):
         )
         return [r[0] for r in rows]
 
+    async def recall(self, announcement_id: int, now: int) -> str | None:
+        """Mark an announcement recalled, once, cancelling it if still pending; returns the state it had
+        ('pending', 'queued', ...), or None when it does not exist or was recalled before."""
+        row = await fetch_one(
+            self._conn, "SELECT state FROM announcements WHERE id = ? AND recalled_at IS NULL", (announcement_id,)
+        )
+        if row is None:
+            return None
+        await self._conn.execute(
+            "UPDATE announcements SET recalled_at = ?, state = CASE state WHEN 'pending' THEN 'cancelled'"
+            " ELSE state END WHERE id = ?",
+            (now, announcement_id),
+        )
+        return str(row[0])
+
     async def set_text(
         self, announcement_id: int, text: str, buttons: tuple[tuple[str, str], ...] | None = None
     ) -> None:

@@ -1,4 +1,5 @@
-"""Customer profiles: imported customers (phone, note, contact hints) and the bulk statements of an import.
+"""Customer profiles: imported customers (phone, note, contact hints) and the bulk statements of an import;
+import files waiting for a staff member's confirmation, and the codes that let a customer claim their record.
 
 An import is one transaction of a handful of statements whatever the file's size: the rows travel as one JSON
 array each and are unpacked by SQLite (`json_each`), so members, profiles, ledger entries and WeChat identities
@@ -58,6 +59,26 @@ class ExportRow:
     birthday: str | None
     joined_at: int
     note: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """An import file a staff member sent, waiting for their confirmation."""
+
+    id: int
+    file_name: str
+    content: bytes
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """An imported customer's record as a claim sees it."""
+
+    member_id: int
+    phone: str
+    name: str
+    merged_into: int | None
 
 
 JSON_CHUNK = 2000
@@ -191,3 +212,74 @@ class CustomerRepo:
             bulk=True,
         )
         return await asyncio.to_thread(_export_rows, rows)
+
+    # --- import files waiting for confirmation ----------------------------------------------------------
+    async def save_upload(self, channel: str, external_id: str, file_name: str, content: bytes, now: int,
+                          expires_at: int) -> int:  # fmt: skip
+        """Keep this staff member's file (replacing the one before, and any expired file of anyone); its id."""
+        await self._conn.execute(
+            "DELETE FROM customer_uploads WHERE expires_at <= ? OR (channel = ? AND external_id = ?)",
+            (now, channel, external_id),
+        )
+        row = await fetch_one(
+            self._conn,
+            "INSERT INTO customer_uploads(channel, external_id, file_name, content, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (channel, external_id, file_name, content, now, expires_at),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def pending_upload(self, channel: str, external_id: str, now: int) -> PendingUpload | None:
+        row = await fetch_one(
+            self._conn,
+            "SELECT id, file_name, content, expires_at FROM customer_uploads"
+            " WHERE channel = ? AND external_id = ? AND expires_at > ?",
+            (channel, external_id, now),
+        )
+        return PendingUpload(int(row[0]), str(row[1]), bytes(row[2]), int(row[3])) if row else None
+
+    async def take_upload(self, upload_id: int, channel: str, external_id: str, now: int) -> bool:
+        """Remove this staff member's live file `upload_id`: True once, for the one confirmation that imports it."""
+        cur = await self._conn.execute(
+            "DELETE FROM customer_uploads WHERE id = ? AND channel = ? AND external_id = ? AND expires_at > ?",
+            (upload_id, channel, external_id, now),
+        )
+        return cur.rowcount == 1
+
+    # --- claiming an imported record --------------------------------------------------------------------
+    async def by_phone(self, phone: str) -> Profile | None:
+        row = await fetch_one(
+            self._conn,
+            "SELECT p.member_id, p.phone, m.display_name, m.merged_into FROM customer_profiles p"
+            " JOIN members m ON m.id = p.member_id WHERE p.phone = ?",
+            (phone,),
+        )
+        return Profile(int(row[0]), str(row[1]), str(row[2]), row[3]) if row else None
+
+    async def has_profile(self, member_id: int) -> bool:
+        row = await fetch_one(self._conn, "SELECT 1 FROM customer_profiles WHERE member_id = ?", (member_id,))
+        return row is not None
+
+    async def code_in_use(self, code: str) -> bool:
+        row = await fetch_one(self._conn, "SELECT 1 FROM claim_codes WHERE code = ?", (code,))
+        return row is not None
+
+    async def set_claim_code(self, phone: str, code: str, now: int, expires_at: int) -> None:
+        """The phone's one live claim code (replacing an earlier one)."""
+        await self._conn.execute(
+            "INSERT INTO claim_codes(phone, code, created_at, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(phone) DO UPDATE SET code = excluded.code, created_at = excluded.created_at,"
+            " expires_at = excluded.expires_at",
+            (phone, code, now, expires_at),
+        )
+
+    async def use_claim_code(self, phone: str, code: str, now: int) -> bool:
+        """True once when `code` is the live code of `phone` (it is used up)."""
+        cur = await self._conn.execute(
+            "DELETE FROM claim_codes WHERE phone = ? AND code = ? AND expires_at > ?", (phone, code, now)
+        )
+        return cur.rowcount == 1
+
+    async def rename(self, member_id: int, name: str) -> None:
+        await self._conn.execute("UPDATE members SET display_name = ? WHERE id = ?", (name, member_id))

@@ -217,10 +217,39 @@ class DeliveryRepo(Repo):
         rows = await fetch_all(
             self._conn,
             "SELECT id, channel, target, message_id FROM deliveries WHERE state = 'sent' AND target_kind = 'chat'"
-            f" AND message_id IS NOT NULL AND announcement_id IN ({_in(announcement_ids)})",
+            f" AND message_id IS NOT NULL AND deleted_at IS NULL AND announcement_id IN ({_in(announcement_ids)})",
             tuple(announcement_ids),
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # --- recall: undoing an announcement ----------------------------------------------------------------
+    async def drop_pending(self, announcement_id: int) -> int:
+        """Drop the deliveries of an announcement not sent yet (a row being sent right now is left to finish);
+        returns how many."""
+        cur = await self._conn.execute(
+            "DELETE FROM deliveries WHERE announcement_id = ? AND state = 'pending'", (announcement_id,)
+        )
+        return cur.rowcount
+
+    async def posts_to_delete(
+        self, announcement_id: int, sent_since: int
+    ) -> tuple[list[tuple[int, str, str, str]], int]:
+        """The announcement's group posts still there: ((delivery id, channel, chat id, message id) of those
+        sent at or after `sent_since`, how many older ones are too old to delete)."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT id, channel, target, message_id, sent_at >= ? AS recent FROM deliveries"
+            " WHERE announcement_id = ? AND state = 'sent' AND target_kind = 'chat' AND message_id IS NOT NULL"
+            " AND deleted_at IS NULL",
+            (sent_since, announcement_id),
+        )
+        recent = [(r[0], r[1], r[2], r[3]) for r in rows if r["recent"]]
+        return recent, len(rows) - len(recent)
+
+    async def mark_deleted(self, delivery_id: int, now: int) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now, delivery_id)
+        )
 
     async def retry_at(self, delivery_id: int, wall_time: float, error: str) -> None:
         await self._conn.execute(

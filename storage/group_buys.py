@@ -80,6 +80,19 @@ class GroupBuyRepo(Repo):
             ("succeeded" if succeeded else "failed", group_buy_id),
         )
 
+    async def edit(
+        self, group_buy_id: int, price_fen: int, group_price_fen: int, min_members: int, deadline_at: int, now: int
+    ) -> bool:
+        """Correct a group buy made by mistake while it is open, before its deadline and before anyone joined,
+        in one conditional update (a join racing it wins); False otherwise."""
+        return await changed_one(
+            self._conn,
+            "UPDATE group_buys SET price_fen = ?, group_price_fen = ?, min_members = ?, deadline_at = ?"
+            " WHERE id = ? AND state = 'open' AND deadline_at > ?"
+            " AND NOT EXISTS (SELECT 1 FROM group_buy_members p WHERE p.group_buy_id = group_buys.id)",
+            (price_fen, group_price_fen, min_members, deadline_at, group_buy_id, now),
+        )
+
     async def cancel(self, group_buy_id: int) -> bool:
         return await changed_one(
             self._conn, "UPDATE group_buys SET state = 'cancelled' WHERE id = ? AND state = 'open'", (group_buy_id,)

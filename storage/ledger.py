@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.db.rollback import Rollback
-from storage.db.sql import Repo, fetch_all, fetch_all_as, fetch_one
+from storage.db.sql import Repo, fetch_all, fetch_all_as, fetch_one, fetch_one_as
 
 
 class InsufficientPoints(Rollback):
@@ -32,6 +32,21 @@ class Booking:
     booked: bool
     balance: int
     earned: int
+    entry_id: int | None = None
+    """The entry booked now, or the one booked before under the same key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry as a void reads it: what it moved and why."""
+
+    id: int
+    member_id: int
+    delta: int
+    earned_delta: int
+    reason: str
+    note: str
+    ref: str | None
 
 
 class LedgerRepo(Repo):
@@ -69,7 +84,28 @@ class LedgerRepo(Repo):
             raise
         totals = await fetch_one(self._conn, "SELECT balance, earned FROM members WHERE id = ?", (member_id,))
         assert totals is not None
-        return Booking(booked=row is not None, balance=totals["balance"], earned=totals["earned"])
+        entry_id = int(row[0]) if row is not None else await self.id_for(idem_key)
+        return Booking(row is not None, totals["balance"], totals["earned"], entry_id)
+
+    async def id_for(self, idem_key: str) -> int | None:
+        row = await fetch_one(self._conn, "SELECT id FROM ledger WHERE idem_key = ?", (idem_key,))
+        return int(row[0]) if row else None
+
+    async def entry(self, entry_id: int) -> Entry | None:
+        return await fetch_one_as(
+            self._conn,
+            Entry,
+            "SELECT id, member_id, delta, earned_delta, reason, note, ref FROM ledger WHERE id = ?",
+            (entry_id,),
+        )
+
+    async def entry_by_key(self, idem_key: str) -> Entry | None:
+        return await fetch_one_as(
+            self._conn,
+            Entry,
+            "SELECT id, member_id, delta, earned_delta, reason, note, ref FROM ledger WHERE idem_key = ?",
+            (idem_key,),
+        )
 
     async def gift_to_all(
         self, delta: int, reason: str, idem_prefix: str, now: int, *, note: str = "", ref: str | None = None

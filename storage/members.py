@@ -1,4 +1,5 @@
-"""Members and their channel identities: `(channel, external_id) -> member`."""
+"""Members and their channel identities: `(channel, external_id) -> member`; finding a member at the till
+(`/member`: by phone, name, number or @username) and what the bot keeps about one (`/me`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,52 @@ class MemberIdentity:
     display_name: str
     can_message: bool
 
+
+@dataclass(frozen=True, slots=True)
+class MemberMatch:
+    """A member a lookup found, with what tells one namesake from another."""
+
+    id: int
+    display_name: str
+    earned: int
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPurchase:
+    id: int
+    amount_fen: int
+    note: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCode:
+    """A code the member has not used yet: a held flash-sale claim ('sale'), a reward waiting to be handed
+    over ('redemption') or the code of a group buy that succeeded ('group_buy')."""
+
+    kind: str
+    code: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """How much the member did: counts of what the bot keeps about them."""
+
+    checkins: int
+    purchases: int
+    answers: int
+
+
+LOOKUP_LIMIT = 10
+"""At most this many namesakes are listed; a longer list asks for a closer name."""
+
+_MATCH = (
+    "SELECT m.id, m.display_name, m.earned, p.phone FROM members m LEFT JOIN customer_profiles p ON p.member_id = m.id"
+)
+_FINDABLE = "m.erased_at IS NULL AND m.merged_into IS NULL"
+"""A lookup finds neither an erased member nor one linked into another (their points moved there)."""
 
 _MEMBER_COLUMNS = "m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned"
 
@@ -191,3 +238,94 @@ class MemberRepo(Repo):
     async def count(self) -> int:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM members", bulk=True)
         return int(row[0]) if row else 0
+
+    async def by_phone(self, phone: str) -> list[MemberMatch]:
+        """The member whose profile has this mobile number (11 digits, as `parse_phone` gives it)."""
+        return await fetch_all_as(self._conn, MemberMatch, f"{_MATCH} WHERE p.phone = ? AND {_FINDABLE}", (phone,))
+
+    async def with_username(self, username: str) -> list[MemberMatch]:
+        """Members who use `username` on any channel, or whose imported profile names it, latest seen first."""
+        return await fetch_all_as(
+            self._conn,
+            MemberMatch,
+            f"{_MATCH} WHERE {_FINDABLE} AND (m.id IN (SELECT member_id FROM identities WHERE username = :user)"
+            " OR p.telegram_username = :user) ORDER BY m.last_seen_at DESC LIMIT :limit",
+            {"user": _norm_username(username), "limit": LOOKUP_LIMIT + 1},
+            bulk=True,  # usernames on every channel: the index is per channel
+        )
+
+    async def numbered(self, member_id: int) -> list[MemberMatch]:
+        return await fetch_all_as(self._conn, MemberMatch, f"{_MATCH} WHERE m.id = ? AND {_FINDABLE}", (member_id,))
+
+    async def named(self, name: str) -> list[MemberMatch]:
+        """Members called `name` (any case) on any channel; when nobody is, those whose name contains it.
+        At most LOOKUP_LIMIT + 1, so the caller knows there were more."""
+        params = {"name": name, "part": f"%{_like_escape(name)}%", "limit": LOOKUP_LIMIT + 1}
+        exact = await fetch_all_as(
+            self._conn,
+            MemberMatch,
+            f"{_MATCH} WHERE {_FINDABLE} AND (m.display_name = :name COLLATE NOCASE OR m.id IN"
+            " (SELECT member_id FROM identities WHERE display_name = :name COLLATE NOCASE))"
+            " ORDER BY m.id LIMIT :limit",
+            params,
+            bulk=True,
+        )
+        if exact:
+            return exact
+        return await fetch_all_as(
+            self._conn,
+            MemberMatch,
+            f"{_MATCH} WHERE {_FINDABLE} AND (m.display_name LIKE :part ESCAPE '\\' OR m.id IN"
+            " (SELECT member_id FROM identities WHERE display_name LIKE :part ESCAPE '\\'))"
+            " ORDER BY m.id LIMIT :limit",
+            params,
+            bulk=True,
+        )
+
+    async def phone_of(self, member_id: int) -> str | None:
+        row = await fetch_one(self._conn, "SELECT phone FROM customer_profiles WHERE member_id = ?", (member_id,))
+        return str(row[0]) if row else None
+
+    async def recent_purchases(self, member_id: int, limit: int = 5) -> list[RecentPurchase]:
+        return await fetch_all_as(
+            self._conn,
+            RecentPurchase,
+            "SELECT id, amount_fen, note, created_at FROM purchases WHERE member_id = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (member_id, limit),
+        )
+
+    async def open_codes(self, member_id: int, limit: int = 10) -> list[OpenCode]:
+        """Held sale claims, rewards not handed over yet and group-buy codes, newest first."""
+        return await fetch_all_as(
+            self._conn,
+            OpenCode,
+            "SELECT kind, code, label FROM ("
+            " SELECT 'sale' AS kind, c.code, s.item AS label, c.claimed_at AS at FROM sale_claims c"
+            "  JOIN sales s ON s.id = c.sale_id WHERE c.member_id = :id AND c.state = 'held'"
+            " UNION ALL SELECT 'redemption', r.code, w.name, r.created_at FROM redemptions r"
+            "  JOIN rewards w ON w.id = r.reward_id WHERE r.member_id = :id AND r.state = 'pending'"
+            " UNION ALL SELECT 'group_buy', p.code, g.item, p.joined_at FROM group_buy_members p"
+            "  JOIN group_buys g ON g.id = p.group_buy_id"
+            "  WHERE p.member_id = :id AND p.code IS NOT NULL AND g.state = 'succeeded'"
+            ") ORDER BY at DESC LIMIT :limit",
+            {"id": member_id, "limit": limit},
+            bulk=True,  # redemptions and group-buy places have no index by member
+        )
+
+    async def activity(self, member_id: int) -> Activity:
+        found = await fetch_one_as(
+            self._conn,
+            Activity,
+            "SELECT (SELECT COUNT(*) FROM checkins WHERE member_id = :id) AS checkins,"
+            " (SELECT COUNT(*) FROM purchases WHERE member_id = :id) AS purchases,"
+            " (SELECT COUNT(*) FROM poll_answers WHERE member_id = :id AND complete = 1) AS answers",
+            {"id": member_id},
+            bulk=True,  # poll answers are keyed by poll first
+        )
+        assert found is not None
+        return found
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -96,6 +96,16 @@ class PollRepo(Repo):
             (now, poll_id),
         )
 
+    async def delete(self, poll_id: int, now: int) -> bool:
+        """Take back an open poll nobody has answered (not even a ranking begun): it is closed and marked
+        deleted in one conditional update, so an answer racing it wins. False otherwise."""
+        return await changed_one(
+            self._conn,
+            "UPDATE polls SET state = 'closed', closed_at = :now, deleted_at = :now WHERE id = :id AND state = 'open'"
+            " AND NOT EXISTS (SELECT 1 FROM poll_answers a WHERE a.poll_id = :id)",
+            {"now": now, "id": poll_id},
+        )
+
     async def answer(self, poll_id: int, member_id: int, value: Any, complete: bool, now: int) -> None:
         """Record or change the member's answer (dropping a ranking being rebuilt); raises PollClosed when the
         poll is not open, sqlite3.IntegrityError when the answer does not fit the poll."""

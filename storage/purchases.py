@@ -1,10 +1,12 @@
-"""Recorded purchases (amount in fen, time, note): the raw material for points, segments and stats."""
+"""Recorded purchases (amount in fen, time, note): the raw material for points, segments and stats.
+
+A purchase recorded by mistake is voided, never deleted: it stays with `voided_at` set and counts no more."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.db.sql import Repo, fetch_one, fetch_one_as
+from storage.db.sql import Repo, fetch_one, fetch_one_as, has_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,6 +14,16 @@ class PurchaseSummary:
     count: int
     total_fen: int
     last_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    id: int
+    member_id: int
+    amount_fen: int
+    note: str
+    created_at: int
+    voided_at: int | None
 
 
 class PurchaseRepo(Repo):
@@ -27,12 +39,34 @@ class PurchaseRepo(Repo):
         )
         return int(row[0]) if row else None
 
+    async def id_for(self, idem_key: str) -> int | None:
+        """The id of the purchase recorded under `idem_key` (a repeated /purchase names the first one)."""
+        row = await fetch_one(self._conn, "SELECT id FROM purchases WHERE idem_key = ?", (idem_key,))
+        return int(row[0]) if row else None
+
+    async def get(self, purchase_id: int) -> Purchase | None:
+        return await fetch_one_as(
+            self._conn,
+            Purchase,
+            "SELECT id, member_id, amount_fen, note, created_at, voided_at FROM purchases WHERE id = ?",
+            (purchase_id,),
+        )
+
+    async def void(self, purchase_id: int, now: int, voided_by: int | None) -> bool:
+        """Mark the purchase voided, once; False when it already was (or does not exist)."""
+        return await has_row(
+            self._conn,
+            "UPDATE purchases SET voided_at = ?, voided_by = ? WHERE id = ? AND voided_at IS NULL RETURNING id",
+            (now, voided_by, purchase_id),
+        )
+
     async def summary(self, member_id: int) -> PurchaseSummary:
+        """The member's purchases that count (not voided)."""
         summary = await fetch_one_as(
             self._conn,
             PurchaseSummary,
             "SELECT COUNT(*) AS count, COALESCE(SUM(amount_fen), 0) AS total_fen, MAX(created_at) AS last_at"
-            " FROM purchases WHERE member_id = ?",
+            " FROM purchases WHERE member_id = ? AND voided_at IS NULL",
             (member_id,),
         )
         assert summary is not None

@@ -139,6 +139,21 @@ class ReferralRepo(Repo):
             (referred_id,),
         )
 
+    # --- a first purchase voided ----------------------------------------------------------------------
+    async def for_purchase(self, purchase_id: int) -> Referral | None:
+        """The live referral that `purchase_id` (the referred member's first purchase) settled, if any."""
+        return await fetch_one_as(
+            self._conn, Referral, f"{_REFERRAL} WHERE r.purchase_id = ? AND r.voided_at IS NULL", (purchase_id,)
+        )
+
+    async def void(self, referral_id: int, now: int, outcome: str) -> bool:
+        """Void a referral once (its reward taken back by the caller); False when it already was."""
+        return await has_row(
+            self._conn,
+            "UPDATE referrals SET voided_at = ?, outcome = ? WHERE id = ? AND voided_at IS NULL RETURNING id",
+            (now, outcome, referral_id),
+        )
+
     # --- rewards -------------------------------------------------------------------------------------
     async def settle(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.announcements import AnnouncementRepo
+from storage.audit import AuditRepo
 from storage.boards import BoardRepo
 from storage.channels import ChannelStateRepo
 from storage.chats import ChatRepo
@@ -11,6 +12,7 @@ from storage.customers import CustomerRepo
 from storage.db.sql import Statements
 from storage.deliveries import DeliveryRepo
 from storage.events import EventRepo
+from storage.expiry import ExpiryRepo, TierReviewRepo
 from storage.greetings import GreetingRepo
 from storage.group_buys import GroupBuyRepo
 from storage.inbox import InboxRepo
@@ -18,6 +20,7 @@ from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
 from storage.outbound import OutboundRepo
 from storage.polls import PollRepo
+from storage.privacy import PrivacyRepo
 from storage.purchases import PurchaseRepo
 from storage.referrals import ReferralRepo
 from storage.rewards import RewardRepo
@@ -54,3 +57,7 @@ class Repos:
         self.referrals = ReferralRepo(conn)
         self.wechat_nonces = WeChatNonceRepo(conn)
         self.customers = CustomerRepo(conn)
+        self.expiry = ExpiryRepo(conn)
+        self.tier_reviews = TierReviewRepo(conn)
+        self.privacy = PrivacyRepo(conn)
+        self.audit = AuditRepo(conn)

@@ -166,6 +166,19 @@ class SaleRepo(Repo):
             await self._conn.execute("UPDATE sales SET sold = sold - 1 WHERE id = ?", (row["sale_id"],))
         return [from_row(Claim, r) for r in rows]
 
+    async def edit(
+        self, sale_id: int, price_fen: int, stock: int, starts_at: int, ends_at: int | None, now: int
+    ) -> bool:
+        """Change a sale made by mistake, only while it is active, has not started and nobody claimed a unit
+        (not even early access): in one conditional update, so a claim racing the edit wins. False otherwise."""
+        return await changed_one(
+            self._conn,
+            "UPDATE sales SET price_fen = ?, stock = ?, starts_at = ?, ends_at = ?"
+            " WHERE id = ? AND state = 'active' AND starts_at > ?"
+            " AND NOT EXISTS (SELECT 1 FROM sale_claims c WHERE c.sale_id = sales.id)",
+            (price_fen, stock, starts_at, ends_at, sale_id, now),
+        )
+
     async def cancel(self, sale_id: int, now: int) -> bool:
         cur = await self._conn.execute(
             "UPDATE sales SET state = 'cancelled' WHERE id = ? AND state = 'active'", (sale_id,)

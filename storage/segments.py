@@ -15,6 +15,8 @@ cooling         bought, but none of the above: the gap between "recent" and "dor
                 new_days but younger than active_days when those differ)
 never           no recorded purchase
 ==============  ===============================================================================
+
+A voided purchase (`/void purchase`, storage.purchases) counts for none of them.
 """
 
 from __future__ import annotations
@@ -110,8 +112,12 @@ class CareDue:
     last_purchase_at: int
 
 
-# One row per buyer: purchase count and last purchase, read from the covering index purchases_member.
-_AGGREGATE = "SELECT member_id, COUNT(*) AS n, MAX(created_at) AS last FROM purchases GROUP BY member_id"
+# One row per buyer: count and last of the purchases that were not voided, read from the covering partial
+# index purchases_member_live.
+_AGGREGATE = (
+    "SELECT member_id, COUNT(*) AS n, MAX(created_at) AS last FROM purchases WHERE voided_at IS NULL"
+    " GROUP BY member_id"
+)
 # Order matters: each WHEN is only reached by members that no earlier WHEN took.
 _CASE = (
     "CASE"
@@ -136,7 +142,7 @@ def members_of(bounds: SegmentBounds, segment: str) -> MemberSelect:
     if segment == "never":
         return MemberSelect(
             "SELECT m.id AS member_id FROM members m"
-            " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)",
+            " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id AND p.voided_at IS NULL)",
             {},
         )
     return MemberSelect(
@@ -170,7 +176,7 @@ class SegmentRepo(Repo):
             sql = (
                 "SELECT m.id AS member_id, m.display_name, 0 AS purchases, NULL AS last_purchase_at,"
                 " COUNT(*) OVER () AS total FROM members m"
-                " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id)"
+                " WHERE NOT EXISTS (SELECT 1 FROM purchases p WHERE p.member_id = m.id AND p.voided_at IS NULL)"
                 " ORDER BY m.joined_at DESC, m.id DESC LIMIT :limit OFFSET :offset"
             )
         else:

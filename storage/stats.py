@@ -57,11 +57,12 @@ class StatsRepo(Repo):
         return int(row[0]) if row else 0
 
     async def active_members(self, since_day: str, since: int) -> int:
-        """Members who checked in on or after business day `since_day` or purchased at or after `since`."""
+        """Members who checked in on or after business day `since_day` or purchased at or after `since` (a voided
+        purchase does not count)."""
         row = await fetch_one(
             self._conn,
             "SELECT COUNT(*) FROM (SELECT member_id FROM checkins WHERE day >= ?"
-            " UNION SELECT member_id FROM purchases WHERE created_at >= ?)",
+            " UNION SELECT member_id FROM purchases WHERE created_at >= ? AND voided_at IS NULL)",
             (since_day, since),
             bulk=True,
         )

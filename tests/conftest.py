@@ -21,6 +21,7 @@ from bot.app.runtime import Runtime
 from handlers.core import i18n
 from handlers.core.clock import FakeClock
 from handlers.core.messages import Identity, Inbound, Reply
+from handlers.core.roles import Role
 from storage.db.database import Database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -128,9 +129,12 @@ async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime
 
 @dataclass
 class TestPort:
-    """The channel side of the dispatcher for unit tests: who is staff, which chats are VIP."""
+    """The channel side of the dispatcher for unit tests: who is staff (with which role), which chats are VIP."""
 
     staff: set[str] = field(default_factory=lambda: {"boss"})
+    """Staff with every right (owners)."""
+    roles: dict[str, Role] = field(default_factory=dict)
+    """Other staff and their roles (`roles["carl"] = Role.CASHIER`); a name here wins over `staff`."""
     non_vip_chats: set[str] = field(default_factory=set)
     outsiders: set[str] = field(default_factory=set)
     """Users who are not in any VIP group."""
@@ -139,8 +143,9 @@ class TestPort:
     def is_vip_chat(self, msg: Inbound) -> bool:
         return msg.chat_id not in self.non_vip_chats
 
-    async def is_staff(self, msg: Inbound) -> bool:
-        return msg.sender.external_id in self.staff
+    async def role_of(self, msg: Inbound) -> Role | None:
+        who = msg.sender.external_id
+        return self.roles.get(who) or (Role.OWNER if who in self.staff else None)
 
     async def is_group_member(self, msg: Inbound) -> bool:
         return msg.sender.external_id not in self.outsiders

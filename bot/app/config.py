@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from handlers.core.i18n import Catalog
+from handlers.core.roles import Role
 from handlers.core.rules import Rules, RuleSections, StrictModel
 from storage.db.database import DEBUG_LOOP_STATEMENT_MS, READERS, is_file_path
 
@@ -93,7 +94,8 @@ class TelegramSettings(StrictModel):
     groups: list[int] = Field(default_factory=list)
     """Chat ids of the VIP groups. The bot serves no other group, and none while this is empty: a command
     sent in an unlisted group is answered (at most once an hour) with its id and how to list it. Admins of
-    these groups are staff; owning any other group gives no rights."""
+    these groups get the role `staff.group_admins` names (none by default); owning any other group gives no
+    rights."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     rate_limiter: bool = True
     """Keep under Telegram's flood limits. False lifts them: only for benchmarks against a fake server."""
@@ -170,13 +172,35 @@ class WeChatSettings(StrictModel):
         return self
 
 
+def _with_roles(value: Any) -> Any:
+    """A mapping id -> role as it is; a plain list (the shape before roles) as each id -> owner, so a file
+    written before roles keeps every right it gave; anything else is left for pydantic to refuse."""
+    if isinstance(value, list | tuple | set):
+        return dict.fromkeys(value, Role.OWNER)
+    return value
+
+
 class StaffSettings(StrictModel):
-    telegram: list[int] = Field(default_factory=list)
-    wechat: list[str] = Field(default_factory=list)
-    """OpenIDs of staff on WeChat."""
+    """Who is staff, with which role (`owner`, `manager` or `cashier`; see handlers.core.roles), per channel:
+    ``telegram: {123456: owner, 234567: cashier}``. A plain list (``telegram: [123456]``) still works and makes
+    each one an owner, as every listed person could do everything before roles existed."""
+
+    telegram: dict[int, Role] = Field(default_factory=dict)
+    """Telegram user ids -> role."""
+    wechat: dict[str, Role] = Field(default_factory=dict)
+    """OpenIDs of staff on WeChat -> role."""
     telegram_chat: int | None = None
     """Chat where staff are told about late, skipped or failed pushes (a staff group or a user id)."""
-    console: list[str] = Field(default_factory=lambda: ["店长"])
+    console: dict[str, Role] = Field(default_factory=lambda: {"店长": Role.OWNER})
+    """Names that play staff in `vipbot console` -> role."""
+    group_admins: Role | None = None
+    """The role the admins of the listed VIP groups (telegram.groups) get, when they are not listed above; none
+    by default: administering the group gives no staff rights unless this says so."""
+
+    @field_validator("telegram", "wechat", "console", mode="before")
+    @classmethod
+    def _plain_lists_are_owners(cls, value: Any) -> Any:
+        return _with_roles(value)
 
 
 class ConsoleSettings(StrictModel):

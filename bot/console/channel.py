@@ -1,7 +1,9 @@
 """The console channel: a terminal chat with the real handlers and database, one line per message.
 
-You play a member in the VIP group. `/as NAME` switches member (`/as NAME staff` plays staff),
-`/private` and `/group` switch chat, `/quit` leaves. It reads stdin, so it can be scripted.
+You play a member in the VIP group. `/as NAME` switches member (`/as NAME cashier`, `manager` or `owner`, or
+`staff` for owner, plays that staff role), `/private` and `/group` switch chat, `/upload PATH` sends a file (a
+staff member's import), `/myphone PHONE` shares your own phone number (as Telegram's contact key does), `/quit`
+leaves. It reads stdin, so it can be scripted.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -17,15 +19,26 @@ from typing import TextIO
 from bot.app.runtime import Runtime
 from bot.delivery.outbox import ChannelPusher, Outcome, Push, PushResult
 from handlers.core.dispatch import Dispatcher
-from handlers.core.messages import Button, Identity, Inbound, Reply
+from handlers.core.messages import Button, Contact, Document, Identity, Inbound, Reply
 from handlers.core.parsing import parse_int
+from handlers.core.ports import DocumentTooLarge
+from handlers.core.roles import Role
+from handlers.customers import CONTACT_COMMAND, FILE_COMMAND
 
 CHANNEL = "console"
 GROUP_CHAT = "console-group"
+DOCUMENT_LIMIT = 10 * 1024 * 1024
+
+_PLAYED_ROLES: dict[str, Role] = {
+    "staff": Role.OWNER, "--staff": Role.OWNER, **{role.value: role for role in Role}
+}  # fmt: skip
+"""The last word of `/as NAME ROLE`."""
 
 _HELP = (
-    "console: /as NAME [staff] switches member, /private or /group switches chat, /press N presses button N\n"
-    "of the last message with buttons, /whoami, /quit.\n"
+    "console: /as NAME [owner|manager|cashier] switches member, /private or /group switches chat,\n"
+    "/press N presses button N "
+    "of the last message with buttons, /upload PATH sends a file, /myphone PHONE shares your phone number,\n"
+    "/whoami, /quit.\n"
     "Staff by default: {staff}. Everything else goes to the bot; try /help."
 )
 
@@ -68,14 +81,18 @@ class ConsoleChannel:
         self,
         dispatcher: Dispatcher,
         user: str,
-        staff_names: list[str],
+        staff_names: Mapping[str, Role] | Iterable[str],
         output: TextIO | None = None,
         exports: Path | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.user = user
-        self.staff_names = set(staff_names)
-        self.played_staff: set[str] = set()
+        self.staff_names: dict[str, Role] = (
+            dict(staff_names) if isinstance(staff_names, Mapping) else dict.fromkeys(staff_names, Role.OWNER)
+        )
+        """Name -> role, as `staff.console` lists them (a plain list: owners)."""
+        self.played_staff: dict[str, Role] = {}
+        """Name -> the role `/as NAME ROLE` gave them for this session."""
         self.in_group = True
         self.out = output or sys.stdout
         self.exports = exports or Path("data/exports")
@@ -98,12 +115,20 @@ class ConsoleChannel:
     def is_vip_chat(self, msg: Inbound) -> bool:
         return True
 
-    async def is_staff(self, msg: Inbound) -> bool:
+    async def role_of(self, msg: Inbound) -> Role | None:
         name = msg.sender.external_id
-        return name in self.staff_names or name in self.played_staff
+        return self.played_staff.get(name) or self.staff_names.get(name)
 
     async def is_group_member(self, msg: Inbound) -> bool:
         return True  # everyone you play is in the console's VIP group
+
+    async def fetch_document(self, document: Document) -> bytes:
+        """The file `/upload` names (its handle is its path)."""
+        path = Path(document.file_id)
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        if size > DOCUMENT_LIMIT:
+            raise DocumentTooLarge(document.name)
+        return await asyncio.to_thread(path.read_bytes)
 
     # --- the loop -----------------------------------------------------------------------------------
     def _print(self, text: str) -> None:
@@ -142,13 +167,13 @@ class ConsoleChannel:
         words = line.split()
         head = words[0].lower() if words else ""
         if head == "/as" and len(words) >= 2:
-            staff = len(words) >= 3 and words[-1].lower() in ("staff", "--staff")
-            name = " ".join(words[1:-1] if staff else words[1:])[:64]
+            played = _PLAYED_ROLES.get(words[-1].lower()) if len(words) >= 3 else None
+            name = " ".join(words[1:-1] if played else words[1:])[:64]
             self.user = name
-            if staff:
-                self.played_staff.add(name)
-            role = "staff" if name in self.staff_names or name in self.played_staff else "member"
-            self._print(f"(now playing {name}, {role})")
+            if played:
+                self.played_staff[name] = played
+            role = self.played_staff.get(name) or self.staff_names.get(name)
+            self._print(f"(now playing {name}, staff) [{role}]" if role else f"(now playing {name}, member)")
             return True
         if head in ("/private", "/group"):
             self.in_group = head == "/group"
@@ -189,9 +214,33 @@ class ConsoleChannel:
                 self._print(f"(no button {number or '?'} to press; {len(self.last_buttons)} shown last)")
                 return []
             msg = replace(msg, text="", button=self.last_buttons[int(number) - 1].data)
+        elif words and words[0].lower() in ("/upload", "/myphone"):
+            found = await self._attachment(msg, words[0].lower(), text.split(maxsplit=1)[1:])
+            if found is None:
+                return []
+            msg = found
         replies = await self.dispatcher.handle(msg, self)
         self._render(replies)
         return replies
+
+    async def _attachment(self, msg: Inbound, head: str, rest: list[str]) -> Inbound | None:
+        """`/upload PATH` as a message with that file; `/myphone PHONE` as the sender sharing their own number."""
+        if not rest:
+            self._print(f"(usage: {head} {'PATH' if head == '/upload' else 'PHONE'})")
+            return None
+        if head == "/myphone":
+            return replace(msg, text="", button=f"v1:{CONTACT_COMMAND}:", contact=Contact(rest[0].strip(), True))
+        path = Path(rest[0].strip())
+        try:
+            size = await asyncio.to_thread(lambda: path.stat().st_size)
+            document = Document(path.name, size, str(path))
+            document = replace(document, content=await self.fetch_document(document))
+        except DocumentTooLarge:
+            pass  # sent without its content: the bot says it is too large
+        except OSError as exc:
+            self._print(f"(cannot read {path}: {exc.strerror or exc})")
+            return None
+        return replace(msg, text="", button=f"v1:{FILE_COMMAND}:", document=document)
 
     async def run(
         self,

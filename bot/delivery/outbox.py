@@ -78,6 +78,11 @@ class Pusher(Protocol):
         """Replace the text of a message the bot posted; False when it could not."""
         ...
 
+    async def delete(self, chat_id: str, message_id: str) -> bool:
+        """Delete a message the bot posted (a recalled announcement); False when the platform cannot (WeChat
+        has no such call) or refused (e.g. Telegram after 48 hours)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Push:
@@ -108,6 +113,10 @@ class ChannelPusher:
     async def deliver(self, push: Push) -> PushResult:
         """Send `push` on this channel."""
         raise NotImplementedError
+
+    async def delete(self, chat_id: str, message_id: str) -> bool:
+        """A channel that cannot delete a message it sent says so."""
+        return False
 
 
 class Timer:
@@ -208,6 +217,39 @@ class Outbox:
                     self._post_texts[delivery_id] = text
                     edits += 1
         return edits
+
+    def delete_posts(self, posts: Sequence[tuple[int, str, str, str]], now: int) -> int:
+        """Delete sent group posts, each (delivery id, channel, chat id, message id), once the running
+        transaction has committed (a call to the platform never holds the database); returns how many are to
+        be deleted. `idle()` waits for them."""
+        chosen = list(posts)
+        if chosen:
+            self.db.on_commit(lambda: self._track(asyncio.get_running_loop().create_task(self._delete(chosen, now))))
+        return len(chosen)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _delete(self, posts: Sequence[tuple[int, str, str, str]], now: int) -> None:
+        """Delete each post through its channel's pusher, recording those deleted. A channel without deletion
+        (WeChat), a refusal or an error leaves the post; the others go on."""
+        deleted = 0
+        for delivery_id, channel, chat_id, message_id in posts:
+            pusher = self._pushers.get(channel)
+            delete = getattr(pusher, "delete", None)  # a test pusher may have none
+            try:
+                if delete is None or not await delete(chat_id, message_id):
+                    continue
+            except Exception:
+                log.exception("recall: deleting message %s in %s failed", message_id, chat_id)
+                continue
+            deleted += 1
+            self._post_texts.pop(delivery_id, None)
+            async with self.db.transaction() as repos:
+                await repos.deliveries.mark_deleted(delivery_id, now)
+        if deleted < len(posts):
+            log.info("recall: %d of %d group posts could not be deleted", len(posts) - deleted, len(posts))
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def register(self, pusher: Pusher) -> None:

@@ -2,10 +2,11 @@
 Replies routed to the sender (see `bot.delivery.sender`): privately or into the group, coalesced, or onto the day's
 check-in board. No business rules live here: only translation, routing and the rights lookups.
 
-Rights come from the configuration only: staff listed in `staff.telegram`, and the admins and members of the
-groups listed in `telegram.groups`. The bot serves no other group (the dispatcher tells its owner how to list
-it), so owning a group the bot was added to gives no rights at all. A lookup Telegram fails to answer raises
-`RightsUnknown`: the command is answered with the apology, never guessed.
+Rights come from the configuration only: staff listed with their role in `staff.telegram`, the admins of the
+groups listed in `telegram.groups` when `staff.group_admins` gives them a role, and the members of those groups.
+The bot serves no other group (the dispatcher tells its owner how to list it), so owning a group the bot was
+added to gives no rights at all. A lookup Telegram fails to answer raises `RightsUnknown`: the command is
+answered with the apology, never guessed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +31,7 @@ from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from bot.app.web import WebServer
 from bot.delivery.sender import Delivered, Job, Outcome, Pace, Priority, Sender
+from bot.telegram.buttons import CLOSE_KEYBOARD, SHARE_CONTACT
 from bot.telegram.intake import Intake
 from bot.telegram.push import TelegramPusher
 from bot.telegram.sender import CALLBACK_SCOPE, TelegramTransport
@@ -35,8 +39,10 @@ from bot.telegram.webhook import TelegramWebhookHandler
 from handlers.checkin.board import render_board
 from handlers.core.deps import Deps
 from handlers.core.dispatch import Dispatcher
-from handlers.core.messages import Identity, Inbound, Reply
-from handlers.core.ports import RightsUnknown
+from handlers.core.messages import Contact, Document, Identity, Inbound, Reply
+from handlers.core.ports import DocumentTooLarge, RightsUnknown
+from handlers.core.roles import Role
+from handlers.customers import CONTACT_COMMAND, FILE_COMMAND, IMPORT_SUFFIXES
 from storage.repos import Repos
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,8 @@ only costs a question to Telegram."""
 APOLOGY_MEMORY = 10_000
 APOLOGY_SECONDS = 600.0
 """Updates apologised for while storage fails: each once, remembered this long (and at most this many)."""
+DOCUMENT_LIMIT = 10 * 1024 * 1024
+"""Files larger than this are not downloaded (the Bot API serves at most 20 MB)."""
 BOARD_MEMORY = 64
 """Boards (group, business day) whose last text and count are remembered; forgetting one costs one edit."""
 
@@ -59,8 +67,10 @@ def identity_of(user: User) -> Identity:
     return Identity(CHANNEL, str(user.id), user.full_name, user.username)
 
 
-def to_inbound(update: Update) -> Inbound | None:
-    """Translate an update; None for what the bot ignores (edits, channel posts, bots, anonymous admins)."""
+def to_inbound(update: Update, staff_chat: int | None = None) -> Inbound | None:
+    """Translate an update; None for what the bot ignores (edits, channel posts, bots, anonymous admins). A
+    file in a private chat (or in `staff_chat`) and a shared phone number in a private chat become the hidden
+    commands of `handlers.customers` that read them."""
     query = update.callback_query
     if query is not None:
         return _button_inbound(update)
@@ -78,18 +88,38 @@ def to_inbound(update: Update) -> Inbound | None:
             reply_to = identity_of(replied.from_user)
     chat = message.chat
     to_bot = replied is not None and replied.from_user is not None and replied.from_user.id == message.get_bot().id
+    is_group = chat.type in (chat.GROUP, chat.SUPERGROUP)
+    document, contact, button = None, None, None
+    if message.document is not None and (not is_group or chat.id == staff_chat):
+        found = message.document
+        document = Document(found.file_name or "", found.file_size or 0, found.file_id)
+        button = f"v1:{FILE_COMMAND}:"
+    elif message.contact is not None and not is_group:
+        shared = message.contact
+        # Only the contact-request key sends the sender's own card; a forwarded or typed-in one names another.
+        own = shared.user_id == message.from_user.id and message.forward_origin is None
+        contact = Contact(shared.phone_number, own)
+        button = f"v1:{CONTACT_COMMAND}:"
     return Inbound(
         channel=CHANNEL,
         chat_id=str(chat.id),
         sender=identity_of(message.from_user),
         text=message.text or message.caption or "",
-        is_group=chat.type in (chat.GROUP, chat.SUPERGROUP),
+        is_group=is_group,
         key=f"{CHANNEL}:update:{update.update_id}",
         message_id=str(message.message_id),
         thread_id=message.message_thread_id if message.is_topic_message else None,
         reply_to=reply_to,
         addressed_to_bot=to_bot,
+        button=button,
+        document=document,
+        contact=contact,
     )
+
+
+def file_url_of(base_url: str) -> str:
+    """Where the Bot API serves downloads: ``…/bot`` becomes ``…/file/bot``."""
+    return base_url[: -len("bot")] + "file/bot" if base_url.endswith("/bot") else base_url.rstrip("/") + "/file/bot"
 
 
 def _poll_answer_inbound(update: Update) -> Inbound | None:
@@ -150,7 +180,7 @@ class TelegramChannel:
         self.settings = settings
         self.dispatcher = dispatcher
         self._groups = set(settings.telegram.groups)
-        self._staff = set(settings.staff.telegram)
+        self._staff = dict(settings.staff.telegram)
         tg = settings.telegram
         groups = max(len(self._groups), 1)  # rights are only ever asked about the listed groups
         self._admins: TTLCache[int, frozenset[int]] = TTLCache(groups, tg.admin_cache_seconds)
@@ -193,6 +223,7 @@ class TelegramChannel:
             ApplicationBuilder()
             .token(self.settings.telegram_token)
             .base_url(tg.base_url)
+            .base_file_url(file_url_of(tg.base_url))
             .updater(None)  # updates come through our own intake: stored before they are confirmed
             .connection_pool_size(pool)
             .pool_timeout(30)
@@ -297,12 +328,17 @@ class TelegramChannel:
         """A private chat, or a group listed in `telegram.groups` (none when the list is empty)."""
         return not msg.is_group or int(msg.chat_id) in self._groups
 
-    async def is_staff(self, msg: Inbound) -> bool:
-        """Listed in `staff.telegram`, or an admin of a listed group: of this group for a group message, of
-        any listed group in a private chat. Raises RightsUnknown when Telegram cannot tell."""
+    async def role_of(self, msg: Inbound) -> Role | None:
+        """The role `staff.telegram` lists the sender with; else `staff.group_admins` (when set) for an admin of
+        a listed group: of this group for a group message, of any listed group in a private chat; else None.
+        Raises RightsUnknown when Telegram cannot tell."""
         user_id = int(msg.sender.external_id)
-        if user_id in self._staff:
-            return True
+        listed = self._staff.get(user_id)
+        if listed is not None:
+            return listed
+        admins_role = self.settings.staff.group_admins
+        if admins_role is None:
+            return None  # administering a group gives no role unless the configuration says so
         if msg.is_group:
             chats = [int(msg.chat_id)] if int(msg.chat_id) in self._groups else []
         else:
@@ -311,12 +347,12 @@ class TelegramChannel:
         for chat_id in chats:
             try:
                 if user_id in await self._admins_of(chat_id):
-                    return True
+                    return admins_role
             except RightsUnknown as exc:
                 failure = exc  # another group may still name them
         if failure is not None:
             raise failure
-        return False
+        return None
 
     async def is_group_member(self, msg: Inbound) -> bool:
         """Is the sender in one of the listed groups? Asked with getChatMember, remembered for a while.
@@ -371,6 +407,35 @@ class TelegramChannel:
             lookup.add_done_callback(forget)
         return await asyncio.shield(lookup)
 
+    async def fetch_document(self, document: Document) -> bytes:
+        """A file's bytes through getFile; DocumentTooLarge over `DOCUMENT_LIMIT`."""
+        if document.size > DOCUMENT_LIMIT:
+            raise DocumentTooLarge(document.name)
+        found = await self.application.bot.get_file(document.file_id)
+        if (found.file_size or 0) > DOCUMENT_LIMIT:
+            raise DocumentTooLarge(document.name)
+        data = bytes(await found.download_as_bytearray())
+        if len(data) > DOCUMENT_LIMIT:
+            raise DocumentTooLarge(document.name)
+        return data
+
+    async def _with_document(self, msg: Inbound) -> Inbound:
+        """A staff member's import file, fetched before handling (outside any transaction): the handler reads
+        `Inbound.document.content`. Other people's files are never downloaded; a file too large, or one
+        Telegram cannot give, stays without content and is answered so."""
+        document = msg.document
+        if document is None or Path(document.name).suffix.lower() not in IMPORT_SUFFIXES:
+            return msg
+        try:
+            if await self.role_of(msg) is None:
+                return msg
+            return replace(msg, document=replace(document, content=await self.fetch_document(document)))
+        except (DocumentTooLarge, RightsUnknown):
+            return msg
+        except TelegramError as exc:
+            log.warning("cannot download %s: %s", document.name, exc)
+            return msg
+
     async def _fetch_admins(self, chat_id: int) -> frozenset[int]:
         try:
             members = await self.application.bot.get_chat_administrators(chat_id)
@@ -396,12 +461,13 @@ class TelegramChannel:
         except Exception as exc:  # a body Telegram would not send: keep it from blocking the queue
             log.warning("update %s cannot be read: %s", key, exc)
             update = None
-        msg = to_inbound(update) if update is not None else None
+        msg = to_inbound(update, self.settings.staff.telegram_chat) if update is not None else None
         if msg is None or msg.key != key:
             async with self.deps.db.transaction() as repos:
                 await repos.inbox.claim(key, CHANNEL, self.deps.now_ts())
             return True
         assert update is not None
+        msg = await self._with_document(msg)
         jobs: list[Job] = []
         boards: list[tuple[str, int | None]] = []
 
@@ -487,6 +553,10 @@ class TelegramChannel:
             texts = split_text(reply.text) if not reply.mention else [reply.text[:3900]]
             pieces = [{**base, "kind": "text", "text": t} for t in texts]
             pieces[-1]["buttons"] = [(b.label, b.data) for b in reply.buttons]
+            if reply.ask_contact is not None:
+                pieces[-1]["buttons"] = [(reply.ask_contact, SHARE_CONTACT)]
+            elif reply.close_keyboard:
+                pieces[-1]["buttons"] = [("", CLOSE_KEYBOARD)]
             if in_thread and reply.quote and msg.message_id:
                 pieces[0]["quote"] = msg.message_id
             if reply.mention is not None:
@@ -607,7 +677,7 @@ class TelegramChannel:
                 update = Update.de_json(raw, self.application.bot)
             except Exception:
                 continue
-            msg = to_inbound(update) if update is not None else None
+            msg = to_inbound(update, self.settings.staff.telegram_chat) if update is not None else None
             if msg is not None and update is not None:
                 self._apologise(msg.key, msg, update, [Reply(self.deps.texts.t("common.apology"))])
 

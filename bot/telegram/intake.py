@@ -98,11 +98,31 @@ def _message_problem(message: object, where: str, nested: bool = False) -> str |
         return f"{where} has a malformed topic"
     if not all(_optional(message, name, list) for name in ("entities", "caption_entities")):
         return f"{where} has malformed entities"
+    problem = _attachment_problem(message, where)
+    if problem is not None:
+        return problem
     replied = message.get("reply_to_message")
     if replied is not None:
         if nested:
             return None  # Telegram does not nest replies further; the bot reads no deeper
         return _message_problem(replied, f"{where}.reply_to_message", nested=True)
+    return None
+
+
+def _attachment_problem(message: dict[str, Any], where: str) -> str | None:
+    """A file or a shared contact, as far as the bot reads them (name, size and handle; number and user)."""
+    document = message.get("document")
+    if document is not None:
+        if not isinstance(document, dict) or not isinstance(document.get("file_id"), str):
+            return f"{where}.document lacks a file_id"
+        if not (_optional(document, "file_name", str) and _optional(document, "file_size", int)):
+            return f"{where}.document has a malformed name or size"
+    contact = message.get("contact")
+    if contact is not None:
+        if not isinstance(contact, dict) or not isinstance(contact.get("phone_number"), str):
+            return f"{where}.contact lacks a phone_number"
+        if contact.get("user_id") is not None and not _whole(contact["user_id"], 1):
+            return f"{where}.contact.user_id is not a user id"
     return None
 
 

@@ -11,9 +11,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from telegram.error import TelegramError
+
 from bot.app.config import Settings
 from bot.delivery.outbox import ChannelPusher, Push, PushResult
 from bot.delivery.sender import Delivered, Job, Outcome, Priority, Sender
+from bot.telegram.sender import chat_target
 from handlers.core.messages import Button
 
 CHANNEL = "telegram"
@@ -75,6 +78,20 @@ class TelegramPusher(ChannelPusher):
         self.sender.submit(Job(chat_id, Priority.GROUP, payload, live_key=f"edit:{message_id}",
                                min_interval=self._edit_interval))  # fmt: skip
         return True
+
+
+    async def delete(self, chat_id: str, message_id: str) -> bool:
+        """Delete a post (a recalled announcement) with deleteMessage. Telegram lets a bot delete its own group
+        message for 48 hours; a refusal (too old, already gone) is False. Called directly, not paced: a recall
+        deletes a handful of posts, one per VIP group."""
+        bot = getattr(self.sender.transport, "bot", None)
+        if bot is None:
+            return False
+        try:
+            return bool(await bot.delete_message(chat_id=chat_target(chat_id), message_id=int(message_id)))
+        except TelegramError as exc:
+            log.info("could not delete message %s in %s: %s", message_id, chat_id, exc)
+            return False
 
 
 def _resolver(done: asyncio.Future[Delivered]) -> Callable[[Job, Delivered], Awaitable[None]]:

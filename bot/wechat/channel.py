@@ -41,6 +41,7 @@ from bot.wechat.client import ShopWeChatClient
 from bot.wechat.push import CHANNEL, WeChatPusher, with_choices
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Button, Identity, Inbound, Reply
+from handlers.core.roles import Role
 from storage.db.database import Database
 
 log = logging.getLogger(__name__)
@@ -264,8 +265,9 @@ class WeChatChannel:
     def is_vip_chat(self, msg: Inbound) -> bool:
         return True  # followers of the Official Account are the community; there are no group chats
 
-    async def is_staff(self, msg: Inbound) -> bool:
-        return msg.sender.external_id in self.settings.staff.wechat
+    async def role_of(self, msg: Inbound) -> Role | None:
+        """The role `staff.wechat` lists the OpenID with (an Official Account has no group admins)."""
+        return self.settings.staff.wechat.get(msg.sender.external_id)
 
     async def is_group_member(self, msg: Inbound) -> bool:
         return True

@@ -87,6 +87,10 @@ class WeChatPusher(ChannelPusher):
     async def edit(self, chat_id: str, message_id: str, text: str, buttons: Sequence[Button]) -> bool:
         return False  # WeChat messages cannot be edited
 
+    async def delete(self, chat_id: str, message_id: str) -> bool:
+        """WeChat has no call to take back a customer-service message: a recall cannot delete it."""
+        return False
+
     async def _call(self, method: object, *args: object) -> PushResult:
         try:
             await asyncio.to_thread(method, *args)  # type: ignore[arg-type]

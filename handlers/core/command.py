@@ -3,13 +3,14 @@ slow work (a chart) it does before the update's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.core.deps import Deps
 from handlers.core.messages import Inbound, Reply
 from handlers.core.parsing import parse_id
+from handlers.core.roles import Role, higher
 from storage.db.rollback import Rollback
 
 HandlerFn = Callable[..., Awaitable[list[Reply]]]
@@ -40,7 +41,12 @@ class Preparing:
 
     msg: Inbound
     args: str
-    is_staff: bool
+    role: Role | None
+    """The sender's staff role (None: a member)."""
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role is not None
 
 
 PrepareFn = Callable[[Preparing, Deps], Awaitable[Any]]
@@ -58,23 +64,32 @@ class Command:
     """Plain-text triggers such as 签到; they work without a slash."""
     glued: bool = False
     """Its keywords may run straight into free text ("投诉快递太慢"), not only into a number."""
-    staff: bool = False
-    """Only staff may use it (staff listed in the configuration, or admins of a listed VIP group)."""
+    role: Role | None = None
+    """The least staff role that may use it (None: everyone). Roles come from the configuration only."""
     hidden: bool = False
     """Left out of /help (e.g. /start)."""
     members_only: bool = False
     """Taking part is for members of a VIP group: from a private chat the dispatcher asks the platform
     whether the sender is in one, and refuses outsiders before the handler runs."""
-    staff_subcommands: tuple[str, ...] = ()
-    """Sub-commands (the first argument, lower-case) that only staff may use: ``/groupbuy add``."""
+    sub_roles: Mapping[str, Role] = field(default_factory=dict)
+    """The least role of sub-commands (the first argument, lower-case) that need more than the command:
+    ``/groupbuy add`` is a manager's."""
     member_subcommands: tuple[str, ...] = ()
     """Sub-commands that are members-only, as `members_only` is for the whole command: ``/groupbuy join``."""
     prepare: PrepareFn | None = None
     """Slow work (drawing a chart, from a read) that the dispatcher runs before the update's write transaction,
     once the rights checks passed, so no other write waits for it; the handler gets its result as `prepared`."""
+    secret_args: bool = False
+    """Its arguments are never written to the audit log (only the command and its sub-command)."""
 
-    def needs_staff(self, sub: str) -> bool:
-        return self.staff or sub in self.staff_subcommands
+    def needed_role(self, sub: str) -> Role | None:
+        """The least role that may run it with the sub-command `sub` (None: everyone)."""
+        return higher(self.role, self.sub_roles.get(sub))
+
+    @property
+    def staff(self) -> bool:
+        """Some role is needed for the whole command (it is listed under the staff's commands in /help)."""
+        return self.role is not None
 
     def needs_membership(self, sub: str) -> bool:
         return self.members_only or sub in self.member_subcommands

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -10,6 +10,7 @@ from handlers.core.clock import BusinessCalendar, Clock
 from handlers.core.i18n import Catalog
 from handlers.core.messages import Inbound, Reply
 from handlers.core.ports import ChannelPort, Outbox, Planner
+from handlers.core.roles import Role
 from handlers.core.rules import Rules, Tier
 from storage.db.database import Database
 
@@ -50,6 +51,15 @@ class Deps:
         return self.texts.t("common.datetime", date=local.strftime("%Y-%m-%d"), time=local.strftime("%H:%M"))
 
 
+@dataclass(slots=True)
+class AuditNote:
+    """What a staff command's audit row says beyond the command itself, filled in while it runs."""
+
+    target: int | None = None
+    """The member the command acted on (`resolve_target` sets it; a handler that finds its member another way
+    sets it itself: ``req.audit.target = member.id``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One command invocation: the message, who sent it (as a member) and its argument text."""
@@ -59,12 +69,20 @@ class Request:
     name: str
     """Display name of the sender."""
     args: str
-    is_staff: bool
+    role: Role | None
+    """The sender's staff role (None: a member), from the configuration."""
     new_member: bool = False
     port: ChannelPort | None = None
     """The channel it came through, for questions only the platform can answer (group membership)."""
     in_group: bool | None = None
     """Whether the sender is in a VIP group, when the dispatcher already asked (members-only commands)."""
+    audit: AuditNote = field(default_factory=AuditNote, compare=False)
+    """Shared by copies of the request (`dataclasses.replace`), so what a handler notes reaches the log."""
+
+    @property
+    def is_staff(self) -> bool:
+        """Any staff role: staff extras in members' commands (a group buy's participants)."""
+        return self.role is not None
 
     async def in_vip_group(self) -> bool:
         """The membership rule: a message from a VIP group, or a sender the platform finds in one. The

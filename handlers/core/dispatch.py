@@ -1,11 +1,13 @@
 """Routes one Inbound to its command: parsing, group and staff checks, membership, de-duplication,
 and the safety net that turns a crash in a handler into a logged apology.
 
-Rights are checked here, in one place, before the update's transaction: who is staff (for every command, so
-member commands can show staff extras), whether a staff command may run, and whether the sender of a
-members-only command is in a VIP group. A command's slow work (its `prepare` step: reading and drawing a
-chart) runs after those checks and also before the transaction, so no other write waits while it draws. A
-group the shop did not list is not served: its owner hears, at most once in a while, how to list it.
+Rights are checked here, in one place, before the update's transaction: the sender's staff role (for every
+command, so member commands can show staff extras), whether it covers the role the command (or its sub-command)
+needs, and whether the sender of a members-only command is in a VIP group. Every command that needs a role is
+written to the audit log (handlers.core.auditing) in the update's transaction, refused attempts too. A command's
+slow work (its `prepare` step: reading and drawing a chart) runs after those checks and also before the
+transaction, so no other write waits while it draws. A group the shop did not list is not served: its owner
+hears, at most once in a while, how to list it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.core.auditing import audit_entry
 from handlers.core.command import Command, Preparing, Refusal
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Inbound, Reply
 from handlers.core.parsing import ParsedCommand, parse_button, parse_command, parse_keyword, split_first
 from handlers.core.ports import ChannelPort, FaultReporter
+from handlers.core.roles import Role, may
+from storage.audit import Outcome
 from storage.db.preflight import is_storage_fault
 from storage.repos import Repos
 
@@ -47,12 +52,21 @@ class _Admission:
 
     refusal: list[Reply] | None
     """The answer instead of running the command (staff only, members only, the apology), or None."""
-    is_staff: bool = False
+    role: Role | None = None
+    """The sender's staff role (None: a member, or the platform could not tell)."""
+    needed: Role | None = None
+    """The least role the command needs (None: anyone)."""
     in_group: bool | None = None
     """Whether the sender is in a VIP group, when it was asked (members-only commands in private chats)."""
-    staff_command: bool = False
+    refused: bool = False
+    """The sender's role does not cover the one needed."""
     failed: bool = False
     """The platform could not be asked: nothing is done, a re-delivery is handled again."""
+
+    @property
+    def staff_command(self) -> bool:
+        """A command that needs a role, admitted (its answer goes before group chatter)."""
+        return self.needed is not None and self.refusal is None
 
 
 class Dispatcher:
@@ -171,30 +185,39 @@ class Dispatcher:
         with the apology; for a command that needs no rights it only costs the staff extras."""
         texts = self.deps.texts
         sub = split_first(parsed.args)[0].lower()
-        needs_staff = command.needs_staff(sub)
+        needed = command.needed_role(sub)
         try:
-            is_staff = await port.is_staff(msg)
+            role = await port.role_of(msg)
         except Exception as exc:
-            log.warning("cannot tell whether %s is staff (/%s): %s", msg.sender.external_id, command.name, exc)
-            if needs_staff:
-                return _Admission([Reply(texts.t("common.apology"))], failed=True)
-            is_staff = False
-        if needs_staff and not is_staff:
-            return _Admission([Reply(texts.t("common.staff_only"))], is_staff=is_staff)
+            log.warning("cannot tell the role of %s (/%s): %s", msg.sender.external_id, command.name, exc)
+            if needed is not None:
+                return _Admission([Reply(texts.t("common.apology"))], needed=needed, failed=True)
+            role = None
+        if needed is not None and not may(role, needed):
+            return _Admission([self._role_refusal(role, needed)], role=role, needed=needed, refused=True)
         if msg.is_group or not command.needs_membership(sub):
-            return _Admission(None, is_staff=is_staff, staff_command=needs_staff)
+            return _Admission(None, role=role, needed=needed)
         try:
             in_group = await port.is_group_member(msg)
         except Exception as exc:
             log.warning("cannot tell whether %s is in a VIP group (/%s): %s", msg.sender.external_id,
                         command.name, exc)  # fmt: skip
-            return _Admission([Reply(texts.t("common.apology"))], is_staff=is_staff, failed=True)
+            return _Admission([Reply(texts.t("common.apology"))], role=role, needed=needed, failed=True)
         if not in_group:
-            return _Admission([Reply(texts.t("common.members_only"))], is_staff=is_staff, in_group=False)
-        return _Admission(None, is_staff=is_staff, in_group=True, staff_command=needs_staff)
+            return _Admission([Reply(texts.t("common.members_only"))], role=role, needed=needed, in_group=False)
+        return _Admission(None, role=role, needed=needed, in_group=True)
+
+    def _role_refusal(self, role: Role | None, needed: Role) -> Reply:
+        """A member hears the command is staff's; a staff member, which role it needs."""
+        texts = self.deps.texts
+        if role is None:
+            return Reply(texts.t("common.staff_only"))
+        return Reply(texts.t("common.role_needed", role=texts.t(f"role.{needed.value}"),
+                             yours=texts.t(f"role.{role.value}")))  # fmt: skip
 
     async def _handle(self, msg: Inbound, port: ChannelPort, sink: ReplySink | None) -> Handled:
-        replies, command, parsed, intake = self._route(msg, port)
+        replies, routed, parsed, intake = self._route(msg, port)
+        command = routed
         admission = _Admission(None)
         if command is not None and parsed is not None:
             admission = await self._admit(msg, port, command, parsed)
@@ -203,7 +226,7 @@ class Dispatcher:
         undone = admission.failed
         prepared: Any = None
         if command is not None and parsed is not None and command.prepare is not None:
-            prepared, failed = await self._prepare(command, msg, parsed, admission.is_staff)
+            prepared, failed = await self._prepare(command, msg, parsed, admission.role)
             if failed is not None:
                 replies, command, undone = failed, None, True
         db = self.deps.db
@@ -214,11 +237,19 @@ class Dispatcher:
             member_id, created = None, False
             if intake:  # any message in a VIP group makes a member
                 member_id, created = await self._intake(repos, msg)
+            outcome: Outcome | None = "refused" if admission.refused else None
+            target: int | None = None
             if command is not None and parsed is not None and member_id is not None:
-                request = Request(msg, member_id, msg.sender.display_name, parsed.args, admission.is_staff, created,
+                request = Request(msg, member_id, msg.sender.display_name, parsed.args, admission.role, created,
                                   port, admission.in_group)  # fmt: skip
-                replies, ok = await self._run(command, request, prepared)
-                undone = not ok
+                replies, outcome = await self._run(command, request, prepared)
+                undone, target = outcome == "failed", request.audit.target
+            if outcome is not None and admission.needed is not None:  # every staff command, refused ones too
+                assert routed is not None and parsed is not None and member_id is not None  # it was routed
+                await repos.audit.record(audit_entry(
+                    msg, routed, parsed.args, member_id=member_id, role=admission.role, target=target,
+                    outcome=outcome, at=self.deps.now_ts(),
+                ))  # fmt: skip
             if undone:  # a re-delivery of this update is handled again
                 await repos.inbox.release(msg.key)
             if sink is not None:
@@ -226,13 +257,13 @@ class Dispatcher:
         return Handled(replies, committed=True, member_id=member_id)
 
     async def _prepare(
-        self, command: Command, msg: Inbound, parsed: ParsedCommand, is_staff: bool
+        self, command: Command, msg: Inbound, parsed: ParsedCommand, role: Role | None
     ) -> tuple[Any, list[Reply] | None]:
         """The command's `prepare` step, outside any transaction: (its result, None), or (None, the apology)
         when it failed for a fault of its own (a re-delivery is handled again); a storage fault is raised."""
         assert command.prepare is not None
         try:
-            return await command.prepare(Preparing(msg, parsed.args, is_staff), self.deps), None
+            return await command.prepare(Preparing(msg, parsed.args, role), self.deps), None
         except Exception as exc:
             if is_storage_fault(exc):
                 raise
@@ -240,16 +271,16 @@ class Dispatcher:
                           msg.chat_id, msg.key, msg.text[:200])  # fmt: skip
             return None, [Reply(self.deps.texts.t("common.apology"))]
 
-    async def _run(self, command: Command, request: Request, prepared: Any = None) -> tuple[list[Reply], bool]:
-        """The handler, in a savepoint: its `Refusal` undoes its effects and is its answer; its fault undoes them
-        and becomes an apology (False)."""
+    async def _run(self, command: Command, request: Request, prepared: Any = None) -> tuple[list[Reply], Outcome]:
+        """The handler, in a savepoint ("done"): its `Refusal` undoes its effects and is its answer ("undone");
+        its fault undoes them and becomes an apology ("failed")."""
         try:
             async with self.deps.db.transaction():
                 if command.prepare is not None:
-                    return await command.handler(request, self.deps, prepared=prepared), True
-                return await command.handler(request, self.deps), True
+                    return await command.handler(request, self.deps, prepared=prepared), "done"
+                return await command.handler(request, self.deps), "done"
         except Refusal as refusal:  # undone on purpose: an answer, not a fault
-            return refusal.replies, True
+            return refusal.replies, "undone"
         except Exception as exc:
             if is_storage_fault(exc):
                 raise
@@ -258,7 +289,7 @@ class Dispatcher:
                 "handler /%s failed: channel=%s chat=%s member=%s key=%s text=%r",
                 command.name, msg.channel, msg.chat_id, request.member_id, msg.key, msg.text[:200],
             )  # fmt: skip
-            return [Reply(self.deps.texts.t("common.apology"))], False
+            return [Reply(self.deps.texts.t("common.apology"))], "failed"
 
     async def _intake(self, repos: Repos, msg: Inbound) -> tuple[int, bool]:
         """Make sure the sender is a member (and a group the bot serves is known)."""

@@ -1,4 +1,5 @@
-"""/help, generated from the command table: the commands this user may use, in the configured language;
+"""/help, generated from the command table: the commands this user may use (a member's, then those of their staff
+role, if any, under a header naming it), in the configured language;
 `/help <command>` (a name, an alias or a keyword: ``/help points``, ``/help 签到``) shows that command's usage."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from handlers.core.command import Command, HandlerFn
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.parsing import split_first
+from handlers.core.roles import may
 
 
 def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
@@ -16,7 +18,7 @@ def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
 
     async def show_help(req: Request, deps: Deps) -> list[Reply]:
         texts = deps.texts
-        commands = [c for c in table() if not c.hidden and (req.is_staff or not c.staff)]
+        commands = [c for c in table() if not c.hidden and may(req.role, c.role)]
 
         def aliases(command: Command) -> str:
             return texts.t("help.aliases", aliases=texts.join(command.keywords)) if command.keywords else ""
@@ -36,8 +38,8 @@ def make_help(table: Callable[[], Sequence[Command]]) -> HandlerFn:
             return [Reply("\n".join(lines))]
         lines = [texts.t("help.header")]
         lines += [line(c) for c in commands if not c.staff]
-        if req.is_staff:
-            lines += ["", texts.t("help.staff_header")]
+        if req.role is not None:
+            lines += ["", texts.t("help.staff_header"), texts.t("help.role", role=texts.t(f"role.{req.role.value}"))]
             lines += [line(c) for c in commands if c.staff]
         lines += ["", texts.t("help.footer")]
         return [Reply("\n".join(lines))]

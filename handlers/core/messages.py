@@ -19,6 +19,26 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """A file someone sent: its name, its size in bytes, and the channel's handle to fetch it by."""
+
+    name: str
+    size: int
+    file_id: str
+    content: bytes | None = field(default=None, repr=False)
+    """The bytes, when the channel fetched them before handling (None: not fetched, e.g. too large)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A phone number someone shared; `own` only when the platform vouches it is the sender's own number (not
+    a contact card of somebody else, forwarded or typed in)."""
+
+    phone: str
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     """One incoming message, stripped of platform detail."""
 
@@ -37,6 +57,10 @@ class Inbound:
     """True when the message is meant for the bot although in a group (a reply to it, the console)."""
     button: str | None = None
     """Callback data of a pressed button (``v1:<command>:<args>``); `text` is empty then."""
+    document: Document | None = None
+    """A file attached to the message (`text` is its caption)."""
+    contact: Contact | None = None
+    """A phone number shared with the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +94,7 @@ class Reply:
     board: bool = False
     """A check-in confirmation: in a group with a check-in board the board shows it instead of a message
     (and a button press shows it as a toast)."""
+    ask_contact: str | None = None
+    """Offer a key with this label that shares the member's own phone number (where the platform has one)."""
+    close_keyboard: bool = False
+    """Take away a key offered with `ask_contact`."""

@@ -4,10 +4,12 @@ delivers pushes and the planner that wakes the bot when an announcement falls du
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from handlers.core.messages import Inbound
+from handlers.core.messages import Document, Inbound
+from handlers.core.roles import Role
 
 
 class Outbox(Protocol):
@@ -23,6 +25,11 @@ class Outbox(Protocol):
         """New deliveries were queued; start sending."""
         ...
 
+    def delete_posts(self, posts: Sequence[tuple[int, str, str, str]], now: int) -> int:
+        """Delete sent group posts, each (delivery id, channel, chat id, message id) as storage lists them, once
+        the running transaction has committed, where the channel can; returns how many are to be deleted."""
+        ...
+
 
 class Planner(Protocol):
     def plan(self, announcement_id: int, due_at: datetime) -> None:
@@ -33,14 +40,19 @@ class Planner(Protocol):
 
 
 class RightsUnknown(Exception):
-    """The platform could not tell whether the sender is staff or a VIP group member (a failed API call):
+    """The platform could not tell the sender's staff role or whether they are in a VIP group (a failed API call):
     the command is answered with the apology, never guessed either way."""
+
+
+class DocumentTooLarge(Exception):
+    """A file over the size the bot reads (`fetch_document`)."""
 
 
 class ChannelPort(Protocol):
     """What the dispatcher needs to know from the channel an Inbound came through. Rights come from the
-    configuration only: staff listed by id, and admins or members of the VIP groups the shop listed; owning
-    or administering any other chat gives none."""
+    configuration only: staff listed by id with their role, admins of the VIP groups the shop listed when the
+    configuration gives them a role, and members of those groups; owning or administering any other chat gives
+    none."""
 
     @property
     def bot_username(self) -> str | None: ...
@@ -49,14 +61,21 @@ class ChannelPort(Protocol):
         """True for a private chat or a configured VIP group; the bot serves no other group."""
         ...
 
-    async def is_staff(self, msg: Inbound) -> bool:
-        """Staff listed in the configuration, or an admin of a configured VIP group (of this group when the
-        message comes from one). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
+    async def role_of(self, msg: Inbound) -> Role | None:
+        """The sender's staff role: the one the configuration lists them with, else (where the configuration
+        gives group admins a role) that role for an admin of a configured VIP group (of this group when the
+        message comes from one); None for a member. Raises (e.g. RightsUnknown) when the platform cannot be
+        asked."""
         ...
 
     async def is_group_member(self, msg: Inbound) -> bool:
         """True when the sender is in one of the configured VIP groups (asked of the platform, cached
         briefly). Raises (e.g. RightsUnknown) when the platform cannot be asked."""
+        ...
+
+    async def fetch_document(self, document: Document) -> bytes:
+        """The bytes of a file someone sent (`Inbound.document`). Raises DocumentTooLarge for a file over the
+        channel's limit, and another exception when the platform cannot give it."""
         ...
 
 

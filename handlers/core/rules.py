@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -45,6 +45,16 @@ class Tier(StrictModel):
     min_points: int = Field(ge=0)
     name: str | None = None
     """Display name; when empty the message catalog's ``tier.<id>`` is used."""
+    privileges: str | dict[str, str] = ""
+    """What the tier gives, as /tiers shows it: one text, or locale -> text (e.g. {zh_CN: ..., en: ...}); when
+    empty the message catalog's ``tiers.privileges_<id>`` (if any) is used."""
+
+    def privileges_in(self, locale: str) -> str:
+        """The configured privileges text for `locale` (a mapping falls back to zh_CN, then to any entry)."""
+        if isinstance(self.privileges, str):
+            return self.privileges
+        chosen = self.privileges.get(locale) or self.privileges.get("zh_CN")
+        return chosen or next(iter(self.privileges.values()), "")
 
 
 def default_tiers() -> list[Tier]:
@@ -55,9 +65,24 @@ def default_tiers() -> list[Tier]:
     ]
 
 
+class ExpiryRules(StrictModel):
+    """Points expiry (off by default): points expire, oldest first, a while after the period they were earned in.
+
+    `end_of_following_year`: points earned in 2025 expire at the end of 2026. `months`: points earned in a month
+    expire at the end of the month `months` later (months: 12 → earned in March 2025, expire end of March 2026).
+    """
+
+    enabled: bool = False
+    rule: Literal["end_of_following_year", "months"] = "end_of_following_year"
+    months: int = Field(12, ge=1, le=120, description="for rule 'months': how many months after the earning month")
+    remind_days: int = Field(30, ge=0, le=365, description="members are reminded this many days before (0: never)")
+    hour: int = Field(0, ge=0, le=23, description="local hour the daily expiry job runs")
+
+
 class PointsRules(StrictModel):
     per_yuan: Decimal = Field(Decimal(1), ge=0, description="points earned per yuan of a recorded purchase")
     max_award: int = Field(100_000, gt=0, description="largest single /award or /deduct")
+    expiry: ExpiryRules = Field(default_factory=ExpiryRules)
 
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -222,6 +247,16 @@ class BindingRules(StrictModel):
     window_minutes: int = Field(15, ge=1, description="the window the wrong codes are counted in")
 
 
+class TierReviewRules(StrictModel):
+    """The yearly tier review (off by default): on `month`/`day` each member keeps their tier only if the points
+    earned in the 12 months before reach it; otherwise they move to the tier those points reach."""
+
+    enabled: bool = False
+    month: int = Field(1, ge=1, le=12)
+    day: int = Field(1, ge=1, le=28, description="day of the month (at most 28, so every year has it)")
+    hour: int = Field(1, ge=0, le=23)
+
+
 class ReportRules(StrictModel):
     weekly: bool = False
     """Send the weekly report chart to the staff chat."""
@@ -235,6 +270,7 @@ class RuleSections(StrictModel):
     checkin: CheckinRules = Field(default_factory=CheckinRules)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: list[Tier] = Field(default_factory=default_tiers)
+    tier_review: TierReviewRules = Field(default_factory=TierReviewRules)
     events: EventRules = Field(default_factory=EventRules)
     sales: SaleRules = Field(default_factory=SaleRules)
     groupbuy: GroupBuyRules = Field(default_factory=GroupBuyRules)

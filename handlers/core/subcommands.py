@@ -3,7 +3,7 @@
 A `Subcommands` table maps the first word of the arguments (lower-cased; several words may name one handler,
 such as ``resend`` and ``重发``) to a handler ``(req, deps, rest)`` that gets the text after that word. With no
 word, or a word the table does not know, it answers with the command's usage unless told otherwise. Who may use
-a sub-command is declared on the `Command` (`staff_subcommands`) and checked by the dispatcher, never here.
+a sub-command is declared on the `Command` (`sub_roles`) and checked by the dispatcher, never here.
 """
 
 from __future__ import annotations

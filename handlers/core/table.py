@@ -1,8 +1,9 @@
 """The command table, the kinds' registry and the periodic jobs, assembled from the features' declarations.
 
-Who may use a command is declared with it and checked by the dispatcher, in one place: ``staff`` (staff only)
-and ``members_only`` (taking part in claims, group buys, polls, rewards and events is for VIP group members, from
-a private chat too), or per sub-command (``/groupbuy add`` is staff's, ``/groupbuy join`` members'). A name,
+Who may use a command is declared with it and checked by the dispatcher, in one place: ``role`` (the least staff
+role: cashier, manager or owner) and ``members_only`` (taking part in claims, group buys, polls, rewards and events
+is for VIP group members, from a private chat too), or per sub-command (``sub_roles``: ``/groupbuy add`` is a
+manager's; ``member_subcommands``: ``/groupbuy join`` members'). A name,
 alias or keyword claimed twice is refused by the dispatcher that is built over the table.
 """
 

@@ -42,6 +42,14 @@ def split_target(req: Request) -> TargetArgs | None:
 
 
 async def resolve_target(repos: Repos, req: Request, target: TargetArgs) -> Member | None:
+    """The member `target` names, or None; the one found is the target of the request's audit row."""
+    found = await _find_target(repos, req, target)
+    if found is not None:
+        req.audit.target = found.id
+    return found
+
+
+async def _find_target(repos: Repos, req: Request, target: TargetArgs) -> Member | None:
     channel = req.msg.channel
     if target.target is None:
         replied = req.msg.reply_to

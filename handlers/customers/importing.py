@@ -39,7 +39,7 @@ from handlers.customers.rows import (
     parse_table,
     tier_lookup,
 )
-from handlers.customers.spreadsheet import UnreadableFile, document, read_table
+from handlers.customers.spreadsheet import Table, UnreadableFile, document, read_bytes, read_table
 from storage.customers import ImportPayload, KnownCustomer
 from storage.db.database import Database
 from storage.repos import Repos
@@ -207,13 +207,22 @@ def parse_file(path: Path, rules: Rules, names: Callable[[Tier], list[str]] = ti
     """Read and check every row of the file (slow for a big file: call it off the loop). Raises
     UnreadableFile (also for a file without a phone column)."""
     with few_full_collections():
-        table = read_table(path)
-        try:
-            return parse_table(table, rules, tier_lookup(rules, names))
-        except MissingColumn:
-            raise UnreadableFile("no phone column (手机 / phone)") from None
-        finally:
-            drain(table.rows)
+        return _parse(read_table(path), rules, names)
+
+
+def parse_content(content: bytes, name: str, rules: Rules) -> ParsedRows:
+    """`parse_file` for a file's bytes (one sent to the bot), read by the ending of `name`."""
+    with few_full_collections():
+        return _parse(read_bytes(content, name), rules, tier_names)
+
+
+def _parse(table: Table, rules: Rules, names: Callable[[Tier], list[str]]) -> ParsedRows:
+    try:
+        return parse_table(table, rules, tier_lookup(rules, names))
+    except MissingColumn:
+        raise UnreadableFile("no phone column (手机 / phone)") from None
+    finally:
+        drain(table.rows)
 
 
 async def make_plan(repos: Repos, parsed: ParsedRows) -> Plan:
@@ -258,15 +267,18 @@ async def import_file(db: Database, path: Path, rules: Rules, *, apply: bool, no
         return outcome
 
 
-def summary_lines(texts: Catalog, plan: Outcome, *, applied: bool) -> list[str]:
-    """The outcome as staff read it: the counts, then every bad row with its line and reason."""
+def summary_lines(texts: Catalog, plan: Outcome, *, applied: bool, hint: str = "import_cmd.confirm_hint") -> list[
+    str
+]:  # fmt: skip
+    """The outcome as staff read it: the counts, then every bad row with its line and reason, then (for a dry
+    run that would change something) how to confirm it: the catalog key `hint`."""
     key = "import_cmd.applied" if applied else "import_cmd.dry_run"
     lines = [texts.t(key, new=plan.new, updated=plan.updated, unchanged=plan.unchanged, bad=len(plan.bad))]
     for bad in plan.bad:
         lines.append(texts.t("import_cmd.bad_line", line=bad.line, reason=texts.t(f"import_cmd.row_{bad.reason}",
                                                                                   **bad.values)))  # fmt: skip
     if not applied and (plan.new or plan.updated):
-        lines.append(texts.t("import_cmd.confirm_hint"))
+        lines.append(texts.t(hint))
     return lines
 
 

@@ -4,6 +4,7 @@ This package's `FEATURE` declares its commands and announcement kinds to the cor
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.roles import Role
 from handlers.events import commands
 
 FEATURE = Feature(
@@ -12,7 +13,7 @@ FEATURE = Feature(
         Command("events", commands.events, "events.summary", keywords=("活动",)),
         Command("join", commands.join, "join.summary", keywords=("报名",), members_only=True),
         Command("leave", commands.leave, "leave.summary", keywords=("取消报名",)),
-        Command("event", commands.event, "event.summary", staff=True),
+        Command("event", commands.event, "event.summary", role=Role.MANAGER),
     ),
     due_rules=commands.DUE_RULES,
     subjects=commands.SUBJECTS,

@@ -4,6 +4,7 @@ first one goes out at least `promo_lead_days` ahead; members sign up, withdraw a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from handlers.core.command import Refusal, required_id
@@ -242,7 +243,7 @@ async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _attend(req: Request, deps: Deps, args: str) -> list[Reply]:
     id_text, rest = split_first(args)
     event_id = parse_id(id_text)
-    inner = Request(req.msg, req.member_id, req.name, rest, req.is_staff)
+    inner = replace(req, args=rest)  # the same audit note: the member found is the audit row's target
     target = split_target(inner)
     if event_id is None or target is None or target.rest:
         return deps.usage("event_attend")

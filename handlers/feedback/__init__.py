@@ -5,6 +5,7 @@ This package's `FEATURE` declares its commands to the core."""
 from handlers.core.command import Command
 from handlers.core.feature import Feature
 from handlers.core.jobs import Every, Job
+from handlers.core.roles import Role
 from handlers.feedback import commands
 
 FEATURE = Feature(
@@ -13,9 +14,9 @@ FEATURE = Feature(
         Command("feedback", commands.feedback, "feedback.summary", keywords=("投诉", "建议", "反馈"), glued=True),
         Command("rate_ticket", commands.rate_ticket, "rate_ticket.summary", hidden=True),
         Command("fallback", commands.fallback, "fallback.summary", hidden=True),
-        Command("reply", commands.reply, "reply.summary", staff=True),
-        Command("tickets", commands.tickets, "tickets.summary", staff=True),
-        Command("close", commands.close, "close.summary", staff=True),
+        Command("reply", commands.reply, "reply.summary", role=Role.MANAGER),
+        Command("tickets", commands.tickets, "tickets.summary", role=Role.MANAGER),
+        Command("close", commands.close, "close.summary", role=Role.MANAGER),
     ),
     jobs=(Job("escalate_tickets", commands.escalate, lambda rules: Every(600)),),
 )

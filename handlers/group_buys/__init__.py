@@ -4,6 +4,7 @@ This package's `FEATURE` declares its commands and announcement kinds to the cor
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.roles import Role
 from handlers.group_buys import commands
 
 FEATURE = Feature(
@@ -14,7 +15,7 @@ FEATURE = Feature(
             commands.groupbuy,
             "groupbuy.summary",
             keywords=("团购",),
-            staff_subcommands=commands.STAFF_SUBCOMMANDS,
+            sub_roles=dict.fromkeys(commands.STAFF_SUBCOMMANDS, Role.MANAGER),
             member_subcommands=commands.MEMBER_SUBCOMMANDS,
         ),
     ),

@@ -6,6 +6,7 @@ button or /groupbuy join; at the deadline it succeeds (everyone gets the group p
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from handlers.core.command import required_id
 from handlers.core.deps import Deps, Request
@@ -59,8 +60,8 @@ def _deposit(deps: Deps, earned: int, buy: GroupBuy) -> int:
     return buy.group_price_fen * deps.rules.groupbuy.deposit_percent // 100
 
 
-STAFF_SUBCOMMANDS = ("add", "cancel")
-"""Only staff may open or cancel a group buy (the dispatcher checks, see handlers.core.table)."""
+STAFF_SUBCOMMANDS = ("add", "edit", "cancel")
+"""Only staff may open, correct or cancel a group buy (the dispatcher checks, see handlers.core.table)."""
 MEMBER_SUBCOMMANDS = ("join",)
 """Joining is for VIP group members, from a private chat too."""
 
@@ -153,6 +154,46 @@ async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
     return [Reply("\n".join(lines))]
 
 
+async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/groupbuy edit <id> price=… group_price=… min=… deadline=…: correct a group buy before anyone joined;
+    its post follows (a live post) and its deadline is planned anew."""
+    id_text, _, opts = args.strip().partition(" ")
+    buy_id = required_id(deps, id_text, "groupbuy_edit")
+    options = parse_options(opts)
+    if not options or option_leftovers(opts) or not set(options) <= {"price", "group_price", "min", "deadline"}:
+        return deps.usage("groupbuy_edit")
+    async with deps.db.read() as repos:
+        found = await repos.group_buys.get(buy_id)
+    if found is None or found.state != "open":
+        return [Reply(deps.texts.t("groupbuy.unknown", id=buy_id))]
+    price = parse_amount_fen(options["price"]) if "price" in options else found.price_fen
+    group_price = parse_amount_fen(options["group_price"]) if "group_price" in options else found.group_price_fen
+    minimum = parse_int(options["min"], 2, 10_000) if "min" in options else found.min_members
+    deadline = parse_local_datetime(options["deadline"], deps.calendar.zone) if "deadline" in options else None
+    if price is None or group_price is None or minimum is None or ("deadline" in options and (
+        deadline is None or deadline[1]
+    )):  # fmt: skip
+        return deps.usage("groupbuy_edit")
+    if group_price > price:
+        return [Reply(deps.texts.t("groupbuy.price_order")), *deps.usage("groupbuy_edit")]
+    deadline_at = int(deadline[0].timestamp()) if deadline else found.deadline_at
+    if deadline_at <= deps.now_ts():
+        return [Reply(deps.texts.t("common.in_past", when=deps.local_text(deadline_at))), *deps.usage("groupbuy_edit")]
+    async with deps.db.transaction() as repos:
+        if not await repos.group_buys.edit(buy_id, price, group_price, minimum, deadline_at, deps.now_ts()):
+            return [Reply(deps.texts.t("groupbuy.edit_joined", id=buy_id))]
+        buy = await repos.group_buys.get(buy_id)
+        assert buy is not None
+        subject = (SubjectKind.GROUP_BUY, buy_id)
+        await unplan_pending(repos, deps, subject)  # the deadline's settlement
+        when = datetime.fromtimestamp(deadline_at, deps.now().tzinfo)
+        await plan_at(repos, deps, AnnouncementKind.GROUPBUY_CLOSE, "groups", post_text(deps, buy), when,
+                      subject=subject)  # fmt: skip
+    return [Reply(deps.texts.t("groupbuy.edited", id=buy_id, item=buy.item, price=yuan_text(buy.price_fen),
+                               group_price=yuan_text(buy.group_price_fen), min=buy.min_members,
+                               deadline=deps.local_text(buy.deadline_at)))]  # fmt: skip
+
+
 async def _cancel(req: Request, deps: Deps, args: str) -> list[Reply]:
     buy_id = required_id(deps, args, "groupbuy")
     async with deps.db.transaction() as repos:
@@ -215,6 +256,9 @@ async def live_posts(deps: Deps) -> list[LivePost]:
 
 
 groupbuy = Subcommands(
-    "groupbuy", {"add": _add, "join": _join, "status": _status, "cancel": _cancel, "list": _list}, missing=_list
+    "groupbuy",
+    {"add": _add, "edit": _edit, "join": _join, "status": _status, "cancel": _cancel, "list": _list},
+    missing=_list,
 )
-"""/groupbuy [list] | join | status; staff: add | cancel (`STAFF_SUBCOMMANDS`, checked by the dispatcher)."""
+"""/groupbuy [list] | join | status; staff: add | edit | cancel (`STAFF_SUBCOMMANDS`, checked by the
+dispatcher)."""

@@ -1,4 +1,5 @@
-"""Membership: joining (/start), the profile (/me) and the birthday (/birthday MM-DD)."""
+"""Membership: joining (/start), the profile (/me, with what the bot keeps about the member) and the birthday
+(/birthday MM-DD)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.parsing import parse_month_day, yuan_text
+from handlers.members.privacy import stored_data
 from handlers.shared.broadcast import span_text
 
 
@@ -22,7 +24,8 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
         member = await repos.members.get(req.member_id)
         latest = await repos.checkins.latest(req.member_id)
         bought = await repos.purchases.summary(req.member_id)
-    assert member is not None
+        assert member is not None
+        stored = await stored_data(repos, deps, member)
     streak = 0
     if latest is not None and (day - date.fromisoformat(latest.day)).days <= 1:
         streak = latest.streak
@@ -44,7 +47,9 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
                 streak=span_text(deps, streak, "days"),
                 purchases=bought.count,
                 total=yuan_text(bought.total_fen),
-            ),
+            )
+            + "\n\n"
+            + stored,
             personal=True,
         )
     ]

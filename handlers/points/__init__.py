@@ -4,14 +4,16 @@ This package's `FEATURE` declares its commands to the core."""
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
-from handlers.points import bookings, commands
+from handlers.core.roles import Role
+from handlers.points import bookings, commands, voids
 
 FEATURE = Feature(
     "points",
     commands=(
         Command("points", commands.points, "points.summary", aliases=("balance",), keywords=("积分", "我的积分")),
-        Command("award", bookings.award, "award.summary", staff=True),
-        Command("deduct", bookings.deduct, "deduct.summary", staff=True),
-        Command("purchase", bookings.purchase, "purchase.summary", staff=True),
+        Command("award", bookings.award, "award.summary", role=Role.MANAGER),
+        Command("deduct", bookings.deduct, "deduct.summary", role=Role.MANAGER),
+        Command("purchase", bookings.purchase, "purchase.summary", role=Role.CASHIER),
+        Command("void", voids.void, "void.summary", role=Role.MANAGER),
     ),
 )

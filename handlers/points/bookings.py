@@ -1,5 +1,7 @@
 """Staff bookings: /award and /deduct points, /purchase records a purchase that earns points.
 
+The answers name the award's ledger entry and the purchase, the numbers `/void` (handlers.points.voids) takes.
+
 Each booking's idempotency key comes from the inbound message, so a re-delivered update books nothing.
 """
 
@@ -22,7 +24,7 @@ from storage.repos import Repos
 _NOTE_LIMIT = 500
 
 
-async def _tell_member(repos: Repos, deps: Deps, req: Request, member: Member, text: str) -> bool:
+async def tell_member(repos: Repos, deps: Deps, req: Request, member: Member, text: str) -> bool:
     """Tell the member of a booking made where they may not read its answer (a private or staff chat, or a
     group of another channel): privately when the bot may message them, else in the VIP groups of their
     channels, naming them. Returns whether anything was queued."""
@@ -51,7 +53,7 @@ async def _tell_member(repos: Repos, deps: Deps, req: Request, member: Member, t
     return True
 
 
-def _notice(deps: Deps, key: str, count: int, before: int, after: int, note: str = "", **values: object) -> str:
+def booking_notice(deps: Deps, key: str, count: int, before: int, after: int, note: str = "", **values: object) -> str:
     """The member's own account of a booking, with the tier they reached or fell to, if it changed."""
     note_text = deps.texts.t("booking_notice.note", note=note) if note else ""
     lines = [deps.texts.n(f"booking_notice.{key}", count, note=note_text, **values)]
@@ -107,13 +109,15 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
             )
             told = False
             if booking.booked:
-                notice = _notice(deps, command, amount, member.earned, booking.earned, note, balance=booking.balance)
-                told = await _tell_member(repos, deps, req, member, notice)
+                balance = booking.balance
+                notice = booking_notice(deps, command, amount, member.earned, booking.earned, note, balance=balance)
+                told = await tell_member(repos, deps, req, member, notice)
     except InsufficientPoints:
         return [Reply(texts.n("deduct.insufficient", member.balance, name=member.display_name, points=amount))]
     if told:
         deps.outbox.wake()
-    replies = [Reply(texts.n(f"{command}.done", amount, name=member.display_name, balance=booking.balance))]
+    replies = [Reply(texts.n(f"{command}.done", amount, name=member.display_name, balance=booking.balance,
+                             entry=booking.entry_id))]  # fmt: skip
     if booking.booked and sign > 0:
         replies += tier_up_replies(deps, member.display_name, booking.earned - amount, booking.earned)
     return replies
@@ -140,6 +144,7 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
         purchase_id = await repos.purchases.record(
             member.id, fen, note, f"purchase:{req.msg.key}", now, recorded_by=req.member_id
         )
+        shown_id = purchase_id or await repos.purchases.id_for(f"purchase:{req.msg.key}")
         balance, total_earned = member.balance, member.earned
         if purchase_id is not None:
             await plan_purchase_followup(repos, deps, member.id)
@@ -157,14 +162,18 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
             balance, total_earned = booking.balance, booking.earned
         told = False
         if purchase_id is not None:
-            notice = _notice(deps, "purchase", earned, member.earned, total_earned, amount=yuan_text(fen),
+            notice = booking_notice(deps, "purchase", earned, member.earned, total_earned, amount=yuan_text(fen),
                              balance=balance)  # fmt: skip
-            told = await _tell_member(repos, deps, req, member, notice)
+            told = await tell_member(repos, deps, req, member, notice)
         referral_replies = await referrals.on_purchase(repos, deps, member.id, purchase_id)
     if told:
         deps.outbox.wake()
     replies = [
-        Reply(texts.n("purchase.done", earned, name=member.display_name, amount=yuan_text(fen), balance=balance))
+        Reply(
+            texts.n(
+                "purchase.done", earned, name=member.display_name, amount=yuan_text(fen), balance=balance, id=shown_id
+            )
+        )
     ]
     if purchase_id is not None:
         replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned)

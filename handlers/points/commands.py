@@ -1,4 +1,5 @@
-"""The member's own view of points (积分): balance, tier, the way to the next tier, latest entries."""
+"""The member's own view of points (积分): balance, tier, the way to the next tier, points about to expire,
+latest entries."""
 
 from __future__ import annotations
 
@@ -6,19 +7,12 @@ import re
 
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
+from handlers.loyalty.expiry import expiring_line
+from handlers.shared.tiers import next_tier_line, tier_points
 from storage.ledger import LedgerEntry
 
 _MERGE_NOTE = re.compile(r"(<-|->) #(\d+)")
 """How a merge entry notes the other member: '<- #7' (points from member 7), '-> #7' (moved to member 7)."""
-
-
-def next_tier_line(deps: Deps, earned: int) -> str:
-    """How far the member is from the next tier, or that they are at the top."""
-    upcoming = deps.rules.next_tier(earned)
-    if upcoming is None:
-        return deps.texts.t("points.top_tier")
-    missing = upcoming.min_points - earned
-    return deps.texts.n("points.to_next", missing, tier=deps.tier_name(upcoming), missing=missing)
 
 
 def note_text(deps: Deps, entry: LedgerEntry) -> str:
@@ -35,12 +29,16 @@ async def points(req: Request, deps: Deps) -> list[Reply]:
     async with deps.db.read() as repos:
         member = await repos.members.get(req.member_id)
         entries = await repos.ledger.recent(req.member_id, 5)
-    assert member is not None
-    tier = deps.rules.tier_for(member.earned)
+        assert member is not None
+        points = await tier_points(repos, deps, member.id, member.earned)
+        expiring = await expiring_line(repos, deps, member.id)
+    tier = deps.rules.tier_for(points)
     lines = [
         texts.t("points.header", name=req.name, balance=member.balance, tier=deps.tier_name(tier)),
-        next_tier_line(deps, member.earned),
+        next_tier_line(deps, points),
     ]
+    if expiring:
+        lines.append(expiring)
     if entries:
         lines.append(texts.t("points.recent_header"))
         for entry in entries:

@@ -5,6 +5,7 @@ This package's `FEATURE` declares its commands and announcement kinds to the cor
 from handlers.core.command import Command
 from handlers.core.feature import Feature
 from handlers.core.jobs import At, Job
+from handlers.core.roles import Role
 from handlers.core.rules import Rules
 from handlers.polls import commands
 
@@ -21,7 +22,7 @@ FEATURE = Feature(
         Command("vote", commands.vote, "vote.summary", keywords=("评分",), members_only=True),
         Command("rank", commands.rank, "vote.summary", hidden=True, members_only=True),
         Command("native_vote", commands.native_vote, "vote.summary", hidden=True, members_only=True),
-        Command("poll", commands.poll, "poll.summary", staff=True, prepare=commands.prepare_poll),
+        Command("poll", commands.poll, "poll.summary", role=Role.MANAGER, prepare=commands.prepare_poll),
     ),
     jobs=(Job("satisfaction_survey", commands.start_survey, _survey),),
     due_rules=commands.DUE_RULES,

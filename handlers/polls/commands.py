@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from handlers.announcements.recall import recall_announcements
 from handlers.core.command import Preparing, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
@@ -317,6 +318,22 @@ async def _close_now(req: Request, deps: Deps, poll_id: int, drawn: Drawn | None
     return [Reply(text, image=chart)]
 
 
+async def _delete(req: Request, deps: Deps, poll_id: int, _drawn: Drawn | None) -> list[Reply]:
+    """/poll delete <id>: a poll posted by mistake, before its first answer. It closes without results, its
+    closing is unplanned and its posts are recalled (handlers.announcements.recall)."""
+    async with deps.db.transaction() as repos:
+        found = await repos.polls.get(poll_id)
+        if found is None:
+            return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
+        if not await repos.polls.delete(poll_id, deps.now_ts()):
+            key = "poll.delete_answered" if found.state == "open" else "poll.not_open"
+            return [Reply(deps.texts.t(key, id=poll_id))]
+        await unplan_pending(repos, deps, (SubjectKind.POLL, poll_id))
+        posted = [a.id for a in await repos.announcements.for_subject(SubjectKind.POLL, poll_id)]
+    outcome = await recall_announcements(deps, posted)
+    return [Reply(deps.texts.n("poll.deleted", outcome.deleting, id=poll_id, question=found.question))]
+
+
 async def _results(req: Request, deps: Deps, poll_id: int, drawn: Drawn | None) -> list[Reply]:
     if drawn is None:  # `prepare_poll` found no such poll
         return [Reply(deps.texts.t("poll.unknown", id=poll_id))]
@@ -345,6 +362,7 @@ _SUBCOMMANDS = Subcommands(
     {
         **{kind: _creating(kind) for kind in OPTION_COUNTS},
         "close": _of_poll(_close_now),
+        "delete": _of_poll(_delete),
         "results": _of_poll(_results),
         "export": _of_poll(_export),
     },

@@ -4,6 +4,7 @@ This package's `FEATURE` declares its commands to the core."""
 
 from handlers.core.command import Command
 from handlers.core.feature import Feature
+from handlers.core.roles import Role
 from handlers.rewards import commands
 
 FEATURE = Feature(
@@ -11,7 +12,7 @@ FEATURE = Feature(
     commands=(
         Command("rewards", commands.rewards, "rewards.summary", keywords=("积分商城", "兑换列表")),
         Command("redeem", commands.redeem, "redeem.summary", keywords=("兑换",), members_only=True),
-        Command("reward", commands.reward, "reward.summary", staff=True),
-        Command("redeemed", commands.redeemed, "redeemed.summary", staff=True),
+        Command("reward", commands.reward, "reward.summary", role=Role.MANAGER),
+        Command("redeemed", commands.redeemed, "redeemed.summary", role=Role.CASHIER),
     ),
 )

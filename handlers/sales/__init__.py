@@ -5,13 +5,14 @@ This package's `FEATURE` declares its commands and announcement kinds to the cor
 from handlers.core.command import Command
 from handlers.core.feature import Feature
 from handlers.core.jobs import Every, Job
+from handlers.core.roles import Role
 from handlers.sales import commands
 
 FEATURE = Feature(
     "sales",
     commands=(
         Command("claim", commands.claim, "claim.summary", keywords=("抢", "秒杀"), members_only=True),
-        Command("sale", commands.sale, "sale.summary", staff=True),
+        Command("sale", commands.sale, "sale.summary", role=Role.MANAGER),
     ),
     jobs=(Job("expire_sale_holds", commands.expire_holds, lambda rules: Every(60)),),
     due_rules=commands.DUE_RULES,

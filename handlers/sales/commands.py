@@ -162,22 +162,7 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
         )  # fmt: skip
         created = await repos.sales.get(sale_id)
         assert created is not None
-        # A sale starting within minutes is announced by its own post: a promo just before would only add noise.
-        soon = starts - deps.now() <= NO_PROMO_WITHIN
-        planned = await plan_leads(repos, deps, created.starts_at, lambda due: promo_text(deps, created, due), (),
-                                   announce_now=not soon, subject=(SubjectKind.SALE, sale_id))  # fmt: skip
-        early_plan = []
-        for tier_id, minutes, name in _early_lines(deps, created):
-            due = starts - timedelta(minutes=minutes)
-            if due > deps.now():
-                text = deps.texts.t("sale.early", tier=name, minutes=minutes, post=post_text(deps, created))
-                await plan_at(repos, deps, AnnouncementKind.SALE_EARLY, "tiers", text, due, tiers=(tier_id,),
-                              buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
-                early_plan.append(
-                    deps.texts.t("sale.plan_early", tier=name, when=deps.local_text(int(due.timestamp())))
-                )
-        await plan_at(repos, deps, AnnouncementKind.SALE_START, "groups", post_text(deps, created), starts,
-                      buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
+        planned, early_plan = await _plan(repos, deps, created, announce_now=True)
     deps.outbox.wake()
     created_line = deps.texts.t(
         "sale.created",
@@ -196,6 +181,87 @@ async def _add(req: Request, deps: Deps, args: str) -> list[Reply]:
     if bent and any(lead == "now" for lead, _ in planned):  # one message: a busy group's turns are few
         lines.append("\n" + deps.texts.t("sale.rule_bent", days=deps.rules.events.promo_lead_days))
     return [Reply("\n".join(line for line in lines if line))]
+
+
+async def _plan(
+    repos: Repos, deps: Deps, sale: Sale, *, announce_now: bool
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """Plan a sale's promos, its early-access posts and its start post; returns the promo plan and the staff's
+    lines for the early-access posts."""
+    sale_id = sale.id
+    starts = datetime.fromtimestamp(sale.starts_at, deps.now().tzinfo)
+    # A sale starting within minutes is announced by its own post: a promo just before would only add noise.
+    soon = starts - deps.now() <= NO_PROMO_WITHIN
+    planned = await plan_leads(repos, deps, sale.starts_at, lambda due: promo_text(deps, sale, due), (),
+                               announce_now=announce_now and not soon, subject=(SubjectKind.SALE, sale_id))  # fmt: skip
+    early_plan = []
+    for tier_id, minutes, name in _early_lines(deps, sale):
+        due = starts - timedelta(minutes=minutes)
+        if due > deps.now():
+            text = deps.texts.t("sale.early", tier=name, minutes=minutes, post=post_text(deps, sale))
+            await plan_at(repos, deps, AnnouncementKind.SALE_EARLY, "tiers", text, due, tiers=(tier_id,),
+                          buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
+            early_plan.append(deps.texts.t("sale.plan_early", tier=name, when=deps.local_text(int(due.timestamp()))))
+    await plan_at(repos, deps, AnnouncementKind.SALE_START, "groups", post_text(deps, sale), starts,
+                  buttons=(claim_button(deps, sale_id),), subject=(SubjectKind.SALE, sale_id))  # fmt: skip
+    return planned, early_plan
+
+
+async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
+    """/sale edit <id> price=… stock=… start=… end=… [--force]: correct a sale before it opens (its first
+    early access, else its start) while nobody has claimed; its promos and posts are planned anew."""
+    flags, args = extract_flags(args, {"force": False})
+    id_text, _, opts = args.strip().partition(" ")
+    sale_id = required_id(deps, id_text, "sale_edit")
+    options = parse_options(opts)
+    if not options or option_leftovers(opts) or not set(options) <= {"price", "stock", "start", "end"}:
+        return deps.usage("sale_edit")
+    async with deps.db.read() as repos:
+        found = await repos.sales.get(sale_id)
+    if found is None or found.state != "active":
+        return [Reply(deps.texts.t("sale.unknown", id=sale_id))]
+    price = parse_amount_fen(options["price"]) if "price" in options else found.price_fen
+    stock = parse_int(options["stock"], 1, STOCK_LIMIT) if "stock" in options else found.stock
+    zone = deps.calendar.zone
+    start = parse_local_datetime(options["start"], zone) if "start" in options else None
+    end = parse_local_datetime(options["end"], zone) if "end" in options else None
+    if price is None or stock is None or ("start" in options and (start is None or start[1])) or (
+        "end" in options and end is None
+    ):
+        return deps.usage("sale_edit")
+    starts_at = int(start[0].timestamp()) if start else found.starts_at
+    ends_at = int(end[0].timestamp()) if end else found.ends_at
+    if ends_at is not None and ends_at <= starts_at:
+        return [Reply(deps.texts.t("sale.end_before_start")), *deps.usage("sale_edit")]
+    if _opens_at(deps, found) <= deps.now_ts():
+        return [Reply(deps.texts.t("sale.edit_started", id=sale_id))]
+    if starts_at != found.starts_at:
+        check_lead_time(deps, datetime.fromtimestamp(starts_at, deps.now().tzinfo), bool(flags.get("force")),
+                        "sale_edit")  # fmt: skip
+    async with deps.db.transaction() as repos:
+        if not await repos.sales.edit(sale_id, price, stock, starts_at, ends_at, deps.now_ts()):
+            return [Reply(deps.texts.t("sale.edit_started", id=sale_id))]
+        edited = await repos.sales.get(sale_id)
+        assert edited is not None
+        await unplan_pending(repos, deps, (SubjectKind.SALE, sale_id))
+        # A new price or start is worth a promo at once if the leads have passed; a stock change is not.
+        news = price != found.price_fen or starts_at != found.starts_at
+        planned, early_plan = await _plan(repos, deps, edited, announce_now=news)
+    deps.outbox.wake()
+    lines = [
+        deps.texts.t("sale.edited", id=sale_id, item=edited.item, price=yuan_text(edited.price_fen),
+                     stock=edited.stock, when=deps.local_text(edited.starts_at)),
+        plan_lines(deps, planned),
+        *early_plan,
+        deps.texts.t("sale.plan_start", when=deps.local_text(edited.starts_at)),
+    ]  # fmt: skip
+    return [Reply("\n".join(line for line in lines if line))]
+
+
+def _opens_at(deps: Deps, sale: Sale) -> int:
+    """When the first members may claim: the earliest early access, else the start."""
+    earliest = max((minutes for _, minutes, _ in _early_lines(deps, sale)), default=0)
+    return sale.starts_at - earliest * 60
 
 
 async def _sale_with_claims(deps: Deps, args: str) -> tuple[Sale, list[Claim]]:
@@ -277,9 +343,11 @@ async def _paid(req: Request, deps: Deps, args: str) -> list[Reply]:
 
 
 sale = Subcommands(
-    "sale", {"add": _add, "status": _status, "export": _export, "cancel": _cancel, "release": _release, "paid": _paid}
-)
-"""Staff: /sale add | status | export | cancel | release | paid."""
+    "sale",
+    {"add": _add, "edit": _edit, "status": _status, "export": _export, "cancel": _cancel, "release": _release,
+     "paid": _paid},
+)  # fmt: skip
+"""Staff: /sale add | edit | status | export | cancel | release | paid."""
 
 
 # --- members: /claim -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ This package's `FEATURE` declares its commands to the core."""
 from handlers.core.command import Command
 from handlers.core.feature import Feature
 from handlers.core.jobs import At, Job
+from handlers.core.roles import Role
 from handlers.core.rules import Rules
 from handlers.stats import commands
 
@@ -17,8 +18,8 @@ def _weekly(rules: Rules) -> At | None:
 FEATURE = Feature(
     "stats",
     commands=(
-        Command("stats", commands.stats, "stats.summary", staff=True),
-        Command("report", commands.report, "report.summary", staff=True, prepare=commands.prepare_report),
+        Command("stats", commands.stats, "stats.summary", role=Role.MANAGER),
+        Command("report", commands.report, "report.summary", role=Role.MANAGER, prepare=commands.prepare_report),
     ),
     jobs=(Job("weekly_report", commands.weekly_report, _weekly),),
 )

@@ -15,6 +15,10 @@ A message over a limit is answered HTTP 429 ``Too Many Requests: retry after N``
 ``parameters.retry_after = N``, N the whole seconds until that window has room again (at least 1); a refused
 call is recorded (``Call.status``, ``flood_refusals()``) but not counted in the windows. ``limits=False``
 switches the limits off.
+
+Files users sent (`add_file`, `document_update`) are served as Telegram serves them: ``getFile`` gives a
+``file_path`` for a file of at most 20 MB (``Bad Request: file is too big`` otherwise), and ``GET
+/file/bot<token>/<file_path>`` gives its bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from tests.fakes.serving import close, serve
 BOT_ID = 7000001
 BOT_USERNAME = "vip_test_bot"
 
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+"""The Bot API gives bots files of at most 20 MB."""
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "editMessageCaption"})
 MESSAGE_METHODS = frozenset(
     {"sendMessage", "sendPhoto", "sendDocument", "sendPoll", "sendMediaGroup", "pinChatMessage", *EDIT_METHODS}
@@ -171,6 +177,10 @@ class FakeBotApi:
     _per_chat: dict[ChatKey, deque[float]] = field(default_factory=dict)
     _messages: dict[ChatKey | None, dict[int, dict[str, Any]]] = field(default_factory=dict)
     """chat -> message id -> what the bot last put there (text, caption, reply_markup, date...)."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """file_id -> the bytes of a file a user sent."""
+    downloads: list[str] = field(default_factory=list)
+    """The file paths the bot downloaded, in order."""
 
     @property
     def base_url(self) -> str:
@@ -178,7 +188,10 @@ class FakeBotApi:
 
     async def start(self) -> FakeBotApi:
         self._new_updates = asyncio.Event()
-        app = Application([(r"/bot([^/]+)/(\w+)", _MethodHandler, {"api": self})])
+        app = Application([
+            (r"/bot([^/]+)/(\w+)", _MethodHandler, {"api": self}),
+            (r"/file/bot([^/]+)/(.+)", _FileHandler, {"api": self}),
+        ])  # fmt: skip
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
@@ -256,6 +269,12 @@ class FakeBotApi:
         return self.sent(method)
 
     # --- updates for getUpdates ------------------------------------------------------------------
+    def add_file(self, content: bytes) -> str:
+        """A file a user sent; its file_id."""
+        file_id = f"file{next(self._message_ids)}"
+        self.files[file_id] = content
+        return file_id
+
     def next_update_id(self) -> int:
         return next(self._update_ids)
 
@@ -272,6 +291,21 @@ class FakeBotApi:
             forced = hook(params)
             if forced is not None:
                 return forced
+        if method == "getFile":
+            content = self.files.get(str(params.get("file_id")))
+            if content is None:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}
+            if len(content) > DOWNLOAD_LIMIT:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: file is too big"}
+            file_id = str(params["file_id"])
+            result = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
+                      "file_path": f"documents/{file_id}"}  # fmt: skip
+            return 200, {"ok": True, "result": result}
+        if method == "deleteMessage":  # the bot's own message; Telegram's 48-hour limit is the caller's to keep
+            messages = self._messages.get(_chat_key(params.get("chat_id")), {})
+            if messages.pop(int(params.get("message_id") or 0), None) is None:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message to delete not found"}
+            return 200, {"ok": True, "result": True}
         if method in EDIT_METHODS and self._unchanged(method, params):
             return 400, {"ok": False, "error_code": 400, "description": NOT_MODIFIED}
         if method in MESSAGE_METHODS:
@@ -524,6 +558,21 @@ class _MethodHandler(RequestHandler):
         self.finish(body)
 
 
+class _FileHandler(RequestHandler):
+    def initialize(self, api: FakeBotApi) -> None:
+        self.api = api
+
+    def get(self, token: str, path: str) -> None:
+        content = self.api.files.get(path.removeprefix("documents/"))
+        if token != self.api.token or content is None or len(content) > DOWNLOAD_LIMIT:
+            self.set_status(404)
+            self.finish({"ok": False, "error_code": 404, "description": "Not Found"})
+            return
+        self.api.downloads.append(path)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(content)
+
+
 # --- building updates -------------------------------------------------------------------------------
 def user(uid: int, first_name: str = "", username: str | None = None, is_bot: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {"id": uid, "is_bot": is_bot, "first_name": first_name or f"user{uid}"}
@@ -595,3 +644,35 @@ def callback_update(
             },
         },
     }
+
+
+def document_update(
+    api: FakeBotApi, chat_id: int, sender: dict[str, Any], name: str, content: bytes, *, caption: str = "",
+    size: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A message with a file (kept by the fake, for getFile); `size` overrides the size Telegram reports."""
+    update = message_update(api, chat_id, sender, "")
+    message = update["message"]
+    del message["text"]
+    if caption:
+        message["caption"] = caption
+    file_id = api.add_file(content)
+    message["document"] = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": name,
+                           "file_size": len(content) if size is None else size}  # fmt: skip
+    return update
+
+
+def contact_update(
+    api: FakeBotApi, chat_id: int, sender: dict[str, Any], phone: str, user_id: int | None, *,
+    forwarded: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """A message sharing a contact: the sender's own (the contact-request key) when `user_id` is theirs."""
+    update = message_update(api, chat_id, sender, "")
+    message = update["message"]
+    del message["text"]
+    message["contact"] = {"phone_number": phone, "first_name": sender.get("first_name", "")}
+    if user_id is not None:
+        message["contact"]["user_id"] = user_id
+    if forwarded:
+        message["forward_origin"] = {"type": "user", "date": message["date"], "sender_user": sender}
+    return update
