@@ -1,10 +1,10 @@
 """Customer profiles: imported customers (phone, note, contact hints) and the bulk statements of an import;
 import files waiting for a staff member's confirmation, and the codes that let a customer claim their record.
 
-An import is one transaction of a handful of statements whatever the file's size: the rows travel as one JSON
-array each and are unpacked by SQLite (`json_each`), so members, profiles, ledger entries and WeChat identities
-are each written by one INSERT … SELECT. Every statement here grows with the shop and is marked bulk: it runs on
-the database thread, never on the event loop.
+An import writes a chunk of rows (`handlers.customers.importing.CHUNK_ROWS`) per short transaction, a handful of
+statements each: the rows travel as one JSON array per statement and are unpacked by SQLite (`json_each`), so
+members, profiles, ledger entries and WeChat identities are each written by one INSERT … SELECT. Every statement
+here grows with the shop or the file and is marked bulk: it runs on the database thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -86,6 +86,14 @@ JSON_CHUNK = 2000
 100,000 rows would stall the event loop (even from another thread) for a good part of a second."""
 
 
+KNOWN_SQL = (
+    "SELECT p.member_id, p.phone, m.display_name, m.birthday, p.note, p.telegram_username, p.wechat_openid,"
+    " p.imported_balance, p.imported_earned, p.revision, m.balance"
+    " FROM customer_profiles p JOIN members m ON m.id = p.member_id"
+)
+"""A profile as `KnownCustomer` reads it."""
+
+
 def _json(rows: list[Any]) -> str:
     """`rows` as one JSON array, written a few thousand rows at a time."""
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -118,14 +126,20 @@ class CustomerRepo:
 
     async def known(self) -> dict[str, KnownCustomer]:
         """Every profile by phone, with its member's name, birthday and balance (one bulk read)."""
+        rows = await fetch_all(self._conn, KNOWN_SQL, bulk=True)
+        return await asyncio.to_thread(_by_phone, rows)  # 100,000 objects: not on the loop
+
+    async def known_of(self, phones: list[str]) -> dict[str, KnownCustomer]:
+        """`known` for these phones only (one chunk of an import, re-checked inside its transaction)."""
+        if not phones:
+            return {}
         rows = await fetch_all(
             self._conn,
-            "SELECT p.member_id, p.phone, m.display_name, m.birthday, p.note, p.telegram_username, p.wechat_openid,"
-            " p.imported_balance, p.imported_earned, p.revision, m.balance"
-            " FROM customer_profiles p JOIN members m ON m.id = p.member_id",
+            f"{KNOWN_SQL} WHERE p.phone IN (SELECT value FROM json_each(?))",
+            (await asyncio.to_thread(_json, phones),),
             bulk=True,
         )
-        return await asyncio.to_thread(_by_phone, rows)  # 100,000 objects: not on the loop
+        return _by_phone(rows)  # a chunk's worth: a millisecond
 
     async def wechat_owners(self, openids: list[str]) -> dict[str, int]:
         """The members that these WeChat OpenIDs already belong to (as identities)."""
@@ -146,9 +160,10 @@ class CustomerRepo:
         return int(row[0]) if row else 0
 
     async def apply(self, payload: ImportPayload, now: int) -> None:
-        """Write one import: members (new ones with the ids the payload gave them, updated ones renamed), their
-        profiles (a changed one moves to its next revision), the ledger entries (the trigger moves balances and
-        lifetime points) and the WeChat identities. Call inside a write transaction; bulk statements only."""
+        """Write one chunk of an import: members (new ones with the ids the payload gave them, updated ones
+        renamed), their profiles (a changed one moves to its next revision), the ledger entries (the trigger moves
+        balances and lifetime points) and the WeChat identities. Call inside a write transaction; bulk statements
+        only."""
         await self._write(
             "INSERT INTO members(id, display_name, joined_at, last_seen_at, birthday)"
             " SELECT value->>0, value->>1, :now, :now, value->>2 FROM json_each(:rows) WHERE true"

@@ -287,10 +287,11 @@ class MemberRepo(Repo):
         return str(row[0]) if row else None
 
     async def recent_purchases(self, member_id: int, limit: int = 5) -> list[RecentPurchase]:
+        """The member's latest purchases that still count (a voided one is left out), newest first."""
         return await fetch_all_as(
             self._conn,
             RecentPurchase,
-            "SELECT id, amount_fen, note, created_at FROM purchases WHERE member_id = ?"
+            "SELECT id, amount_fen, note, created_at FROM purchases WHERE member_id = ? AND voided_at IS NULL"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
             (member_id, limit),
         )

@@ -4,7 +4,8 @@ The request is a row: asked by the member, withdrawn by them or confirmed by sta
 settled request settled). Erasing keeps the member's row and everything the books need (ledger, purchases,
 check-ins, answers, under the member number) and removes what names the person: display names, usernames,
 the phone and note of the imported profile, the birthday, the channel identities (so the person is a stranger
-again), the referral code, binding codes, pending replies and deliveries to them.
+again), the referral code, binding codes, pending replies and deliveries to them, and in the audit log the
+argument text of rows by or about them and their channel id where they were the actor.
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ class PrivacyRepo(Repo):
         if await self._has_table("claim_codes"):  # a phone claim waiting for the profile's phone
             await run(f"DELETE FROM claim_codes WHERE phone IN (SELECT phone FROM customer_profiles"
                       f" WHERE member_id IN ({_IDS}))", ids)  # fmt: skip
-        if await self._has_table("audit_log"):  # what staff typed about them (the rows themselves stay)
+        if await self._has_table("audit_log"):  # what was typed by or about them (the rows themselves stay)
             await run(f"UPDATE audit_log SET args = '' WHERE target_member_id IN ({_IDS})", ids, bulk=True)
+            await run(f"UPDATE audit_log SET args = '', actor_external_id = '' WHERE actor_member_id IN ({_IDS})",
+                      ids, bulk=True)  # fmt: skip
         for table in ("identities", "customer_profiles", "referral_codes", "bind_codes"):
             await run(f"DELETE FROM {table} WHERE member_id IN ({_IDS})", ids)
         for member_id, placeholder in placeholders.items():

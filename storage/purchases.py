@@ -60,6 +60,15 @@ class PurchaseRepo(Repo):
             (now, voided_by, purchase_id),
         )
 
+    async def live_between(self, member_id: int, start: int, end: int) -> bool:
+        """Whether the member has a purchase that counts (not voided) recorded from `start` to `end` (unix
+        seconds, both included)."""
+        return await has_row(
+            self._conn,
+            "SELECT 1 FROM purchases WHERE member_id = ? AND voided_at IS NULL AND created_at BETWEEN ? AND ?",
+            (member_id, start, end),
+        )
+
     async def summary(self, member_id: int) -> PurchaseSummary:
         """The member's purchases that count (not voided)."""
         summary = await fetch_one_as(

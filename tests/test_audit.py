@@ -132,3 +132,14 @@ async def test_the_command_line_records_its_own_rows(shop: ChatDriver) -> None:
         await record_command_line(repos, "import", "members shop.xlsx --confirm", deps.now_ts())
     answer = await shop.say("meg", "/audit", group=False)
     assert "(command line) [no role] /import members shop.xlsx --confirm · command line · done" in answer
+
+
+async def test_a_handed_over_reward_names_its_member_as_target(shop: ChatDriver) -> None:
+    await shop.say("boss", "/reward add Teapot | cost=10")
+    await shop.say("alice", "hi")
+    alice = await member_id(shop, "alice")
+    await shop.say("boss", "/award @alice 50")
+    code = (await shop.say("alice", "兑换 1")).split("Your code: ")[1].split(";")[0]
+    assert "marked as handed over" in await shop.say("carl", f"/redeemed {code}", group=False)
+    latest = (await rows(shop))[-1]
+    assert (latest.command, latest.target_member_id, latest.target_name) == ("redeemed", alice, "Alice")

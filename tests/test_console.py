@@ -50,7 +50,7 @@ def test_scripted_console_session(tmp_path: Path) -> None:
     assert out.count("签到成功！+10 积分（连续 1 天）") == 2  # 小王 and 小红
     assert "小王的积分：10" in out
     assert "今天已经签过到啦" in out
-    assert "抱歉，这个命令只有店员可以使用。" in out  # 小王 is not staff
+    assert "抱歉，这个命令只有具备“店长”权限的店员可以使用。" in out  # 小王 is not staff
     assert "(now playing 店长, staff)" in out
     assert "已给小王加 700 积分。现有 710 积分。" in out
     assert "恭喜小王升级为钻石会员" in out

@@ -5,9 +5,11 @@ the `vipbot import` command line."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from bot.app.runtime import Runtime
 from handlers.customers import importing
 from handlers.customers.importing import Plan
 from handlers.customers.rows import ParsedRows
+from storage.customers import CustomerRepo, ImportPayload
 from storage.members import Member
 from tests.conftest import ChatDriver
 
@@ -248,7 +251,10 @@ def test_the_command_line_dry_run_then_confirm_then_a_reimport_is_a_no_op(tmp_pa
     assert "Imported: new 3 · updated 0 · unchanged 0" in done.stdout
     again = vipbot("import", "members", str(path), "--confirm", cwd=tmp_path)
     assert "new 0 · updated 0 · unchanged 3" in again.stdout
-
+    with sqlite3.connect(db) as conn:  # each confirmation is audited (the dry run is not), actor: the command line
+        query = "SELECT actor_channel, actor_member_id, command, args, outcome FROM audit_log"
+        audited = conn.execute(query).fetchall()
+    assert audited == [("cli", None, "import", f"members {path.name} --confirm", "done")] * 2
 
 
 def test_templates_import_and_unreadable_files_exit_2_with_one_line(
@@ -288,3 +294,93 @@ async def test_an_imported_wechat_customer_is_the_same_member_when_they_write(ru
     assert "points: 300" in text and "Tier: Diamond" in text
     assert "+700 imported" in text and "-400 imported" in text  # the ledger says where the points came from
     assert await member_count(runtime) == 1
+
+
+# --- confirming in chunks -------------------------------------------------------------------------------------
+def chunked_rows(count: int) -> list[list[Any]]:
+    """`count` good rows (phone, opening points, lifetime points): two ledger entries each."""
+    return [[f"1380013{i:04d}", 10 + i, 100 + i] for i in range(count)]
+
+
+async def test_a_write_during_a_confirmation_waits_for_one_chunk_not_the_whole_file(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = runtime.deps.db
+    async with db.transaction() as repos:
+        shopper, _ = await repos.members.register("telegram", "777", "Shopper", None, NOW)
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    writing = asyncio.Event()
+    real_apply = CustomerRepo.apply
+
+    async def apply(self: CustomerRepo, payload: ImportPayload, now: int) -> None:
+        writing.set()
+        await real_apply(self, payload, now)
+
+    monkeypatch.setattr(CustomerRepo, "apply", apply)
+    parsed = parse(runtime, write(tmp_path, "utf-8", ["手机", "积分", "累计积分"], chunked_rows(10)))
+    importing_task = asyncio.create_task(importing.confirm(db, parsed, NOW))
+    await writing.wait()  # the first chunk's transaction holds the write lock now
+    async with db.transaction() as repos:  # a check-in-like write, waiting its turn
+        await repos.ledger.append(shopper, 5, "checkin", "test:checkin", NOW)
+        members_then = await member_count(runtime)
+    assert not importing_task.done()  # it got in between two chunks ...
+    assert 1 < members_then < 11  # ... after the first, long before the last
+    plan = await importing_task
+    assert (len(plan.new), len(plan.updated), plan.unchanged) == (10, 0, 0)
+    assert await member_count(runtime) == 11 and await ledger_count(runtime) == 2 * 10 + 1
+
+
+async def test_a_confirmation_that_fails_part_way_is_completed_by_running_it_again(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = runtime.deps.db
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    calls = 0
+    real_apply = CustomerRepo.apply
+
+    async def crashing_apply(self: CustomerRepo, payload: ImportPayload, now: int) -> None:
+        nonlocal calls
+        calls += 1
+        await real_apply(self, payload, now)  # the third chunk's rows are written, then it fails: rolled back
+        if calls == 3:
+            raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(CustomerRepo, "apply", crashing_apply)
+    rows = chunked_rows(7)
+    parsed = parse(runtime, write(tmp_path, "utf-8", ["手机", "积分", "累计积分"], rows))
+    with pytest.raises(RuntimeError):
+        await importing.confirm(db, parsed, NOW)
+    assert (await member_count(runtime), await ledger_count(runtime)) == (4, 2 * 4)  # two chunks stayed
+    monkeypatch.setattr(CustomerRepo, "apply", real_apply)
+
+    plan = await importing.confirm(db, parsed, NOW)  # the same file confirmed again
+    assert (len(plan.new), len(plan.updated), plan.unchanged) == (3, 0, 4)
+    assert (await member_count(runtime), await ledger_count(runtime)) == (7, 2 * 7)  # nothing booked twice
+    for phone, balance, earned in rows:
+        member = await member_by_phone(runtime, phone)  # also: its balance equals its ledger
+        assert (member.balance, member.earned) == (balance, earned)
+    async with db.read() as repos:
+        assert await repos.ledger.mismatched_balances() == []
+    again = await importing.confirm(db, parsed, NOW)
+    assert (len(again.new), len(again.updated), again.unchanged) == (0, 0, 7)
+
+
+async def test_a_chunk_rechecks_its_rows_against_a_change_made_after_the_snapshot(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = runtime.deps.db
+    header = ["手机", "积分"]
+    await importing.confirm(db, parse(runtime, write(tmp_path, "utf-8", header, [["13800138000", 100]])), NOW)
+    member = await member_by_phone(runtime, "13800138000")
+    real_chunk = importing._apply_chunk
+
+    async def redeem_first(*args: Any) -> Plan:  # she redeems 80 after the plan's snapshot, before her chunk
+        async with db.transaction() as repos:
+            await repos.ledger.append(member.id, -80, "redeem", "test:redeem", NOW + 1)
+        return await real_chunk(*args)
+
+    monkeypatch.setattr(importing, "_apply_chunk", redeem_first)
+    lower = parse(runtime, write(tmp_path, "utf-8", header, [["13800138000", 0]], name="lower"))
+    plan = await importing.confirm(db, lower, NOW + 2)  # the snapshot said: take 100 off a balance of 100
+    assert bad_lines(plan) == {2: "balance_below_zero"} and not plan.updated
+    assert (await member_by_phone(runtime, "13800138000")).balance == 20

@@ -57,7 +57,8 @@ async def test_a_sale_cannot_be_edited_once_open_or_wrongly(chat: ChatDriver, cl
     assert "The end must come after the start." in await chat.say("boss", "/sale edit 1 end=2026-03-19 10:00")
     assert "at least a 5-day lead" in await chat.say("boss", "/sale edit 1 start=2026-03-12 10:00")
     assert "There is no active flash sale #7." in await chat.say("boss", "/sale edit 7 price=1")
-    assert await chat.say("alice", "/sale edit 1 price=1") == "Sorry, only staff can use this command."
+    refusal = "Sorry, only staff with the manager role can use this command."
+    assert await chat.say("alice", "/sale edit 1 price=1") == refusal
     clock.set(START - timedelta(minutes=9))  # black card early access opened at 09:50
     assert "can no longer be edited" in await chat.say("boss", "/sale edit 1 price=1")
     async with chat.runtime.deps.db.read() as repos:
@@ -110,7 +111,8 @@ async def test_a_group_buy_is_edited_before_anyone_joined(
     assert "1 more needed" in await chat.say("ann", "/groupbuy join 1")
     assert "can no longer be edited" in await chat.say("boss", "/groupbuy edit 1 price=350")
     assert "Usage: /groupbuy edit" in await chat.say("boss", "/groupbuy edit 1 group_price=400")
-    assert await chat.say("ann", "/groupbuy edit 1 price=1") == "Sorry, only staff can use this command."
+    refusal = "Sorry, only staff with the manager role can use this command."
+    assert await chat.say("ann", "/groupbuy edit 1 price=1") == refusal
     clock.set(local(2026, 3, 12, 20, 0))  # the old deadline settles nothing
     await chat.runtime.planner.fire()
     await settle(chat.runtime)

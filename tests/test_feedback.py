@@ -224,7 +224,7 @@ async def test_the_database_keeps_ratings_once_and_in_range(chat: ChatDriver) ->
 async def test_strangers_are_refused_the_staff_commands(chat: ChatDriver) -> None:
     await chat.say("alice", "投诉 快递太慢了")
     for command in ("/reply 1 hello", "/tickets", "/close 1"):
-        assert await chat.say("alice", command) == "Sorry, only staff can use this command."
+        assert await chat.say("alice", command) == "Sorry, only staff with the manager role can use this command."
     assert (await ticket(chat, 1)).state == "open"
     help_text = await chat.say("alice", "/help", group=False)
     assert "/feedback" in help_text and "/rate_ticket" not in help_text and "/tickets" not in help_text

@@ -181,3 +181,22 @@ async def test_a_phone_claim_waiting_for_the_profile_does_not_block_the_erasure(
     await chat.say("alice", "确认删除", group=False)
     assert "deleted" in await chat.say("boss", f"/forget confirm {alice}", group=False)
     assert await count(chat, "SELECT COUNT(*) FROM customer_profiles WHERE phone = '13800138000'") == 0
+
+
+async def test_the_erasure_blanks_what_the_audit_log_says_by_and_about_them(chat: ChatDriver) -> None:
+    alice = await alice_with_data(chat)  # staff recorded a purchase for her: a row about her
+    await chat.say("alice", "/award @bob 1000 me myself")  # refused, but a row by her
+    await chat.say("boss", "/award @bob 5 thanks")  # neither by nor about her: kept as it was
+    await chat.say("alice", "确认删除", group=False)
+    await chat.say("boss", f"/forget confirm {alice}", group=False)
+    async with chat.runtime.deps.db.read() as repos:
+        rows = await repos.conn.execute_fetchall(
+            "SELECT command, args, actor_external_id, actor_member_id = :id, target_member_id = :id FROM audit_log"
+            " WHERE command IN ('purchase', 'award') ORDER BY id",
+            {"id": alice},
+        )
+    assert [tuple(r) for r in rows] == [
+        ("purchase", "", "boss", 0, 1),
+        ("award", "", "", 1, None),
+        ("award", "@bob 5 thanks", "boss", 0, 0),
+    ]

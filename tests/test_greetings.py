@@ -210,7 +210,7 @@ async def test_greetings_lists_the_next_holidays(chat: ChatDriver) -> None:
     assert "· 2027-10-08 Double Ninth Festival [double_ninth] — planned" in text
     assert "· 2027-10-18 " not in text and "New Year's Day [new_year] — to be planned" in text
     assert "🥮 Happy Mid-Autumn Festival!" in text
-    assert "only staff can use this command" in await chat.say("alice", "/greetings")
+    assert "only staff with the manager role can use this command" in await chat.say("alice", "/greetings")
 
 
 async def test_greetings_preview_and_bad_arguments(chat: ChatDriver) -> None:

@@ -5,7 +5,8 @@
 - the shared helpers (handlers/shared) import the framework, never a feature;
 - a feature imports no channel and no runtime (bot/);
 - storage imports no handler;
-- a channel package (bot/telegram, bot/wechat, bot/console) imports no other channel.
+- a channel package (bot/telegram, bot/wechat, bot/console) imports no other channel;
+- no module imports another's private names (`from a.b import _c`): what is shared gets a public name.
 """
 
 from __future__ import annotations
@@ -102,6 +103,29 @@ def test_a_channel_imports_no_other_channel() -> None:
     assert offenders == []
 
 
+def _private_imports(path: Path) -> set[str]:
+    """The private names (``_x``) `path` imports from other project modules, dotted."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+        and node.module.split(".")[0] in ("handlers", "storage", "bot")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    }  # fmt: skip
+
+
+def test_no_module_imports_private_names_of_another() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {', '.join(sorted(bad))}"
+        for layer in ("handlers", "storage", "bot")
+        for path in _modules(layer)
+        if (bad := _private_imports(path))
+    ]
+    assert offenders == []
+
+
 def test_the_scans_see_every_package() -> None:
     assert {"checkin", "sales", "polls", "greetings"} <= set(FEATURES)
     assert all(_modules(f"bot/{channel}") for channel in CHANNELS)
@@ -114,3 +138,5 @@ def test_the_scan_sees_a_violation(tmp_path: Path) -> None:
     assert "telegram" in _imported_roots(sample)
     sample.write_text("from handlers.sales import commands\nimport handlers.core.clock\n", encoding="utf-8")
     assert _packages("handlers", sample) == {"sales", "core"}
+    sample.write_text("from handlers.binding.commands import _merge as merge\n", encoding="utf-8")
+    assert _private_imports(sample) == {"handlers.binding.commands._merge"}

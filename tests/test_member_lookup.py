@@ -125,3 +125,11 @@ async def test_an_erased_member_is_not_found_by_name_or_phone(chat: ChatDriver, 
     await chat.say("boss", f"/forget confirm {alice}")
     assert (await lookup(chat, "13800138000")).text.startswith("No member found")
     assert (await lookup(chat, "Alice")).text.startswith("No member found")
+
+
+async def test_a_voided_purchase_is_not_among_the_last_purchases(chat: ChatDriver, alice: int) -> None:
+    mistake = await chat.say("boss", "/purchase @alice 12990 typo", group=False)
+    purchase_id = mistake.split("Purchase #")[1].split()[0].rstrip(":.,)")
+    assert "Voided purchase" in await chat.say("boss", f"/void purchase {purchase_id}", group=False)
+    text = (await lookup(chat, "@alice")).text
+    assert "Last purchases:\n· 2026-03-10 ¥128.00 (scarf)\n" in text and "typo" not in text

@@ -43,8 +43,9 @@ async def test_staff_award_by_username_id_and_reply(chat: ChatDriver) -> None:
 
 async def test_non_staff_get_a_polite_refusal(chat: ChatDriver) -> None:
     await chat.say("alice", "hello")
-    for command in ("/award @alice 50", "/deduct @alice 1", "/purchase @alice 10"):
-        assert await chat.say("mallory", command) == "Sorry, only staff can use this command."
+    for command, role in (("/award @alice 50", "manager"), ("/deduct @alice 1", "manager"),
+                          ("/purchase @alice 10", "cashier")):  # fmt: skip
+        assert await chat.say("mallory", command) == f"Sorry, only staff with the {role} role can use this command."
     assert await totals(chat, "alice") == (0, 0)
 
 

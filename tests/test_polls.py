@@ -193,3 +193,21 @@ async def test_a_purchase_is_followed_by_a_private_rating_request(
     assert pusher.buttons[-1][0].startswith("v1:vote:")
     poll_id = pusher.buttons[-1][0].split(":")[2].split()[0]
     assert "Your answer: 5" in await chat.say("ann", f"/vote {poll_id} 5", group=False)
+
+
+async def test_a_voided_purchase_is_not_followed_by_a_rating_request(
+    chat: ChatDriver, clock: FakeClock, pusher: RecordingPusher
+) -> None:
+    chat.runtime.deps.rules.polls.survey.purchase_followup_days = 3
+    await members(chat)
+    recorded = await chat.say("boss", "/purchase @ann 88 typo")
+    purchase_id = recorded.split("Purchase #")[1].split()[0].rstrip(":.,)")
+    assert "Voided purchase" in await chat.say("boss", f"/void purchase {purchase_id}")
+    clock.advance(timedelta(days=3))
+    await chat.runtime.planner.fire()
+    await settle(chat.runtime)
+    assert not any("How satisfied were you?" in text for text in pusher.to("ann"))
+    assert any("was not sent: the purchase it follows up was voided" in text for text in pusher.to(""))
+    async with chat.runtime.deps.db.read() as repos:
+        rows = await repos.conn.execute_fetchall("SELECT state FROM announcements WHERE kind = 'followup'")
+    assert [tuple(r) for r in rows] == [("skipped",)]

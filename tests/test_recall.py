@@ -48,7 +48,7 @@ async def test_recall_drops_the_deliveries_not_sent_yet(chat: ChatDriver, pusher
     assert pusher.to("bob") == []
     assert f"Announcement #{ann} was already recalled." in await chat.say("boss", f"/recall {ann}", group=False)
     assert "There is no announcement #99." in await chat.say("boss", "/recall 99", group=False)
-    assert await chat.say("alice", f"/recall {ann}") == "Sorry, only staff can use this command."
+    assert await chat.say("alice", f"/recall {ann}") == "Sorry, only staff with the manager role can use this command."
 
 
 async def test_recall_cancels_a_scheduled_announcement(

@@ -160,7 +160,7 @@ async def test_segments_shows_counts_per_segment(chat: ChatDriver) -> None:
     assert "• Lost (no purchase for more than 360 days): 0 (0.0%)" in text
     assert "• Never bought (no purchase recorded): 2 (33.3%)" in text
     assert "Repurchase rate: 25.0% (repeat buyers 1 of 4)" in text
-    assert await chat.say("alice", "/segments") == "Sorry, only staff can use this command."
+    assert await chat.say("alice", "/segments") == "Sorry, only staff with the manager role can use this command."
 
 
 async def test_segment_lists_members_twenty_per_page(chat: ChatDriver) -> None:

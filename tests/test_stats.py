@@ -105,7 +105,7 @@ async def test_stats_figures_on_a_seeded_database(chat: ChatDriver, clock: FakeC
     assert lines[7] == "Feedback tickets: 2 rated, average 4.00 ⭐, 50.0% rated 4-5 ⭐; 1 not closed, 0 late"
     assert lines[-1] == "Points in the last 7 days: 130 issued, 40 redeemed"
     assert lines[8] == "Referrals: 0"
-    assert await chat.say("alice", "/stats") == "Sorry, only staff can use this command."
+    assert await chat.say("alice", "/stats") == "Sorry, only staff with the manager role can use this command."
 
 
 async def test_stats_counts_referrals_not_voided(chat: ChatDriver, clock: FakeClock) -> None:
@@ -142,7 +142,7 @@ async def test_report_is_a_png_of_the_last_seven_days(chat: ChatDriver, clock: F
     assert reply.text == (
         "📈 Weekly report 2026-03-04 to 2026-03-10: check-ins 3, new members 2, points issued 130, points redeemed 40."
     )
-    assert await chat.say("alice", "/report") == "Sorry, only staff can use this command."
+    assert await chat.say("alice", "/report") == "Sorry, only staff with the manager role can use this command."
 
 
 async def test_week_series_per_day(chat: ChatDriver, clock: FakeClock) -> None:

@@ -60,7 +60,9 @@ async def test_voiding_a_black_card_purchase_takes_everything_back(chat: ChatDri
     text = await chat.say("boss", f"/void purchase {purchase_id}", group=False)
     assert f"Voided purchase #{purchase_id} (¥12990.00) of Alice: took back 12990 points. Balance 0, tier Gold." in text
     assert await totals(chat, "alice") == (0, 0)
-    assert "Tier: Gold" in await chat.say("alice", "/points", group=False)
+    points = await chat.say("alice", "/points", group=False)
+    assert "Tier: Gold" in points
+    assert "-12990 voided" in points and "adjustment" not in points  # the reversing entry says what it is
     await settle(chat.runtime)
     assert pusher.to("alice")[-1] == (
         "Sorry, a ¥12990.00 purchase was recorded for you by mistake and has been cancelled; its 12990 points were"
@@ -82,7 +84,8 @@ async def test_a_void_books_once(chat: ChatDriver) -> None:
     assert "There is no purchase #999." in await chat.say("boss", "/void purchase 999")
     assert "Usage: /void" in await chat.say("boss", "/void purchase x")
     assert "Usage: /void" in await chat.say("boss", "/void")
-    assert await chat.say("alice", f"/void purchase {purchase_id}") == "Sorry, only staff can use this command."
+    refusal = "Sorry, only staff with the manager role can use this command."
+    assert await chat.say("alice", f"/void purchase {purchase_id}") == refusal
 
 
 async def test_statistics_and_segments_forget_a_voided_purchase(chat: ChatDriver) -> None:

@@ -1,6 +1,7 @@
 """The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat,
 `vipbot import members FILE [--confirm]` brings customers in from a spreadsheet (a dry run unless confirmed)
-and `vipbot import template FILE` writes the spreadsheet to fill in."""
+`vipbot import template FILE` writes the spreadsheet to fill in, and `vipbot backup FILE` / `vipbot restore FILE`
+copy the database out (while the bot runs) and back (with it stopped)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.console.channel import ConsoleChannel
 from handlers.core.i18n import Catalog
 from handlers.customers import importing
 from handlers.customers.spreadsheet import UnreadableFile
+from storage.db import backup as db_backup
 from storage.db.database import Database
 from storage.db.preflight import StorageError
 
@@ -145,6 +147,18 @@ def import_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def backup_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`vipbot backup FILE` and `vipbot restore FILE`; StorageError (exit code 2) when either side is unusable."""
+    database, other = Path(settings.storage.path), Path(args.file)
+    if args.command == "backup":
+        pages = db_backup.backup(database, other)
+        print(f"Backed up {database} to {other} ({pages} pages).")
+        return 0
+    kept = db_backup.restore(other, database)
+    print(f"Restored {database} from {other}." + (f" The previous database is kept as {kept}." if kept else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vipbot", description="VIP community bot for Telegram and WeChat")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     members.add_argument("--confirm", action="store_true", help="apply the import (without it: a dry run)")
     template = imports.add_parser("template", help="write a template to fill in (.xlsx or .csv)")
     template.add_argument("file", help="where to write it: FILE.xlsx or FILE.csv")
-    for cmd in (members, template):
+    saving = sub.add_parser("backup", help="copy the database to FILE, consistently, while the bot runs")
+    saving.add_argument("file", help="where to write the copy")
+    restoring = sub.add_parser("restore", help="put a backup in place of the database (stop the bot first)")
+    restoring.add_argument("file", help="the backup to restore")
+    for cmd in (members, template, saving, restoring):
         cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
     args = parser.parse_args(argv)
     try:
@@ -167,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vipbot: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings, quiet=args.command in ("console", "import") or not settings.telegram_token)
+    quiet = args.command in ("console", "import", "backup", "restore") or not settings.telegram_token
+    _setup_logging(settings, quiet=quiet)
     try:
         if args.command == "import":
             return import_command(args, settings)
+        if args.command in ("backup", "restore"):
+            return backup_command(args, settings)
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass

@@ -30,7 +30,8 @@ CODE_LENGTH = 8
 """31^8 ≈ 8.5 * 10^11 codes: with the limit on wrong codes, guessing a live one is out of reach."""
 _CODE = re.compile(rf"{CODE_PREFIX}-?([{ALPHABET}]{{{CODE_LENGTH}}})")
 _CODE_ATTEMPTS = 8
-_ALL = "all"
+ALL_TRIES = "all"
+"""The key of everyone's budget of wrong codes (binding and phone-claim codes share it)."""
 
 
 def _typed_code(text: str) -> str:
@@ -74,7 +75,7 @@ async def _issue(req: Request, deps: Deps) -> list[Reply]:
     return [Reply(deps.texts.n("bind.code", minutes, code=code), secret=True)]
 
 
-async def _take_try(repos: Repos, deps: Deps, req: Request) -> int | None:
+async def take_try(repos: Repos, deps: Deps, req: Request) -> int | None:
     """Count this code against the sender's and everyone's wrong codes; None if it may be tried, else when
     trying is possible again (unix seconds)."""
     rules = deps.rules.binding
@@ -83,9 +84,9 @@ async def _take_try(repos: Repos, deps: Deps, req: Request) -> int | None:
     mine = f"member:{req.member_id}"
     if not await state.take_bind_try(mine, rules.failures_per_member, now, window):
         return await state.bind_tries_reopen_at(mine, window) or now + window
-    if not await state.take_bind_try(_ALL, rules.failures_overall, now, window):
+    if not await state.take_bind_try(ALL_TRIES, rules.failures_overall, now, window):
         await state.give_back_bind_try(mine)
-        return await state.bind_tries_reopen_at(_ALL, window) or now + window
+        return await state.bind_tries_reopen_at(ALL_TRIES, window) or now + window
     return None
 
 
@@ -94,7 +95,7 @@ async def _link(req: Request, deps: Deps, code: str) -> list[Reply]:
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
         state = repos.channel_state
-        reopens = await _take_try(repos, deps, req)
+        reopens = await take_try(repos, deps, req)
         if reopens is not None:
             minutes = max(1, -(-(reopens - now) // 60))
             return [Reply(texts.n("bind.too_many", minutes))]
@@ -105,7 +106,7 @@ async def _link(req: Request, deps: Deps, code: str) -> list[Reply]:
                 return [Reply(texts.t("bind.other_platform", channel=channel_name(deps, live.channel)))]
             return [Reply(texts.t("bind.unknown", code=code))]
         await state.give_back_bind_try(f"member:{req.member_id}")
-        await state.give_back_bind_try(_ALL)
+        await state.give_back_bind_try(ALL_TRIES)
         if issued.member_id == req.member_id:
             return [Reply(texts.t("bind.same"))]
         source = await repos.members.get(req.member_id)
@@ -126,7 +127,7 @@ async def _link(req: Request, deps: Deps, code: str) -> list[Reply]:
         queued = await send_personal(repos, deps, "binding", notice, [(target.id, notice)])
 
         await follow_merge(repos, deps, source.id, target.id)
-        await _merge(repos, deps, source.id, target.id)
+        await merge_members(repos, deps, source.id, target.id)
         withdrawn = await take_back(repos, deps, target.id, paid)
         merged = await repos.members.get(target.id)
     if queued:
@@ -139,7 +140,7 @@ async def _link(req: Request, deps: Deps, code: str) -> list[Reply]:
     return [Reply(text)]
 
 
-async def _merge(repos: Repos, deps: Deps, source_id: int, target_id: int) -> None:
+async def merge_members(repos: Repos, deps: Deps, source_id: int, target_id: int) -> None:
     """Move everything of `source_id` to `target_id`: points through the ledger, rows, identities."""
     now = deps.now_ts()
     source = await repos.members.get(source_id)

@@ -208,12 +208,12 @@ class Dispatcher:
         return _Admission(None, role=role, needed=needed, in_group=True)
 
     def _role_refusal(self, role: Role | None, needed: Role) -> Reply:
-        """A member hears the command is staff's; a staff member, which role it needs."""
+        """Which role the command needs: a member hears it is staff's, a staff member also their own role."""
         texts = self.deps.texts
+        needed_name = texts.t(f"role.{needed.value}")
         if role is None:
-            return Reply(texts.t("common.staff_only"))
-        return Reply(texts.t("common.role_needed", role=texts.t(f"role.{needed.value}"),
-                             yours=texts.t(f"role.{role.value}")))  # fmt: skip
+            return Reply(texts.t("common.staff_only", role=needed_name))
+        return Reply(texts.t("common.role_needed", role=needed_name, yours=texts.t(f"role.{role.value}")))
 
     async def _handle(self, msg: Inbound, port: ChannelPort, sink: ReplySink | None) -> Handled:
         replies, routed, parsed, intake = self._route(msg, port)
@@ -226,9 +226,9 @@ class Dispatcher:
         undone = admission.failed
         prepared: Any = None
         if command is not None and parsed is not None and command.prepare is not None:
-            prepared, failed = await self._prepare(command, msg, parsed, admission.role)
-            if failed is not None:
-                replies, command, undone = failed, None, True
+            prepared, answer, failed = await self._prepare(command, msg, parsed, admission.role)
+            if answer is not None:  # refused (the update is done) or failed (a re-delivery is handled again)
+                replies, command, undone = answer, None, failed
         db = self.deps.db
         async with db.unit() as repos:
             if not await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts()):
@@ -258,18 +258,22 @@ class Dispatcher:
 
     async def _prepare(
         self, command: Command, msg: Inbound, parsed: ParsedCommand, role: Role | None
-    ) -> tuple[Any, list[Reply] | None]:
-        """The command's `prepare` step, outside any transaction: (its result, None), or (None, the apology)
-        when it failed for a fault of its own (a re-delivery is handled again); a storage fault is raised."""
+    ) -> tuple[Any, list[Reply] | None, bool]:
+        """The command's `prepare` step, outside any transaction: (its result, None, False); (None, its answer,
+        False) when it refused (`raise Refusal(...)`, as a handler does: the handler does not run); or (None, the
+        apology, True) when it failed for a fault of its own (a re-delivery is handled again). A storage fault
+        is raised."""
         assert command.prepare is not None
         try:
-            return await command.prepare(Preparing(msg, parsed.args, role), self.deps), None
+            return await command.prepare(Preparing(msg, parsed.args, role), self.deps), None, False
+        except Refusal as refusal:
+            return None, refusal.replies, False
         except Exception as exc:
             if is_storage_fault(exc):
                 raise
             log.exception("preparing /%s failed: channel=%s chat=%s key=%s text=%r", command.name, msg.channel,
                           msg.chat_id, msg.key, msg.text[:200])  # fmt: skip
-            return None, [Reply(self.deps.texts.t("common.apology"))]
+            return None, [Reply(self.deps.texts.t("common.apology"))], True
 
     async def _run(self, command: Command, request: Request, prepared: Any = None) -> tuple[list[Reply], Outcome]:
         """The handler, in a savepoint ("done"): its `Refusal` undoes its effects and is its answer ("undone");

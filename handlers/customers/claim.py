@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import re
 
-from handlers.binding.commands import _ALL as ALL_TRIES
-from handlers.binding.commands import _merge as merge_members
-from handlers.binding.commands import _take_try as take_code_try
+from handlers.binding.commands import ALL_TRIES, merge_members, take_try
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.parsing import split_first
@@ -71,7 +69,7 @@ async def claim_phone(req: Request, deps: Deps) -> list[Reply]:
         return [_prompt(deps, "phone_claim.need_code", phone=phone)]
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
-        reopens = await take_code_try(repos, deps, req)  # one budget with binding codes
+        reopens = await take_try(repos, deps, req)  # one budget with binding codes
         if reopens is not None:
             return [Reply(texts.n("phone_claim.too_many", max(1, -(-(reopens - now) // 60))))]
         if not await repos.customers.use_claim_code(phone, _typed_code(code_text), now):

@@ -1,6 +1,9 @@
 """Importing customers: one function computes the plan (new, updated, unchanged and bad rows) from the parsed
-rows and the database, for the dry run on a read snapshot and again inside the confirming transaction, which
-then writes it with a few bulk statements (`storage.customers.CustomerRepo.apply`).
+rows and the database, for the dry run and the confirmation on a read snapshot. The confirmation then writes
+the rows to add or change in chunks of `CHUNK_ROWS`, one short transaction each, which re-checks its own rows
+against the database as it is then (planning them again if something changed since the snapshot) and writes
+them with a few bulk statements (`storage.customers.CustomerRepo.apply`): other writes (the bot's answers) wait
+for one chunk at most, never for the whole file.
 
 Points are ledger entries (reason 'import'), so every balance still equals its ledger and tiers follow lifetime
 points. A row's profile remembers what the last file said; a later file books only the difference:
@@ -12,7 +15,8 @@ points. A row's profile remembers what the last file said; a later file books on
 Entries that raise a balance are booked before those that lower it, so no balance dips below zero on the way.
 An entry's idempotency key is derived from the phone (a digest: the ledger keeps no phone number), the profile's
 next revision and the new value, so the same confirmation twice books it once; re-importing the same file finds
-every row unchanged and books nothing at all.
+every row unchanged and books nothing at all. A chunk writes a row's entries and its profile's next revision
+together, so a confirmation that failed part-way and is run again books nothing twice and imports the rest.
 
 The parsing and the planning are plain Python over every row: they run on a worker thread, never on the loop.
 """
@@ -26,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handlers.audit.commands import record_command_line
 from handlers.core.i18n import LOCALES, Catalog
 from handlers.core.rules import Rules, Tier
 from handlers.customers.memory import drain, few_full_collections
@@ -82,6 +87,12 @@ class Plan:
 
     def outcome(self) -> Outcome:
         return Outcome(len(self.new), len(self.updated), self.unchanged, self.bad)
+
+
+CHUNK_ROWS = 500
+"""Rows a confirmation writes per transaction. Measured at 100,000 rows (bench/import_members.py, 2 CPUs): a
+chunk holds the write lock for about 50 ms (1,000 rows: about 90 ms, and a WAL that outgrows its limit, whose
+emptying holds writes up too), the whole file's chunks take about 16 s in all."""
 
 
 def phone_digest(phone: str) -> str:
@@ -226,7 +237,7 @@ def _parse(table: Table, rules: Rules, names: Callable[[Tier], list[str]]) -> Pa
 
 
 async def make_plan(repos: Repos, parsed: ParsedRows) -> Plan:
-    """The plan against what `repos` sees (a read snapshot, or the confirming transaction)."""
+    """The plan of every row against what `repos` sees (a read snapshot, or an update's transaction)."""
     known = await repos.customers.known()
     owners = await repos.customers.wechat_owners(sorted({r.openid for r in parsed.rows if r.openid}))
     return await asyncio.to_thread(_plan_and_drop, parsed, known, owners)
@@ -244,15 +255,102 @@ async def dry_run(db: Database, parsed: ParsedRows) -> Plan:
             return await make_plan(repos, parsed)
 
 
-async def confirm(db: Database, parsed: ParsedRows, now: int) -> Plan:
-    """Plan again and apply the plan in one transaction; returns what was applied."""
+async def confirm(db: Database, parsed: ParsedRows, now: int, *, command_line: str | None = None) -> Plan:
+    """Apply the file; returns what was applied (the counts over every chunk). The plan is made on a read
+    snapshot, outside the write lock; the rows it would change are then written `CHUNK_ROWS` at a time, each
+    chunk in its own short transaction that first re-checks its rows against the database as it is now
+    (`_apply_chunk`), so other writes (a member's check-in) wait for one chunk at most, never for the file.
+
+    A chunk is all or nothing: after a failure part-way the chunks before it stay imported, and confirming the
+    same file again finds them unchanged and writes the rest. Inside an update's transaction (`Database.unit`)
+    the chunks are savepoints of it. From the command line (`command_line`: its arguments) the first chunk's
+    transaction writes the audit row (a transaction of its own when nothing changes); a chat's confirmation is
+    audited by the dispatcher."""
     with few_full_collections():
-        async with db.transaction() as repos:
-            plan = await make_plan(repos, parsed)
-            if plan.new or plan.updated:
-                payload = await asyncio.to_thread(payload_of, plan, await repos.customers.last_member_id())
-                await repos.customers.apply(payload, now)
-                await asyncio.to_thread(drain, payload.members, payload.profiles, payload.ledger, payload.identities)
+        async with db.read() as repos:
+            known = await repos.customers.known()
+            owners = await repos.customers.wechat_owners(sorted({r.openid for r in parsed.rows if r.openid}))
+        planned = await asyncio.to_thread(compute_plan, parsed, known, owners)
+        chunks = await asyncio.to_thread(_chunks, planned, known, owners)
+        done = Plan(unchanged=planned.unchanged, bad=planned.bad)
+        audit = command_line
+        own_transactions = _outside_a_transaction(db)
+        for chunk in chunks:
+            applied = await _apply_chunk(db, chunk, now, audit)
+            audit = None
+            done.new += applied.new
+            done.updated += applied.updated
+            done.unchanged += applied.unchanged
+            done.bad += applied.bad
+            if own_transactions:  # (inside one, a WAL checkpoint may be waiting for it: never wait for that)
+                await db.idle()  # the chunk's WAL checkpoint first: the WAL then restarts instead of growing
+        if audit is not None:  # nothing to write: the confirmation is still audited
+            async with db.transaction() as repos:
+                await record_command_line(repos, "import", audit, now)
+        done.bad.sort(key=lambda bad: bad.line)
+        await asyncio.to_thread(_drop, known, chunks)
+        return done
+
+
+def _outside_a_transaction(db: Database) -> bool:
+    """Whether the running task is outside any transaction (`Database.on_commit` then calls back at once)."""
+    now: list[bool] = []
+    db.on_commit(lambda: now.append(True))
+    return bool(now)
+
+
+def _drop(known: dict[str, KnownCustomer], chunks: list[Chunk]) -> None:
+    drain(known)
+    for chunk in chunks:
+        drain(chunk.rows, chunk.known, chunk.owners, chunk.plan.new, chunk.plan.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows written in one transaction, with what the snapshot said of them: their profiles (by phone), the
+    owners of their WeChat OpenIDs, and the plan of these rows that followed."""
+
+    rows: list[CustomerRow]
+    known: dict[str, KnownCustomer]
+    owners: dict[str, int]
+    plan: Plan
+
+
+def _chunks(plan: Plan, known: dict[str, KnownCustomer], owners: dict[str, int]) -> list[Chunk]:
+    """The rows `plan` adds or changes, CHUNK_ROWS at a time, in the order of their idempotency keys (the phone's
+    digest): each chunk then adds to a few neighbouring pages of the ledger's key index instead of touching
+    pages all over it, which makes its transaction shorter and its WAL smaller. Empties `plan`."""
+    changes = sorted((*plan.new, *plan.updated), key=lambda change: phone_digest(change.row.phone))
+    drain(plan.new, plan.updated)
+    chunks = []
+    for at in range(0, len(changes), CHUNK_ROWS):
+        part = changes[at : at + CHUNK_ROWS]
+        rows = [change.row for change in part]
+        chunks.append(Chunk(
+            rows,
+            {row.phone: known[row.phone] for row in rows if row.phone in known},
+            {row.openid: owners[row.openid] for row in rows if row.openid in owners},
+            Plan(new=[c for c in part if c.member_id is None], updated=[c for c in part if c.member_id is not None]),
+        ))  # fmt: skip
+    drain(changes)
+    return chunks
+
+
+async def _apply_chunk(db: Database, chunk: Chunk, now: int, command_line: str | None) -> Plan:
+    """One transaction: the chunk's profiles and WeChat owners read again, and the snapshot's plan of its rows
+    written if they are still what the snapshot saw; if not (another import, a redemption or a claim came in
+    between), the rows are planned again against what they are now: a row a concurrent change made unchanged
+    books nothing, one it made impossible becomes a bad row."""
+    async with db.transaction() as repos:
+        if command_line is not None:
+            await record_command_line(repos, "import", command_line, now)
+        known = await repos.customers.known_of([row.phone for row in chunk.rows])
+        owners = await repos.customers.wechat_owners(sorted({row.openid for row in chunk.rows if row.openid}))
+        plan = chunk.plan
+        if (known, owners) != (chunk.known, chunk.owners):
+            plan = compute_plan(ParsedRows(chunk.rows, []), known, owners)  # a chunk's rows: a few milliseconds
+        if plan.new or plan.updated:
+            await repos.customers.apply(payload_of(plan, await repos.customers.last_member_id()), now)
         return plan
 
 
@@ -261,7 +359,8 @@ async def import_file(db: Database, path: Path, rules: Rules, *, apply: bool, no
     `apply` the confirmation. Full garbage collections wait meanwhile (`memory`). Raises UnreadableFile."""
     with few_full_collections():
         parsed = await asyncio.to_thread(parse_file, path, rules)
-        plan = await (confirm(db, parsed, now) if apply else dry_run(db, parsed))
+        command_line = f"members {path.name} --confirm"
+        plan = await (confirm(db, parsed, now, command_line=command_line) if apply else dry_run(db, parsed))
         outcome = plan.outcome()
         await asyncio.to_thread(drain, plan.new, plan.updated, parsed.rows)
         return outcome

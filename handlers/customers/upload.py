@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.core.command import Preparing
+from handlers.core.command import Preparing, Refusal
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Button, Reply
 from handlers.core.parsing import parse_id
@@ -46,45 +46,42 @@ class Checked:
 
 
 @dataclass(frozen=True, slots=True)
-class Confirming:
-    """The waiting file (its id) read again, for the confirmation to plan and apply."""
+class Imported:
+    """What confirming the waiting file did: the import ran in the `prepare` step, outside the update's
+    transaction, in short chunks of its own (handlers.customers.importing.confirm), so no other write waits
+    for the whole file."""
 
-    upload_id: int
-    parsed: ParsedRows
+    outcome: importing.Outcome
 
 
-async def _parse(deps: Deps, content: bytes, name: str) -> ParsedRows | list[Reply]:
+async def _parse(deps: Deps, content: bytes, name: str) -> ParsedRows:
     try:
         return await asyncio.to_thread(importing.parse_content, content, name, deps.rules)
     except UnreadableFile as exc:
-        return [Reply(deps.texts.t("import_cmd.unreadable", file=name, reason=str(exc)))]
+        raise Refusal(Reply(deps.texts.t("import_cmd.unreadable", file=name, reason=str(exc)))) from exc
 
 
-async def prepare_file(prep: Preparing, deps: Deps) -> Checked | list[Reply]:
-    """The sent file read and dry-run on a snapshot; or why it cannot be."""
+async def prepare_file(prep: Preparing, deps: Deps) -> Checked:
+    """The sent file read and dry-run on a snapshot; `Refusal` says why it cannot be."""
     texts, document = deps.texts, prep.msg.document
     if document is None:
-        return [Reply(texts.t("upload.no_file"))]
+        raise Refusal(Reply(texts.t("upload.no_file")))
     if Path(document.name).suffix.lower() not in IMPORT_SUFFIXES:
-        return [Reply(texts.t("upload.not_spreadsheet", file=document.name))]
+        raise Refusal(Reply(texts.t("upload.not_spreadsheet", file=document.name)))
     if document.content is None:
         if document.size > DOCUMENT_LIMIT_MB * 1024 * 1024:
-            return [Reply(texts.t("upload.too_large", file=document.name, mb=DOCUMENT_LIMIT_MB))]
-        return [Reply(texts.t("upload.unavailable", file=document.name))]
+            raise Refusal(Reply(texts.t("upload.too_large", file=document.name, mb=DOCUMENT_LIMIT_MB)))
+        raise Refusal(Reply(texts.t("upload.unavailable", file=document.name)))
     parsed = await _parse(deps, document.content, document.name)
-    if isinstance(parsed, list):
-        return parsed
     plan = await importing.dry_run(deps.db, parsed)
     outcome = plan.outcome()
     await asyncio.to_thread(drain, plan.new, plan.updated, parsed.rows)
     return Checked(document.name, document.content, outcome)
 
 
-async def receive_file(req: Request, deps: Deps, prepared: Checked | list[Reply]) -> list[Reply]:
+async def receive_file(req: Request, deps: Deps, prepared: Checked) -> list[Reply]:
     """The dry run's summary; a file that would change something waits for its confirmation (replacing this
     staff member's earlier one)."""
-    if isinstance(prepared, list):
-        return prepared
     texts, outcome = deps.texts, prepared.outcome
     lines = importing.summary_lines(texts, outcome, applied=False, hint="upload.confirm_hint")
     if not (outcome.new or outcome.updated):
@@ -112,38 +109,37 @@ def _confirm_args(args: str) -> tuple[bool, int | None]:
     return found is not None, found
 
 
-async def prepare_confirm(prep: Preparing, deps: Deps) -> Confirming | list[Reply]:
-    """The sender's waiting file, read again (off the loop); or why there is nothing to confirm."""
+async def prepare_confirm(prep: Preparing, deps: Deps) -> Imported:
+    """The sender's waiting file, read again (off the loop), claimed and imported; or why there is nothing to
+    confirm. The claim commits first, so a second confirmation (or a re-delivery) imports nothing; an import cut
+    short by a crash is completed by sending the file again (its rows are matched by phone, nothing is booked
+    twice)."""
     texts = deps.texts
     wanted, upload_id = _confirm_args(prep.args)
     if not wanted:
-        return deps.usage("import_chat")
+        raise Refusal(*deps.usage("import_chat"))
     sender = prep.msg.sender
     async with deps.db.read() as repos:
         pending = await repos.customers.pending_upload(sender.channel, sender.external_id, deps.now_ts())
     if pending is None:
-        return [Reply(texts.t("upload.nothing_pending"))]
+        raise Refusal(Reply(texts.t("upload.nothing_pending")))
     if upload_id is not None and upload_id != pending.id:
-        return [Reply(texts.t("upload.replaced", file=pending.file_name))]
+        raise Refusal(Reply(texts.t("upload.replaced", file=pending.file_name)))
     parsed = await _parse(deps, pending.content, pending.file_name)
-    if isinstance(parsed, list):
-        return parsed
-    return Confirming(pending.id, parsed)
-
-
-async def confirm_import(req: Request, deps: Deps, prepared: Confirming | list[Reply]) -> list[Reply]:
-    """/import confirm: the waiting file imported, once (its row goes in the same transaction)."""
-    if isinstance(prepared, list):
-        return prepared
-    sender = req.msg.sender
     now = deps.now_ts()
     async with deps.db.transaction() as repos:
-        taken = await repos.customers.take_upload(prepared.upload_id, sender.channel, sender.external_id, now)
-        if not taken:  # confirmed a moment ago, replaced or expired meanwhile
-            return [Reply(deps.texts.t("upload.nothing_pending"))]
-        plan = await importing.confirm(deps.db, prepared.parsed, now)
+        taken = await repos.customers.take_upload(pending.id, sender.channel, sender.external_id, now)
+    if not taken:  # confirmed a moment ago, replaced or expired meanwhile
+        raise Refusal(Reply(texts.t("upload.nothing_pending")))
+    plan = await importing.confirm(deps.db, parsed, now)
     outcome = plan.outcome()
-    await asyncio.to_thread(drain, plan.new, plan.updated, prepared.parsed.rows)
+    await asyncio.to_thread(drain, plan.new, plan.updated, parsed.rows)
+    return Imported(outcome)
+
+
+async def confirm_import(req: Request, deps: Deps, prepared: Imported) -> list[Reply]:
+    """/import confirm: the summary of the import its `prepare` step ran (once)."""
+    outcome = prepared.outcome
     summary = Reply("\n".join(importing.summary_lines(deps.texts, outcome, applied=True)), secret=True)
     if req.msg.button is not None:  # a press: a short word on the presser's screen, the summary in the chat
         return [Reply(deps.texts.t("upload.importing")), summary]

@@ -147,7 +147,7 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
         shown_id = purchase_id or await repos.purchases.id_for(f"purchase:{req.msg.key}")
         balance, total_earned = member.balance, member.earned
         if purchase_id is not None:
-            await plan_purchase_followup(repos, deps, member.id)
+            await plan_purchase_followup(repos, deps, member.id, now)
         if purchase_id is not None and earned > 0:
             booking = await repos.ledger.append(
                 member.id,

@@ -36,6 +36,8 @@ AUDIENCES = ("all", "groups", "members")
 _SEPARATORS = re.compile(r"[\s,，、]+")
 _SCORE_UNIT = re.compile(r"(?:⭐|星|分)$")
 log = logging.getLogger(__name__)
+
+_DAY_SECONDS = 24 * 60 * 60
 _CLOSE = re.compile(r"--close[= ]+(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]\d{1,2}:\d{2})")
 
 
@@ -578,13 +580,26 @@ async def start_survey(deps: Deps) -> int | None:
     return poll_id
 
 
-async def plan_purchase_followup(repos: Repos, deps: Deps, member_id: int) -> None:
-    """After a recorded purchase, plan a private 1-5 rating request (if configured)."""
+async def plan_purchase_followup(repos: Repos, deps: Deps, member_id: int, purchased_at: int) -> None:
+    """After a purchase recorded at `purchased_at` (unix seconds), plan a private 1-5 rating request the
+    configured number of days later (if configured): the window it is about is those days before it is due."""
     days = deps.rules.polls.survey.purchase_followup_days
     if days:
-        due = deps.now() + timedelta(days=days)
+        due = datetime.fromtimestamp(purchased_at + days * _DAY_SECONDS, deps.now().tzinfo)
         await plan_at(repos, deps, AnnouncementKind.FOLLOWUP, "personal", deps.texts.t("poll.followup_question"),
                       due, subject=(SubjectKind.MEMBER, member_id))  # fmt: skip
+
+
+async def skip_voided_followup(repos: Repos, deps: Deps, ann: Announcement, now_ts: int) -> str | None:
+    """A follow-up whose member has no live purchase left in the window it is about (the purchase was voided)
+    is not sent: there is nothing to rate. The window is the configured days before it is due."""
+    member_id = ann.subject_of(SubjectKind.MEMBER)
+    days = deps.rules.polls.survey.purchase_followup_days
+    if member_id is None or not days:  # follow-ups switched off since: the window is unknown, send as planned
+        return None
+    if await repos.purchases.live_between(member_id, ann.due_at - days * _DAY_SECONDS, ann.due_at):
+        return None
+    return deps.texts.t("poll.followup_voided")
 
 
 async def prepare_followup(repos: Repos, deps: Deps, ann: Announcement) -> Announcement:
@@ -613,5 +628,5 @@ async def _chart_after_closing(deps: Deps, ann: Announcement) -> None:
 
 DUE_RULES = {
     AnnouncementKind.POLL_CLOSE: DueRule(prepare=close_at_deadline, deadline=True, after_commit=_chart_after_closing),
-    AnnouncementKind.FOLLOWUP: DueRule(prepare=prepare_followup),
+    AnnouncementKind.FOLLOWUP: DueRule(prepare=prepare_followup, skip=skip_voided_followup),
 }

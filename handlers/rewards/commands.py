@@ -210,6 +210,7 @@ async def redeemed(req: Request, deps: Deps) -> list[Reply]:
         handed = found is not None and await repos.rewards.hand_over(code, req.member_id, deps.now_ts())
     if found is None:
         return [Reply(deps.texts.t("redeemed.unknown", code=code))]
+    req.audit.target = found.member_id  # the audit row names whose reward was handed over
     if not handed:
         return [Reply(deps.texts.t("redeemed.already", code=code, name=found.reward_name, member=found.display_name))]
     return [Reply(deps.texts.t("redeemed.done", code=code, name=found.reward_name, member=found.display_name))]
