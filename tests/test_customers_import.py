@@ -297,6 +297,20 @@ async def test_an_imported_wechat_customer_is_the_same_member_when_they_write(ru
 
 
 # --- confirming in chunks -------------------------------------------------------------------------------------
+def chunks_of_two_signalled(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Confirmations write 2 rows per chunk; the event is set when the first chunk starts writing."""
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    writing = asyncio.Event()
+    real_apply = CustomerRepo.apply
+
+    async def apply(self: CustomerRepo, payload: ImportPayload, now: int) -> None:
+        writing.set()
+        await real_apply(self, payload, now)
+
+    monkeypatch.setattr(CustomerRepo, "apply", apply)
+    return writing
+
+
 def chunked_rows(count: int) -> list[list[Any]]:
     """`count` good rows (phone, opening points, lifetime points): two ledger entries each."""
     return [[f"1380013{i:04d}", 10 + i, 100 + i] for i in range(count)]
@@ -308,15 +322,7 @@ async def test_a_write_during_a_confirmation_waits_for_one_chunk_not_the_whole_f
     db = runtime.deps.db
     async with db.transaction() as repos:
         shopper, _ = await repos.members.register("telegram", "777", "Shopper", None, NOW)
-    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
-    writing = asyncio.Event()
-    real_apply = CustomerRepo.apply
-
-    async def apply(self: CustomerRepo, payload: ImportPayload, now: int) -> None:
-        writing.set()
-        await real_apply(self, payload, now)
-
-    monkeypatch.setattr(CustomerRepo, "apply", apply)
+    writing = chunks_of_two_signalled(monkeypatch)
     parsed = parse(runtime, write(tmp_path, "utf-8", ["手机", "积分", "累计积分"], chunked_rows(10)))
     importing_task = asyncio.create_task(importing.confirm(db, parsed, NOW))
     await writing.wait()  # the first chunk's transaction holds the write lock now

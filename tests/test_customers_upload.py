@@ -18,12 +18,19 @@ from bot.app.runtime import Runtime
 from bot.console.channel import ConsoleChannel
 from handlers.core.clock import FakeClock
 from handlers.core.messages import Document, Reply
-from handlers.customers import importing
 from handlers.customers.upload import FILE_COMMAND, UPLOAD_MINUTES
-from storage.customers import CustomerRepo, ImportPayload
 from tests.conftest import ChatDriver
 from tests.fakes.bot_api import FakeBotApi, callback_update, document_update
-from tests.test_customers_import import BAD, GOOD_PHONES, HEADER, ROWS, csv_bytes, xlsx_bytes
+from tests.test_customers_import import (
+    BAD,
+    GOOD_PHONES,
+    HEADER,
+    ROWS,
+    chunked_rows,
+    chunks_of_two_signalled,
+    csv_bytes,
+    xlsx_bytes,
+)
 from tests.tg_harness import ALICE, STAFF, STAFF_ID, Harness, fake_api, harness_settings, running_bot
 
 
@@ -178,16 +185,8 @@ async def test_a_confirmation_in_chat_lets_a_check_in_through_between_its_chunks
 ) -> None:
     # The import runs in the command's prepare step, outside the update's transaction, in chunks of its own:
     # a member's check-in sent meanwhile is answered before the import ends.
-    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
-    writing = asyncio.Event()
-    real_apply = CustomerRepo.apply
-
-    async def apply(self: CustomerRepo, payload: ImportPayload, now: int) -> None:
-        writing.set()
-        await real_apply(self, payload, now)
-
-    monkeypatch.setattr(CustomerRepo, "apply", apply)
-    rows = [[f"1380013{i:04d}", 10 + i, 100 + i] for i in range(10)]
+    writing = chunks_of_two_signalled(monkeypatch)
+    rows = chunked_rows(10)
     await send(chat, file_message(chat, "boss", "c.csv", csv_bytes(["手机", "积分", "累计积分"], rows, "utf-8")))
     confirming = asyncio.create_task(chat.say("boss", "确认", group=False))
     await writing.wait()
