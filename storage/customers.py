@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.db.sql import Statements, fetch_all, fetch_one
+from storage.members import TIER_DISCOUNT, tier_points_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class ExportRow:
     birthday: str | None
     joined_at: int
     note: str
+    discount: int = 0
+    """Lifetime points the tier review set aside (see `storage.members.TIER_DISCOUNT`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,20 +211,27 @@ class CustomerRepo:
             await self._conn.execute(sql, {"rows": data, "now": now}, bulk=True)
 
     async def export_rows(
-        self, *, earned_from: int = 0, earned_below: int | None = None, only: tuple[str, dict[str, Any]] | None = None
+        self,
+        *,
+        earned_from: int = 0,
+        earned_below: int | None = None,
+        only: tuple[str, dict[str, Any]] | None = None,
+        reviewed: bool = False,
     ) -> list[ExportRow]:
-        """Members (not merged into another) with their profile, in member-number order: those whose lifetime
-        points lie in [earned_from, earned_below), and with `only` = (a SELECT of `member_id`, its parameters)
-        only those it selects (a segment)."""
+        """Members (not merged into another) with their profile, in member-number order: those whose tier
+        points (lifetime points, less what the tier review set aside when `reviewed`) lie in [earned_from,
+        earned_below), and with `only` = (a SELECT of `member_id`, its parameters) only those it selects."""
         params: dict[str, Any] = {"low": earned_from, "high": earned_below}
-        where = "m.merged_into IS NULL AND m.earned >= :low AND (:high IS NULL OR m.earned < :high)"
+        points = tier_points_sql(reviewed)
+        where = f"m.merged_into IS NULL AND {points} >= :low AND (:high IS NULL OR {points} < :high)"
         if only is not None:
             select, extra = only
             where += f" AND m.id IN (SELECT member_id FROM ({select}))"
             params.update(extra)
         rows = await fetch_all(
             self._conn,
-            "SELECT m.id, m.display_name, p.phone, m.earned, m.balance, m.birthday, m.joined_at, COALESCE(p.note, '')"
+            "SELECT m.id, m.display_name, p.phone, m.earned, m.balance, m.birthday, m.joined_at, COALESCE(p.note, ''),"
+            f" {TIER_DISCOUNT}"
             f" FROM members m LEFT JOIN customer_profiles p ON p.member_id = m.id WHERE {where} ORDER BY m.id",
             params,
             bulk=True,

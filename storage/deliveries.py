@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.db.sql import BULK_ROWS, Repo, changed_one, fetch_all, fetch_all_as, fetch_one
+from storage.members import tier_points_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +70,23 @@ class DeliveryRepo(Repo):
         return cur.rowcount
 
     async def queue_members(
-        self, announcement_id: int, channels: Sequence[str], tiers: Sequence[TierRange] = ()
+        self, announcement_id: int, channels: Sequence[str], tiers: Sequence[TierRange] = (), *, reviewed: bool = False
     ) -> int:
-        """Private copies for members who can be messaged and want notices, optionally of some tiers only."""
+        """Private copies for members who can be messaged and want notices, optionally of some tiers only (by
+        tier points: lifetime points, less what the tier review set aside when `reviewed`)."""
         if not channels:
             return 0
         tier_sql = ""
         params: list[object] = [announcement_id, *channels]
         if tiers:
             parts = []
+            points = tier_points_sql(reviewed)
             for tier in tiers:
                 if tier.high is None:
-                    parts.append("m.earned >= ?")
+                    parts.append(f"{points} >= ?")
                     params.append(tier.low)
                 else:
-                    parts.append("(m.earned >= ? AND m.earned < ?)")
+                    parts.append(f"({points} >= ? AND {points} < ?)")
                     params += [tier.low, tier.high]
             tier_sql = f" AND ({' OR '.join(parts)})"
         cur = await self._conn.execute(

@@ -93,6 +93,19 @@ class TierReviewRepo(Repo):
         row = await fetch_one(self._conn, "SELECT discount FROM tier_standing WHERE member_id = ?", (member_id,))
         return int(row[0]) if row else 0
 
+    async def move(self, source_id: int, target_id: int) -> None:
+        """A merge: `source_id`'s lifetime points move to `target_id`, and so does what the review set aside of
+        them (added to the target's own), so the merged member's tier points are the sum of both; the source's
+        standing goes."""
+        await self._conn.execute(
+            "INSERT INTO tier_standing(member_id, discount, reviewed_at)"
+            " SELECT :target, discount, reviewed_at FROM tier_standing WHERE member_id = :source AND discount > 0"
+            " ON CONFLICT(member_id) DO UPDATE SET discount = discount + excluded.discount,"
+            " reviewed_at = MAX(reviewed_at, excluded.reviewed_at)",
+            {"source": source_id, "target": target_id},
+        )
+        await self._conn.execute("DELETE FROM tier_standing WHERE member_id = ?", (source_id,))
+
     async def review(
         self, year: int, window: tuple[int, int], tiers: Sequence[tuple[int, str]], now: int
     ) -> list[Reviewed]:

@@ -16,6 +16,9 @@ class Member:
     birthday: str | None
     balance: int
     earned: int
+    discount: int = 0
+    """Lifetime points the yearly tier review set aside (`tier_standing`; they count towards the tier only
+    while the review is off): see `handlers.shared.tiers.tier_points_of`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class MemberMatch:
     display_name: str
     earned: int
     phone: str | None
+    discount: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +71,24 @@ class Activity:
 LOOKUP_LIMIT = 10
 """At most this many namesakes are listed; a longer list asks for a closer name."""
 
+TIER_DISCOUNT = "COALESCE((SELECT s.discount FROM tier_standing s WHERE s.member_id = m.id), 0)"
+"""SQL: the lifetime points of member `m` that the yearly tier review set aside (0 before any review)."""
+
+
+def tier_points_sql(reviewed: bool) -> str:
+    """SQL: the points that decide the tier of member `m`: lifetime points, less what the tier review set aside
+    while the review is on (`reviewed`)."""
+    return f"MAX(0, m.earned - {TIER_DISCOUNT})" if reviewed else "m.earned"
+
+
 _MATCH = (
-    "SELECT m.id, m.display_name, m.earned, p.phone FROM members m LEFT JOIN customer_profiles p ON p.member_id = m.id"
+    f"SELECT m.id, m.display_name, m.earned, p.phone, {TIER_DISCOUNT} AS discount"
+    " FROM members m LEFT JOIN customer_profiles p ON p.member_id = m.id"
 )
 _FINDABLE = "m.erased_at IS NULL AND m.merged_into IS NULL"
 """A lookup finds neither an erased member nor one linked into another (their points moved there)."""
 
-_MEMBER_COLUMNS = "m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned"
+_MEMBER_COLUMNS = f"m.id, m.display_name, m.joined_at, m.birthday, m.balance, m.earned, {TIER_DISCOUNT} AS discount"
 
 NO_ACTIVITY = (
     "NOT EXISTS (SELECT 1 FROM ledger WHERE member_id = :member)"

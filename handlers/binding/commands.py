@@ -22,6 +22,7 @@ from handlers.core.targets import TargetArgs, resolve_target
 from handlers.referrals.commands import follow_merge, paid_between, take_back
 from handlers.shared.broadcast import send_personal
 from handlers.shared.codes import ALPHABET, new_code, normalise
+from handlers.shared.tiers import member_tier
 from storage.members import MemberIdentity
 from storage.repos import Repos
 
@@ -133,7 +134,7 @@ async def _link(req: Request, deps: Deps, code: str) -> list[Reply]:
     if queued:
         deps.outbox.wake()
     assert merged is not None
-    tier = deps.tier_name(deps.rules.tier_for(merged.earned))
+    tier = deps.tier_name(member_tier(deps, merged))
     text = texts.n("bind.done", merged.balance, name=merged.display_name, tier=tier)
     if withdrawn:
         text += "\n" + texts.n("bind.invite_withdrawn", withdrawn)
@@ -154,6 +155,7 @@ async def merge_members(repos: Repos, deps: Deps, source_id: int, target_id: int
                                   note=deps.texts.t("bind.note_in"), earned_delta=source.earned)  # fmt: skip
     elif source.earned:
         await repos.channel_state.move_earned(source_id, target_id)
+    await repos.tier_reviews.move(source_id, target_id)
     await repos.channel_state.drop_bind_codes_of(source_id, target_id)
     await repos.channel_state.move_member_rows(source_id, target_id)
     await repos.channel_state.mark_merged(source_id, target_id)

@@ -8,7 +8,7 @@ from handlers.checkin.board import board_chat
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.shared.broadcast import countdown_text
-from handlers.shared.tiers import tier_up_replies
+from handlers.shared.tiers import tier_discount, tier_points_of, tier_up_replies
 
 
 async def checkin(req: Request, deps: Deps) -> list[Reply]:
@@ -37,6 +37,7 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                 int(now.timestamp()),
                 ref=day.isoformat(),
             )
+            discount = await tier_discount(repos, deps, req.member_id)
     # In a group with a board the board confirms it (a button press shows the text as a toast).
     on_board = req.msg.is_group and rules.board.enabled
     if done is None:
@@ -55,7 +56,7 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
                 board=on_board,
             )
         ]
-    tier = deps.rules.tier_for(booking.earned)
+    tier = deps.rules.tier_for(tier_points_of(deps, booking.earned, discount))
     replies = [
         Reply(
             deps.texts.n(
@@ -69,4 +70,4 @@ async def checkin(req: Request, deps: Deps) -> list[Reply]:
             board=on_board,
         )
     ]
-    return replies + tier_up_replies(deps, req.name, booking.earned - done.points, booking.earned)
+    return replies + tier_up_replies(deps, req.name, booking.earned - done.points, booking.earned, discount)

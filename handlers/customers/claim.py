@@ -26,6 +26,7 @@ from handlers.customers.importing import default_name
 from handlers.customers.rows import BadCell, parse_phone
 from handlers.referrals.commands import follow_merge, paid_between, take_back
 from handlers.shared.codes import ALPHABET, new_code, normalise
+from handlers.shared.tiers import member_tier
 from storage.repos import Repos
 
 CONTACT_COMMAND = "phone_contact"
@@ -117,7 +118,7 @@ async def _claim(repos: Repos, deps: Deps, req: Request, phone: str) -> list[Rep
         await repos.customers.rename(profile.member_id, req.name.strip()[:64])
     merged = await repos.members.get(profile.member_id)
     assert merged is not None
-    tier = deps.tier_name(deps.rules.tier_for(merged.earned))
+    tier = deps.tier_name(member_tier(deps, merged))
     return [Reply(texts.n("phone_claim.done", merged.balance, name=merged.display_name, tier=tier, id=merged.id))]
 
 

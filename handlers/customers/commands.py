@@ -18,6 +18,7 @@ from handlers.customers.memory import drain
 from handlers.customers.rows import tier_lookup
 from handlers.customers.spreadsheet import document
 from handlers.segments.commands import parse_segment, segment_audience, segment_name
+from handlers.shared.tiers import member_tier
 from storage.customers import ExportRow
 
 COLUMNS = ("member", "name", "phone", "tier", "balance", "earned", "birthday", "joined", "note")
@@ -67,7 +68,7 @@ def parse_export(deps: Deps, args: str) -> ExportChoice | None:
 
 
 def _cells(deps: Deps, row: ExportRow) -> list[object]:
-    tier = deps.tier_name(deps.rules.tier_for(row.earned))
+    tier = deps.tier_name(member_tier(deps, row))
     joined = deps.local_text(row.joined_at, with_time=False)
     return [row.member_id, row.name, row.phone or "", tier, row.balance, row.earned, row.birthday or "", joined,
             row.note]  # fmt: skip
@@ -87,7 +88,10 @@ async def prepare_export(prep: Preparing, deps: Deps) -> list[Reply]:
         return deps.usage("export_cmd")
     async with deps.db.read() as repos:
         rows = await repos.customers.export_rows(
-            earned_from=choice.earned_from, earned_below=choice.earned_below, only=choice.only
+            earned_from=choice.earned_from,
+            earned_below=choice.earned_below,
+            only=choice.only,
+            reviewed=deps.rules.tier_review.enabled,
         )
     header = [deps.texts.t(f"export_cmd.column_{name}") for name in COLUMNS]
     count = len(rows)

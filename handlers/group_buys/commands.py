@@ -23,8 +23,10 @@ from handlers.core.parsing import (
 from handlers.core.subcommands import Subcommands
 from handlers.shared.broadcast import LivePost, live_post, plan_at, publish, send_personal, unplan_pending
 from handlers.shared.codes import new_code
+from handlers.shared.tiers import member_tier
 from storage.announcements import Announcement
 from storage.group_buys import GroupBuy
+from storage.members import Member
 from storage.repos import Repos
 
 ITEM_LIMIT = 80
@@ -53,8 +55,8 @@ def post_text(deps: Deps, buy: GroupBuy) -> str:
     )
 
 
-def _deposit(deps: Deps, earned: int, buy: GroupBuy) -> int:
-    tier = deps.rules.tier_for(earned)
+def _deposit(deps: Deps, member: Member, buy: GroupBuy) -> int:
+    tier = member_tier(deps, member)
     if tier.id in deps.rules.groupbuy.no_deposit_tiers:
         return 0
     return buy.group_price_fen * deps.rules.groupbuy.deposit_percent // 100
@@ -111,7 +113,7 @@ async def _join(req: Request, deps: Deps, args: str) -> list[Reply]:
         assert member is not None
         if buy is None or buy.state != "open" or buy.deadline_at <= now:
             return [Reply(deps.texts.t("groupbuy.closed", id=buy_id))]
-        deposit = _deposit(deps, member.earned, buy)
+        deposit = _deposit(deps, member, buy)
         joined = await repos.group_buys.join(buy_id, req.member_id, deposit, now)
         after = await repos.group_buys.get(buy_id)
     assert after is not None

@@ -3,7 +3,7 @@ year when the points they earned in the 12 months before the review day reach it
 tier those points reach, and are told so kindly. Lifetime points stay as they are: the review records how many
 of them no longer count towards the tier (storage/expiry.py, `TierReviewRepo`), and points earned afterwards
 count in full, so a member climbs back as soon as they earn enough. Once per member and year. Turned off again,
-lifetime points alone decide the tier (`handlers.shared.tiers.tier_points`); the recorded reviews stay."""
+lifetime points alone decide the tier (`handlers.shared.tiers.tier_points_of`); the recorded reviews stay."""
 
 from __future__ import annotations
 

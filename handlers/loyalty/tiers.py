@@ -6,7 +6,7 @@ from __future__ import annotations
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.core.rules import Tier
-from handlers.shared.tiers import next_tier_line, tier_points
+from handlers.shared.tiers import next_tier_line, tier_points_of
 
 
 def privileges(deps: Deps, tier: Tier) -> list[str]:
@@ -45,7 +45,7 @@ async def tiers(req: Request, deps: Deps) -> list[Reply]:
     async with deps.db.read() as repos:
         member = await repos.members.get(req.member_id)
         assert member is not None
-        points = await tier_points(repos, deps, member.id, member.earned)
+        points = tier_points_of(deps, member.earned, member.discount)
     current = deps.rules.tier_for(points)
     lines = [texts.t("tiers.header")]
     for tier in deps.rules.tiers:

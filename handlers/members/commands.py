@@ -10,6 +10,7 @@ from handlers.core.messages import Reply
 from handlers.core.parsing import parse_month_day, yuan_text
 from handlers.members.privacy import stored_data
 from handlers.shared.broadcast import span_text
+from handlers.shared.tiers import member_tier
 
 
 async def start(req: Request, deps: Deps) -> list[Reply]:
@@ -43,7 +44,7 @@ async def me(req: Request, deps: Deps) -> list[Reply]:
                 birthday=birthday,
                 balance=member.balance,
                 earned=member.earned,
-                tier=deps.tier_name(deps.rules.tier_for(member.earned)),
+                tier=deps.tier_name(member_tier(deps, member)),
                 streak=span_text(deps, streak, "days"),
                 purchases=bought.count,
                 total=yuan_text(bought.total_fen),

@@ -10,7 +10,8 @@ from __future__ import annotations
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Button, Reply
 from handlers.core.parsing import parse_id, yuan_text
-from storage.members import LOOKUP_LIMIT, MemberMatch, OpenCode
+from handlers.shared.tiers import member_tier, tier_points_of
+from storage.members import LOOKUP_LIMIT, Member, MemberMatch, OpenCode
 from storage.repos import Repos
 
 _CODE_BUTTONS = 3
@@ -49,12 +50,13 @@ async def _find(repos: Repos, query: str) -> list[MemberMatch]:
     return await repos.members.named(query[:64])
 
 
-def _tier_text(deps: Deps, earned: int) -> str:
-    tier = deps.tier_name(deps.rules.tier_for(earned))
-    upcoming = deps.rules.next_tier(earned)
+def _tier_text(deps: Deps, member: Member) -> str:
+    points = tier_points_of(deps, member.earned, member.discount)
+    tier = deps.tier_name(deps.rules.tier_for(points))
+    upcoming = deps.rules.next_tier(points)
     if upcoming is None:
         return deps.texts.t("member.tier_top", tier=tier)
-    missing = upcoming.min_points - earned
+    missing = upcoming.min_points - points
     return deps.texts.n("member.tier_next", missing, tier=tier, next=deps.tier_name(upcoming), missing=missing)
 
 
@@ -67,7 +69,7 @@ def _choices(deps: Deps, query: str, found: list[MemberMatch]) -> Reply:
     shown = found[:LOOKUP_LIMIT]
     lines = [texts.n("member.several", len(shown), query=query[:40])]
     for n, match in enumerate(shown, 1):
-        tier = deps.tier_name(deps.rules.tier_for(match.earned))
+        tier = deps.tier_name(member_tier(deps, match))
         lines.append(texts.t("member.choice", n=n, name=match.display_name, id=match.id,
                              phone=_phone_tail(deps, match.phone), tier=tier))  # fmt: skip
     if len(found) > LOOKUP_LIMIT:
@@ -93,7 +95,7 @@ async def _card(repos: Repos, deps: Deps, match: MemberMatch) -> Reply:
             joined=deps.local_text(found.joined_at, with_time=False),
             balance=found.balance,
             earned=found.earned,
-            tier=_tier_text(deps, found.earned),
+            tier=_tier_text(deps, found),
         )
     ]
     lines.append(texts.t("member.purchases_header") if purchases else texts.t("member.no_purchases"))

@@ -16,7 +16,7 @@ from handlers.core.targets import TargetArgs, resolve_target, split_target
 from handlers.polls.commands import plan_purchase_followup
 from handlers.referrals import commands as referrals
 from handlers.shared.broadcast import send_personal
-from handlers.shared.tiers import tier_up_replies
+from handlers.shared.tiers import tier_points_of, tier_up_replies
 from storage.ledger import InsufficientPoints
 from storage.members import Member
 from storage.repos import Repos
@@ -53,11 +53,15 @@ async def tell_member(repos: Repos, deps: Deps, req: Request, member: Member, te
     return True
 
 
-def booking_notice(deps: Deps, key: str, count: int, before: int, after: int, note: str = "", **values: object) -> str:
-    """The member's own account of a booking, with the tier they reached or fell to, if it changed."""
+def booking_notice(
+    deps: Deps, key: str, count: int, before: int, after: int, note: str = "", *, discount: int = 0, **values: object
+) -> str:
+    """The member's own account of a booking, with the tier they reached or fell to, if it changed (lifetime
+    points `before` and `after`, less `discount`, the points the tier review set aside)."""
     note_text = deps.texts.t("booking_notice.note", note=note) if note else ""
     lines = [deps.texts.n(f"booking_notice.{key}", count, note=note_text, **values)]
-    old, new = deps.rules.tier_for(before), deps.rules.tier_for(after)
+    old = deps.rules.tier_for(tier_points_of(deps, before, discount))
+    new = deps.rules.tier_for(tier_points_of(deps, after, discount))
     if new.min_points != old.min_points:
         change = "booking_notice.tier_up" if new.min_points > old.min_points else "booking_notice.tier_down"
         lines.append(deps.texts.t(change, tier=deps.tier_name(new)))
@@ -110,7 +114,8 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
             told = False
             if booking.booked:
                 balance = booking.balance
-                notice = booking_notice(deps, command, amount, member.earned, booking.earned, note, balance=balance)
+                notice = booking_notice(deps, command, amount, member.earned, booking.earned, note, balance=balance,
+                                        discount=member.discount)  # fmt: skip
                 told = await tell_member(repos, deps, req, member, notice)
     except InsufficientPoints:
         return [Reply(texts.n("deduct.insufficient", member.balance, name=member.display_name, points=amount))]
@@ -119,7 +124,7 @@ async def _book_points(req: Request, deps: Deps, command: str, sign: int) -> lis
     replies = [Reply(texts.n(f"{command}.done", amount, name=member.display_name, balance=booking.balance,
                              entry=booking.entry_id))]  # fmt: skip
     if booking.booked and sign > 0:
-        replies += tier_up_replies(deps, member.display_name, booking.earned - amount, booking.earned)
+        replies += tier_up_replies(deps, member.display_name, booking.earned - amount, booking.earned, member.discount)
     return replies
 
 
@@ -163,7 +168,7 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
         told = False
         if purchase_id is not None:
             notice = booking_notice(deps, "purchase", earned, member.earned, total_earned, amount=yuan_text(fen),
-                             balance=balance)  # fmt: skip
+                                    balance=balance, discount=member.discount)  # fmt: skip
             told = await tell_member(repos, deps, req, member, notice)
         referral_replies = await referrals.on_purchase(repos, deps, member.id, purchase_id)
     if told:
@@ -176,5 +181,5 @@ async def purchase(req: Request, deps: Deps) -> list[Reply]:
         )
     ]
     if purchase_id is not None:
-        replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned)
+        replies += tier_up_replies(deps, member.display_name, total_earned - earned, total_earned, member.discount)
     return replies + referral_replies

@@ -8,7 +8,7 @@ import re
 from handlers.core.deps import Deps, Request
 from handlers.core.messages import Reply
 from handlers.loyalty.expiry import expiring_line
-from handlers.shared.tiers import next_tier_line, tier_points
+from handlers.shared.tiers import next_tier_line, tier_points_of
 from storage.ledger import LedgerEntry
 
 _MERGE_NOTE = re.compile(r"(<-|->) #(\d+)")
@@ -30,7 +30,7 @@ async def points(req: Request, deps: Deps) -> list[Reply]:
         member = await repos.members.get(req.member_id)
         entries = await repos.ledger.recent(req.member_id, 5)
         assert member is not None
-        points = await tier_points(repos, deps, member.id, member.earned)
+        points = tier_points_of(deps, member.earned, member.discount)
         expiring = await expiring_line(repos, deps, member.id)
     tier = deps.rules.tier_for(points)
     lines = [

@@ -21,6 +21,7 @@ from handlers.core.parsing import yuan_text
 from handlers.core.subcommands import Subcommands
 from handlers.points.bookings import booking_notice, tell_member
 from handlers.shared.broadcast import send_personal
+from handlers.shared.tiers import tier_points_of
 from storage.ledger import Entry, InsufficientPoints
 from storage.members import Member
 from storage.repos import Repos
@@ -114,7 +115,14 @@ async def _void_purchase(req: Request, deps: Deps, rest: str) -> list[Reply]:
                 after[back.member.id] = (balance, earned)
             balance, earned = after[buyer.id]
             notice = booking_notice(
-                deps, "void_purchase", taken[buyer.id], buyer.earned, earned, amount=amount, balance=balance
+                deps,
+                "void_purchase",
+                taken[buyer.id],
+                buyer.earned,
+                earned,
+                amount=amount,
+                balance=balance,
+                discount=buyer.discount,
             )
             told = await tell_member(repos, deps, req, buyer, notice)
             replies = [
@@ -126,7 +134,7 @@ async def _void_purchase(req: Request, deps: Deps, rest: str) -> list[Reply]:
                         name=buyer.display_name,
                         amount=amount,
                         balance=balance,
-                        tier=deps.tier_name(deps.rules.tier_for(earned)),
+                        tier=deps.tier_name(deps.rules.tier_for(tier_points_of(deps, earned, buyer.discount))),
                     )
                 )
             ]
@@ -176,13 +184,14 @@ async def _void_award(req: Request, deps: Deps, rest: str) -> list[Reply]:
             if not booked:
                 return [Reply(texts.t("void.already", what=what))]
             note = entry.note
-            notice = booking_notice(deps, "void_award", entry.delta, member.earned, earned, note, balance=balance)
+            notice = booking_notice(deps, "void_award", entry.delta, member.earned, earned, note, balance=balance,
+                                    discount=member.discount)  # fmt: skip
             told = await tell_member(repos, deps, req, member, notice)
     except InsufficientPoints:
         return [Reply(texts.t("void.spent_meanwhile"))]
     if told:
         deps.outbox.wake()
-    tier = deps.tier_name(deps.rules.tier_for(earned))
+    tier = deps.tier_name(deps.rules.tier_for(tier_points_of(deps, earned, member.discount)))
     return [
         Reply(
             texts.n("void.award_done", entry.delta, id=entry_id, name=member.display_name, balance=balance, tier=tier)

@@ -25,6 +25,7 @@ from handlers.polls import results as poll_results
 from handlers.shared.broadcast import plan_at, publish, stored_buttons, unplan_pending
 from handlers.shared.charts import bar_chart, draw
 from handlers.shared.exports import csv_document
+from handlers.shared.tiers import member_tier
 from storage.announcements import Announcement
 from storage.polls import Answer, Poll, PollClosed
 from storage.repos import Repos
@@ -385,7 +386,7 @@ async def polls(req: Request, deps: Deps) -> list[Reply]:
     async with deps.db.read() as repos:
         open_polls = await repos.polls.open_ones()
         member = await repos.members.get(req.member_id)
-    tier = deps.rules.tier_for(member.earned).id if member is not None else None
+    tier = member_tier(deps, member).id if member is not None else None
     open_polls = [p for p in open_polls if not p.tiers or tier in p.tiers or req.is_staff]
     if not open_polls:
         return [Reply(deps.texts.t("poll.none"))]
@@ -407,7 +408,7 @@ async def _load_for_answer(req: Request, deps: Deps, poll_id: int) -> tuple[Poll
         return None, Reply(deps.texts.t("poll.closed", id=poll_id))
     if not await req.in_vip_group():
         return None, Reply(deps.texts.t("poll.not_member"))
-    if found.tiers and deps.rules.tier_for(member.earned).id not in found.tiers:
+    if found.tiers and member_tier(deps, member).id not in found.tiers:
         names = deps.texts.join(deps.tier_name(t) for t in deps.rules.tiers if t.id in found.tiers)
         return None, Reply(deps.texts.t("poll.tier_only", tiers=names))
     return found, None

@@ -234,7 +234,9 @@ async def _book(
     )
     if not booking.booked:
         return booking.balance, []
-    return booking.balance, tier_up_replies(deps, member.display_name, booking.earned - points, booking.earned)
+    return booking.balance, tier_up_replies(
+        deps, member.display_name, booking.earned - points, booking.earned, member.discount
+    )
 
 
 # --- two members becoming one, inside the link's transaction -------------------------------------------

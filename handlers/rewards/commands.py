@@ -14,6 +14,7 @@ from handlers.core.messages import Reply
 from handlers.core.parsing import option_leftovers, parse_id, parse_int, parse_options, split_first
 from handlers.core.subcommands import Subcommands
 from handlers.shared.codes import new_code, required_code
+from handlers.shared.tiers import member_tier
 from storage.ledger import InsufficientPoints
 from storage.rewards import Reward
 
@@ -146,7 +147,7 @@ async def rewards(req: Request, deps: Deps) -> list[Reply]:
     assert member is not None
     if not offered:
         return [Reply(deps.texts.t("rewards.none"))]
-    tier = deps.rules.tier_for(member.earned)
+    tier = member_tier(deps, member)
     affordable, close, later = [], [], []
     for item in offered:
         line = _describe(deps, item)
@@ -180,7 +181,7 @@ async def redeem(req: Request, deps: Deps) -> list[Reply]:
     if item is None or item.state != "active":
         return [Reply(deps.texts.t("reward.unknown", id=reward_id))]
     required = deps.rules.tier_by_id(item.min_tier) if item.min_tier else None
-    if required is not None and deps.rules.tier_for(member.earned).min_points < required.min_points:
+    if required is not None and member_tier(deps, member).min_points < required.min_points:
         return [Reply(deps.texts.t("redeem.tier_low", name=item.name, tier=deps.tier_name(required)))]
     try:
         async with deps.db.transaction() as repos:

@@ -45,6 +45,7 @@ from handlers.shared.broadcast import (
 )
 from handlers.shared.codes import new_code, required_code
 from handlers.shared.exports import csv_document
+from handlers.shared.tiers import member_tier
 from storage.repos import Repos
 from storage.sales import Claim, Sale, StockGone
 
@@ -364,7 +365,7 @@ async def claim(req: Request, deps: Deps) -> list[Reply]:
         return [Reply(texts.t("sale.unknown", id=sale_id))]
     if not await req.in_vip_group():
         return [Reply(texts.t("claim.not_member"))]
-    tier = deps.rules.tier_for(member.earned)
+    tier = member_tier(deps, member)
     required = deps.rules.tier_by_id(found.min_tier) if found.min_tier else None
     if required is not None and tier.min_points < required.min_points:
         return [Reply(texts.t("claim.tier_low", tier=deps.tier_name(required)))]

@@ -59,7 +59,10 @@ async def queue_recipients(repos: Repos, deps: Deps, ann: Announcement) -> int:
             if tier is not None:
                 low, high = deps.rules.tier_range(tier)
                 ranges.append(TierRange(low, high))
-        return await repos.deliveries.queue_members(ann.id, channels, ranges) if ranges else 0
+        if not ranges:
+            return 0
+        reviewed = deps.rules.tier_review.enabled
+        return await repos.deliveries.queue_members(ann.id, channels, ranges, reviewed=reviewed)
     count = await repos.deliveries.queue_groups(ann.id, channels)
     if ann.audience == "groups":
         return count
