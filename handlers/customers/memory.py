@@ -11,6 +11,7 @@ usual thresholds come back.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,18 +20,26 @@ from typing import Any
 FULL_COLLECTION_THRESHOLD = 1_000_000
 """Collections of the middle generation before a full one, while an import runs (the default is 10)."""
 
+SWITCH_INTERVAL = 0.0005
+"""Seconds a thread may hold the interpreter lock while another waits for it, while an import runs (the default
+is 0.005). The loop's statements give the lock up around every SQLite call and must win it back from the import's
+busy worker threads each time: at 5 ms a turn, a check-in's few calls waited 100 ms and more."""
+
 
 class _Quiet:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
         self._saved: tuple[int, int, int] | None = None
+        self._saved_switch = 0.005
 
     def enter(self) -> None:
         with self._lock:
             if self._depth == 0:
                 self._saved = gc.get_threshold()
                 gc.set_threshold(self._saved[0], self._saved[1], FULL_COLLECTION_THRESHOLD)
+                self._saved_switch = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL)
             self._depth += 1
 
     def leave(self) -> None:
@@ -38,6 +47,7 @@ class _Quiet:
             self._depth -= 1
             if self._depth == 0 and self._saved is not None:
                 gc.set_threshold(*self._saved)
+                sys.setswitchinterval(self._saved_switch)
                 self._saved = None
 
 
