@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -98,7 +99,7 @@ class Push:
     claim: Callable[[], Awaitable[bool]] | None = None
 
 
-class ChannelPusher:
+class ChannelPusher(ABC):
     """What every channel's pusher shares: the outbox's `push` arrives in `deliver` as one `Push`, and no
     pause of its own between two messages into one chat (a channel that needs one says so)."""
 
@@ -110,9 +111,9 @@ class ChannelPusher:
                    claim: Callable[[], Awaitable[bool]] | None = None) -> PushResult:  # fmt: skip
         return await self.deliver(Push(target_kind, target, text, tuple(buttons), image, poll, claim))
 
+    @abstractmethod
     async def deliver(self, push: Push) -> PushResult:
         """Send `push` on this channel."""
-        raise NotImplementedError
 
     async def delete(self, chat_id: str, message_id: str) -> bool:
         """A channel that cannot delete a message it sent says so."""
