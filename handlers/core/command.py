@@ -9,7 +9,7 @@ from typing import Any
 
 from handlers.core.deps import Deps
 from handlers.core.messages import Inbound, Reply
-from handlers.core.parsing import parse_id
+from handlers.core.parsing import option_leftovers, parse_id, parse_options
 from handlers.core.roles import Role, higher
 from storage.db.rollback import Rollback
 
@@ -33,6 +33,17 @@ def required_id(deps: Deps, text: str, usage: str) -> int:
     if found is None:
         raise Refusal(*deps.usage(usage))
     return found
+
+
+def id_and_options(deps: Deps, args: str, usage: str, allowed: set[str]) -> tuple[int, dict[str, str]]:
+    """``<id> key=value …`` (``/sale edit 3 price=99 stock=10``): the id and at least one option, each of
+    `allowed`; a `Refusal` with the usage of the command `usage` otherwise."""
+    id_text, _, opts = args.strip().partition(" ")
+    found = required_id(deps, id_text, usage)
+    options = parse_options(opts)
+    if not options or option_leftovers(opts) or not set(options) <= allowed:
+        raise Refusal(*deps.usage(usage))
+    return found, options
 
 
 @dataclass(frozen=True, slots=True)

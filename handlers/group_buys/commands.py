@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from handlers.core.command import required_id
+from handlers.core.command import id_and_options, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import AnnouncementKind, DueRule, SubjectKind
 from handlers.core.messages import Button, Reply
@@ -159,11 +159,7 @@ async def _list(req: Request, deps: Deps, args: str) -> list[Reply]:
 async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
     """/groupbuy edit <id> price=… group_price=… min=… deadline=…: correct a group buy before anyone joined;
     its post follows (a live post) and its deadline is planned anew."""
-    id_text, _, opts = args.strip().partition(" ")
-    buy_id = required_id(deps, id_text, "groupbuy_edit")
-    options = parse_options(opts)
-    if not options or option_leftovers(opts) or not set(options) <= {"price", "group_price", "min", "deadline"}:
-        return deps.usage("groupbuy_edit")
+    buy_id, options = id_and_options(deps, args, "groupbuy_edit", {"price", "group_price", "min", "deadline"})
     async with deps.db.read() as repos:
         found = await repos.group_buys.get(buy_id)
     if found is None or found.state != "open":

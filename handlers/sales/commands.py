@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from handlers.core.command import Refusal, required_id
+from handlers.core.command import Refusal, id_and_options, required_id
 from handlers.core.deps import Deps, Request
 from handlers.core.kinds import (
     AnnouncementKind,
@@ -212,11 +212,7 @@ async def _edit(req: Request, deps: Deps, args: str) -> list[Reply]:
     """/sale edit <id> price=… stock=… start=… end=… [--force]: correct a sale before it opens (its first
     early access, else its start) while nobody has claimed; its promos and posts are planned anew."""
     flags, args = extract_flags(args, {"force": False})
-    id_text, _, opts = args.strip().partition(" ")
-    sale_id = required_id(deps, id_text, "sale_edit")
-    options = parse_options(opts)
-    if not options or option_leftovers(opts) or not set(options) <= {"price", "stock", "start", "end"}:
-        return deps.usage("sale_edit")
+    sale_id, options = id_and_options(deps, args, "sale_edit", {"price", "stock", "start", "end"})
     async with deps.db.read() as repos:
         found = await repos.sales.get(sale_id)
     if found is None or found.state != "active":
