@@ -38,16 +38,31 @@ class KnownCustomer:
 
 @dataclass(frozen=True, slots=True)
 class ImportPayload:
-    """The rows one confirmed import writes, each list in the column order of `CustomerRepo.apply`."""
+    """The rows one confirmed import writes, as the JSON arrays `CustomerRepo.apply` reads (`encode_import`
+    makes them, off the event loop and before the write transaction begins). A member id below zero is a new
+    member's: -1 takes the id after `base`, -2 the one after that, and so on, so the payload can be encoded
+    before the transaction that learns the highest member id."""
 
-    members: list[tuple[int, str, str | None]]
+    members: str | None
     """(member id, display name, birthday) of every new or updated member."""
-    profiles: list[tuple[Any, ...]]
+    profiles: str | None
     """(member id, phone, note, telegram, openid, imported balance, imported earned) of the same members."""
-    ledger: list[tuple[int, int, int, str, str]]
+    ledger: str | None
     """(member id, delta, earned delta, ref, idem key), positive deltas first."""
-    identities: list[tuple[str, int, str]]
+    identities: str | None
     """(WeChat OpenID, member id, display name) to become identities."""
+    base: int = 0
+    """The highest member id before this chunk (set inside the write transaction)."""
+
+
+def encode_import(
+    members: list[tuple[int, str, str | None]],
+    profiles: list[tuple[Any, ...]],
+    ledger: list[tuple[int, int, int, str, str]],
+    identities: list[tuple[str, int, str]],
+) -> ImportPayload:
+    """The payload of these rows (see `ImportPayload` for the columns): plain Python, call it off the loop."""
+    return ImportPayload(*(_json(rows) if rows else None for rows in (members, profiles, ledger, identities)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,10 @@ KNOWN_SQL = (
     " FROM customer_profiles p JOIN members m ON m.id = p.member_id"
 )
 """A profile as `KnownCustomer` reads it."""
+
+
+_ID = "CASE WHEN value->>{0} < 0 THEN :base - (value->>{0}) ELSE value->>{0} END"
+"""A payload's member id in column {0}: a new member's (below zero) counts on from the chunk's `:base`."""
 
 
 def _json(rows: list[Any]) -> str:
@@ -163,52 +182,55 @@ class CustomerRepo:
         return int(row[0]) if row else 0
 
     async def apply(self, payload: ImportPayload, now: int) -> None:
-        """Write one chunk of an import: members (new ones with the ids the payload gave them, updated ones
+        """Write one chunk of an import: members (new ones with the ids after `payload.base`, updated ones
         renamed), their profiles (a changed one moves to its next revision), the ledger entries (the trigger moves
         balances and lifetime points) and the WeChat identities. Call inside a write transaction; bulk statements
-        only."""
+        only, over JSON already encoded (nothing slow runs here while the write lock is held)."""
         await self._write(
             "INSERT INTO members(id, display_name, joined_at, last_seen_at, birthday)"
-            " SELECT value->>0, value->>1, :now, :now, value->>2 FROM json_each(:rows) WHERE true"
+            f" SELECT {_ID.format(0)}, value->>1, :now, :now, value->>2 FROM json_each(:rows) WHERE true"
             " ON CONFLICT(id) DO UPDATE SET display_name = excluded.display_name, birthday = excluded.birthday,"
             " birthday_set_at = CASE WHEN members.birthday IS excluded.birthday THEN members.birthday_set_at"
             " ELSE NULL END",
             payload.members,
+            payload.base,
             now,
         )
         await self._write(
             "INSERT INTO customer_profiles(member_id, phone, note, telegram_username, wechat_openid,"
             " imported_balance, imported_earned, revision, imported_at, updated_at)"
-            " SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, 1, :now, :now"
-            " FROM json_each(:rows) WHERE true"
+            f" SELECT {_ID.format(0)}, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, 1, :now,"
+            " :now FROM json_each(:rows) WHERE true"
             " ON CONFLICT(member_id) DO UPDATE SET note = excluded.note,"
             " telegram_username = excluded.telegram_username, wechat_openid = excluded.wechat_openid,"
             " imported_balance = excluded.imported_balance, imported_earned = excluded.imported_earned,"
             " revision = customer_profiles.revision + 1, updated_at = excluded.updated_at,"
             " imported_at = COALESCE(customer_profiles.imported_at, excluded.imported_at)",
             payload.profiles,
+            payload.base,
             now,
         )
         await self._write(
             "INSERT INTO ledger(member_id, delta, earned_delta, reason, ref, idem_key, created_at)"
-            " SELECT value->>0, value->>1, value->>2, 'import', value->>3, value->>4, :now"
+            f" SELECT {_ID.format(0)}, value->>1, value->>2, 'import', value->>3, value->>4, :now"
             " FROM json_each(:rows) WHERE true ORDER BY key ON CONFLICT(idem_key) DO NOTHING",
             payload.ledger,
+            payload.base,
             now,
         )
         await self._write(
             "INSERT INTO identities(channel, external_id, member_id, display_name, created_at)"
-            " SELECT 'wechat', value->>0, value->>1, value->>2, :now FROM json_each(:rows) WHERE true"
+            f" SELECT 'wechat', value->>0, {_ID.format(1)}, value->>2, :now FROM json_each(:rows) WHERE true"
             " ON CONFLICT(channel, external_id) DO NOTHING",
             payload.identities,
+            payload.base,
             now,
         )
 
-    async def _write(self, sql: str, rows: list[Any], now: int) -> None:
-        """One INSERT … SELECT over `rows` (as the JSON array `:rows`), on the database thread."""
-        if rows:
-            data = await asyncio.to_thread(_json, rows)  # a big JSON text: written off the loop too
-            await self._conn.execute(sql, {"rows": data, "now": now}, bulk=True)
+    async def _write(self, sql: str, rows: str | None, base: int, now: int) -> None:
+        """One INSERT … SELECT over the JSON array `rows`, on the database thread."""
+        if rows is not None:
+            await self._conn.execute(sql, {"rows": rows, "base": base, "now": now}, bulk=True)
 
     async def export_rows(
         self,

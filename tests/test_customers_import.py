@@ -298,8 +298,10 @@ async def test_an_imported_wechat_customer_is_the_same_member_when_they_write(ru
 
 # --- confirming in chunks -------------------------------------------------------------------------------------
 def chunks_of_two_signalled(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """Confirmations write 2 rows per chunk; the event is set when the first chunk starts writing."""
+    """Confirmations write 2 rows per chunk, one chunk per transaction; the event is set when the first chunk
+    starts writing."""
     monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(importing, "CHUNKS_PER_TRANSACTION", 1)
     writing = asyncio.Event()
     real_apply = CustomerRepo.apply
 
@@ -341,6 +343,7 @@ async def test_a_confirmation_that_fails_part_way_is_completed_by_running_it_aga
 ) -> None:
     db = runtime.deps.db
     monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(importing, "CHUNKS_PER_TRANSACTION", 1)
     calls = 0
     real_apply = CustomerRepo.apply
 

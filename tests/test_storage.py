@@ -226,3 +226,41 @@ async def test_every_connection_gives_rows_with_column_names(tmp_path: Path) -> 
         assert found == [_Row(id=member_id, name="A", active=False)]
     finally:
         await db.close()
+
+
+async def test_a_background_transaction_lets_every_waiting_transaction_go_first(tmp_path: Path) -> None:
+    """An import's chunk (background) never begins while one of the bot's writes waits: the writes that queued
+    behind a running transaction, before or after the chunk asked for its turn, all commit before the chunk."""
+    db = await Database.open(tmp_path / "bot.db")
+    order: list[str] = []
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction():
+            holding.set()
+            await release.wait()
+        order.append("first")
+
+    async def write(name: str, *, background: bool = False) -> None:
+        async with db.transaction(background=background) as repos:
+            await repos.members.register("telegram", name, name, None, 1)
+        order.append(name)
+
+    try:
+        running = asyncio.create_task(first())
+        await holding.wait()
+        early = asyncio.create_task(write("early"))
+        await asyncio.sleep(0)
+        chunk = asyncio.create_task(write("chunk", background=True))
+        await asyncio.sleep(0)
+        late = asyncio.create_task(write("late"))  # asked after the chunk did, still goes before it
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(running, early, chunk, late)
+        assert order == ["first", "early", "late", "chunk"]
+        alone = asyncio.create_task(write("alone", background=True))  # with nobody waiting: at once
+        await asyncio.wait_for(alone, 5)
+        assert order[-1] == "alone"
+    finally:
+        await db.close()

@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from handlers.audit.commands import record_command_line
@@ -45,7 +46,7 @@ from handlers.customers.rows import (
     tier_lookup,
 )
 from handlers.customers.spreadsheet import Table, UnreadableFile, document, read_bytes, read_table
-from storage.customers import ImportPayload, KnownCustomer
+from storage.customers import ImportPayload, KnownCustomer, encode_import
 from storage.db.database import Database
 from storage.repos import Repos
 
@@ -89,10 +90,13 @@ class Plan:
         return Outcome(len(self.new), len(self.updated), self.unchanged, self.bad)
 
 
-CHUNK_ROWS = 500
-"""Rows a confirmation writes per transaction. Measured at 100,000 rows (bench/import_members.py, 2 CPUs): a
-chunk holds the write lock for about 50 ms (1,000 rows: about 90 ms, and a WAL that outgrows its limit, whose
-emptying holds writes up too), the whole file's chunks take about 16 s in all."""
+CHUNK_ROWS = 100
+"""Rows planned and encoded together (a piece of a transaction, `Chunk`)."""
+CHUNK_SECONDS = 0.03
+"""A confirming transaction writes one chunk after another until it has held the write lock this long (or has
+written CHUNKS_PER_TRANSACTION): on a busy machine it writes fewer, so another write waits about this long plus
+one chunk, not more. Measured at 100,000 rows (bench/import_members.py, 2 CPUs): 100 rows take 8-15 ms."""
+CHUNKS_PER_TRANSACTION = 5
 
 
 def phone_digest(phone: str) -> str:
@@ -180,16 +184,17 @@ def compute_plan(
     return plan
 
 
-def payload_of(plan: Plan, last_member_id: int) -> ImportPayload:
-    """The rows `CustomerRepo.apply` writes for `plan`; new members take the ids after `last_member_id`."""
+def payload_of(plan: Plan) -> ImportPayload:
+    """The rows `CustomerRepo.apply` writes for `plan`, encoded: new members take the ids -1, -2, … (the ids
+    after the chunk's base, `ImportPayload`). Plain Python: call it off the loop."""
     members, profiles, identities = [], [], []
     raising: list[tuple[int, int, int, str, str]] = []
     lowering: list[tuple[int, int, int, str, str]] = []
-    next_id = last_member_id
+    new_id = 0
     for change in (*plan.new, *plan.updated):
         if change.member_id is None:
-            next_id += 1
-            member_id = next_id
+            new_id -= 1
+            member_id = new_id
         else:
             member_id = change.member_id
         members.append((member_id, change.name, change.birthday))
@@ -199,7 +204,7 @@ def payload_of(plan: Plan, last_member_id: int) -> ImportPayload:
             (raising if delta > 0 else lowering).append((member_id, delta, earned_delta, ref, key))
         if change.new_openid and change.openid is not None:
             identities.append((change.openid, member_id, change.name))
-    return ImportPayload(members, profiles, raising + lowering, identities)
+    return encode_import(members, profiles, raising + lowering, identities)
 
 
 # --- the use cases ------------------------------------------------------------------------------------------
@@ -257,15 +262,16 @@ async def dry_run(db: Database, parsed: ParsedRows) -> Plan:
 
 async def confirm(db: Database, parsed: ParsedRows, now: int, *, command_line: str | None = None) -> Plan:
     """Apply the file; returns what was applied (the counts over every chunk). The plan is made on a read
-    snapshot, outside the write lock; the rows it would change are then written `CHUNK_ROWS` at a time, each
-    chunk in its own short transaction that first re-checks its rows against the database as it is now
-    (`_apply_chunk`), so other writes (a member's check-in) wait for one chunk at most, never for the file.
+    snapshot, outside the write lock; the rows it would change are then written `CHUNK_ROWS` at a time, a few
+    chunks (at most CHUNK_SECONDS' worth) per short transaction that first re-checks each chunk's rows against
+    the database as it is now (`_apply_chunks`), so other writes (a member's check-in) wait for one short
+    transaction at most, never for the file; and those that wait go first (`background`).
 
-    A chunk is all or nothing: after a failure part-way the chunks before it stay imported, and confirming the
-    same file again finds them unchanged and writes the rest. Inside an update's transaction (`Database.unit`)
-    the chunks are savepoints of it. From the command line (`command_line`: its arguments) the first chunk's
-    transaction writes the audit row (a transaction of its own when nothing changes); a chat's confirmation is
-    audited by the dispatcher."""
+    A transaction is all or nothing: after a failure part-way the chunks before it stay imported, and confirming
+    the same file again finds them unchanged and writes the rest. Inside an update's transaction
+    (`Database.unit`) the chunks are savepoints of it. From the command line (`command_line`: its arguments) the
+    first transaction writes the audit row (a transaction of its own when nothing changes); a chat's
+    confirmation is audited by the dispatcher."""
     with few_full_collections():
         async with db.read() as repos:
             known = await repos.customers.known()
@@ -275,15 +281,16 @@ async def confirm(db: Database, parsed: ParsedRows, now: int, *, command_line: s
         done = Plan(unchanged=planned.unchanged, bad=planned.bad)
         audit = command_line
         own_transactions = _outside_a_transaction(db)
-        for chunk in chunks:
-            applied = await _apply_chunk(db, chunk, now, audit)
+        at = 0
+        while at < len(chunks):
+            applied, at = await _apply_chunks(db, chunks, at, now, audit)
             audit = None
             done.new += applied.new
             done.updated += applied.updated
             done.unchanged += applied.unchanged
             done.bad += applied.bad
             if own_transactions:  # (inside one, a WAL checkpoint may be waiting for it: never wait for that)
-                await db.idle()  # the chunk's WAL checkpoint first: the WAL then restarts instead of growing
+                await db.settle()  # the WAL copied into the file first: it then restarts instead of growing
         if audit is not None:  # nothing to write: the confirmation is still audited
             async with db.transaction() as repos:
                 await record_command_line(repos, "import", audit, now)
@@ -314,6 +321,8 @@ class Chunk:
     known: dict[str, KnownCustomer]
     owners: dict[str, int]
     plan: Plan
+    payload: ImportPayload
+    """The plan's rows, encoded before the chunk's transaction (`payload_of`)."""
 
 
 def _chunks(plan: Plan, known: dict[str, KnownCustomer], owners: dict[str, int]) -> list[Chunk]:
@@ -326,32 +335,58 @@ def _chunks(plan: Plan, known: dict[str, KnownCustomer], owners: dict[str, int])
     for at in range(0, len(changes), CHUNK_ROWS):
         part = changes[at : at + CHUNK_ROWS]
         rows = [change.row for change in part]
+        planned = Plan(
+            new=[c for c in part if c.member_id is None], updated=[c for c in part if c.member_id is not None]
+        )
         chunks.append(Chunk(
             rows,
             {row.phone: known[row.phone] for row in rows if row.phone in known},
             {row.openid: owners[row.openid] for row in rows if row.openid in owners},
-            Plan(new=[c for c in part if c.member_id is None], updated=[c for c in part if c.member_id is not None]),
+            planned,
+            payload_of(planned),
         ))  # fmt: skip
     drain(changes)
     return chunks
 
 
-async def _apply_chunk(db: Database, chunk: Chunk, now: int, command_line: str | None) -> Plan:
-    """One transaction: the chunk's profiles and WeChat owners read again, and the snapshot's plan of its rows
-    written if they are still what the snapshot saw; if not (another import, a redemption or a claim came in
-    between), the rows are planned again against what they are now: a row a concurrent change made unchanged
-    books nothing, one it made impossible becomes a bad row."""
-    async with db.transaction() as repos:
+async def _apply_chunks(
+    db: Database, chunks: list[Chunk], at: int, now: int, command_line: str | None
+) -> tuple[Plan, int]:  # fmt: skip
+    """One transaction that writes `chunks[at]` and the chunks after it while it has held the write lock for
+    less than CHUNK_SECONDS (at most CHUNKS_PER_TRANSACTION): what it applied, and the next chunk's index. The
+    bot's own writes that wait go first (`background`)."""
+    applied = Plan()
+    async with db.transaction(background=True) as repos:
+        began = time.perf_counter()
         if command_line is not None:
             await record_command_line(repos, "import", command_line, now)
-        known = await repos.customers.known_of([row.phone for row in chunk.rows])
-        owners = await repos.customers.wechat_owners(sorted({row.openid for row in chunk.rows if row.openid}))
-        plan = chunk.plan
-        if (known, owners) != (chunk.known, chunk.owners):
-            plan = compute_plan(ParsedRows(chunk.rows, []), known, owners)  # a chunk's rows: a few milliseconds
-        if plan.new or plan.updated:
-            await repos.customers.apply(payload_of(plan, await repos.customers.last_member_id()), now)
-        return plan
+        for taken in range(CHUNKS_PER_TRANSACTION):
+            if at == len(chunks) or (taken and time.perf_counter() - began >= CHUNK_SECONDS):
+                break
+            plan = await _apply_chunk(repos, chunks[at], now)
+            applied.new += plan.new
+            applied.updated += plan.updated
+            applied.unchanged += plan.unchanged
+            applied.bad += plan.bad
+            at += 1
+        return applied, at
+
+
+async def _apply_chunk(repos: Repos, chunk: Chunk, now: int) -> Plan:
+    """The chunk's profiles and WeChat owners read again, and the snapshot's plan of its rows written if they
+    are still what the snapshot saw; if not (another import, a redemption or a claim came in between), the rows
+    are planned again against what they are now: a row a concurrent change made unchanged books nothing, one it
+    made impossible becomes a bad row."""
+    known = await repos.customers.known_of([row.phone for row in chunk.rows])
+    owners = await repos.customers.wechat_owners(sorted({row.openid for row in chunk.rows if row.openid}))
+    plan, payload = chunk.plan, chunk.payload
+    if (known, owners) != (chunk.known, chunk.owners):
+        plan = compute_plan(ParsedRows(chunk.rows, []), known, owners)  # a chunk's rows: a few milliseconds
+        payload = await asyncio.to_thread(payload_of, plan)
+    if plan.new or plan.updated:
+        base = await repos.customers.last_member_id()
+        await repos.customers.apply(replace(payload, base=base), now)
+    return plan
 
 
 async def import_file(db: Database, path: Path, rules: Rules, *, apply: bool, now: int) -> Outcome:

@@ -99,6 +99,19 @@ def is_file_path(path: str) -> bool:
     return path != ":memory:" and not path.startswith("file:")
 
 
+class WriteLock(asyncio.Lock):
+    """The writer connection's lock; `released` is set whenever it is let go (background transactions wait
+    for it to be free)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        super().release()
+        self.released.set()
+
+
 def _fetchall(conn: sqlite3.Connection, sql: str, params: Params) -> list[sqlite3.Row]:
     return conn.execute(sql, params).fetchall()
 
@@ -256,7 +269,7 @@ class Database:
         self._writer = writer
         self._readers = list(readers)
         self._executor = executor
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriteLock()
         self._free_readers: asyncio.Queue[tuple[aiosqlite.Connection, Repos]] = asyncio.Queue()
         for reader in self._readers:
             self._free_readers.put_nowait((reader, Repos(ThreadedStatements(reader))))
@@ -270,6 +283,7 @@ class Database:
         self._wal_full = False  # the WAL passed _truncate_above: the next write waits for a TRUNCATE checkpoint
         self._truncate_above = WAL_TRUNCATE_BYTES  # higher for a while after a TRUNCATE could not finish
         self._closing = False
+        self._writes_waiting = 0  # transactions waiting for the write lock (or for room in the WAL)
 
     @classmethod
     async def open(
@@ -319,6 +333,27 @@ class Database:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
+    async def settle(self, tries: int = 3) -> None:
+        """Between two chunks of a long job: wait for a running checkpoint, then copy the whole WAL into the
+        database file with PASSIVE checkpoints on a reader's thread (writes go on meanwhile), up to `tries`
+        times while writes keep adding to it. With nothing left to copy, the next write starts the WAL from
+        its beginning again, so a long job's WAL stays the size of one chunk and no TRUNCATE checkpoint (which
+        holds every write up) is needed."""
+        await self.idle()
+        for _ in range(tries):
+            if self._closing or self._checkpoint_lock.locked():
+                return
+            try:
+                async with self._take_reader() as (reader, _repos), self._checkpoint_lock:
+                    cursor = await reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    busy, frames, copied = await cursor.fetchone() or (1, 0, 0)
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
+                return
+            if not busy and copied >= frames:
+                self._checkpointed_at = self._writer.total_changes
+                return
+
     async def close(self) -> None:
         self._closing = True  # no new checkpoint starts; the TRUNCATE below does their work
         await self.idle()  # outside the write lock, which a running checkpoint may be waiting for
@@ -356,12 +391,16 @@ class Database:
             self._writer.execute("SELECT 1").fetchall()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Repos]:
+    async def transaction(self, *, background: bool = False) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception.
 
         Every `transaction()` and `read()` that the same task opens inside it joins it as a savepoint (a
         read sees its writes), so one inbound update can be one transaction: its "done" mark, the handler's
-        effects and its queued replies commit together or not at all (see `Dispatcher.handle_update`)."""
+        effects and its queued replies commit together or not at all (see `Dispatcher.handle_update`).
+
+        A `background` transaction (one chunk of a long job, such as an import) lets every other transaction
+        that waits go first: it begins only when none waits, so the bot's answers wait for one chunk at most,
+        never for a chunk that came after them."""
         if self._owned_unit():
             name = f"sp{next(_SAVEPOINTS)}"
             self._writer.execute(f"SAVEPOINT {name}")
@@ -375,9 +414,8 @@ class Database:
             else:
                 self._writer.execute(f"RELEASE {name}")
             return
-        if self._wal_full:
-            await self._make_room()
-        async with self._write_lock:
+        await self._turn(background)
+        try:
             await self._begin()
             token = _UNIT.set(asyncio.current_task())
             try:
@@ -390,6 +428,30 @@ class Database:
                 await self._finish()
             finally:
                 _UNIT.reset(token)
+        finally:
+            self._write_lock.release()
+
+    async def _turn(self, background: bool) -> None:
+        """Take the write lock (after the WAL's TRUNCATE checkpoint, when one is due); a background transaction
+        first waits until the lock is free and no other transaction waits for it."""
+        if background:
+            while True:
+                if self._wal_full:
+                    await self._make_room()
+                elif self._writes_waiting or self._write_lock.locked():
+                    self._write_lock.released.clear()
+                    await self._write_lock.released.wait()
+                else:
+                    break
+            await self._write_lock.acquire()  # free, nobody waiting: at once
+            return
+        self._writes_waiting += 1
+        try:
+            if self._wal_full:
+                await self._make_room()
+            await self._write_lock.acquire()
+        finally:
+            self._writes_waiting -= 1
 
     unit = transaction
     """The transaction of one inbound update (the same thing, named for the reader of the dispatcher)."""
