@@ -141,10 +141,17 @@ async def render_report(deps: Deps, series: WeekSeries) -> tuple[str, bytes]:
     redeemed = [p.redeemed for p in series.points]
     caption = deps.texts.t("report.caption", first=first, last=last, checkins=sum(series.checkins),
                            new=sum(series.new_members), issued=sum(issued), redeemed=sum(redeemed))  # fmt: skip
-    words = drawable(_chart_words(deps.texts, first, last), _chart_words(_ascii_texts(), first, last))
-    chart = await draw(weekly_chart, words, [d.strftime("%m-%d") for d in series.days], series.checkins,
-                       series.new_members, issued, redeemed)  # fmt: skip
+    words, fallback = _chart_words(deps.texts, first, last), _chart_words(_ascii_texts(), first, last)
+    chart = await draw(_weekly_picture, words, fallback, [d.strftime("%m-%d") for d in series.days],
+                       series.checkins, series.new_members, issued, redeemed)  # fmt: skip
     return caption, chart
+
+
+def _weekly_picture(words: ChartWords, fallback: ChartWords, days: list[str], *series: list[int]) -> bytes:
+    """The chart in the configured language's `words` (the bundled CJK font draws them; `fallback`'s ASCII
+    words only where no font can). On the worker thread: the first call of a process imports matplotlib and
+    registers the font, which takes a moment too."""
+    return weekly_chart(drawable(words, fallback), days, *series)
 
 
 def _chart_words(texts: Catalog, first: str, last: str) -> ChartWords:
@@ -160,7 +167,9 @@ def _chart_words(texts: Catalog, first: str, last: str) -> ChartWords:
 
 @cache
 def _ascii_texts() -> Catalog:
-    """The English catalog, for the chart's words on a machine that has no font for the configured language."""
+    """The English catalog, for the chart's words only when no font can draw the configured language: charts
+    bring their own CJK font (`charts.cjk_font`), so this is the last resort of a broken install (the bundled
+    font file missing), which `vipbot doctor` reports."""
     return Catalog("en")
 
 
