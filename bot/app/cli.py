@@ -1,7 +1,8 @@
 """The `vipbot` command: `vipbot run` starts every configured channel, `vipbot console` a terminal chat,
 `vipbot import members FILE [--confirm]` brings customers in from a spreadsheet (a dry run unless confirmed)
-`vipbot import template FILE` writes the spreadsheet to fill in, and `vipbot backup FILE` / `vipbot restore FILE`
-copy the database out (while the bot runs) and back (with it stopped)."""
+`vipbot import template FILE` writes the spreadsheet to fill in, `vipbot backup FILE` / `vipbot restore FILE`
+copy the database out (while the bot runs) and back (with it stopped), `vipbot doctor` checks the set-up and
+`vipbot wechat menu` pushes the WeChat menu."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.app.config import ConfigError, Settings, load_settings
 from bot.app.runtime import Runtime
 from bot.app.web import WebServer
 from bot.console.channel import ConsoleChannel
+from bot.wechat import menu as wechat_menu
 from handlers.core.i18n import Catalog
 from handlers.customers import importing
 from handlers.customers.spreadsheet import UnreadableFile
@@ -51,7 +53,9 @@ async def run_console(settings: Settings) -> None:
         await runtime.close()
 
 
-async def run_bot(settings: Settings) -> None:
+async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run every configured channel until SIGINT or SIGTERM (or until `stop` is set, when given: then no
+    signal handler is installed)."""
     telegram_on = bool(settings.telegram_token)
     wechat_on = settings.wechat.enabled
     if not telegram_on and not wechat_on:
@@ -63,25 +67,29 @@ async def run_bot(settings: Settings) -> None:
         await run_console(settings)
         return
     # Imported only when a channel is configured, so the console starts fast.
-    from bot.app.health import HealthHandler
+    from bot.app.health import HealthHandler, MetricsHandler
+    from bot.app.metrics import access_networks
     from bot.telegram.channel import TelegramChannel
     from bot.wechat.channel import WeChatChannel
 
     runtime = await Runtime.open(settings)
     http = settings.http
-    web = WebServer(http.host, http.port, http.max_body_bytes) if settings.telegram.webhook.url or wechat_on else None
+    serving = bool(settings.telegram.webhook.url) or wechat_on or http.monitoring
+    web = WebServer(http.host, http.port, http.max_body_bytes) if serving else None
     telegram = TelegramChannel(settings, runtime.dispatcher) if telegram_on else None
     wechat = WeChatChannel(settings, runtime.dispatcher) if wechat_on else None
     running: dict[str, str] = {}
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, stop.set)
     try:
         if telegram is not None:
             await telegram.attach(runtime)
             await telegram.start(web)
+            runtime.metrics.watch_telegram(telegram)
             running["telegram"] = telegram.mode
             if settings.telegram.webhook.secret_generated:
                 log.info("telegram: no webhook secret_token configured; a random one was generated for this run "
@@ -89,10 +97,13 @@ async def run_bot(settings: Settings) -> None:
         if wechat is not None:
             assert web is not None
             await wechat.attach(runtime, web)
+            runtime.metrics.watch("wechat")
             running["wechat"] = "webhook"
         await runtime.start()
         if web is not None:  # last, so that /healthz is green from its first answer
-            web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running))
+            networks = access_networks(http.metrics_from)
+            web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running), networks=networks)
+            web.mount("/metrics", MetricsHandler, metrics=runtime.metrics, networks=networks)
             await web.start()
         log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
         await stop.wait()
@@ -159,6 +170,20 @@ def backup_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def doctor_command(args: argparse.Namespace) -> int:
+    """`vipbot doctor`: every check, one line each with the fix; 1 when any fails. A configuration that does not
+    load is one of its failures (not the usual `vipbot: ...` exit)."""
+    from bot.app import doctor
+
+    settings, loaded = doctor.load(args.config)
+    if settings is not None:
+        _setup_logging(settings, quiet=True)
+    try:
+        return asyncio.run(doctor.diagnose(settings, loaded, sys.stdout))
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vipbot", description="VIP community bot for Telegram and WeChat")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,21 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     saving.add_argument("file", help="where to write the copy")
     restoring = sub.add_parser("restore", help="put a backup in place of the database (stop the bot first)")
     restoring.add_argument("file", help="the backup to restore")
-    for cmd in (members, template, saving, restoring):
+    checking = sub.add_parser("doctor", help="check the configuration and every channel, each with the fix")
+    wechat_menu.add_parser(sub)
+    for cmd in (members, template, saving, restoring, checking):
         cmd.add_argument("--config", help="configuration file (default: ./config.yaml)")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor_command(args)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"vipbot: {exc}", file=sys.stderr)
         return 2
-    quiet = args.command in ("console", "import", "backup", "restore") or not settings.telegram_token
+    quiet = args.command in ("console", "import", "backup", "restore", "wechat") or not settings.telegram_token
     _setup_logging(settings, quiet=quiet)
     try:
         if args.command == "import":
             return import_command(args, settings)
         if args.command in ("backup", "restore"):
             return backup_command(args, settings)
+        if args.command == "wechat":
+            return wechat_menu.menu_command(args, settings)
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass

@@ -6,10 +6,13 @@ Precedence, highest first: `VIPBOT_<SECTION>__<KEY>` variables, the well-known s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -23,6 +26,8 @@ from handlers.core.rules import Rules, RuleSections, StrictModel
 from storage.db.database import DEBUG_LOOP_STATEMENT_MS, READERS, is_file_path
 
 DEFAULT_CONFIG = Path("config.yaml")
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+"""What `telegram.proxy` may be (httpx's proxy schemes)."""
 
 
 class ConfigError(Exception):
@@ -56,6 +61,21 @@ class HttpSettings(StrictModel):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    monitoring: bool = False
+    """Start the server for /healthz and /metrics even when no webhook needs it (Telegram by polling)."""
+    metrics_from: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    """Networks (CIDR) that may read /metrics (and /healthz?detail=1); everyone else gets 403. Behind a
+    reverse proxy both the connection's address and the client the proxy reports must be in one of them."""
+
+    @field_validator("metrics_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP network (e.g. 10.0.0.0/8 or 127.0.0.1/32)") from exc
+        return value
 
 
 class WebhookSettings(StrictModel):
@@ -91,6 +111,17 @@ class WebhookSettings(StrictModel):
 class TelegramSettings(StrictModel):
     token: SecretStr = SecretStr("")
     base_url: str = "https://api.telegram.org/bot"
+    """Where the Bot API is: a self-hosted Bot API server is ``http://host:8081/bot``."""
+    base_file_url: str = ""
+    """Where files are downloaded from; empty: from base_url (``…/bot`` becomes ``…/file/bot``), right for
+    api.telegram.org and a self-hosted server alike."""
+    proxy: str = ""
+    """Outgoing proxy for every call to the Bot API, polling included, for a host that cannot reach Telegram
+    directly (mainland China): ``http://127.0.0.1:7890``, ``socks5://user:password@host:1080`` (socks needs
+    ``python-telegram-bot[socks]``). Empty: none, though HTTPS_PROXY / ALL_PROXY in the environment still apply."""
+    command_menus: bool = True
+    """Register the "/" command menus per language and scope at start (see bot.telegram.menus); False leaves
+    them as set by hand in @BotFather."""
     groups: list[int] = Field(default_factory=list)
     """Chat ids of the VIP groups. The bot serves no other group, and none while this is empty: a command
     sent in an unlisted group is answered (at most once an hour) with its id and how to list it. Admins of
@@ -108,6 +139,31 @@ class TelegramSettings(StrictModel):
     admin_cache_seconds: int = Field(300, ge=0)
     member_cache_seconds: int = Field(60, ge=0)
     """How long 'is this user in a VIP group' (asked for claims from private chats) is remembered."""
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str) -> str:
+        """A proxy httpx can use, refused here rather than at the first call (the URL may hold a password: the
+        messages never repeat it)."""
+        value = value.strip()
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower() if "://" in value else ""
+        if scheme not in PROXY_SCHEMES:
+            raise ValueError(
+                f"the proxy URL must start with {', '.join(s + '://' for s in PROXY_SCHEMES)}"
+                f" ({f'not {scheme}://' if scheme else 'it has no scheme'}), e.g. http://127.0.0.1:7890"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the proxy URL has an invalid port, e.g. http://127.0.0.1:7890") from None
+        if not parts.hostname or (port is None and parts.netloc.endswith(":")):
+            raise ValueError("the proxy URL needs a host and port, e.g. http://127.0.0.1:7890")
+        if scheme.startswith("socks") and find_spec("socksio") is None:
+            raise ValueError("a socks5 proxy needs the socksio package: pip install 'python-telegram-bot[socks]'")
+        return value
 
 
 class DeliverySettings(StrictModel):
@@ -130,6 +186,21 @@ class DeliverySettings(StrictModel):
     retry_base_seconds: float = Field(2.0, gt=0)
     """Backoff after a network error: base, 2 x base, 4 x base, ... (at most 5 minutes)."""
     concurrency: int = Field(32, ge=1, le=512)
+
+
+MENU_BUTTONS, MENU_SUB_BUTTONS = 3, 5
+"""WeChat's custom menu (menu/create): 1-3 top-level buttons, each opening at most 5 sub-buttons."""
+MENU_NAME_BYTES, MENU_SUB_NAME_BYTES, MENU_KEY_BYTES = 16, 60, 128
+"""UTF-8 bytes of a top-level button's name (WeChat shows 4 Chinese characters), a sub-button's name, a key."""
+MENU_MORE = "更多"
+"""The parent of the keys beyond the second when the menu is laid out automatically."""
+
+
+class WeChatMenuGroup(StrictModel):
+    """A top-level menu button that opens sub-buttons: the `name` shown and the `wechat.menu` keys under it."""
+
+    name: str
+    keys: list[str] = Field(min_length=1)
 
 
 class WeChatSettings(StrictModel):
@@ -157,11 +228,71 @@ class WeChatSettings(StrictModel):
             "POLLS": "调查", "HELP": "帮助",
         }
     )  # fmt: skip
-    """Menu CLICK EventKey -> the text it stands for."""
+    """Menu CLICK EventKey -> the text it stands for (also the button's name in the pushed menu)."""
+    menu_layout: list[str | WeChatMenuGroup] = Field(default_factory=list)
+    """Where `vipbot wechat menu` puts the `menu` keys: top-level entries, each a key (a button) or
+    ``{name: 更多, keys: [...]}`` (a button opening up to 5). Empty: every key as a button when there are at
+    most 3, else the first two as buttons and the rest (at most 5) under 更多."""
+    server_url: str = ""
+    """The URL entered in the WeChat console (服务器地址), e.g. https://shop.example/wechat: `vipbot doctor`
+    checks that it answers WeChat's signature check (WeChat accepts only ports 80 and 443)."""
 
     @property
     def enabled(self) -> bool:
         return bool(self.app_id and self.token.get_secret_value())
+
+    def menu_tree(self) -> list[str | WeChatMenuGroup]:
+        """The menu as pushed: `menu_layout`, or the automatic layout of `menu` when that is empty."""
+        if self.menu_layout:
+            return list(self.menu_layout)
+        keys = list(self.menu)
+        if len(keys) <= MENU_BUTTONS:
+            return keys
+        return [*keys[: MENU_BUTTONS - 1], WeChatMenuGroup(name=MENU_MORE, keys=keys[MENU_BUTTONS - 1 :])]
+
+    def _menu_problems(self) -> list[str]:
+        tree, problems, seen = self.menu_tree(), [], set()
+        if len(tree) > MENU_BUTTONS:
+            problems.append(f"{len(tree)} top-level buttons; WeChat allows at most {MENU_BUTTONS}")
+
+        def name_problem(name: str, limit: int, what: str) -> None:
+            size = len(name.encode())
+            if not 1 <= size <= limit:
+                problems.append(f"{what} name {name!r} is {size} bytes; WeChat allows 1-{limit} (UTF-8, where a "
+                                "Chinese character takes 3)")  # fmt: skip
+
+        def button_problem(key: str, limit: int, what: str) -> None:
+            if key not in self.menu:
+                problems.append(f"key {key!r} is not in wechat.menu")
+                return
+            if key in seen:
+                problems.append(f"key {key!r} is in the menu twice")
+            seen.add(key)
+            if not 1 <= len(key.encode()) <= MENU_KEY_BYTES:
+                problems.append(f"key {key!r} is {len(key.encode())} bytes; WeChat allows 1-{MENU_KEY_BYTES}")
+            name_problem(self.menu[key], limit, what)
+
+        for entry in tree:
+            if isinstance(entry, str):
+                button_problem(entry, MENU_NAME_BYTES, "button")
+                continue
+            name_problem(entry.name, MENU_NAME_BYTES, "button")
+            if len(entry.keys) > MENU_SUB_BUTTONS:
+                problems.append(f"{entry.name!r} opens {len(entry.keys)} sub-buttons; WeChat allows at most "
+                                f"{MENU_SUB_BUTTONS}")  # fmt: skip
+            for key in entry.keys:
+                button_problem(key, MENU_SUB_NAME_BYTES, f"sub-button (under {entry.name!r})")
+        return problems
+
+    @model_validator(mode="after")
+    def _menu_fits_wechat(self) -> WeChatSettings:
+        """The pushed menu must be one WeChat accepts: refused here, at load, with what to change."""
+        if problems := self._menu_problems():
+            where = ("wechat.menu_layout" if self.menu_layout else
+                     f"wechat.menu (laid out automatically: the first {MENU_BUTTONS - 1} keys as buttons, the rest "
+                     f"under {MENU_MORE}; set wechat.menu_layout to choose)")  # fmt: skip
+            raise ValueError(f"{where}: " + "; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _safe_mode_needs_key(self) -> WeChatSettings:

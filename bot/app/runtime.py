@@ -1,4 +1,4 @@
-"""Builds what every channel shares: database, dependencies, dispatcher and scheduler."""
+"""Builds what every channel shares: database, dependencies, dispatcher, scheduler and the figures for /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import Settings
+from bot.app.metrics import MeteredDispatcher, Metrics, TimedDatabase
 from bot.app.planner import Planner
 from bot.app.scheduler import add_housekeeping
 from bot.delivery.outbox import Outbox
@@ -18,7 +19,6 @@ from handlers.core.i18n import Catalog
 from handlers.core.table import assemble
 from handlers.features import FEATURES
 from handlers.greetings.commands import plan_greetings, send_birthdays
-from storage.db.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,16 @@ class Runtime:
     scheduler: AsyncIOScheduler
     planner: Planner
     outbox: Outbox
+    metrics: Metrics
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         """Open the database (migrating it) and wire the handlers; nothing runs until `start()`."""
         storage = settings.storage
-        db = await Database.open(storage.path, readers=storage.readers,
-                                 loop_statement_ms=storage.loop_statement_limit(debug=settings.log_level == "DEBUG"))
+        limit = storage.loop_statement_limit(debug=settings.log_level == "DEBUG")
+        db = await TimedDatabase.open(storage.path, readers=storage.readers, loop_statement_ms=limit)
+        metrics = Metrics()
+        db.timings = metrics.db_seconds
         calendar = BusinessCalendar(settings.zone, settings.checkin.rollover_hour)
         scheduler = AsyncIOScheduler(
             timezone=settings.zone,
@@ -45,6 +48,7 @@ class Runtime:
         )
         planner = Planner(scheduler)
         outbox = Outbox(db, settings.delivery)
+        metrics.bind(db, outbox)
         table = assemble(FEATURES)
         deps = Deps(
             db=db,
@@ -58,7 +62,8 @@ class Runtime:
         )
         planner.bind(deps)
         add_housekeeping(scheduler, deps, outbox, table.jobs)
-        return cls(settings, deps, Dispatcher(deps, table.commands), scheduler, planner, outbox)
+        dispatcher = MeteredDispatcher(deps, table.commands, metrics)
+        return cls(settings, deps, dispatcher, scheduler, planner, outbox, metrics)
 
     async def start(self) -> None:
         """Start sending and scheduling; channels must have registered their pushers before this."""

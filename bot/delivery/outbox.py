@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -190,6 +191,8 @@ class Outbox:
         self._stopping = False
         self._claiming: set[int] = set()
         """Rows handed to a pusher that claims them itself and not settled yet (not to be fetched again)."""
+        self.settled: Counter[tuple[str, str]] = Counter()
+        """(channel, outcome: sent, failed, uncertain, retried) -> pushes settled so (for /metrics)."""
 
     # --- the Outbox port of handlers ---------------------------------------------------------------
     def channels(self) -> frozenset[str]:
@@ -406,6 +409,7 @@ class Outbox:
                 await repos.deliveries.mark_sent(delivery.id, int(self.timer.wall()), result.message_id)
                 if result.native_poll_id is not None and delivery.poll_id is not None:
                     await repos.polls.map_native(pusher.channel, result.native_poll_id, delivery.poll_id)
+                settled = "sent"
             elif result.outcome in (Outcome.RETRY, Outcome.FLOOD) and attempts < self.settings.max_attempts:
                 if result.retry_after is not None:
                     self._pacers[pusher.channel].pause(result.retry_after)
@@ -413,10 +417,14 @@ class Outbox:
                 else:
                     delay = min(self.settings.retry_base_seconds * 2.0 ** (attempts - 1), 300.0)
                 await repos.deliveries.retry_at(delivery.id, self.timer.wall() + delay, result.error)
+                settled = "retried"
             elif result.outcome is Outcome.UNCERTAIN:
                 await repos.deliveries.mark_uncertain(delivery.id, result.error)
+                settled = "uncertain"
             else:
                 await repos.deliveries.mark_failed(delivery.id, result.error or "gave up after retries")
+                settled = "failed"
+        self.settled[(pusher.channel, settled)] += 1
         if result.outcome in (Outcome.RETRY, Outcome.FLOOD):
             self.wake()
         elif result.outcome is not Outcome.SENT:

@@ -33,6 +33,7 @@ from bot.app.web import WebServer
 from bot.delivery.sender import Delivered, Job, Outcome, Pace, Priority, Sender
 from bot.telegram.buttons import CLOSE_KEYBOARD, SHARE_CONTACT
 from bot.telegram.intake import Intake
+from bot.telegram.menus import MenuRegistrar, build_menus
 from bot.telegram.push import TelegramPusher
 from bot.telegram.sender import CALLBACK_SCOPE, TelegramTransport
 from bot.telegram.webhook import TelegramWebhookHandler
@@ -214,21 +215,25 @@ class TelegramChannel:
         self._board_counts: LRUCache[tuple[str, str], int] = LRUCache(BOARD_MEMORY)
         """The count each board showed when last sent: the next one lists every check-in since."""
         self._http: httpx.AsyncClient | None = None
+        self.menus: MenuRegistrar | None = None
+        """Registers the command menus in the background after start (see bot.telegram.menus)."""
 
     def _build_application(self) -> Application:
         tg = self.settings.telegram
         concurrency = self.settings.delivery.concurrency
         pool = concurrency + max(4, concurrency // 2) + 8  # messages, toasts, and the getChat* questions
-        return (
+        builder = (
             ApplicationBuilder()
             .token(self.settings.telegram_token)
             .base_url(tg.base_url)
-            .base_file_url(file_url_of(tg.base_url))
+            .base_file_url(tg.base_file_url or file_url_of(tg.base_url))
             .updater(None)  # updates come through our own intake: stored before they are confirmed
             .connection_pool_size(pool)
             .pool_timeout(30)
-            .build()
         )
+        if tg.proxy:  # both of the bot's HTTPXRequest objects; polling's own client takes it in start()
+            builder = builder.proxy(tg.proxy).get_updates_proxy(tg.proxy)
+        return builder.build()
 
     @property
     def deps(self) -> Deps:
@@ -280,10 +285,14 @@ class TelegramChannel:
             log.info("telegram: webhook %s -> /telegram", webhook.url)
         else:
             await application.bot.delete_webhook()
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(40.0, connect=10.0))
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(40.0, connect=10.0),
+                                           proxy=self.settings.telegram.proxy or None)  # fmt: skip
             url = f"{self.settings.telegram.base_url}{self.settings.telegram_token}/getUpdates"
             self.intake.poll(self._http, url, list(Update.ALL_TYPES))
             log.info("telegram: polling as @%s", application.bot.username)
+        if self.settings.telegram.command_menus:
+            self.menus = MenuRegistrar(application.bot, build_menus(self.settings, self.dispatcher.commands))
+            self.menus.start()
 
     @property
     def mode(self) -> str:
@@ -292,6 +301,8 @@ class TelegramChannel:
     async def stop(self) -> None:
         """Stop fetching, finish what is in hand (bounded by `telegram.stop_timeout_seconds`), settle."""
         budget = self.settings.telegram.stop_timeout_seconds
+        if self.menus is not None:
+            await self.menus.stop()
         if self.intake is not None:
             await self.intake.stop(timeout=budget / 2)
         await self.sender.stop(timeout=budget / 4)

@@ -202,6 +202,10 @@ class Intake:
         """Per sender: the lock that keeps their updates in order, and how many workers hold or await it."""
         self._stopping = False
         self.handled = 0
+        self.failures = 0
+        """Updates whose handling raised (a bug, not the disk): skipped, for /metrics."""
+        self.floods = 0
+        """getUpdates answered 429, for /metrics."""
 
     # --- the store -----------------------------------------------------------------------------------
     async def store(self, updates: list[dict[str, Any]]) -> list[str]:
@@ -299,6 +303,8 @@ class Intake:
                 pause = min(pause * 2, 30.0)
                 continue
             if data.get("ok") is not True:
+                if data.get("error_code") == 429:
+                    self.floods += 1
                 wait = _retry_after(data, pause)
                 log.warning("getUpdates refused: %s; trying again in %.1f s", str(data.get("description"))[:200], wait)
                 await asyncio.sleep(wait)
@@ -361,6 +367,7 @@ class Intake:
                     ok = False  # the disk: try again when space may be back
                 else:  # a bug, not the disk: trying again would fail the same way, so it is done for good
                     log.exception("handling %s failed; skipped", key)
+                    self.failures += 1
                     ok = await self._mark_done(key)
             finally:
                 self._busy -= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -65,6 +66,13 @@ def chat_target(scope: str) -> int | str:
     return int(scope) if scope.lstrip("-").isdigit() else scope
 
 
+def flood_scope(scope: str) -> str:
+    """The kind of chat a job went to, as /metrics counts 429s: a button's toast, a group or a private chat."""
+    if scope == CALLBACK_SCOPE:
+        return "callback"
+    return "group" if scope.startswith("-") or scope.startswith("@") else "private"
+
+
 def mention_html(who: dict[str, Any] | None) -> str:
     if not who:
         return ""
@@ -87,6 +95,8 @@ class TelegramTransport:
         self.board_interval = 60.0 / max(per_minute - delivery.board_reserve_per_minute, 1.0)
         """Seconds between two sends of a group's board: it leaves the reserve to other messages."""
         self._private = ScopeLimit(count=1, window=delivery.private_gap_seconds, gap=delivery.private_gap_seconds)
+        self.floods: Counter[str] = Counter()
+        """Where Telegram answered 429 (`flood_scope`) -> how often (for /metrics)."""
         if not settings.telegram.rate_limiter:  # benchmarks against a fake server measure our code, not limits
             self._group = self._private = ScopeLimit(count=1_000_000, window=1.0, gap=0.0)
             self.board_interval = 0.0
@@ -108,6 +118,8 @@ class TelegramTransport:
             return await self._call(payload, head, jobs)
         except TelegramError as exc:
             result = classify(exc)
+        if result.outcome is Outcome.FLOOD:
+            self.floods[flood_scope(head.scope)] += 1
         if result.outcome is Outcome.UNCERTAIN and payload.get("kind") != "push":
             # A reply sent twice is better than a reply lost; only pushes are left to staff to resend.
             return Delivered(Outcome.RETRY, result.error)

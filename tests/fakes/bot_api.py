@@ -19,6 +19,18 @@ switches the limits off.
 Files users sent (`add_file`, `document_update`) are served as Telegram serves them: ``getFile`` gives a
 ``file_path`` for a file of at most 20 MB (``Bad Request: file is too big`` otherwise), and ``GET
 /file/bot<token>/<file_path>`` gives its bytes.
+
+What `vipbot doctor` asks is answered from state a test sets, as Telegram answers it:
+
+* a token of the wrong shape gets HTTP 404 ``Not Found``, a well-formed wrong one 401 ``Unauthorized``;
+* ``getMe`` says ``can_read_all_group_messages`` when ``privacy`` is off (BotFather's /setprivacy);
+* ``setWebhook`` / ``deleteWebhook`` / ``getWebhookInfo`` keep one webhook (``webhook_url``; the secret is
+  kept in ``webhook_secret`` but never shown back, as on Telegram); ``webhook_error`` is the last delivery
+  error it reports; ``getUpdates`` while a webhook is set gets 409 ``Conflict``;
+* ``getChat`` / ``getChatMember`` know the chats in ``chats`` (`add_group`, `add_user`: a user who started
+  the bot), the bot's and members' standing in ``members`` and ``admins``; any other chat is 400 ``Bad
+  Request: chat not found``, a group the bot left or was removed from 403 ``Forbidden: ...``, and a basic
+  group upgraded to a supergroup (``migrated``) 400 with ``parameters.migrate_to_chat_id``.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import socket
 import time
 import zlib
@@ -34,7 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from tornado.httpserver import HTTPServer
 from tornado.httputil import parse_body_arguments
@@ -58,6 +71,12 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup of the message are"
     " exactly the same as a current content and reply markup of the message"
 )
+
+TOKEN_SHAPE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+"""What a bot token looks like; the Bot API answers 404 to anything else, 401 to a well-formed wrong token."""
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+"""The only ports setWebhook accepts."""
+MEMBER_STATUSES = frozenset({"member", "restricted", "left", "kicked"})
 
 ChatKey = int | str
 """A chat as the calls name it: its id, or an ``@username`` (treated as a group)."""
@@ -103,6 +122,20 @@ def _chat_json(chat: ChatKey | None) -> dict[str, Any]:
     name = str(chat or "")
     chat_id = -(10**12) - zlib.crc32(name.encode())  # a stable id for an @username
     return {"id": chat_id, "type": "supergroup", **({"username": name.lstrip("@")} if name else {})}
+
+
+def _refusal(code: int, description: str) -> tuple[int, dict[str, Any]]:
+    """An error answer of the Bot API: the HTTP status and ``{"ok": false, "error_code", "description"}``."""
+    return code, {"ok": False, "error_code": code, "description": description}
+
+
+def _chat_type(chat: int, fields: dict[str, Any]) -> str:
+    """private for a user, supergroup for a -100... id, group for another negative id (unless `fields` says)."""
+    if "type" in fields:
+        return str(fields["type"])
+    if chat > 0:
+        return "private"
+    return "supergroup" if str(chat).startswith("-100") and chat <= -(10**12) else "group"
 
 
 def _weight(method: str, params: dict[str, Any]) -> int:
@@ -153,6 +186,8 @@ class FakeBotApi:
     """Old name of the overall limit: when set it replaces `per_second`, and applies even with `limits=False`."""
     fail: dict[str, Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None]] = field(default_factory=dict)
     """method -> hook returning (status, body) to answer instead, or None to answer normally."""
+    commands: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
+    """(scope as sorted JSON, language_code) -> the command menu setMyCommands set there."""
     port: int = 0
     limits: bool = True
     """Enforce Telegram's flood limits on messages (HTTP 429 with retry_after); False switches them off."""
@@ -181,6 +216,21 @@ class FakeBotApi:
     """file_id -> the bytes of a file a user sent."""
     downloads: list[str] = field(default_factory=list)
     """The file paths the bot downloaded, in order."""
+    privacy: bool = True
+    """The bot's privacy mode (on by default, BotFather /setprivacy): getMe's can_read_all_group_messages is
+    its opposite."""
+    chats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Chats getChat finds: chat id -> its fields (title, first_name, username...); see `add_group`, `add_user`."""
+    members: dict[int, dict[int, str]] = field(default_factory=dict)
+    """chat id -> user id -> member, restricted (may not send), left or kicked; admins are in `admins`."""
+    migrated: dict[int, int] = field(default_factory=dict)
+    """Basic groups upgraded to supergroups: old chat id -> new one."""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    """The secret_token setWebhook registered (Telegram never shows it back)."""
+    webhook_allowed_updates: list[str] | None = None
+    webhook_error: tuple[int, str] | None = None
+    """(unix time, message) of the last failed delivery to the webhook, as getWebhookInfo reports it."""
 
     @property
     def base_url(self) -> str:
@@ -275,6 +325,22 @@ class FakeBotApi:
         self.files[file_id] = content
         return file_id
 
+    # --- chats for getChat / getChatMember -----------------------------------------------------------
+    def add_group(self, chat_id: int, title: str = "VIP", *, bot: str = "member") -> None:
+        """A group the bot is in, as `bot`: member, administrator, restricted (may not send), left or kicked."""
+        self.chats[chat_id] = {"title": title}
+        if bot == "administrator":
+            self.admins.setdefault(chat_id, []).append(BOT_ID)
+        else:
+            assert bot in MEMBER_STATUSES, bot
+            self.members.setdefault(chat_id, {})[BOT_ID] = bot
+
+    def add_user(self, user_id: int, first_name: str = "", username: str | None = None) -> None:
+        """A user who started the bot: getChat finds their private chat."""
+        self.chats[user_id] = {"first_name": first_name or f"user{user_id}"}
+        if username:
+            self.chats[user_id]["username"] = username
+
     def next_update_id(self) -> int:
         return next(self._update_ids)
 
@@ -291,6 +357,17 @@ class FakeBotApi:
             forced = hook(params)
             if forced is not None:
                 return forced
+        chat = _chat_key(params.get("chat_id"))
+        if isinstance(chat, int) and chat in self.migrated:
+            refused = _refusal(400, "Bad Request: group chat was upgraded to a supergroup chat")
+            refused[1]["parameters"] = {"migrate_to_chat_id": self.migrated[chat]}
+            return refused
+        if method in ("getChat", "getChatMember"):
+            return self._chat_answer(method, params)
+        if method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
+            return self._webhook_answer(method, params)
+        if method in ("setMyCommands", "getMyCommands", "deleteMyCommands"):
+            return self._commands(method, params)
         if method == "getFile":
             content = self.files.get(str(params.get("file_id")))
             if content is None:
@@ -319,6 +396,115 @@ class FakeBotApi:
                     "parameters": {"retry_after": retry_after},
                 }
         return 200, {"ok": True, "result": self._result(method, params)}
+
+    def _chat_answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """getChat and getChatMember, from `chats`, `members` and `admins`."""
+        chat = _chat_key(params.get("chat_id"))
+        if not isinstance(chat, int) or chat not in self.chats:
+            return _refusal(400, "Bad Request: chat not found")
+        kind = _chat_type(chat, self.chats[chat])
+        if kind != "private":
+            standing = self.members.get(chat, {}).get(BOT_ID)
+            where = "supergroup" if kind == "supergroup" else "group"
+            if standing == "kicked":
+                return _refusal(403, f"Forbidden: bot was kicked from the {where} chat")
+            if standing == "left":
+                return _refusal(403, f"Forbidden: bot is not a member of the {where} chat")
+        if method == "getChat":
+            return 200, {"ok": True, "result": self._chat_info(chat, kind)}
+        try:
+            uid = int(params.get("user_id"))
+        except (TypeError, ValueError):
+            return _refusal(400, "Bad Request: invalid user_id specified")
+        if kind == "private":
+            if uid != chat:
+                return _refusal(400, "Bad Request: user not found")
+            return 200, {"ok": True, "result": {"status": "member", "user": self._user_json(uid)}}
+        if uid in self.admins.get(chat, []):
+            return 200, {"ok": True, "result": self._admin_json(uid)}
+        status = self.members.get(chat, {}).get(uid)
+        if status is None:
+            if uid != BOT_ID and uid not in self.chats and not any(uid in m for m in self.members.values()):
+                return _refusal(400, "Bad Request: user not found")
+            status = "left"
+        member: dict[str, Any] = {"status": status, "user": self._user_json(uid)}
+        if status == "kicked":
+            member["until_date"] = 0
+        if status == "restricted":
+            rights = ("can_change_info", "can_invite_users", "can_pin_messages", "can_send_messages", "can_send_polls",
+                      "can_send_other_messages", "can_add_web_page_previews", "can_manage_topics", "can_send_audios",
+                      "can_send_documents", "can_send_photos", "can_send_videos", "can_send_video_notes",
+                      "can_send_voice_notes", "can_edit_tag", "can_react_to_messages")  # fmt: skip
+            member |= {"is_member": True, "until_date": 0, **dict.fromkeys(rights, False)}
+        return 200, {"ok": True, "result": member}
+
+    def _chat_info(self, chat: int, kind: str) -> dict[str, Any]:
+        """A ChatFullInfo as getChat gives it (Bot API 10)."""
+        fields = {k: v for k, v in self.chats[chat].items() if k != "type"}
+        gifts = {"unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
+                 "premium_subscription": False, "gifts_from_channels": False}  # fmt: skip
+        info = {"id": chat, "type": kind, **fields, "accent_color_id": chat % 7, "max_reaction_count": 11,
+                "accepted_gift_types": gifts}  # fmt: skip
+        if kind != "private":
+            info["permissions"] = {"can_send_messages": True, "can_send_polls": True, "can_invite_users": True}
+        return info
+
+    def _user_json(self, uid: int) -> dict[str, Any]:
+        if uid == BOT_ID:
+            return {"id": BOT_ID, "is_bot": True, "first_name": "VIP Bot", "username": BOT_USERNAME}
+        known = self.chats.get(uid, {})
+        return {"id": uid, "is_bot": False, "first_name": known.get("first_name", f"user{uid}"),
+                **({"username": known["username"]} if known.get("username") else {})}  # fmt: skip
+
+    def _admin_json(self, uid: int) -> dict[str, Any]:
+        who = self._user_json(uid) if uid == BOT_ID else {"id": uid, "is_bot": False, "first_name": f"admin{uid}"}
+        return {
+            "status": "administrator",
+            "user": who,
+            "can_be_edited": False,
+            "is_anonymous": False,
+            "can_manage_chat": True,
+            "can_delete_messages": True,
+            "can_manage_video_chats": True,
+            "can_restrict_members": True,
+            "can_promote_members": False,
+            "can_change_info": True,
+            "can_invite_users": True,
+            "can_post_stories": False,
+            "can_edit_stories": False,
+            "can_delete_stories": False,
+        }
+
+    def _webhook_answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if method == "getWebhookInfo":
+            info: dict[str, Any] = {"url": self.webhook_url, "has_custom_certificate": False,
+                                    "pending_update_count": len(self._updates)}  # fmt: skip
+            if self.webhook_url:
+                info["max_connections"] = 40
+                if self.webhook_allowed_updates is not None:
+                    info["allowed_updates"] = self.webhook_allowed_updates
+                if self.webhook_error is not None:
+                    info["last_error_date"], info["last_error_message"] = self.webhook_error
+            return 200, {"ok": True, "result": info}
+        url = str(params.get("url") or "") if method == "setWebhook" else ""
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme != "https":
+                return _refusal(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+            if (parts.port or 443) not in WEBHOOK_PORTS:
+                ports = "80, 88, 443 or 8443"
+                return _refusal(400, f"Bad Request: bad webhook: Webhook can be set up only on ports {ports}")
+        if params.get("drop_pending_updates") in (True, "true", "True", 1):
+            self._updates.clear()
+        was = self.webhook_url
+        self.webhook_url, self.webhook_secret, self.webhook_error = url, str(params.get("secret_token") or ""), None
+        allowed = params.get("allowed_updates")
+        self.webhook_allowed_updates = list(allowed) if url and isinstance(allowed, list) else None
+        if url:
+            described = "Webhook was set" if was != url else "Webhook is already set"
+        else:
+            described = "Webhook was deleted" if was else "Webhook is already deleted"
+        return 200, {"ok": True, "result": True, "description": described}
 
     def _flood_wait(self, method: str, params: dict[str, Any], now: float) -> int:
         """Whole seconds to wait before this message fits every window (0: it fits, and is counted)."""
@@ -449,7 +635,7 @@ class FakeBotApi:
                 "first_name": "VIP Bot",
                 "username": BOT_USERNAME,
                 "can_join_groups": True,
-                "can_read_all_group_messages": False,
+                "can_read_all_group_messages": not self.privacy,
                 "supports_inline_queries": False,
             }
         if method == "sendMessage":
@@ -471,27 +657,30 @@ class FakeBotApi:
         if method in EDIT_METHODS:
             return self._edit(method, params)
         if method == "getChatAdministrators":
-            chat_id = int(params["chat_id"])
-            return [
-                {
-                    "status": "administrator",
-                    "user": {"id": uid, "is_bot": False, "first_name": f"admin{uid}"},
-                    "can_be_edited": False,
-                    "is_anonymous": False,
-                    "can_manage_chat": True,
-                    "can_delete_messages": True,
-                    "can_manage_video_chats": True,
-                    "can_restrict_members": True,
-                    "can_promote_members": False,
-                    "can_change_info": True,
-                    "can_invite_users": True,
-                    "can_post_stories": False,
-                    "can_edit_stories": False,
-                    "can_delete_stories": False,
-                }
-                for uid in self.admins.get(chat_id, [])
-            ]
+            return [self._admin_json(uid) for uid in self.admins.get(int(params["chat_id"]), [])]
         return True
+
+    def _commands(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The command menus, one list per (scope, language_code), checked as Telegram checks them."""
+        scope = params.get("scope")
+        scope = _decode(scope) if isinstance(scope, str) else scope or {"type": "default"}
+        key = (json.dumps(scope, sort_keys=True), str(params.get("language_code") or ""))
+        if method == "getMyCommands":
+            return 200, {"ok": True, "result": self.commands.get(key, [])}
+        if method == "deleteMyCommands":
+            self.commands.pop(key, None)
+            return 200, {"ok": True, "result": True}
+        commands = params.get("commands")
+        commands = _decode(commands) if isinstance(commands, str) else commands or []
+        if len(commands) > 100:
+            return _refusal(400, "Bad Request: BOT_COMMANDS_TOO_MUCH")
+        for c in commands:
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", str(c.get("command", ""))):
+                return _refusal(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(str(c.get("description", ""))) <= 256:
+                return _refusal(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        self.commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
+        return 200, {"ok": True, "result": True}
 
     async def take_updates(self, offset: int, timeout: float, limit: int = 100) -> list[dict[str, Any]]:
         """getUpdates: drop (confirm) the updates below `offset`, then answer the next ones, waiting a little."""
@@ -539,6 +728,10 @@ class _MethodHandler(RequestHandler):
         return {k: _decode(v) for k, v in parse_qsl(body.decode(), keep_blank_values=True)}
 
     async def post(self, token: str, method: str) -> None:
+        if not TOKEN_SHAPE.fullmatch(token):
+            self.set_status(404)
+            self.finish({"ok": False, "error_code": 404, "description": "Not Found"})
+            return
         if token != self.api.token:
             self.set_status(401)
             self.finish({"ok": False, "error_code": 401, "description": "Unauthorized"})
@@ -546,6 +739,12 @@ class _MethodHandler(RequestHandler):
         params = self._params()
         call = Call(method, params, self.api.now())
         self.api.calls.append(call)
+        if method == "getUpdates" and self.api.webhook_url:
+            call.status = 409
+            self.set_status(409)
+            self.finish({"ok": False, "error_code": 409, "description": "Conflict: can't use getUpdates method while"
+                         " webhook is active; use deleteWebhook to delete the webhook first"})  # fmt: skip
+            return
         if method == "getUpdates":
             updates = await self.api.take_updates(
                 int(params.get("offset", 0) or 0), float(params.get("timeout", 0) or 0), int(params.get("limit") or 100)
