@@ -47,6 +47,10 @@ class TierRange:
     high: int | None
 
 
+WAITING_STATES = ("pending", "sending", "uncertain")
+"""The states of a delivery not settled yet; 'sent' and 'failed' are final."""
+
+
 def _in(values: Sequence[str]) -> str:
     return ",".join("?" * len(values))
 
@@ -293,6 +297,17 @@ class DeliveryRepo(Repo):
             (announcement_id,),
         )
         return {r[0]: r[1] for r in rows}
+
+    async def waiting_counts(self) -> dict[str, int]:
+        """State (of WAITING_STATES) -> deliveries in it, for the states that have any. Counted on the
+        deliveries_due index (state, next_attempt_at), so the final rows (a shop's whole history) are never read."""
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT state, COUNT(*) FROM deliveries WHERE state IN ({_in(WAITING_STATES)}) GROUP BY state",
+            WAITING_STATES,
+            bulk=True,  # a fan-out to every member waits as that many rows
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def failures(self, announcement_id: int, limit: int = 5) -> list[tuple[str, str]]:
         rows = await fetch_all(

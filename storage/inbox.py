@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Repo, changed_one, fetch_all_as
+from storage.db.sql import Repo, changed_one, fetch_all, fetch_all_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,14 @@ class InboxRepo(Repo):
             "SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL ORDER BY received_at, rowid LIMIT ?",
             (channel, limit),
         )
+
+    async def pending_counts(self) -> dict[str, int]:
+        """Channel -> updates stored and not handled yet (on the partial index inbox_pending: done rows are
+        never read)."""
+        rows = await fetch_all(
+            self._conn, "SELECT channel, COUNT(*) FROM inbox WHERE done_at IS NULL GROUP BY channel", bulk=True
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def prune(self, older_than: int) -> int:
         cur = await self._conn.execute(

@@ -56,3 +56,11 @@ class OutboundRepo(Repo):
             (channel,),
             bulk=True,
         )
+
+    async def queued_counts(self) -> dict[tuple[str, bool], int]:
+        """(channel, held) -> replies queued and not sent yet (held: waiting for the member to start the bot).
+        The table holds only those (a sent reply's row is deleted), so counting it reads nothing else."""
+        rows = await fetch_all(
+            self._conn, "SELECT channel, held, COUNT(*) FROM outbound GROUP BY channel, held", bulk=True
+        )
+        return {(str(r[0]), bool(r[1])): int(r[2]) for r in rows}

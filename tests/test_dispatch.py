@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
-from handlers.core.command import Command, Refusal
+from handlers.core.command import Command, Preparing, Refusal
 from handlers.core.deps import Deps, Request
-from handlers.core.dispatch import Dispatcher
+from handlers.core.dispatch import Dispatcher, Handled
 from handlers.core.messages import Reply
 from handlers.core.table import assemble
 from handlers.features import FEATURES
@@ -139,6 +140,47 @@ async def test_a_failed_update_can_be_retried(runtime: Runtime) -> None:
     assert [r.text for r in await chat.runtime.dispatcher.handle(again, chat.port)] == ["ok"]
 
 
+async def test_the_result_says_whether_a_fault_was_answered_with_the_apology(runtime: Runtime) -> None:
+    # `Handled.failed` is what /metrics counts as a handler error: a crash in the handler or in its prepare
+    # step; not an answer, a refusal, or a full disk (that one is a storage fault: the update is not done).
+    async def explode(req: Request, deps: Deps) -> list[Reply]:
+        raise ZeroDivisionError("boom")
+
+    async def refuse(req: Request, deps: Deps) -> list[Reply]:
+        raise Refusal(Reply("not today"))
+
+    async def full(req: Request, deps: Deps) -> list[Reply]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def bad_prepare(preparing: Preparing, deps: Deps) -> object:
+        raise KeyError("no chart")
+
+    async def drawn(req: Request, deps: Deps, prepared: object = None) -> list[Reply]:
+        return [Reply("drawn")]
+
+    commands = [*SHIPPED, Command("explode", explode, "help_cmd.summary"),
+                Command("refuse", refuse, "help_cmd.summary"), Command("full", full, "help_cmd.summary"),
+                Command("draw", drawn, "help_cmd.summary", prepare=bad_prepare)]  # fmt: skip
+    chat = ChatDriver(runtime)
+    dispatcher = Dispatcher(runtime.deps, commands)
+    apology = runtime.deps.texts.t("common.apology")
+
+    async def handled(text: str) -> Handled:
+        return await dispatcher.handle_update(chat.inbound("alice", text, group=False), chat.port)
+
+    fine = await handled("/checkin")
+    assert fine.committed and not fine.failed and "+10 points" in fine.replies[0].text
+    crashed = await handled("/explode")
+    assert crashed.failed and crashed.committed and [r.text for r in crashed.replies] == [apology]
+    unprepared = await handled("/draw")
+    assert unprepared.failed and [r.text for r in unprepared.replies] == [apology]
+    refused = await handled("/refuse")
+    assert not refused.failed and [r.text for r in refused.replies] == ["not today"]
+    disk = await handled("/full")
+    assert not disk.committed and not disk.failed and [r.text for r in disk.replies] == [apology]
+    assert not (await handled("/frobnicate")).failed  # an unknown command is answered, not a fault
+
+
 def test_two_commands_cannot_claim_one_keyword(runtime: Runtime) -> None:
     async def noop(req: Request, deps: Deps) -> list[Reply]:
         return []
@@ -163,8 +205,10 @@ async def test_a_fault_outside_the_handler_is_answered_once_and_the_update_given
     dispatcher = chat.runtime.dispatcher
     handled = await dispatcher.handle_update(msg, chat.port, sink)
     assert handled.committed and said == [[chat.runtime.deps.texts.t("common.apology")]]
+    assert handled.failed  # a fault all the same (/metrics counts it)
     again = await dispatcher.handle_update(msg, chat.port, sink)  # the re-delivery finds it done
     assert again.repeat and len(said) == 1
+    assert not again.failed  # nothing failed this time
 
 
 async def test_subcommands_match_their_word_in_any_case_and_answer_an_unknown_one_with_the_usage(

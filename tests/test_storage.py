@@ -264,3 +264,129 @@ async def test_a_background_transaction_lets_every_waiting_transaction_go_first(
         assert order[-1] == "alone"
     finally:
         await db.close()
+
+
+async def test_each_outermost_transaction_is_timed_from_asking_for_the_lock_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Database.on_transaction` gets one duration per outermost transaction (committed, rolled back or in the
+    background; a nested one is part of its outer one), the wait for the write lock included."""
+    import time
+    import types
+
+    now = [100.0]  # the database module's perf_counter, moved by hand: no real waits
+    monkeypatch.setattr(database, "time", types.SimpleNamespace(
+        perf_counter=lambda: now[0], monotonic=time.monotonic, thread_time=time.thread_time,
+    ))  # fmt: skip
+    db = await Database.open(tmp_path / "bot.db")
+    seen: list[float] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as repos:
+            await repos.members.register("telegram", "h", "H", None, 1)
+            now[0] += 1.0  # its own work took a second
+            holding.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        async with db.transaction() as repos:
+            now[0] += 0.25
+            async with db.transaction() as inner:  # a savepoint: not timed on its own
+                await inner.members.register("telegram", "w", "W", None, 1)
+            async with db.read() as read:
+                await read.conn.execute_fetchall("SELECT 1")
+            await repos.members.register("telegram", "w2", "W2", None, 1)
+
+    try:
+        async with db.transaction():
+            pass
+        assert seen == []  # no observer: nothing timed
+        db.on_transaction = seen.append
+        held = asyncio.create_task(holder())
+        await holding.wait()  # the holder asked at 100 and has the lock
+        waiting = asyncio.create_task(waiter())
+        for _ in range(5):
+            await asyncio.sleep(0)  # the waiter asks at 101 and waits for the lock
+        assert not waiting.done()
+        now[0] += 2.5  # 2.5 s of waiting
+        release.set()
+        await asyncio.gather(held, waiting)
+        assert seen == [3.5, 2.75]  # the holder 100 → 103.5; the waiter 2.5 s for the lock + 0.25 s of work
+
+        with pytest.raises(RuntimeError, match="undo"):
+            async with db.transaction():
+                now[0] += 0.5
+                raise RuntimeError("undo")
+        async with db.transaction(background=True):
+            now[0] += 0.125
+        assert seen == [3.5, 2.75, 0.5, 0.125]
+
+        def broken(seconds: float) -> None:
+            raise ValueError("observer bug")
+
+        db.on_transaction = broken
+        async with db.transaction() as repos:  # an observer's error is logged: the commit stands
+            await repos.members.register("telegram", "x", "X", None, 1)
+        async with db.read() as repos:
+            rows = await repos.conn.execute_fetchall("SELECT display_name FROM members ORDER BY id")
+        assert [r[0] for r in rows] == ["H", "W", "W2", "X"]
+    finally:
+        await db.close()
+
+
+async def test_what_waits_is_counted_on_the_indexes_never_reading_the_history(tmp_path: Path) -> None:
+    """The counts /metrics shows (pushes not settled, updates not handled, replies not sent), and how SQLite
+    runs them: on deliveries_due and inbox_pending, so a shop's years of sent pushes and done updates are not
+    read on each scrape."""
+    from typing import Any
+
+    from storage.repos import Repos
+
+    path = tmp_path / "bot.db"
+    await (await Database.open(path)).close()
+    conn = sqlite3.connect(path)
+    plans: list[str] = []
+
+    class Planned:
+        """Statements on a plain connection, keeping each query's plan."""
+
+        async def execute(self, sql: str, params: Any = (), *, bulk: bool = False) -> sqlite3.Cursor:
+            return conn.execute(sql, params)
+
+        async def execute_fetchall(self, sql: str, params: Any = (), *, bulk: bool = False) -> list[Any]:
+            plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            plans.append(" / ".join(str(row[3]) for row in plan))
+            return conn.execute(sql, params).fetchall()
+
+    try:
+        with conn:
+            conn.execute("PRAGMA foreign_keys=OFF")  # deliveries of an announcement this test does not need
+            states = ["pending", "pending", "sending", "uncertain", "sent", "sent", "sent", "failed"]
+            conn.executemany(
+                "INSERT INTO deliveries(announcement_id, channel, target_kind, target, state)"
+                " VALUES (1, ?, 'user', ?, ?)",
+                [("telegram", str(i), state) for i, state in enumerate(states)],
+            )
+            conn.executemany(
+                "INSERT INTO inbox(key, channel, received_at, done_at) VALUES (?, ?, 1, ?)",
+                [("t:1", "telegram", None), ("t:2", "telegram", None), ("t:3", "telegram", 2), ("t:4", "telegram", 2),
+                 ("w:1", "wechat", None), ("w:2", "wechat", 2)],
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO outbound(channel, chat_id, priority, payload, held, created_at)"
+                " VALUES (?, ?, 1, '{}', ?, 1)",
+                [("telegram", "1", 0), ("telegram", "2", 0), ("telegram", "3", 1), ("wechat", "o1", 1)],
+            )
+        repos = Repos(Planned())
+        assert await repos.deliveries.waiting_counts() == {"pending": 2, "sending": 1, "uncertain": 1}
+        assert "USING COVERING INDEX deliveries_due" in plans[-1] and "SCAN deliveries" not in plans[-1]
+        assert await repos.inbox.pending_counts() == {"telegram": 2, "wechat": 1}
+        assert "USING INDEX inbox_pending" in plans[-1]
+        assert await repos.outbound.queued_counts() == {("telegram", False): 2, ("telegram", True): 1,
+                                                        ("wechat", True): 1}  # fmt: skip
+        with conn:
+            conn.execute("DELETE FROM deliveries WHERE state IN ('pending', 'sending', 'uncertain')")
+        assert await repos.deliveries.waiting_counts() == {}  # the settled rows are not counted as waiting
+    finally:
+        conn.close()

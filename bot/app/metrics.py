@@ -6,13 +6,14 @@ plain numbers kept where things happen, and turned into metric families only whe
 
 - updates handled, answers and handler errors: counted by `MeteredDispatcher`, the runtime's dispatcher, where
   every channel's update comes back from the handlers (a handler's fault is caught, logged and answered with
-  the apology there; the log record of it is what counts it, see `_ErrorTap`);
-- write transactions' time: `TimedDatabase`, the runtime's database;
+  the apology there, and marked `Handled.failed`);
+- write transactions' time: the database's `on_transaction` hook, set by the runtime to `db_seconds.observe`;
 - 429s, queue depths of the channels: read from the channel objects `watch_telegram` was given;
 - pushes settled (sent, failed, uncertain, retried): counted by the outbox;
 - rows waiting in the database (pushes not final, updates not handled, replies not sent): counted on each
-  scrape by `refresh()`, one read on a reader connection (off the event loop), every count on an index or on
-  a table that only holds what waits; the final states (a shop's whole history of sent pushes) are counters.
+  scrape by `refresh()`, one read on a reader connection (off the event loop) through the repositories'
+  `waiting_counts`, `pending_counts` and `queued_counts`, every count on an index or on a table that only
+  holds what waits; the final states (a shop's whole history of sent pushes) are counters.
 
 Labels stay few: a channel, a state, a kind of chat; never a chat or member id.
 """
@@ -21,13 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextvars
 import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from handlers.core.dispatch import Dispatcher, Handled, ReplySink
 from handlers.core.messages import Inbound
 from handlers.core.ports import ChannelPort
 from storage.db.database import Database
-from storage.repos import Repos
+from storage.deliveries import WAITING_STATES
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -54,7 +53,7 @@ UPDATE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 """Upper bounds (seconds) of the updates' histogram (rights lookups at the platform included)."""
 PROBE_SECONDS = 2.0
 """A scrape waits this long for the database's figures; past it they are reported missing (`vipbot_db_up 0`)."""
-PUSH_STATES = ("pending", "sending", "uncertain")
+PUSH_STATES = WAITING_STATES
 """The deliveries' states still to be settled (counted on the `deliveries_due` index); 'sent' and 'failed'
 are final and grow with the shop's history, so they are counters of this process instead."""
 PUSH_OUTCOMES = ("sent", "failed", "uncertain", "retried")
@@ -144,14 +143,14 @@ class Metrics:
         self._watched.setdefault(name, _Watched()).sender = sender
         self.channels.add(name)
 
-    def handled(self, channel: str, handled: Handled, errored: bool, seconds: float) -> None:
+    def handled(self, channel: str, handled: Handled, seconds: float) -> None:
         self.channels.add(channel)
         if handled.committed and not handled.repeat:
             self.updates[channel] += 1
             self.answers[channel] += len(handled.replies)
         elif not handled.committed:
             self.storage_faults[channel] += 1
-        if errored:
+        if handled.failed:
             self.handler_errors[channel] += 1
         timings = self.update_seconds.get(channel)
         if timings is None:
@@ -176,26 +175,11 @@ class Metrics:
         started = time.perf_counter()
         await db.ping()
         ping = time.perf_counter() - started
-        states = ", ".join(f"'{s}'" for s in PUSH_STATES)
-        async with db.read() as repos:
-            conn = repos.conn
-            # On the deliveries_due index (state, next_attempt_at): only the rows not final are counted.
-            pushes = await conn.execute_fetchall(
-                f"SELECT state, COUNT(*) FROM deliveries WHERE state IN ({states}) GROUP BY state"
-            )
-            # On the partial index inbox_pending (channel, received_at) WHERE done_at IS NULL.
-            inbox = await conn.execute_fetchall(
-                "SELECT channel, COUNT(*) FROM inbox WHERE done_at IS NULL GROUP BY channel"
-            )
-            # outbound holds only what is not sent yet (a sent reply's row is deleted).
-            replies = await conn.execute_fetchall("SELECT channel, held, COUNT(*) FROM outbound GROUP BY channel, held")
-        return Snapshot(
-            up=True,
-            ping_seconds=ping,
-            pushes={str(r[0]): int(r[1]) for r in pushes},
-            inbox={str(r[0]): int(r[1]) for r in inbox},
-            replies={(str(r[0]), bool(r[1])): int(r[2]) for r in replies},
-        )
+        async with db.read() as repos:  # one snapshot: the three counts agree with each other
+            pushes = await repos.deliveries.waiting_counts()
+            inbox = await repos.inbox.pending_counts()
+            replies = await repos.outbound.queued_counts()
+        return Snapshot(up=True, ping_seconds=ping, pushes=pushes, inbox=inbox, replies=replies)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -355,82 +339,15 @@ class _Collector:
 
 
 # --- where the figures come from ---------------------------------------------------------------------
-@dataclass
-class _Handling:
-    errors: int = 0
-
-
-_HANDLING: contextvars.ContextVar[_Handling | None] = contextvars.ContextVar("vipbot_handling", default=None)
-"""The update the running task is handling, if any: an error logged meanwhile is its handler's."""
-
-
-class _ErrorTap(logging.Handler):
-    """On the `handlers` logger: an error record logged while an update is being handled marks that update
-    (the dispatcher logs every fault it turns into an apology). It formats and writes nothing."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        handling = _HANDLING.get()
-        if handling is not None:
-            handling.errors += 1
-
-
-_TAP = _ErrorTap()
-
-
-def _install_tap() -> None:
-    logger = logging.getLogger("handlers")
-    if _TAP not in logger.handlers:
-        logger.addHandler(_TAP)
-
-
 class MeteredDispatcher(Dispatcher):
     """The dispatcher, counting each update it hands back to its channel (updates, answers, errors, time)."""
 
     def __init__(self, deps: Deps, commands: Sequence[Command], metrics: Metrics) -> None:
         super().__init__(deps, commands)
         self.metrics = metrics
-        _install_tap()
 
     async def handle_update(self, msg: Inbound, port: ChannelPort, sink: ReplySink | None = None) -> Handled:
-        handling = _Handling()
-        token = _HANDLING.set(handling)
         started = time.perf_counter()
-        try:
-            handled = await super().handle_update(msg, port, sink)
-        finally:
-            _HANDLING.reset(token)
-        self.metrics.handled(msg.channel, handled, handling.errors > 0, time.perf_counter() - started)
+        handled = await super().handle_update(msg, port, sink)
+        self.metrics.handled(msg.channel, handled, time.perf_counter() - started)
         return handled
-
-
-_TIMED: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar("vipbot_timed", default=None)
-"""The task whose outermost write transaction is being timed (the ones it opens inside are savepoints)."""
-
-
-class TimedDatabase(Database):
-    """The database, timing each outermost write transaction into `timings` (when set)."""
-
-    timings: Timings | None = None
-
-    @asynccontextmanager
-    async def transaction(self, *args: Any, **options: Any) -> AsyncIterator[Repos]:
-        """`Database.transaction`, its options passed on as they are."""
-        task = asyncio.current_task()
-        timings = self.timings
-        if timings is None or _TIMED.get() is task:
-            async with super().transaction(*args, **options) as repos:
-                yield repos
-            return
-        token = _TIMED.set(task)
-        started = time.perf_counter()
-        try:
-            async with super().transaction(*args, **options) as repos:
-                yield repos
-        finally:
-            _TIMED.reset(token)
-            timings.observe(time.perf_counter() - started)
-
-    unit = transaction

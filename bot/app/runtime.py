@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import Settings
-from bot.app.metrics import MeteredDispatcher, Metrics, TimedDatabase
+from bot.app.metrics import MeteredDispatcher, Metrics
 from bot.app.planner import Planner
 from bot.app.scheduler import add_housekeeping
 from bot.delivery.outbox import Outbox
@@ -19,6 +19,7 @@ from handlers.core.i18n import Catalog
 from handlers.core.table import assemble
 from handlers.features import FEATURES
 from handlers.greetings.commands import plan_greetings, send_birthdays
+from storage.db.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,9 @@ class Runtime:
         """Open the database (migrating it) and wire the handlers; nothing runs until `start()`."""
         storage = settings.storage
         limit = storage.loop_statement_limit(debug=settings.log_level == "DEBUG")
-        db = await TimedDatabase.open(storage.path, readers=storage.readers, loop_statement_ms=limit)
+        db = await Database.open(storage.path, readers=storage.readers, loop_statement_ms=limit)
         metrics = Metrics()
-        db.timings = metrics.db_seconds
+        db.on_transaction = metrics.db_seconds.observe
         calendar = BusinessCalendar(settings.zone, settings.checkin.rollover_hour)
         scheduler = AsyncIOScheduler(
             timezone=settings.zone,

@@ -44,6 +44,9 @@ class Handled:
     """False when storage failed: nothing was booked, the update is not done, the replies are an apology."""
     repeat: bool = False
     member_id: int | None = None
+    failed: bool = False
+    """A fault of the handler (or of its `prepare` step, or of the routing around it) was logged and answered
+    with the apology instead. A storage fault is not one: it leaves `committed` False and this False."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,10 @@ class Dispatcher:
         try:
             async with self.deps.db.unit() as repos:
                 if not await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts()):
-                    return Handled([], committed=True, repeat=True)  # given up on before: said sorry then
+                    return Handled([], committed=True, repeat=True, failed=True)  # given up on before: said sorry
                 if sink is not None:
                     await sink(repos, None, apology, False)
-            return Handled(apology, committed=True)
+            return Handled(apology, committed=True, failed=True)
         except Exception:
             log.exception("answering %s with the apology failed", msg.key)
         try:
@@ -143,7 +146,7 @@ class Dispatcher:
                 await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts())
         except Exception:
             log.exception("marking %s done failed", msg.key)
-        return Handled(apology, committed=False)
+        return Handled(apology, committed=False, failed=True)
 
     def _route(
         self, msg: Inbound, port: ChannelPort
@@ -224,11 +227,12 @@ class Dispatcher:
             if admission.refusal is not None:
                 replies, command = admission.refusal, None
         undone = admission.failed
+        faulted = False  # the prepare step or the handler failed: answered with the apology
         prepared: Any = None
         if command is not None and parsed is not None and command.prepare is not None:
             prepared, answer, failed = await self._prepare(command, msg, parsed, admission.role)
             if answer is not None:  # refused (the update is done) or failed (a re-delivery is handled again)
-                replies, command, undone = answer, None, failed
+                replies, command, undone, faulted = answer, None, failed, failed
         db = self.deps.db
         async with db.unit() as repos:
             if not await repos.inbox.claim(msg.key, msg.channel, self.deps.now_ts()):
@@ -244,6 +248,7 @@ class Dispatcher:
                                   port, admission.in_group)  # fmt: skip
                 replies, outcome = await self._run(command, request, prepared)
                 undone, target = outcome == "failed", request.audit.target
+                faulted = undone
             if outcome is not None and admission.needed is not None:  # every staff command, refused ones too
                 assert routed is not None and parsed is not None and member_id is not None  # it was routed
                 await repos.audit.record(audit_entry(
@@ -254,7 +259,7 @@ class Dispatcher:
                 await repos.inbox.release(msg.key)
             if sink is not None:
                 await sink(repos, member_id, replies, admission.staff_command)
-        return Handled(replies, committed=True, member_id=member_id)
+        return Handled(replies, committed=True, member_id=member_id, failed=faulted)
 
     async def _prepare(
         self, command: Command, msg: Inbound, parsed: ParsedCommand, role: Role | None

@@ -284,6 +284,11 @@ class Database:
         self._truncate_above = WAL_TRUNCATE_BYTES  # higher for a while after a TRUNCATE could not finish
         self._closing = False
         self._writes_waiting = 0  # transactions waiting for the write lock (or for room in the WAL)
+        self._settled_at = writer.total_changes  # rows written when `settle` last ran
+        self.on_transaction: Callable[[float], None] | None = None
+        """Called after each outermost write transaction (committed or rolled back; savepoints are not) with
+        the seconds from asking for the write lock to the end of its COMMIT or ROLLBACK, e.g. for a histogram.
+        It runs on the loop, outside the transaction: it must be quick, and an error of its own is logged."""
 
     @classmethod
     async def open(
@@ -333,12 +338,16 @@ class Database:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def settle(self, tries: int = 3) -> None:
+    async def settle(self, tries: int = 3, *, after_changes: int = 0) -> None:
         """Between two chunks of a long job: wait for a running checkpoint, then copy the whole WAL into the
         database file with PASSIVE checkpoints on a reader's thread (writes go on meanwhile), up to `tries`
         times while writes keep adding to it. With nothing left to copy, the next write starts the WAL from
         its beginning again, so a long job's WAL stays the size of one chunk and no TRUNCATE checkpoint (which
-        holds every write up) is needed."""
+        holds every write up) is needed. With `after_changes`, only once that many rows were written since the
+        last time it did (the PASSIVE checkpoints that run by themselves meanwhile leave it little to copy)."""
+        if self._writer.total_changes - self._settled_at < after_changes:
+            return
+        self._settled_at = self._writer.total_changes
         await self.idle()
         for _ in range(tries):
             if self._closing or self._checkpoint_lock.locked():
@@ -414,6 +423,8 @@ class Database:
             else:
                 self._writer.execute(f"RELEASE {name}")
             return
+        observe = self.on_transaction
+        started = time.perf_counter() if observe is not None else 0.0
         await self._turn(background)
         try:
             await self._begin()
@@ -430,6 +441,15 @@ class Database:
                 _UNIT.reset(token)
         finally:
             self._write_lock.release()
+            if observe is not None:
+                self._observe(observe, time.perf_counter() - started)
+
+    @staticmethod
+    def _observe(observe: Callable[[float], None], seconds: float) -> None:
+        try:
+            observe(seconds)
+        except Exception:  # the transaction's outcome stands, whatever the observer does
+            log.exception("the transaction observer failed")
 
     async def _turn(self, background: bool) -> None:
         """Take the write lock (after the WAL's TRUNCATE checkpoint, when one is due); a background transaction
