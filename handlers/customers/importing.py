@@ -97,6 +97,10 @@ CHUNK_SECONDS = 0.03
 written CHUNKS_PER_TRANSACTION): on a busy machine it writes fewer, so another write waits about this long plus
 one chunk, not more. Measured at 100,000 rows (bench/import_members.py, 2 CPUs): 100 rows take 8-15 ms."""
 CHUNKS_PER_TRANSACTION = 5
+SETTLE_AFTER_CHANGES = 4_000
+"""Rows written (members, profiles, ledger entries and the balances they move) after which the confirmation
+waits for the WAL to be copied back into the database (`Database.settle`): about every 5 transactions, so the
+WAL stays a few megabytes and never needs the TRUNCATE checkpoint that holds every write up."""
 
 
 def phone_digest(phone: str) -> str:
@@ -290,7 +294,7 @@ async def confirm(db: Database, parsed: ParsedRows, now: int, *, command_line: s
             done.unchanged += applied.unchanged
             done.bad += applied.bad
             if own_transactions:  # (inside one, a WAL checkpoint may be waiting for it: never wait for that)
-                await db.settle()  # the WAL copied into the file first: it then restarts instead of growing
+                await db.settle(after_changes=SETTLE_AFTER_CHANGES)  # the WAL restarts instead of growing
         if audit is not None:  # nothing to write: the confirmation is still audited
             async with db.transaction() as repos:
                 await record_command_line(repos, "import", audit, now)
