@@ -62,7 +62,8 @@ async def alice_with_data(chat: ChatDriver) -> int:
 async def test_me_lists_what_is_kept_privately(chat: ChatDriver) -> None:
     await alice_with_data(chat)
     text = await chat.say("alice", "/me", group=False)
-    assert "What we keep about you:\n· test: Alice (@alice)\n· Phone: 13800138000\n" in text
+    # her own id on each channel, as staff settings (staff.telegram) take it
+    assert "What we keep about you:\n· test: Alice (@alice), ID alice\n· Phone: 13800138000\n" in text
     assert "· Records: check-ins: 1, purchases: 1, poll answers: 0" in text
     assert "Birthday: 08-15" in text and "Points: " in text and "Tier: Gold" in text
     assert "send /forget" in text

@@ -25,7 +25,8 @@ async def stored_data(repos: Repos, deps: Deps, member: Member) -> str:
     lines = [texts.t("me.stored_header")]
     for identity in await repos.members.identities(member.id):
         handle = texts.t("me.username", username=identity.username) if identity.username else ""
-        lines.append(texts.t("me.identity", channel=identity.channel, name=identity.display_name, username=handle))
+        lines.append(texts.t("me.identity", channel=identity.channel, name=identity.display_name, username=handle,
+                             id=identity.external_id))  # the id staff settings (staff.telegram) are keyed by
     phone = await repos.members.phone_of(member.id)
     lines.append(texts.t("me.phone", phone=phone or texts.t("me.no_phone")))
     done = await repos.members.activity(member.id)
