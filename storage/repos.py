@@ -16,6 +16,7 @@ from storage.expiry import ExpiryRepo, TierReviewRepo
 from storage.greetings import GreetingRepo
 from storage.group_buys import GroupBuyRepo
 from storage.inbox import InboxRepo
+from storage.job_runs import JobRunRepo
 from storage.ledger import LedgerRepo
 from storage.members import MemberRepo
 from storage.outbound import OutboundRepo
@@ -61,3 +62,4 @@ class Repos:
         self.tier_reviews = TierReviewRepo(conn)
         self.privacy = PrivacyRepo(conn)
         self.audit = AuditRepo(conn)
+        self.job_runs = JobRunRepo(conn)

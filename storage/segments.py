@@ -242,13 +242,17 @@ class SegmentRepo(Repo):
             bulk=True,
         )
 
-    async def mark_cared(self, member_ids: list[int], now: int) -> None:
-        await self._conn.execute(
+    async def mark_cared(self, member_ids: list[int], now: int) -> list[int]:
+        """Mark these members' current entries cared for; returns the ones marked now (an entry another run
+        marked first is not returned: its care message is that run's), in order."""
+        rows = await fetch_all(
+            self._conn,
             "UPDATE member_segments SET cared_at = ? WHERE cared_at IS NULL"
-            " AND member_id IN (SELECT value FROM json_each(?))",
+            " AND member_id IN (SELECT value FROM json_each(?)) RETURNING member_id",
             (now, "[" + ",".join(str(int(i)) for i in member_ids) + "]"),
             bulk=True,
         )
+        return sorted(int(r[0]) for r in rows)
 
     async def entry_of(self, member_id: int) -> tuple[str, int, int, int | None] | None:
         """(segment, last purchase, entered at, cared at) as last tracked, or None."""

@@ -15,6 +15,7 @@ from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
 from storage.db import backup as db_backup
+from storage.db import instance
 from tests.conftest import ChatDriver
 
 
@@ -117,3 +118,23 @@ def test_files_that_are_not_vipbot_databases_are_refused(tmp_path: Path, capsys:
     assert not database.exists()  # nothing was put in place
     assert cli_main(["backup", str(tmp_path / "copy.db"), "--config", str(config)]) == 2  # no database yet
     assert "does not exist" in capsys.readouterr().err
+
+
+async def test_restore_is_refused_while_the_bot_runs_on_the_database(
+    settings: Settings, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runtime = await Runtime.open(settings, clock)
+    chat = ChatDriver(runtime)
+    database = Path(settings.storage.path)
+    await chat.say("alice", "签到")
+    config = _config(tmp_path, database)
+    assert await asyncio.to_thread(cli_main, ["backup", str(tmp_path / "one.db"), "--config", str(config)]) == 0
+    await chat.say("bob", "签到")
+    try:
+        with instance.hold(database):  # what `vipbot run` holds while it runs
+            assert cli_main(["restore", str(tmp_path / "one.db"), "--config", str(config)]) == 2
+        assert "another vipbot is already running" in capsys.readouterr().err
+        assert _checkins(database) == 2  # the running bot's database is untouched
+        assert not database.with_name(database.name + ".before-restore").exists()
+    finally:
+        await runtime.close()

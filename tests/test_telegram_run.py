@@ -67,6 +67,38 @@ async def test_vipbot_run_polls_answers_and_stops_cleanly(tmp_path: Path) -> Non
     assert api.token not in stderr.decode()  # the token never reaches the log
 
 
+async def test_with_a_log_file_the_bot_logs_there_and_reopens_it_after_a_rotation(tmp_path: Path) -> None:
+    api = await FakeBotApi().start()
+    log = tmp_path / "logs" / "vipbot.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIPBOT_")}
+    env |= {
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
+        "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
+        "VIPBOT_TELEGRAM__COMMAND_MENUS": "false",
+        "VIPBOT_STORAGE__PATH": str(tmp_path / "run.db"),
+        "VIPBOT_LOG_FILE": str(log),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.app.cli", "run", cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await api.wait_for(1, method="getUpdates", timeout=30)
+        rotated = log.with_name("vipbot.log.1")
+        log.rename(rotated)  # what logrotate does (deploy/logrotate/vipbot: no copytruncate)
+        api.push_update(message_update(api, GROUP, ALICE, "/help"))
+        await api.wait_for(1, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+        await api.stop()
+    assert proc.returncode == 0, stderr.decode()
+    assert "vipbot is running" in rotated.read_text(encoding="utf-8")
+    assert "vipbot is running" not in stderr.decode()  # the log went to the file, not to stderr
+    assert "Application.stop() complete" in log.read_text(encoding="utf-8")  # a new file after the move
+
+
 async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: FakeClock) -> None:
     api = await FakeBotApi().start()
     port = free_port()

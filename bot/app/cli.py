@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from handlers.core.i18n import Catalog
 from handlers.customers import importing
 from handlers.customers.spreadsheet import UnreadableFile
 from storage.db import backup as db_backup
+from storage.db import instance
 from storage.db.database import Database
 from storage.db.preflight import StorageError
 
@@ -32,7 +34,11 @@ log = logging.getLogger("vipbot")
 
 def _setup_logging(settings: Settings, quiet: bool) -> None:
     level = logging.WARNING if quiet else getattr(logging, settings.log_level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if settings.log_file and not quiet:  # the bot's own log; the tools (quiet) keep writing to the terminal
+        Path(settings.log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.WatchedFileHandler(settings.log_file, encoding="utf-8")  # reopened after logrotate
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
     # httpx logs every request at INFO, which would include the bot token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -41,6 +47,12 @@ def _setup_logging(settings: Settings, quiet: bool) -> None:
 
 
 async def run_console(settings: Settings) -> None:
+    """The terminal chat, as the one bot process on its database (see `storage.db.instance`)."""
+    with instance.hold(settings.storage.path):  # before anything (start-up recovery) touches the database
+        await _console(settings)
+
+
+async def _console(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
         exports = Path(settings.storage.path).parent / "exports"
@@ -55,7 +67,13 @@ async def run_console(settings: Settings) -> None:
 
 async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run every configured channel until SIGINT or SIGTERM (or until `stop` is set, when given: then no
-    signal handler is installed)."""
+    signal handler is installed). Refuses to start (`AlreadyRunning`, exit code 2) while another bot process
+    runs on the same database file."""
+    with instance.hold(settings.storage.path):  # before anything (start-up recovery) touches the database
+        await _run_bot(settings, stop)
+
+
+async def _run_bot(settings: Settings, stop: asyncio.Event | None) -> None:
     telegram_on = bool(settings.telegram_token)
     wechat_on = settings.wechat.enabled
     if not telegram_on and not wechat_on:
@@ -64,7 +82,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None
             "Opening the console chat instead, on the database at " + settings.storage.path + ".",
             file=sys.stderr,
         )
-        await run_console(settings)
+        await _console(settings)
         return
     # Imported only when a channel is configured, so the console starts fast.
     from bot.app.health import HealthHandler, MetricsHandler
@@ -165,7 +183,8 @@ def backup_command(args: argparse.Namespace, settings: Settings) -> int:
         pages = db_backup.backup(database, other)
         print(f"Backed up {database} to {other} ({pages} pages).")
         return 0
-    kept = db_backup.restore(other, database)
+    with instance.hold(settings.storage.path):  # never under a running bot: it would go on with the old file
+        kept = db_backup.restore(other, database)
     print(f"Restored {database} from {other}." + (f" The previous database is kept as {kept}." if kept else ""))
     return 0
 

@@ -346,6 +346,9 @@ class Settings(RuleSections, BaseSettings):  # the programme's rules are top-lev
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh_CN", "en"] = "zh_CN"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: str = ""
+    """Write the log of `vipbot run` to this file instead of stderr, reopened when logrotate moves it
+    (deploy/logrotate/vipbot); empty: stderr (under systemd: the journal, which rotates itself)."""
     storage: StorageSettings = Field(default_factory=StorageSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     wechat: WeChatSettings = Field(default_factory=WeChatSettings)

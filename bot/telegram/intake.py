@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 LONG_POLL_SECONDS = 25
 INT64_MAX = 2**63 - 1
+CONFLICT_FIRST_PAUSE = 5.0
+CONFLICT_MAX_PAUSE = 60.0
+"""After a 409 Conflict, getUpdates is tried again after 5 s, then ever more slowly up to once a minute: each try
+would cut the other poller's long poll short and take some of its updates."""
+_CONFLICT_NAMES = {"poller": "other poller", "webhook": "webhook"}
 """Ids beyond SQLite's integer range are no Telegram ids."""
 
 
@@ -206,6 +211,12 @@ class Intake:
         """Updates whose handling raised (a bug, not the disk): skipped, for /metrics."""
         self.floods = 0
         """getUpdates answered 429, for /metrics."""
+        self.conflict: str | None = None
+        """While getUpdates answers 409 Conflict: "poller" (another process polls this token) or "webhook"."""
+        self.conflicts = 0
+        """getUpdates answered 409 Conflict, for /metrics."""
+        self.conflict_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How the poller waits after a 409 (tests replace it, so that no test sleeps for real)."""
 
     # --- the store -----------------------------------------------------------------------------------
     async def store(self, updates: list[dict[str, Any]]) -> list[str]:
@@ -302,6 +313,11 @@ class Intake:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
                 continue
+            if data.get("ok") is not True and data.get("error_code") == 409:
+                wait = self._conflicted(str(data.get("description") or ""), pause)
+                await self.conflict_sleep(wait)
+                pause = min(wait * 2, CONFLICT_MAX_PAUSE)
+                continue
             if data.get("ok") is not True:
                 if data.get("error_code") == 429:
                     self.floods += 1
@@ -310,6 +326,10 @@ class Intake:
                 await asyncio.sleep(wait)
                 pause = min(pause * 2, 30.0)
                 continue
+            if self.conflict is not None:
+                gone = _CONFLICT_NAMES[self.conflict]
+                log.warning("telegram: getUpdates works again (the %s is gone); polling goes on", gone)
+                self.conflict = None
             result = data.get("result")
             if not isinstance(result, list):
                 result = []
@@ -334,6 +354,31 @@ class Intake:
                 continue
             pause = 0.5
             offset = max(u["update_id"] for u in updates) + 1  # confirms exactly what is stored
+
+    def _conflicted(self, description: str, pause: float) -> float:
+        """getUpdates answered 409 Conflict: say once, as an ERROR, who else takes this bot's updates (another
+        poller with the same token, or a webhook), and return how long to wait before trying again. Polling
+        goes on: the other one may be stopping (a restart elsewhere, a deploy), and then this one takes over."""
+        cause = "webhook" if "webhook" in description.lower() else "poller"
+        self.conflicts += 1
+        wait = min(max(pause, CONFLICT_FIRST_PAUSE), CONFLICT_MAX_PAUSE)
+        if cause != self.conflict:
+            self.conflict = cause
+            told = f"Telegram: {description[:200]!r}"
+            if cause == "poller":
+                log.error("telegram: another process is polling getUpdates with this bot token (%s), so the two "
+                          "take each other's updates: only one bot may poll a token. Stop the other one (another "
+                          "machine, or a copy started by hand), or run every worker behind one webhook "
+                          "(telegram.webhook.url). Trying again in %.0f s, then up to once a minute",
+                          told, wait)  # fmt: skip
+            else:
+                log.error("telegram: a webhook is set for this bot token (%s), so getUpdates gets nothing: another "
+                          "vipbot runs with telegram.webhook.url, or setWebhook was called by hand. Stop that one, or "
+                          "give this one the same telegram.webhook.url. Trying again in %.0f s, then up to once a "
+                          "minute", told, wait)  # fmt: skip
+        else:
+            log.debug("getUpdates still in conflict (%s); trying again in %.0f s", cause, wait)
+        return wait
 
     # --- handling ------------------------------------------------------------------------------------
     async def _work(self) -> None:

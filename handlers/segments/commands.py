@@ -170,11 +170,13 @@ async def winback(deps: Deps) -> int:
     async with deps.db.transaction() as repos:
         entered = await repos.segments.track(segment_bounds(deps.rules.segments, now), now)
         due = await repos.segments.care_due(channels)
+        if due:  # marked first: only the entries this run marks get their message (once, however many runs)
+            marked = set(await repos.segments.mark_cared([c.member_id for c in due], now))
+            due = [c for c in due if c.member_id in marked]
         if due:
             bodies = [(c.member_id, _care_text(deps, c, now)) for c in due]
             summary = deps.texts.n("winback.announcement", len(due))
             await send_personal(repos, deps, AnnouncementKind.WINBACK, summary, bodies)
-            await repos.segments.mark_cared([c.member_id for c in due], now)
     log.info("win-back: %d segment entries began, %d care messages queued", entered, len(due))
     if due:
         deps.outbox.wake()

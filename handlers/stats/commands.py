@@ -7,6 +7,7 @@ seven full days before today.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
@@ -24,6 +25,11 @@ from storage.repos import Repos
 from storage.segments import SegmentCounts
 from storage.stats import PointsFlow, RatingShare
 from storage.tickets import ticket_stats
+
+log = logging.getLogger(__name__)
+
+WEEKLY_JOB = "weekly_report"
+"""The weekly report's idempotency key: (WEEKLY_JOB, the last day of the week it covers)."""
 
 WEEK_DAYS = 7
 SATISFACTION_DAYS = 90
@@ -188,17 +194,26 @@ async def report(req: Request, deps: Deps, prepared: tuple[str, bytes]) -> list[
     return [Reply(caption, image=chart)]
 
 
-async def weekly_report(deps: Deps) -> None:
-    """The scheduler's weekly job: the seven full days before today, as a picture to the staff chat."""
+async def weekly_report(deps: Deps) -> bool:
+    """The scheduler's weekly job: the seven full days before today, as a picture to the staff chat. Once per
+    week: the report claims its week ('weekly_report', last day) in the transaction that queues it, so a second
+    run for the same week (another bot process, a restart at that hour) sends nothing. True if it was queued."""
     if not deps.outbox.staff_channels():
-        return
+        return False
     yesterday = deps.calendar.business_day(deps.now()) - timedelta(days=1)
+    period = yesterday.isoformat()
     now = deps.now_ts()
     async with deps.db.read() as repos:
+        if await repos.job_runs.ran_at(WEEKLY_JOB, period) is not None:
+            return False  # spares drawing the chart; the claim below is what decides
         series = await week_series(repos, deps, yesterday)
     caption, chart = await render_report(deps, series)  # outside the transaction and off the loop: it takes a moment
     async with deps.db.transaction() as repos:
+        if not await repos.job_runs.claim(WEEKLY_JOB, period, now):
+            log.info("weekly report for the week to %s was sent already; not again", period)
+            return False
         ann_id = await repos.announcements.create("staff", "staff", caption, now, now, image=chart)
         await repos.deliveries.queue_staff(ann_id, sorted(deps.outbox.staff_channels()))
         await repos.announcements.settle(ann_id, "queued", now)
     deps.outbox.wake()
+    return True

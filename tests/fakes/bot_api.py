@@ -26,7 +26,8 @@ What `vipbot doctor` asks is answered from state a test sets, as Telegram answer
 * ``getMe`` says ``can_read_all_group_messages`` when ``privacy`` is off (BotFather's /setprivacy);
 * ``setWebhook`` / ``deleteWebhook`` / ``getWebhookInfo`` keep one webhook (``webhook_url``; the secret is
   kept in ``webhook_secret`` but never shown back, as on Telegram); ``webhook_error`` is the last delivery
-  error it reports; ``getUpdates`` while a webhook is set gets 409 ``Conflict``;
+  error it reports; ``getUpdates`` while a webhook is set gets 409 ``Conflict``, and so does every
+  ``getUpdates`` while ``rival_poller`` is set (another process polling the same token);
 * ``getChat`` / ``getChatMember`` know the chats in ``chats`` (`add_group`, `add_user`: a user who started
   the bot), the bot's and members' standing in ``members`` and ``admins``; any other chat is 400 ``Bad
   Request: chat not found``, a group the bot left or was removed from 403 ``Forbidden: ...``, and a basic
@@ -231,6 +232,9 @@ class FakeBotApi:
     webhook_allowed_updates: list[str] | None = None
     webhook_error: tuple[int, str] | None = None
     """(unix time, message) of the last failed delivery to the webhook, as getWebhookInfo reports it."""
+    rival_poller: bool = False
+    """Another process polls getUpdates with this token: while True every getUpdates gets Telegram's 409
+    ``Conflict: terminated by other getUpdates request``, as each of the rival's calls cuts this one's short."""
 
     @property
     def base_url(self) -> str:
@@ -744,6 +748,12 @@ class _MethodHandler(RequestHandler):
             self.set_status(409)
             self.finish({"ok": False, "error_code": 409, "description": "Conflict: can't use getUpdates method while"
                          " webhook is active; use deleteWebhook to delete the webhook first"})  # fmt: skip
+            return
+        if method == "getUpdates" and self.api.rival_poller:
+            call.status = 409
+            self.set_status(409)
+            self.finish({"ok": False, "error_code": 409, "description": "Conflict: terminated by other getUpdates"
+                         " request; make sure that only one bot instance is running"})  # fmt: skip
             return
         if method == "getUpdates":
             updates = await self.api.take_updates(
