@@ -1,0 +1,18 @@
+-- Customers brought in from the shop's own spreadsheet (`vipbot import members`): each imported row is a member
+-- with a profile keyed by its mainland mobile number. The profile keeps what the last imported file said
+-- (balance and lifetime points), so a later file books only the difference as ledger entries (reason 'import'),
+-- and the contact hints that cannot be identities yet (a Telegram username is not a Telegram user id).
+
+CREATE TABLE customer_profiles (
+    member_id         BIGINT PRIMARY KEY REFERENCES members(id),
+    phone             TEXT    NOT NULL UNIQUE,          -- 11 digits, no +86
+    note              TEXT    NOT NULL DEFAULT '',
+    telegram_username TEXT,                             -- a hint for the claim flow: lower-case, without '@'
+    wechat_openid     TEXT,                             -- also an identity row (channel 'wechat') when imported
+    imported_balance  BIGINT NOT NULL DEFAULT 0,       -- opening points as the last imported file said
+    imported_earned   BIGINT NOT NULL DEFAULT 0,       -- lifetime points as the last imported file said
+    revision          BIGINT NOT NULL DEFAULT 1,       -- imports that changed this row: part of the idem_key
+    imported_at       BIGINT,                          -- first import (unix seconds); NULL: not imported
+    updated_at        BIGINT NOT NULL
+);
+CREATE INDEX customer_profiles_telegram ON customer_profiles(telegram_username) WHERE telegram_username IS NOT NULL;
