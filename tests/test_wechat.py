@@ -274,3 +274,25 @@ async def test_staff_notices_reach_the_staff_openids(wx: WeChatHarness) -> None:
     assert await wx.runtime.outbox.idle()
     notices = wx.api.texts_to(STAFF_OPENID)
     assert any("#1" in text and "快递太慢了" in text for text in notices), notices
+
+
+def test_the_access_token_fetch_gives_up_on_a_server_that_never_answers() -> None:
+    """wechatpy fetches the token with no timeout of its own: the bot's client bounds it, so a silent network
+    cannot hang the thread that pushes (or answers late) for good."""
+    import socket
+    import time
+
+    import pytest
+    import requests
+
+    from bot.wechat.client import ShopWeChatClient
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # accepts the connection, never answers
+        port = silent.getsockname()[1]
+        client = ShopWeChatClient("wxapp", "secret", f"http://127.0.0.1:{port}/cgi-bin/", timeout=0.3)
+        began = time.monotonic()
+        with pytest.raises(requests.Timeout):
+            client.fetch_access_token()
+        assert time.monotonic() - began < 5

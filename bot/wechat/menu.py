@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 from bot.app.config import Settings, WeChatSettings
 
 if TYPE_CHECKING:  # wechatpy and requests are imported when the menu is pushed: `vipbot` itself starts fast
-    import requests
-
     from bot.wechat.client import ShopWeChatClient
 
 API_TIMEOUT_SECONDS = 10.0
@@ -29,28 +27,12 @@ BASIC_CONFIG = "公众号后台 → 设置与开发 → 基本配置"
 _IP = re.compile(r"invalid ip ([0-9A-Fa-f.:]+)")
 
 
-def bounded_session(timeout: float) -> requests.Session:
-    """A requests session with a default timeout: wechatpy fetches the access token without one, so a
-    silent network would hang the caller for good."""
-    import requests
-
-    class TimeoutSession(requests.Session):
-        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-            if kwargs.get("timeout") is None:
-                kwargs["timeout"] = timeout
-            return super().request(method, url, *args, **kwargs)
-
-    return TimeoutSession()
-
-
 def api_client(config: WeChatSettings, timeout: float = API_TIMEOUT_SECONDS) -> ShopWeChatClient:
     """The bot's own WeChat client (the configured `api_base_url`, the same access-token handling), with every
     request, the token's included, bounded by `timeout`."""
     from bot.wechat.client import ShopWeChatClient
 
-    client = ShopWeChatClient(config.app_id, config.app_secret.get_secret_value(), config.api_base_url, timeout)
-    client._http = bounded_session(timeout)  # wechatpy's session attribute; its token fetch passes no timeout
-    return client
+    return ShopWeChatClient(config.app_id, config.app_secret.get_secret_value(), config.api_base_url, timeout)
 
 
 def whitelist_ip(errmsg: str) -> str:
