@@ -117,7 +117,8 @@ class AnnouncementRepo(Repo):
         rows = await fetch_all(
             self._conn,
             "INSERT INTO announcements(kind, audience, text, subject_kind, subject_id, due_at, created_at)"
-            " SELECT ?, ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
+            " SELECT ?, ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),"
+            " CAST(json_extract(j.value, '$[2]') AS BIGINT),"
             " ?, ? FROM json_each(?) j WHERE true ORDER BY j.key RETURNING id",
             (kind, audience, due_at, now,
              json.dumps([[text, *(subject or (None, None))] for text, subject in items], ensure_ascii=False)),
@@ -179,7 +180,7 @@ class AnnouncementRepo(Repo):
         if announcement_ids:
             await self._conn.execute(
                 "UPDATE announcements SET state = ?, outcome = ?, queued_at = ?"
-                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending'",
+                " WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'pending'",
                 (state, outcome, now, json.dumps([int(i) for i in announcement_ids])),
                 bulk=len(announcement_ids) > BULK_ROWS,
             )
@@ -194,7 +195,7 @@ class AnnouncementRepo(Repo):
             self._conn,
             f"UPDATE announcements SET state = CASE WHEN {delivered} THEN 'queued' ELSE 'skipped' END,"
             f" outcome = CASE WHEN {delivered} THEN '' ELSE ? END, queued_at = ?"
-            " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'pending' RETURNING id, state",
+            " WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) AND state = 'pending' RETURNING id, state",
             (outcome, now, json.dumps([int(i) for i in announcement_ids])),
             bulk=len(announcement_ids) > BULK_ROWS,
         )

@@ -112,8 +112,15 @@ KNOWN_SQL = (
 """A profile as `KnownCustomer` reads it."""
 
 
-_ID = "CASE WHEN value->>{0} < 0 THEN :base - (value->>{0}) ELSE value->>{0} END"
-"""A payload's member id in column {0}: a new member's (below zero) counts on from the chunk's `:base`."""
+_ID = (
+    "CASE WHEN CAST(value->>{0} AS BIGINT) < 0 THEN CAST(:base AS BIGINT) - CAST(value->>{0} AS BIGINT)"
+    " ELSE CAST(value->>{0} AS BIGINT) END"
+)
+"""A payload's member id in column {0}: a new member's (below zero) counts on from the chunk's `:base`. (`->>`
+gives SQLite a JSON number as an INTEGER, PostgreSQL text: the CASTs are for PostgreSQL, free on SQLite.)"""
+
+_INT = "CAST(value->>{0} AS BIGINT)"
+"""A payload's integer in column {0} (see `_ID`)."""
 
 
 def _json(rows: list[Any]) -> str:
@@ -121,6 +128,12 @@ def _json(rows: list[Any]) -> str:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     parts = [dumps(rows[at : at + JSON_CHUNK])[1:-1] for at in range(0, len(rows), JSON_CHUNK)]
     return "[" + ",".join(part for part in parts if part) + "]"
+
+
+def _json_column(values: list[Any]) -> str:
+    """`values` as a JSON array of one-element arrays, read back with `value ->> 0`: the same (text) on both
+    engines, where a bare `value` of `json_each` would be `jsonb` on PostgreSQL."""
+    return _json([[value] for value in values])
 
 
 def _by_phone(rows: list[sqlite3.Row]) -> dict[str, KnownCustomer]:
@@ -157,8 +170,8 @@ class CustomerRepo:
             return {}
         rows = await fetch_all(
             self._conn,
-            f"{KNOWN_SQL} WHERE p.phone IN (SELECT value FROM json_each(?))",
-            (await asyncio.to_thread(_json, phones),),
+            f"{KNOWN_SQL} WHERE p.phone IN (SELECT value ->> 0 FROM json_each(?))",
+            (await asyncio.to_thread(_json_column, phones),),
             bulk=True,
         )
         return _by_phone(rows)  # a chunk's worth: a millisecond
@@ -170,8 +183,8 @@ class CustomerRepo:
         rows = await fetch_all(
             self._conn,
             "SELECT external_id, member_id FROM identities"
-            " WHERE channel = 'wechat' AND external_id IN (SELECT value FROM json_each(?))",
-            (await asyncio.to_thread(_json, openids),),
+            " WHERE channel = 'wechat' AND external_id IN (SELECT value ->> 0 FROM json_each(?))",
+            (await asyncio.to_thread(_json_column, openids),),
             bulk=True,
         )
         return {r[0]: int(r[1]) for r in rows}
@@ -199,8 +212,8 @@ class CustomerRepo:
         await self._write(
             "INSERT INTO customer_profiles(member_id, phone, note, telegram_username, wechat_openid,"
             " imported_balance, imported_earned, revision, imported_at, updated_at)"
-            f" SELECT {_ID.format(0)}, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, 1, :now,"
-            " :now FROM json_each(:rows) WHERE true"
+            f" SELECT {_ID.format(0)}, value->>1, value->>2, value->>3, value->>4, {_INT.format(5)},"
+            f" {_INT.format(6)}, 1, :now, :now FROM json_each(:rows) WHERE true"
             " ON CONFLICT(member_id) DO UPDATE SET note = excluded.note,"
             " telegram_username = excluded.telegram_username, wechat_openid = excluded.wechat_openid,"
             " imported_balance = excluded.imported_balance, imported_earned = excluded.imported_earned,"
@@ -212,7 +225,7 @@ class CustomerRepo:
         )
         await self._write(
             "INSERT INTO ledger(member_id, delta, earned_delta, reason, ref, idem_key, created_at)"
-            f" SELECT {_ID.format(0)}, value->>1, value->>2, 'import', value->>3, value->>4, :now"
+            f" SELECT {_ID.format(0)}, {_INT.format(1)}, {_INT.format(2)}, 'import', value->>3, value->>4, :now"
             " FROM json_each(:rows) WHERE true ORDER BY key ON CONFLICT(idem_key) DO NOTHING",
             payload.ledger,
             payload.base,
@@ -245,7 +258,7 @@ class CustomerRepo:
         earned_below), and with `only` = (a SELECT of `member_id`, its parameters) only those it selects."""
         params: dict[str, Any] = {"low": earned_from, "high": earned_below}
         points = tier_points_sql(reviewed)
-        where = f"m.merged_into IS NULL AND {points} >= :low AND (:high IS NULL OR {points} < :high)"
+        where = f"m.merged_into IS NULL AND {points} >= :low AND (CAST(:high AS BIGINT) IS NULL OR {points} < :high)"
         if only is not None:
             select, extra = only
             where += f" AND m.id IN (SELECT member_id FROM ({select}))"

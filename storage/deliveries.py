@@ -66,7 +66,7 @@ class DeliveryRepo(Repo):
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target)"
-            " SELECT j.value, c.channel, 'chat', c.chat_id FROM json_each(?) j, chats c"
+            " SELECT CAST(j.value AS BIGINT), c.channel, 'chat', c.chat_id FROM json_each(?) j, chats c"
             f" WHERE c.channel IN ({_in(channels)}) ORDER BY j.key, c.channel, c.chat_id ON CONFLICT DO NOTHING",
             (json.dumps([int(i) for i in announcement_ids]), *channels),
             bulk=len(announcement_ids) > BULK_ROWS,
@@ -154,9 +154,9 @@ class DeliveryRepo(Repo):
             return 0
         cur = await self._conn.execute(
             "INSERT INTO deliveries(announcement_id, channel, target_kind, target, member_id, body)"
-            " SELECT json_extract(j.value, '$[0]'), i.channel, 'user', i.external_id, i.member_id,"
+            " SELECT CAST(json_extract(j.value, '$[0]') AS BIGINT), i.channel, 'user', i.external_id, i.member_id,"
             " json_extract(j.value, '$[2]')"
-            " FROM json_each(?) j JOIN identities i ON i.member_id = json_extract(j.value, '$[1]')"
+            " FROM json_each(?) j JOIN identities i ON i.member_id = CAST(json_extract(j.value, '$[1]') AS BIGINT)"
             f" WHERE i.can_message = 1 AND i.channel IN ({_in(channels)}) ORDER BY j.key, i.channel"
             " ON CONFLICT DO NOTHING",
             (json.dumps([list(item) for item in items], ensure_ascii=False), *channels),

@@ -91,8 +91,9 @@ class EventRepo(Repo):
         (checked in the same statement as the change, so no sign-up slips in between)."""
         return await changed_one(
             self._conn,
-            "UPDATE events SET capacity = :c WHERE id = :e AND state = 'active' AND (:c IS NULL OR :c >="
-            " (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = :e AND s.state = 'joined'))",
+            "UPDATE events SET capacity = :c WHERE id = :e AND state = 'active'"
+            " AND (CAST(:c AS BIGINT) IS NULL"
+            " OR :c >= (SELECT COUNT(*) FROM event_signups s WHERE s.event_id = :e AND s.state = 'joined'))",
             {"c": capacity, "e": event_id},
         )
 

@@ -83,7 +83,8 @@ def _tier_of(points: str) -> str:
     """SQL: the id of the highest tier whose threshold `points` reach (:tiers is JSON [[min_points, id], ...])."""
     return (
         "(SELECT json_extract(t.value, '$[1]') FROM json_each(:tiers) t"
-        f" WHERE json_extract(t.value, '$[0]') <= {points} ORDER BY json_extract(t.value, '$[0]') DESC LIMIT 1)"
+        f" WHERE CAST(json_extract(t.value, '$[0]') AS BIGINT) <= {points}"
+        " ORDER BY CAST(json_extract(t.value, '$[0]') AS BIGINT) DESC LIMIT 1)"
     )
 
 
@@ -99,9 +100,10 @@ class TierReviewRepo(Repo):
         standing goes."""
         await self._conn.execute(
             "INSERT INTO tier_standing(member_id, discount, reviewed_at)"
-            " SELECT :target, discount, reviewed_at FROM tier_standing WHERE member_id = :source AND discount > 0"
-            " ON CONFLICT(member_id) DO UPDATE SET discount = discount + excluded.discount,"
-            " reviewed_at = MAX(reviewed_at, excluded.reviewed_at)",
+            " SELECT CAST(:target AS BIGINT), discount, reviewed_at FROM tier_standing"
+            " WHERE member_id = :source AND discount > 0"
+            " ON CONFLICT(member_id) DO UPDATE SET discount = tier_standing.discount + excluded.discount,"
+            " reviewed_at = MAX(tier_standing.reviewed_at, excluded.reviewed_at)",
             {"source": source_id, "target": target_id},
         )
         await self._conn.execute("DELETE FROM tier_standing WHERE member_id = ?", (source_id,))
@@ -136,7 +138,8 @@ class TierReviewRepo(Repo):
             await self._conn.execute(
                 "INSERT INTO tier_standing(member_id, discount, reviewed_at)"
                 " SELECT r.member_id, MAX(0, m.earned - r.earned_window), :now FROM json_each(:ids) j"
-                " JOIN tier_reviews r ON r.member_id = j.value AND r.year = :year JOIN members m ON m.id = j.value"
+                " JOIN tier_reviews r ON r.member_id = CAST(j.value AS BIGINT) AND r.year = :year"
+                " JOIN members m ON m.id = CAST(j.value AS BIGINT)"
                 " WHERE true ON CONFLICT(member_id) DO UPDATE SET discount = excluded.discount,"
                 " reviewed_at = excluded.reviewed_at",
                 {"ids": json.dumps(dropped), "year": year, "now": now},

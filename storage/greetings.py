@@ -134,7 +134,8 @@ class GreetingRepo(Repo):
             BirthdayMember,
             "SELECT m.id, m.display_name, m.birthday, m.birthday_set_at AS set_at, m.notify,"
             " (SELECT MAX(i.can_message) FROM identities i WHERE i.member_id = m.id) AS can_message"
-            f" FROM members m WHERE m.birthday IN ({_in(month_days)}) AND can_message IS NOT NULL ORDER BY m.id",
+            f" FROM members m WHERE m.birthday IN ({_in(month_days)})"
+            " AND EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id) ORDER BY m.id",
             tuple(month_days),
             bulk=True,
         )
@@ -161,9 +162,11 @@ class GreetingRepo(Repo):
         if not records:
             return
         await self._conn.execute(
-            "UPDATE birthday_greetings SET via = json_extract(j.value, '$[1]'), gift = json_extract(j.value, '$[2]'),"
-            " announcement_id = json_extract(j.value, '$[3]') FROM json_each(?) j"
-            " WHERE birthday_greetings.member_id = json_extract(j.value, '$[0]') AND birthday_greetings.day = ?",
+            "UPDATE birthday_greetings SET via = json_extract(j.value, '$[1]'),"
+            " gift = CAST(json_extract(j.value, '$[2]') AS BIGINT),"
+            " announcement_id = CAST(json_extract(j.value, '$[3]') AS BIGINT) FROM json_each(?) j"
+            " WHERE birthday_greetings.member_id = CAST(json_extract(j.value, '$[0]') AS BIGINT)"
+            " AND birthday_greetings.day = ?",
             (json.dumps([list(r) for r in records]), day),
             bulk=True,
         )

@@ -148,7 +148,8 @@ class LedgerRepo(Repo):
         rows = await fetch_all(
             self._conn,
             "INSERT INTO ledger(member_id, delta, earned_delta, reason, note, ref, idem_key, created_at)"
-            " SELECT j.value, ?, ?, ?, ?, ?, ? || j.value || ?, ? FROM json_each(?) j WHERE true ORDER BY j.key"
+            " SELECT CAST(j.value AS BIGINT), ?, ?, ?, ?, ?, ? || CAST(j.value AS TEXT) || ?, ?"
+            " FROM json_each(?) j WHERE true ORDER BY j.key"
             " ON CONFLICT(idem_key) DO NOTHING RETURNING member_id",
             (delta, delta, reason, note, ref, *idem_key, now, json.dumps([int(m) for m in member_ids])),
             bulk=True,

@@ -138,7 +138,7 @@ class MemberRepo(Repo):
         await self._conn.execute(
             "UPDATE members SET last_seen_at = :now, display_name = CASE WHEN"
             " (SELECT COUNT(*) FROM identities WHERE member_id = :id) = 1 THEN :name ELSE display_name END,"
-            " seen_in_group_at = COALESCE(seen_in_group_at, CASE WHEN :private THEN NULL ELSE :now END)"
+            " seen_in_group_at = COALESCE(seen_in_group_at, CASE WHEN :private THEN NULL ELSE CAST(:now AS BIGINT) END)"
             " WHERE id = :id",
             {"now": now, "name": display_name, "id": member_id, "private": int(private_chat)},
         )

@@ -109,7 +109,7 @@ class SaleRepo(Repo):
             return None
         cur = await self._conn.execute(
             "UPDATE sales SET sold = sold + 1 WHERE id = :s AND state = 'active' AND sold < stock"
-            " AND :now >= :opens AND (ends_at IS NULL OR :now < ends_at)",
+            " AND CAST(:now AS BIGINT) >= CAST(:opens AS BIGINT) AND (ends_at IS NULL OR :now < ends_at)",
             {"s": sale_id, "now": now, "opens": opens_at},
         )
         if cur.rowcount != 1:
