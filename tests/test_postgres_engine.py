@@ -432,3 +432,24 @@ async def test_opening_an_unreachable_server_is_a_one_line_storage_error() -> No
     with pytest.raises(StorageError, match="cannot connect") as caught:
         await PostgresDatabase.open("postgresql://nobody:secret@127.0.0.1:1/none")
     assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_members_an_import_numbered_itself_leave_fresh_ids_for_the_next_registration(pg) -> None:
+    from dataclasses import replace
+
+    from storage.customers import encode_import
+
+    async with pg.transaction() as repos:
+        first = await _register(repos, "1", "Ann")
+        payload = encode_import(
+            [(-1, "Imported One", None), (-2, "Imported Two", None)],
+            [(-1, "13800138001", "", None, None, 0, 0), (-2, "13800138002", "", None, None, 0, 0)],
+            [],
+            [],
+        )
+        base = await repos.customers.last_member_id()
+        await repos.customers.apply(replace(payload, base=base), NOW)
+    async with pg.transaction() as repos:
+        after = await _register(repos, "2", "Bo")  # without the trigger: a duplicate key on members_pkey
+    assert (first, base, after) == (1, 1, 4)
+    assert await _names(pg) == ["Ann", "Imported One", "Imported Two", "Bo"]

@@ -16,3 +16,16 @@ CREATE TABLE customer_profiles (
     updated_at        BIGINT NOT NULL
 );
 CREATE INDEX customer_profiles_telegram ON customer_profiles(telegram_username) WHERE telegram_username IS NOT NULL;
+
+-- An import numbers its new members itself (after MAX(id), inside its transaction), which does not move the
+-- identity's sequence: this statement trigger moves it past the highest id written, never back, so the next
+-- member who registers gets a fresh id.
+CREATE FUNCTION members_id_follows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM setval(pg_get_serial_sequence('members', 'id'), m) FROM (SELECT MAX(id) AS m FROM inserted) x
+   WHERE m IS NOT NULL
+     AND m > (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM members_id_seq);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER members_id_follows AFTER INSERT ON members REFERENCING NEW TABLE AS inserted
+  FOR EACH STATEMENT EXECUTE FUNCTION members_id_follows();
