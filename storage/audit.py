@@ -50,7 +50,7 @@ class AuditPage:
 
 
 _WHERE: dict[Filter, str] = {
-    "all": "1",
+    "all": "true",
     "member": "a.target_member_id = :value",
     "staff": "a.actor_member_id = :value",
     "since": "a.at >= :value",

@@ -44,6 +44,6 @@ class BoardRepo(Repo):
             self._conn,
             BoardLine,
             "SELECT m.display_name AS name, c.streak FROM checkins c JOIN members m ON m.id = c.member_id"
-            " WHERE c.chat = ? AND c.day = ? ORDER BY c.created_at DESC, c.rowid DESC LIMIT ?",
+            " WHERE c.chat = ? AND c.day = ? ORDER BY c.created_at DESC, c.id DESC LIMIT ?",
             (chat, day, limit),
         )

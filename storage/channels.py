@@ -5,10 +5,46 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from storage.db.sql import Repo, fetch_all, fetch_one, fetch_one_as, has_row
+from storage.db.sql import Repo, fetch_one, fetch_one_as, has_row
 
-# Tables whose rows move with a merged member; the ledger is append-only and gets transfer entries instead.
-_NOT_MOVED = {"ledger", "members"}
+MOVED_WITH_MEMBER: dict[str, str] = {
+    "identities": "",
+    "checkins": "o.day = checkins.day",
+    "purchases": "",
+    "event_signups": "o.event_id = event_signups.event_id",
+    "deliveries": "",
+    "sale_claims": "o.sale_id = sale_claims.sale_id AND o.unit = sale_claims.unit"
+                   " AND o.state <> 'released' AND sale_claims.state <> 'released'",
+    "group_buy_members": "o.group_buy_id = group_buy_members.group_buy_id",
+    "redemptions": "",
+    "poll_answers": "o.poll_id = poll_answers.poll_id",
+    "tickets": "",
+    "birthday_greetings": "o.day = birthday_greetings.day",
+    "member_segments": "true",
+    "referral_codes": "true",
+    "bind_codes": "true",
+    "customer_profiles": "true",
+    "erasure_requests": "o.state = 'pending' AND erasure_requests.state = 'pending'",
+    "points_expiry_reminders": "o.expires_on = points_expiry_reminders.expires_on",
+    "tier_standing": "true",
+    "tier_reviews": "o.year = tier_reviews.year",
+}  # fmt: skip
+"""The tables whose `member_id` rows move to the member a merge keeps, in the order of the schema, each with
+when the kept member's row `o` already holds the place (a UNIQUE or PRIMARY KEY with member_id; "" when none
+does): the kept member's row stays and the merged one's is dropped. The ledger is append-only and gets transfer
+entries instead; tests/test_member_merge_tables.py checks this list against the schema's foreign keys."""
+
+KEPT_REFERENCES: frozenset[tuple[str, str]] = frozenset({
+    ("members", "merged_into"), ("members", "split_from"), ("ledger", "member_id"), ("ledger", "actor_id"),
+    ("announcements", "member_id"),  # generated from subject_id
+    ("referrals", "referrer_id"), ("referrals", "referred_id"),  # ReferralRepo re-points them with its rules
+    ("purchases", "recorded_by"), ("purchases", "voided_by"), ("events", "created_by"), ("sales", "created_by"),
+    ("group_buys", "created_by"), ("redemptions", "handed_by"), ("polls", "created_by"), ("tickets", "closed_by"),
+    ("ticket_messages", "author_id"), ("greeting_silenced", "silenced_by"), ("announcements", "created_by"),
+    ("erasure_requests", "settled_by"),
+})  # fmt: skip
+"""References to members a merge leaves as they are: who did something (staff, authors), the merge's own links,
+the append-only ledger, and the referrals (re-pointed by ReferralRepo)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +146,10 @@ class ChannelStateRepo(Repo):
         return await has_row(
             self._conn,
             "UPDATE bind_failures SET"
-            " failures = CASE WHEN window_start <= :now - :window THEN 1 ELSE failures + 1 END,"
-            " window_start = CASE WHEN window_start <= :now - :window THEN :now ELSE window_start END"
-            " WHERE scope = :scope AND (window_start <= :now - :window OR failures < :limit) RETURNING failures",
-            {"now": now, "window": window, "scope": scope, "limit": limit},
+            " failures = CASE WHEN window_start <= :ended THEN 1 ELSE failures + 1 END,"
+            " window_start = CASE WHEN window_start <= :ended THEN :now ELSE window_start END"
+            " WHERE scope = :scope AND (window_start <= :ended OR failures < :limit) RETURNING failures",
+            {"now": now, "ended": now - window, "scope": scope, "limit": limit},
         )
 
     async def give_back_bind_try(self, scope: str) -> None:
@@ -132,18 +168,11 @@ class ChannelStateRepo(Repo):
 
         Where `target` already has the row (same day's check-in, same poll's answer…), `target`'s is kept
         and `source`'s dropped. Returns rows moved per table."""
-        tables = await fetch_all(
-            self._conn, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
         moved: dict[str, int] = {}
-        for (table,) in tables:
-            if table in _NOT_MOVED:
-                continue
-            columns = await fetch_all(self._conn, f"PRAGMA table_info({table})")
-            if not any(c[1] == "member_id" for c in columns):
-                continue
+        for table, taken in MOVED_WITH_MEMBER.items():
+            free = f" AND NOT EXISTS (SELECT 1 FROM {table} o WHERE o.member_id = :t AND {taken})" if taken else ""
             cur = await self._conn.execute(
-                f"UPDATE OR IGNORE {table} SET member_id = ? WHERE member_id = ?", (target, source)
+                f"UPDATE {table} SET member_id = :t WHERE member_id = :s{free}", {"s": source, "t": target}
             )
             moved[table] = cur.rowcount
             await self._conn.execute(f"DELETE FROM {table} WHERE member_id = ?", (source,))

@@ -31,7 +31,7 @@ class CheckinRepo(Repo):
     ) -> Checkin | None:
         """Insert today's check-in; None when the member already checked in on `day`.
 
-        The primary key (member_id, day) is what stops a double check-in, not a prior read. `chat`
+        The unique key (member_id, day) is what stops a double check-in, not a prior read. `chat`
         ('channel:chat id') names the group it was made in, for that group's board.
         """
         return await fetch_one_as(

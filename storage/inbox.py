@@ -50,7 +50,7 @@ class InboxRepo(Repo):
         return await fetch_all_as(
             self._conn,
             Stored,
-            "SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL ORDER BY received_at, rowid LIMIT ?",
+            "SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL ORDER BY received_at, id LIMIT ?",
             (channel, limit),
         )
 

@@ -23,7 +23,7 @@ class ErasureRequest:
     asked_at: int
 
 
-_IDS = "SELECT value FROM json_each(:ids)"
+_IDS = "SELECT CAST(value AS INTEGER) FROM json_each(:ids)"
 """The member ids being erased, passed as a JSON list."""
 _EXTERNALS = f"SELECT channel, external_id FROM identities WHERE member_id IN ({_IDS})"
 
@@ -77,9 +77,6 @@ class PrivacyRepo(Repo):
         rows = await fetch_all(self._conn, "SELECT id FROM members WHERE merged_into = ? ORDER BY id", (member_id,))
         return [int(row[0]) for row in rows]
 
-    async def _has_table(self, name: str) -> bool:
-        return await has_row(self._conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-
     async def erase(self, placeholders: Mapping[int, str], now: int) -> None:
         """Erase the personal data of the members in `placeholders` (member id -> the name their row keeps,
         such as '已删除会员 #12'). Ledger, purchases and statistics stay, under the member number."""
@@ -92,13 +89,13 @@ class PrivacyRepo(Repo):
         await run(f"DELETE FROM deliveries WHERE state = 'pending' AND {mine}", ids, bulk=True)
         # Deliveries already made stay counted, but no longer name the recipient.
         await run(f"UPDATE deliveries SET target = 'erased:' || id, body = NULL WHERE {mine}", ids, bulk=True)
-        if await self._has_table("claim_codes"):  # a phone claim waiting for the profile's phone
-            await run(f"DELETE FROM claim_codes WHERE phone IN (SELECT phone FROM customer_profiles"
-                      f" WHERE member_id IN ({_IDS}))", ids)  # fmt: skip
-        if await self._has_table("audit_log"):  # what was typed by or about them (the rows themselves stay)
-            await run(f"UPDATE audit_log SET args = '' WHERE target_member_id IN ({_IDS})", ids, bulk=True)
-            await run(f"UPDATE audit_log SET args = '', actor_external_id = '' WHERE actor_member_id IN ({_IDS})",
-                      ids, bulk=True)  # fmt: skip
+        # A phone claim waiting for the profile's phone.
+        await run(f"DELETE FROM claim_codes WHERE phone IN (SELECT phone FROM customer_profiles"
+                  f" WHERE member_id IN ({_IDS}))", ids)  # fmt: skip
+        # What was typed by or about them (the rows themselves stay).
+        await run(f"UPDATE audit_log SET args = '' WHERE target_member_id IN ({_IDS})", ids, bulk=True)
+        await run(f"UPDATE audit_log SET args = '', actor_external_id = '' WHERE actor_member_id IN ({_IDS})",
+                  ids, bulk=True)  # fmt: skip
         for table in ("identities", "customer_profiles", "referral_codes", "bind_codes"):
             await run(f"DELETE FROM {table} WHERE member_id IN ({_IDS})", ids)
         for member_id, placeholder in placeholders.items():

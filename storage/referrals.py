@@ -122,7 +122,9 @@ class ReferralRepo(Repo):
             {**values, "why": reasons.not_new},
         )
         await self._conn.execute(
-            "UPDATE OR IGNORE referrals SET referred_id = :t WHERE referred_id = :s AND voided_at IS NULL", values
+            "UPDATE referrals SET referred_id = :t WHERE referred_id = :s AND voided_at IS NULL AND referrer_id <> :t"
+            " AND NOT EXISTS (SELECT 1 FROM referrals o WHERE o.referred_id = :t)",  # referred_id is UNIQUE
+            values,
         )
         await self._conn.execute(  # one still there: the target was brought in before (a voided invite)
             f"{void} AND state = 'joined' AND referred_id = :s", {**values, "why": reasons.invited_twice}
@@ -211,8 +213,9 @@ class ReferralRepo(Repo):
         stats = await fetch_one_as(
             self._conn,
             ReferralStats,
-            "SELECT COUNT(*) AS joined, COALESCE(SUM(state <> 'joined'), 0) AS purchased,"
-            " COALESCE(SUM(state = 'capped'), 0) AS capped, COALESCE(SUM(referrer_points), 0) AS points"
+            "SELECT COUNT(*) AS joined, COALESCE(SUM(CASE WHEN state <> 'joined' THEN 1 ELSE 0 END), 0) AS purchased,"
+            " COALESCE(SUM(CASE WHEN state = 'capped' THEN 1 ELSE 0 END), 0) AS capped,"
+            " COALESCE(SUM(referrer_points), 0) AS points"
             " FROM referrals WHERE referrer_id = ? AND voided_at IS NULL",
             (referrer_id,),
         )

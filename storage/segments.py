@@ -154,7 +154,8 @@ class SegmentRepo(Repo):
     async def counts(self, bounds: SegmentBounds) -> SegmentCounts:
         rows = await fetch_all(
             self._conn,
-            f"SELECT seg, COUNT(*), SUM(n >= 2) FROM (SELECT {_CASE} AS seg, n FROM ({_AGGREGATE})) GROUP BY seg",
+            f"SELECT seg, COUNT(*), SUM(CASE WHEN n >= 2 THEN 1 ELSE 0 END)"
+            f" FROM (SELECT {_CASE} AS seg, n FROM ({_AGGREGATE})) GROUP BY seg",
             bounds.params(),
             bulk=True,
         )
@@ -218,7 +219,8 @@ class SegmentRepo(Repo):
             f" SELECT member_id, {_CASE}, last, :now FROM ({_AGGREGATE}) WHERE true"
             " ON CONFLICT(member_id) DO UPDATE SET segment = excluded.segment,"
             " last_purchase_at = excluded.last_purchase_at, entered_at = excluded.entered_at, cared_at = NULL"
-            " WHERE segment <> excluded.segment OR last_purchase_at <> excluded.last_purchase_at",
+            " WHERE member_segments.segment <> excluded.segment"
+            " OR member_segments.last_purchase_at <> excluded.last_purchase_at",
             {**bounds.params(), "now": now},
             bulk=True,
         )
@@ -248,7 +250,7 @@ class SegmentRepo(Repo):
         rows = await fetch_all(
             self._conn,
             "UPDATE member_segments SET cared_at = ? WHERE cared_at IS NULL"
-            " AND member_id IN (SELECT value FROM json_each(?)) RETURNING member_id",
+            " AND member_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)) RETURNING member_id",
             (now, "[" + ",".join(str(int(i)) for i in member_ids) + "]"),
             bulk=True,
         )

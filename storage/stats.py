@@ -29,7 +29,7 @@ class PointsFlow:
 def _bucket(column: str, starts: Sequence[int]) -> str:
     """An SQL expression numbering the bucket of `column` among `starts` (ascending): 0 before starts[1],
     1 from starts[1], ... The values are integers from our own code, not user input."""
-    return " + ".join(f"({column} >= {int(s)})" for s in starts[1:]) or "0"
+    return " + ".join(f"CASE WHEN {column} >= {int(s)} THEN 1 ELSE 0 END" for s in starts[1:]) or "0"
 
 
 _FLOW = (
@@ -73,7 +73,8 @@ class StatsRepo(Repo):
         share = await fetch_one_as(
             self._conn,
             RatingShare,
-            "SELECT COUNT(*) AS answers, COALESCE(SUM(CAST(a.answer AS INTEGER) >= 4), 0) AS satisfied"
+            "SELECT COUNT(*) AS answers,"
+            " COALESCE(SUM(CASE WHEN CAST(a.answer AS INTEGER) >= 4 THEN 1 ELSE 0 END), 0) AS satisfied"
             " FROM poll_answers a JOIN polls p ON p.id = a.poll_id"
             " WHERE p.kind = 'rating' AND p.state = 'closed' AND a.complete = 1 AND a.answered_at >= ?",
             (since,),

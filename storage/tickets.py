@@ -164,11 +164,12 @@ class TicketRepo(Repo):
         row = await fetch_one(
             self._conn,
             "SELECT COUNT(*),"
-            " COALESCE(SUM(state = 'open'), 0), COALESCE(SUM(state = 'answered'), 0),"
-            " COALESCE(SUM(state = 'closed'), 0),"
-            " COALESCE(SUM(CASE WHEN answered_at IS NOT NULL THEN answered_at > answer_by"
-            "  ELSE COALESCE(closed_at, :now) > answer_by END), 0),"
-            " COUNT(rating), AVG(rating), COALESCE(SUM(rating >= 4), 0)"
+            " COALESCE(SUM(CASE WHEN state = 'open' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN state = 'answered' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN state = 'closed' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN answered_at IS NOT NULL THEN CASE WHEN answered_at > answer_by THEN 1 ELSE 0 END"
+            "  WHEN COALESCE(closed_at, :now) > answer_by THEN 1 ELSE 0 END), 0),"
+            " COUNT(rating), AVG(rating), COALESCE(SUM(CASE WHEN rating >= 4 THEN 1 ELSE 0 END), 0)"
             " FROM tickets",
             {"now": now},
             bulk=True,

@@ -155,7 +155,8 @@ def test_both_engines_ship_the_same_migration_numbers() -> None:
 def test_the_sqlite_side_is_read_in_full(sqlite_side: Schema) -> None:
     # a reader that saw nothing would make every comparison below pass
     assert len(sqlite_side["tables"]) >= 40
-    assert sqlite_side["primary"]["checkins"] == ("member_id", "day")
+    assert sqlite_side["primary"]["checkins"] == ("id",)  # the rowid itself since 0023
+    assert (("member_id", "day"), False) in sqlite_side["unique"]["checkins"]
     assert sqlite_side["columns"]["announcements"]["event_id"] == ("bigint", False)  # a generated column
     assert (("idem_key",), False) in sqlite_side["unique"]["ledger"]
     assert sqlite_side["indexes"]["sale_claims_unit"] == (("sale_id", "member_id", "unit"), True, True)

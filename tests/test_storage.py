@@ -390,3 +390,38 @@ async def test_what_waits_is_counted_on_the_indexes_never_reading_the_history(tm
         assert await repos.deliveries.waiting_counts() == {}  # the settled rows are not counted as waiting
     finally:
         conn.close()
+
+
+async def test_the_row_keys_migration_keeps_every_check_in_and_stored_update_in_order(tmp_path: Path) -> None:
+    """0023 gives `checkins` and `inbox` an explicit `id` (PostgreSQL has no rowid): a database made before it
+    keeps its rows, numbered as they were, and a check-in booked twice on the same day still books once."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                 " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")  # fmt: skip
+    for version, name, sql in migration_scripts():
+        if version < 23:
+            conn.executescript(f"BEGIN;\n{sql}\nINSERT INTO schema_version(version, name) VALUES ({version}, '{name}');"
+                               "\nCOMMIT;")  # fmt: skip
+    conn.execute("INSERT INTO members(id, display_name, joined_at, last_seen_at) VALUES (1, 'A', 0, 0), (2, 'B', 0, 0)")
+    conn.execute("INSERT INTO checkins(member_id, day, streak, points, created_at, chat)"
+                 " VALUES (2, '2026-11-30', 1, 10, 5, 'test:g'), (1, '2026-12-01', 1, 10, 7, 'test:g')")  # fmt: skip
+    conn.execute("INSERT INTO inbox(key, channel, payload, received_at)"
+                 " VALUES ('t:1', 'test', '{}', 1), ('t:2', 'test', NULL, 2)")  # fmt: skip
+    conn.commit()
+    before = conn.execute("SELECT rowid, member_id, day FROM checkins ORDER BY rowid").fetchall()
+    conn.close()
+
+    db = await Database.open(path)
+    try:
+        async with db.read() as repos:
+            rows = await repos.conn.execute_fetchall("SELECT id, member_id, day FROM checkins ORDER BY id")
+            stored = await repos.conn.execute_fetchall("SELECT id, key FROM inbox ORDER BY id")
+        assert [tuple(r) for r in rows] == [tuple(r) for r in before] == [(1, 2, "2026-11-30"), (2, 1, "2026-12-01")]
+        assert [tuple(r) for r in stored] == [(1, "t:1"), (2, "t:2")]
+        async with db.transaction() as repos:
+            again = await repos.checkins.record(1, "2026-12-01", "2026-11-30", 9, 10, 2, 10)
+        assert again is None  # (member, day) is still unique
+        assert await db.schema_version() >= 23
+    finally:
+        await db.close()
