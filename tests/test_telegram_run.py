@@ -85,6 +85,10 @@ async def test_with_a_log_file_the_bot_logs_there_and_reopens_it_after_a_rotatio
     )  # fmt: skip
     try:
         await api.wait_for(1, method="getUpdates", timeout=30)
+        for _ in range(300):  # the line comes once the scheduler runs, just after polling began
+            if log.exists() and "vipbot is running" in log.read_text(encoding="utf-8"):
+                break
+            await asyncio.sleep(0.1)
         rotated = log.with_name("vipbot.log.1")
         log.rename(rotated)  # what logrotate does (deploy/logrotate/vipbot: no copytruncate)
         api.push_update(message_update(api, GROUP, ALICE, "/help"))
