@@ -84,7 +84,8 @@ def harness_settings(api: FakeBotApi, db: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "locale": "en",
         "storage": {"path": str(db)},
-        "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
+        # No "/" menus: their round of getMyCommands/setMyCommands at each start is tests/test_telegram_menus.py's.
+        "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP], "command_menus": False},
         # The group's admin (ADMIN) is staff here only because `group_admins` says so (none by default).
         "staff": {"telegram": [STAFF_ID], "telegram_chat": STAFF_CHAT, "group_admins": "manager"},
         "greetings": {"enabled": False},  # holiday greetings would take announcement numbers the tests count on
