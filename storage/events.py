@@ -1,4 +1,10 @@
-"""Events (活动) and their sign-ups; the capacity is enforced in the same statement as the sign-up."""
+"""Events (活动) and their sign-ups; the capacity is enforced in the same statement as the sign-up.
+
+A sign-up and a change of capacity first lock the event's row (`_LOCK_EVENT`, an update that changes nothing):
+on PostgreSQL, where transactions run at once under READ COMMITTED, two sign-ups to the last place would each
+count the other's row as not there yet; with the lock the second waits for the first to commit, and its next
+statement counts afresh. On SQLite (one writer at a time) the lock is a one-row no-op.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +57,11 @@ _EVENT_SELECT = (
 )
 
 
+_LOCK_EVENT = "UPDATE events SET capacity = capacity WHERE id = ?"
+"""Take the event's row lock until the transaction ends (PostgreSQL; a no-op change on SQLite). `capacity` is no
+key and in no index: the lock does not hold up sign-ups' foreign keys, and SQLite rewrites no index."""
+
+
 class EventRepo(Repo):
     async def create(
         self,
@@ -88,7 +99,8 @@ class EventRepo(Repo):
 
     async def set_capacity(self, event_id: int, capacity: int | None) -> bool:
         """Change the capacity of an active event, unless more members are signed up than it would allow
-        (checked in the same statement as the change, so no sign-up slips in between)."""
+        (checked in the same statement as the change, after taking the event's lock: no sign-up slips in)."""
+        await self._conn.execute(_LOCK_EVENT, (event_id,))
         return await changed_one(
             self._conn,
             "UPDATE events SET capacity = :c WHERE id = :e AND state = 'active'"
@@ -103,7 +115,9 @@ class EventRepo(Repo):
         )
 
     async def join(self, event_id: int, member_id: int, now: int) -> SignupResult:
-        """Sign up, unless already signed up or the event is full (checked in the same statement)."""
+        """Sign up, unless already signed up or the event is full (checked in the same statement, after taking
+        the event's lock, so sign-ups to the last place on several connections get it once)."""
+        await self._conn.execute(_LOCK_EVENT, (event_id,))
         row = await fetch_one(
             self._conn,
             "INSERT INTO event_signups(event_id, member_id, state, joined_at)"

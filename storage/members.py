@@ -153,34 +153,44 @@ class MemberRepo(Repo):
         now: int,
         private_chat: bool = False,
     ) -> tuple[int, bool]:
-        """Find or create the member behind an identity; returns (member id, created)."""
-        found = await self.touch(channel, external_id, display_name, username, now, private_chat)
-        if found is not None:
-            return found
-        row = await fetch_one(
-            self._conn,
-            "INSERT INTO members(display_name, joined_at, last_seen_at, seen_in_group_at) VALUES (?, ?, ?, ?)"
-            " RETURNING id",
-            (display_name, now, now, None if private_chat else now),
-        )
-        assert row is not None
-        member_id = int(row[0])
-        # The primary key on (channel, external_id) makes a second registration fail loudly.
-        await self._conn.execute(
-            "INSERT INTO identities(channel, external_id, member_id, username, display_name, can_message,"
-            " created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                channel,
-                external_id,
-                member_id,
-                _norm_username(username),
-                display_name,
-                int(private_chat),
-                now,
-                now if private_chat else None,
-            ),
-        )
-        return member_id, True
+        """Find or create the member behind an identity; returns (member id, created).
+
+        The identity is claimed with `ON CONFLICT DO NOTHING`: when another connection registered the same
+        identity meanwhile (first contact on two workers at once, PostgreSQL), the insert waits for it to commit
+        and claims nothing; the member made here is dropped and the other's is touched (created False). On
+        SQLite's single writer the identity cannot appear between the touch and the insert."""
+        while True:
+            found = await self.touch(channel, external_id, display_name, username, now, private_chat)
+            if found is not None:
+                return found
+            row = await fetch_one(
+                self._conn,
+                "INSERT INTO members(display_name, joined_at, last_seen_at, seen_in_group_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (display_name, now, now, None if private_chat else now),
+            )
+            assert row is not None
+            member_id = int(row[0])
+            claimed = await fetch_one(
+                self._conn,
+                "INSERT INTO identities(channel, external_id, member_id, username, display_name, can_message,"
+                " created_at, last_inbound_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(channel, external_id) DO NOTHING RETURNING member_id",
+                (
+                    channel,
+                    external_id,
+                    member_id,
+                    _norm_username(username),
+                    display_name,
+                    int(private_chat),
+                    now,
+                    now if private_chat else None,
+                ),
+            )
+            if claimed is not None:
+                return member_id, True
+            # Registered by another connection meanwhile: nothing refers to the member made here yet.
+            await self._conn.execute("DELETE FROM members WHERE id = ?", (member_id,))
 
     async def get(self, member_id: int) -> Member | None:
         return await fetch_one_as(

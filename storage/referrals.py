@@ -1,8 +1,10 @@
 """Referrals (老带新): members' stable invite codes, who brought whom, and each referral's reward outcome.
 
 The database holds the rules that must never break: one code per member, one referrer per member, and a
-referral settles once, against the referrer's monthly cap counted in the same statement. A new member can be
-attributed only while they have no activity, and a referral between two members who become one is voided.
+referral settles once, against the referrer's monthly cap counted in the same statement, after taking the
+referrer's member row lock (so, on PostgreSQL, two first purchases settling at once on two connections count
+each other: the second waits for the first to commit). A new member can be attributed only while they have no
+activity, and a referral between two members who become one is voided.
 """
 
 from __future__ import annotations
@@ -170,13 +172,20 @@ class ReferralRepo(Repo):
     ) -> Referral | None:
         """Settle the referral of `referred_id` on their first purchase, once.
 
-        The referrer's rewarded referrals of `month` are counted in the same statement: below `cap` the
-        referral is 'rewarded' with `referrer_points`, else 'capped' with none and `capped_outcome` as the
-        reason. Returns the settled referral, or None when there is nothing (left) to settle.
+        The referrer's rewarded referrals of `month` are counted in the same statement, under the referrer's
+        row lock: below `cap` the referral is 'rewarded' with `referrer_points`, else 'capped' with none and
+        `capped_outcome` as the reason. Returns the settled referral, or None when there is nothing (left) to settle.
         """
         over_cap = (
             "(SELECT COUNT(*) FROM referrals done WHERE done.referrer_id = referrals.referrer_id"
             " AND done.state = 'rewarded' AND done.reward_month = :month AND done.voided_at IS NULL) >= :cap"
+        )
+        # The referrer's row lock first (PostgreSQL: READ COMMITTED would count from before a settlement of the
+        # same referrer still being committed); on SQLite a one-row no-op. `notify` is no key, in no index.
+        await self._conn.execute(
+            "UPDATE members SET notify = notify WHERE id = (SELECT referrer_id FROM referrals"
+            " WHERE referred_id = ? AND state = 'joined' AND voided_at IS NULL)",
+            (referred_id,),
         )
         row = await fetch_one(
             self._conn,
