@@ -133,3 +133,60 @@ async def test_handlers_get_the_rules_without_any_secret(tmp_path: Path) -> None
             assert getattr(rules, section) == getattr(Settings(), section), section
     finally:
         await runtime.close()
+
+
+# --- storage.url: SQLite or PostgreSQL ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("storage", "engine", "sqlite_path"),
+    [
+        ({}, "sqlite", "data/vipbot.db"),
+        ({"path": "x/y.db"}, "sqlite", "x/y.db"),
+        ({"url": "sqlite:///data/shop.db"}, "sqlite", "data/shop.db"),
+        ({"url": "sqlite:////srv/vipbot/shop.db"}, "sqlite", "/srv/vipbot/shop.db"),
+        ({"url": "sqlite:///a/b.db", "path": "a/./b.db"}, "sqlite", "a/b.db"),  # the same file twice is fine
+        ({"url": "postgresql://vipbot:pw@db.local:5432/vipbot"}, "postgresql", "data/vipbot.db"),
+        ({"url": "postgres://vipbot@127.0.0.1/vipbot"}, "postgresql", "data/vipbot.db"),
+        ({"url": "  PostgreSQL://h/vipbot "}, "postgresql", "data/vipbot.db"),
+    ],
+)
+def test_storage_url_selects_the_engine(storage: dict[str, str], engine: str, sqlite_path: str) -> None:
+    settings = Settings(storage=storage).storage
+    assert settings.engine == engine and settings.sqlite_path == sqlite_path
+
+
+def test_storage_url_from_the_environment_wins_over_the_files_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "storage:\n  path: data/vipbot.db\n  writers: 3\n")  # as the shipped config.yaml
+    monkeypatch.setenv("VIPBOT_STORAGE__URL", "postgresql://vipbot:s3cret@127.0.0.1:5432/shop")
+    storage = load_settings(path).storage
+    assert storage.engine == "postgresql" and storage.writers == 3
+    assert storage.url == "postgresql://vipbot:s3cret@127.0.0.1:5432/shop"
+    assert storage.where == "postgresql://vipbot:***@127.0.0.1:5432/shop"  # for messages: no password
+
+
+def test_storage_writers_default_to_eight() -> None:
+    assert Settings().storage.writers == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("storage:\n  url: mysql://h/x\n", "storage.url: Value error, unknown scheme 'mysql'"),
+        ("storage:\n  url: data/vipbot.db\n", "storage.url: Value error, must be a URL"),
+        ("storage:\n  url: sqlite://host/x.db\n", "storage.url: Value error, a sqlite URL has no host"),
+        ("storage:\n  url: 'sqlite:///:memory:'\n", "storage.url: Value error, must name a database file"),
+        ("storage:\n  url: 'sqlite:///x.db?mode=ro'\n", "storage.url: Value error, must name a database file"),
+        ("storage:\n  url: 'postgresql://u:pw@h:port/x'\n", "storage.url: Value error, is not a valid PostgreSQL URL"),
+        (
+            "storage:\n  url: sqlite:///a.db\n  path: b.db\n",
+            "storage: Value error, url names the SQLite file a.db but path names b.db: set only one of them",
+        ),
+        ("storage:\n  writers: 0\n", "storage.writers: Input should be greater than or equal to 1"),
+    ],
+)
+def test_storage_url_errors_say_what_to_write(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text))
+    assert message in str(error.value)
+    assert "pw" not in str(error.value)

@@ -26,7 +26,7 @@ from handlers.customers import importing
 from handlers.customers.spreadsheet import UnreadableFile
 from storage.db import backup as db_backup
 from storage.db import instance
-from storage.db.database import Database
+from storage.db.open import hold_instance, open_database
 from storage.db.preflight import StorageError
 
 log = logging.getLogger("vipbot")
@@ -47,15 +47,15 @@ def _setup_logging(settings: Settings, quiet: bool) -> None:
 
 
 async def run_console(settings: Settings) -> None:
-    """The terminal chat, as the one bot process on its database (see `storage.db.instance`)."""
-    with instance.hold(settings.storage.path):  # before anything (start-up recovery) touches the database
+    """The terminal chat, as the one bot process on its database (see `storage.db.open.hold_instance`)."""
+    async with hold_instance(settings.storage):  # before anything (start-up recovery) touches the database
         await _console(settings)
 
 
 async def _console(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
-        exports = Path(settings.storage.path).parent / "exports"
+        exports = Path(settings.storage.sqlite_path).parent / "exports"
         console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console, exports=exports)
         await console.attach(runtime)
         await runtime.start()
@@ -68,8 +68,12 @@ async def _console(settings: Settings) -> None:
 async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run every configured channel until SIGINT or SIGTERM (or until `stop` is set, when given: then no
     signal handler is installed). Refuses to start (`AlreadyRunning`, exit code 2) while another bot process
-    runs on the same database file."""
-    with instance.hold(settings.storage.path):  # before anything (start-up recovery) touches the database
+    runs on the same database: the SQLite file, or the PostgreSQL database (an advisory lock, until leader
+    election lets several processes share one)."""
+    async with hold_instance(settings.storage):  # before anything (start-up recovery) touches the database
+        if settings.storage.engine == "postgresql":
+            log.info("storage: PostgreSQL at %s; this is its only vipbot process (a second one refuses to start "
+                     "until leader election lands)", settings.storage.where)  # fmt: skip
         await _run_bot(settings, stop)
 
 
@@ -79,7 +83,7 @@ async def _run_bot(settings: Settings, stop: asyncio.Event | None) -> None:
     if not telegram_on and not wechat_on:
         print(
             "No channel has credentials (set TELEGRAM_BOT_TOKEN, or wechat.app_id and WECHAT_TOKEN).\n"
-            "Opening the console chat instead, on the database at " + settings.storage.path + ".",
+            "Opening the console chat instead, on the database at " + settings.storage.where + ".",
             file=sys.stderr,
         )
         await _console(settings)
@@ -141,7 +145,7 @@ async def run_import(settings: Settings, path: Path, *, confirm: bool) -> list[s
     Raises UnreadableFile."""
     storage = settings.storage
     limit = storage.loop_statement_limit(debug=settings.log_level == "DEBUG")
-    db = await Database.open(storage.path, readers=1, loop_statement_ms=limit)
+    db = await open_database(storage, readers=1, writers=1, loop_statement_ms=limit)
     try:
         outcome = await importing.import_file(db, path, settings.rules, apply=confirm, now=int(time.time()))
     finally:
@@ -177,13 +181,18 @@ def import_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def backup_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`vipbot backup FILE` and `vipbot restore FILE`; StorageError (exit code 2) when either side is unusable."""
-    database, other = Path(settings.storage.path), Path(args.file)
+    """`vipbot backup FILE` and `vipbot restore FILE` (SQLite only: exit code 2 on PostgreSQL); StorageError (exit
+    code 2) when either side is unusable."""
+    if settings.storage.engine == "postgresql":
+        print(f"vipbot: backup and restore copy the SQLite file; on PostgreSQL ({settings.storage.where}) use pg_dump"
+              " / pg_restore", file=sys.stderr)  # fmt: skip
+        return 2
+    database, other = Path(settings.storage.sqlite_path), Path(args.file)
     if args.command == "backup":
         pages = db_backup.backup(database, other)
         print(f"Backed up {database} to {other} ({pages} pages).")
         return 0
-    with instance.hold(settings.storage.path):  # never under a running bot: it would go on with the old file
+    with instance.hold(settings.storage.sqlite_path):  # never under a running bot: it would go on with the old file
         kept = db_backup.restore(other, database)
     print(f"Restored {database} from {other}." + (f" The previous database is kept as {kept}." if kept else ""))
     return 0

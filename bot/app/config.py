@@ -24,6 +24,8 @@ from handlers.core.i18n import Catalog
 from handlers.core.roles import Role
 from handlers.core.rules import Rules, RuleSections, StrictModel
 from storage.db.database import DEBUG_LOOP_STATEMENT_MS, READERS, is_file_path
+from storage.db.open import WRITERS as PG_WRITERS
+from storage.db.open import Engine, Location, parse_url, redacted_url, same_file
 
 DEFAULT_CONFIG = Path("config.yaml")
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
@@ -35,12 +37,21 @@ class ConfigError(Exception):
 
 
 class StorageSettings(StrictModel):
+    url: str = ""
+    """Which database: `postgresql://user:password@host:5432/name` (or `postgres://`) for PostgreSQL,
+    `sqlite:///data/vipbot.db` (relative; `sqlite:////srv/vipbot.db` absolute) for SQLite; empty: SQLite at
+    `path`."""
     path: str = Field("data/vipbot.db", min_length=1)
+    """The SQLite file when `url` names none."""
     readers: int = Field(READERS, ge=1, le=64)
     """Reader connections: reads (reports, exports, `/points`) that run at the same time, each on its own thread."""
+    writers: int = Field(PG_WRITERS, ge=1, le=256)
+    """PostgreSQL only: connections for transactions, i.e. updates handled at the same time (SQLite has one
+    writer)."""
     loop_statement_ms: int | None = Field(None, ge=0)
     """A statement not marked bulk that runs longer on the event loop fails (SlowStatementError); 0 = never,
     unset = only with `log_level: DEBUG` (DEBUG_LOOP_STATEMENT_MS)."""
+    _location: Location = PrivateAttr(default_factory=lambda: Location("sqlite"))
 
     def loop_statement_limit(self, *, debug: bool) -> int | None:
         """The limit for `Database.open(loop_statement_ms=...)`: None when the guard is off."""
@@ -53,6 +64,43 @@ class StorageSettings(StrictModel):
         if not is_file_path(value):
             raise ValueError("must be a file path: the bot's reader and writer connections share the file")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _a_database_url(cls, value: str) -> str:
+        value = value.strip()
+        parse_url(value)  # a ValueError says what is wrong (never the password)
+        return value
+
+    @model_validator(mode="after")
+    def _one_sqlite_file(self) -> StorageSettings:
+        location = parse_url(self.url)
+        if location.sqlite_path and "path" in self.model_fields_set and not same_file(location.sqlite_path, self.path):
+            raise ValueError(
+                f"url names the SQLite file {location.sqlite_path} but path names {self.path}: set only one of them"
+                " (or the same file in both)"
+            )
+        if location.engine == "postgresql" and find_spec("asyncpg") is None:
+            raise ValueError("url names a PostgreSQL database, but asyncpg is not installed:"
+                             " pip install 'vipbot[postgres]'")
+        self._location = location
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        """"sqlite" or "postgresql", from `url`."""
+        return self._location.engine
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (the one `url` names, else `path`); also where exports are kept beside, on either
+        engine."""
+        return self._location.sqlite_path or self.path
+
+    @property
+    def where(self) -> str:
+        """The database for messages and logs: the SQLite file, or the PostgreSQL URL without its password."""
+        return redacted_url(self.url) if self.engine == "postgresql" else self.sqlite_path
 
 
 class HttpSettings(StrictModel):

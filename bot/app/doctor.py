@@ -1,10 +1,11 @@
 """`vipbot doctor`: checks the configuration and everything the bot needs to go live, and prints one line per
 check, with the fix when it is not right. The exit code is 1 when any check fails (warnings leave it 0).
 
-The checks, in order: the configuration loads; the database can be written (`storage.path`); a font that draws
+The checks, in order: the configuration loads; the database can be written (`storage.path`, or on PostgreSQL
+`storage.url`: it connects, reads the schema version and tries a write that is rolled back); a font that draws
 Chinese is there for the charts; Telegram (`bot.telegram.doctor`) when a token is set; WeChat
 (`bot.wechat.doctor`) when the account is configured. Nothing is changed: the database gets a write transaction
-that is rolled back, and no tables are created.
+that is rolled back (on PostgreSQL it creates a table and writes a row in it), so no table is left behind.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ PLAIN_MARKS = {Outcome.OK: "ok", Outcome.WARN: "!!", Outcome.FAIL: "XX"}
 """For a terminal that cannot show ✔ and ✘ (a non-UTF-8 locale)."""
 LOCK_WAIT_SECONDS = 2.0
 """How long the database check waits for the write lock (the running bot holds it for milliseconds)."""
+PG_CONNECT_SECONDS = 5.0
+"""How long the PostgreSQL check waits to connect (and each of its statements to finish)."""
+PG_PROBE = "vipbot_doctor_probe"
+"""The table the PostgreSQL check creates and writes in a transaction it rolls back (it never stays)."""
 FONT_FIX = (
     "reinstall vipbot's dependencies (pip install -e . brings the mplfonts font), or install a CJK font"
     " system-wide (apt install fonts-noto-cjk) and delete ~/.cache/matplotlib so matplotlib sees it"
@@ -62,7 +67,7 @@ def check_database(settings: Settings) -> Finding:
     creates it at first start); an existing one must be vipbot's, not newer than this version, and take a write
     transaction (BEGIN IMMEDIATE, rolled back)."""
     name = "database"
-    path = Path(settings.storage.path)
+    path = Path(settings.storage.sqlite_path)
     where = path.absolute()
     folder = where.parent
     if path.is_dir():
@@ -147,6 +152,66 @@ def _check_contents(name: str, path: Path, where: Path) -> Finding:
     return Finding.ok(name, f"{where} is writable; {state}")
 
 
+async def check_postgres(settings: Settings) -> Finding:
+    """Can the bot use its PostgreSQL database? It connects, reads the schema version (refusing one from a newer
+    vipbot) and, in a transaction it rolls back, creates a table and writes a row, as the migrations and every
+    transaction do."""
+    name = "database"
+    url, where = settings.storage.url, settings.storage.where
+    try:
+        import asyncpg
+
+        from storage.db.postgres import migration_scripts as postgres_scripts
+    except ImportError as exc:
+        return Finding.fail(name, f"storage.url names PostgreSQL but asyncpg cannot be loaded: {exc}",
+                            "pip install 'vipbot[postgres]'")  # fmt: skip
+    newest = postgres_scripts()[-1][0]
+    limits = {"application_name": "vipbot doctor", "statement_timeout": str(int(PG_CONNECT_SECONDS * 1000)),
+              "lock_timeout": str(int(LOCK_WAIT_SECONDS * 1000))}  # fmt: skip
+    try:
+        conn = await asyncpg.connect(url, timeout=PG_CONNECT_SECONDS, server_settings=limits)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = str(exc).replace(url, where) or type(exc).__name__
+        return Finding.fail(name, f"cannot connect to the PostgreSQL database {where}: {reason}",
+                            "start PostgreSQL, or correct storage.url (host, port, user, password, name)")  # fmt: skip
+    try:
+        version = 0
+        if await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            version = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        if version > newest:
+            return Finding.fail(name, f"{where} was migrated by a newer vipbot (schema version {version}; this one"
+                                      f" knows up to {newest})",
+                                "run that version, or restore a backup (pg_restore) made for this one")  # fmt: skip
+        probe = conn.transaction()
+        await probe.start()
+        try:
+            await conn.execute(f"CREATE TABLE {PG_PROBE} (x INTEGER)")
+            await conn.execute(f"INSERT INTO {PG_PROBE} VALUES (1)")
+        finally:
+            await probe.rollback()
+    except asyncpg.ReadOnlySQLTransactionError:
+        return Finding.fail(name, f"{where} is read-only (a standby, or default_transaction_read_only)",
+                            "point storage.url at the primary server")  # fmt: skip
+    except asyncpg.InsufficientPrivilegeError as exc:
+        return Finding.fail(name, f"{where}: the user may not create tables or write ({exc})",
+                            "make the user own the database, or GRANT CREATE ON SCHEMA public TO it")  # fmt: skip
+    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError):
+        return Finding.warn(name, f"{where}: a statement waited over {PG_CONNECT_SECONDS:g} s",
+                            "the server is busy or a long transaction holds a lock: run the doctor again")  # fmt: skip
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return Finding.fail(name, f"{where}: {exc}", "check the server's log")
+    finally:
+        await conn.close()
+    if version == 0:
+        state = "empty: the bot creates its tables at first start"
+    elif version < newest:
+        state = (f"schema version {version}; the bot applies the {newest - version} newer migration(s) at its next "
+                 "start (take a backup first: pg_dump)")  # fmt: skip
+    else:
+        state = f"schema version {version}, up to date"
+    return Finding.ok(name, f"PostgreSQL {where} is writable; {state}")
+
+
 # --- the charts' font ----------------------------------------------------------------------------------
 def check_font() -> Finding:
     from handlers.shared import charts  # matplotlib's font list: about a second
@@ -195,7 +260,7 @@ async def run(settings: Settings, emit: Emit | None = None) -> list[Finding]:
     """Every check after the configuration's, in order; `emit` gets each finding as soon as it is known."""
     token = settings.telegram_token
     sections: list[tuple[str, Callable[[], Awaitable[list[Finding]]]]] = [
-        ("database", lambda: asyncio.to_thread(lambda: [check_database(settings)])),
+        ("database", lambda: _database(settings)),
         ("chart font", lambda: asyncio.to_thread(lambda: [check_font()])),
         ("telegram", lambda: _telegram(settings)),
         ("wechat", lambda: _wechat(settings)),
@@ -209,6 +274,12 @@ async def run(settings: Settings, emit: Emit | None = None) -> list[Finding]:
             if emit is not None:
                 emit(finding)
     return findings
+
+
+async def _database(settings: Settings) -> list[Finding]:
+    if settings.storage.engine == "postgresql":
+        return [await check_postgres(settings)]
+    return await asyncio.to_thread(lambda: [check_database(settings)])
 
 
 async def _no_channel() -> list[Finding]:

@@ -19,7 +19,7 @@ from handlers.core.i18n import Catalog
 from handlers.core.table import assemble
 from handlers.features import FEATURES
 from handlers.greetings.commands import plan_greetings, send_birthdays
-from storage.db.database import Database
+from storage.db.open import open_database
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,11 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        """Open the database (migrating it) and wire the handlers; nothing runs until `start()`."""
+        """Open the database (`storage.url`: SQLite or PostgreSQL, migrating it) and wire the handlers; nothing runs
+        until `start()`."""
         storage = settings.storage
         limit = storage.loop_statement_limit(debug=settings.log_level == "DEBUG")
-        db = await Database.open(storage.path, readers=storage.readers, loop_statement_ms=limit)
+        db = await open_database(storage, loop_statement_ms=limit)
         metrics = Metrics()
         db.on_transaction = metrics.db_seconds.observe
         calendar = BusinessCalendar(settings.zone, settings.checkin.rollover_hour)
