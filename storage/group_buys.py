@@ -1,4 +1,13 @@
-"""Group buys (团购): members join until the deadline; then it succeeds (codes for all) or fails."""
+"""Group buys (团购): members join until the deadline; then it succeeds (codes for all) or fails.
+
+A join, an edit, a settlement and a cancel first lock the group buy's row (`_LOCK`, an update that changes
+nothing), then check and act: on PostgreSQL, where transactions run at once under READ COMMITTED, a join's insert
+does not wait for a settlement in flight (its foreign key only shares the row's key), so a member could join a
+group buy already settled without them, or an edit see no member while the first one joins. With the lock the
+second waits for the first to commit, and its next statement sees what the first did: a join either lands before
+the settlement (and is settled with it) or is refused after it. On SQLite (one writer at a time) it is a one-row
+no-op.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +46,11 @@ _SELECT = (
 )
 
 
+_LOCK = "UPDATE group_buys SET min_members = min_members WHERE id = ?"
+"""Take the group buy's row lock until the transaction ends (PostgreSQL; a no-op change on SQLite). `min_members`
+is no key and in no index: the lock does not hold up other tables' foreign keys, and SQLite rewrites no index."""
+
+
 class GroupBuyRepo(Repo):
     async def create(
         self, item: str, price_fen: int, group_price_fen: int, min_members: int, deadline_at: int,
@@ -56,7 +70,9 @@ class GroupBuyRepo(Repo):
         return await fetch_all_as(self._conn, GroupBuy, f"{_SELECT} WHERE g.state = 'open' ORDER BY g.deadline_at")
 
     async def join(self, group_buy_id: int, member_id: int, deposit_fen: int, now: int) -> bool:
-        """Join an open group buy before its deadline; False if already in (or closed)."""
+        """Join an open group buy before its deadline; False if already in (or closed). After the group buy's lock:
+        a settlement or cancel in flight is waited for, and then refuses the join."""
+        await self.lock(group_buy_id)
         return await has_row(
             self._conn,
             "INSERT INTO group_buy_members(group_buy_id, member_id, deposit_fen, joined_at)"
@@ -72,8 +88,16 @@ class GroupBuyRepo(Repo):
             (group_buy_id, member_id),
         )
 
+    async def lock(self, group_buy_id: int) -> None:
+        """Hold the group buy's row lock until the transaction ends: joins, edits, settlements and cancels of it
+        on other connections wait (PostgreSQL). Taken by those itself; a caller that decides from `get` first
+        (the settlement's success) takes it before reading."""
+        await self._conn.execute(_LOCK, (group_buy_id,))
+
     async def settle(self, group_buy_id: int, succeeded: bool) -> bool:
-        """Close an open group buy as succeeded or failed; False if it was not open any more."""
+        """Close an open group buy as succeeded or failed; False if it was not open any more (a cancel racing it
+        won). After the group buy's lock, so `participants` read next in the transaction are all it closed on."""
+        await self.lock(group_buy_id)
         return await changed_one(
             self._conn,
             "UPDATE group_buys SET state = ? WHERE id = ? AND state = 'open'",
@@ -84,7 +108,8 @@ class GroupBuyRepo(Repo):
         self, group_buy_id: int, price_fen: int, group_price_fen: int, min_members: int, deadline_at: int, now: int
     ) -> bool:
         """Correct a group buy made by mistake while it is open, before its deadline and before anyone joined,
-        in one conditional update (a join racing it wins); False otherwise."""
+        in one conditional update after the group buy's lock (a join racing it wins); False otherwise."""
+        await self.lock(group_buy_id)
         return await changed_one(
             self._conn,
             "UPDATE group_buys SET price_fen = ?, group_price_fen = ?, min_members = ?, deadline_at = ?"
@@ -94,6 +119,8 @@ class GroupBuyRepo(Repo):
         )
 
     async def cancel(self, group_buy_id: int) -> bool:
+        """Cancel an open group buy; False if it was not open any more (a settlement racing it won)."""
+        await self.lock(group_buy_id)
         return await changed_one(
             self._conn, "UPDATE group_buys SET state = 'cancelled' WHERE id = ? AND state = 'open'", (group_buy_id,)
         )

@@ -1,5 +1,12 @@
 """Polls and their answers: one row per (poll, member), changeable while the poll is open. The database
-refuses an answer that does not fit its poll (migration 0014), whoever writes it."""
+refuses an answer that does not fit its poll (migration 0014), whoever writes it.
+
+An answer, a withdrawal, a close and a delete first lock the poll's row (`_LOCK`, an update that changes nothing):
+on PostgreSQL, where transactions run at once under READ COMMITTED, an answer's insert does not wait for a close
+in flight (its foreign key only shares the row's key), so it could land after the close's tally, and a delete
+could see no answer while the first one is being written. With the lock the second waits for the first to commit,
+and its next statement sees what the first did. On SQLite (one writer at a time) it is a one-row no-op.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +54,10 @@ def _answer(row: sqlite3.Row) -> Answer:
     return from_row(Answer, row, value=json.loads(row["value"]), draft=None if draft is None else json.loads(draft))
 
 
+_LOCK = "UPDATE polls SET points = points WHERE id = ?"
+"""Take the poll's row lock until the transaction ends (PostgreSQL; a no-op change on SQLite). `points` is no key
+and in no index: the lock does not hold up answers' foreign keys, and SQLite rewrites no index."""
+
 _POLL = "SELECT id, kind, question, options, multi, tiers, points, audience, closes_at, state FROM polls"
 
 
@@ -90,6 +101,9 @@ class PollRepo(Repo):
         return await fetch_all_as(self._conn, _poll, f"{_POLL} WHERE state = 'open' ORDER BY closes_at")
 
     async def close(self, poll_id: int, now: int) -> bool:
+        """Close an open poll; False if it was not open any more. After the poll's lock, so the `answers` read next
+        in the transaction are all it closed on (an answer racing it is either among them or refused)."""
+        await self._conn.execute(_LOCK, (poll_id,))
         return await changed_one(
             self._conn,
             "UPDATE polls SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'",
@@ -98,7 +112,8 @@ class PollRepo(Repo):
 
     async def delete(self, poll_id: int, now: int) -> bool:
         """Take back an open poll nobody has answered (not even a ranking begun): it is closed and marked
-        deleted in one conditional update, so an answer racing it wins. False otherwise."""
+        deleted in one conditional update after the poll's lock, so an answer racing it wins. False otherwise."""
+        await self._conn.execute(_LOCK, (poll_id,))
         return await changed_one(
             self._conn,
             "UPDATE polls SET state = 'closed', closed_at = :now, deleted_at = :now WHERE id = :id AND state = 'open'"
@@ -108,7 +123,9 @@ class PollRepo(Repo):
 
     async def answer(self, poll_id: int, member_id: int, value: Any, complete: bool, now: int) -> None:
         """Record or change the member's answer (dropping a ranking being rebuilt); raises PollClosed when the
-        poll is not open, sqlite3.IntegrityError when the answer does not fit the poll."""
+        poll is not open, sqlite3.IntegrityError when the answer does not fit the poll. After the poll's lock: a
+        close in flight is waited for, and then refuses the answer."""
+        await self._conn.execute(_LOCK, (poll_id,))
         row = await fetch_one(
             self._conn,
             "INSERT INTO poll_answers(poll_id, member_id, answer, complete, answered_at)"
@@ -132,6 +149,8 @@ class PollRepo(Repo):
             raise PollClosed
 
     async def withdraw(self, poll_id: int, member_id: int) -> None:
+        """Take back the member's answer while the poll is open (after the poll's lock, like `answer`)."""
+        await self._conn.execute(_LOCK, (poll_id,))
         await self._conn.execute(
             "DELETE FROM poll_answers WHERE poll_id = ? AND member_id = ?"
             " AND EXISTS (SELECT 1 FROM polls WHERE id = ? AND state = 'open')",

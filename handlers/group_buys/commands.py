@@ -215,11 +215,13 @@ async def settle_at_deadline(repos: Repos, deps: Deps, ann: Announcement) -> Ann
     Returns the announcement with its group text set to the outcome."""
     buy_id = ann.subject_of(SubjectKind.GROUP_BUY)
     assert buy_id is not None
+    await repos.group_buys.lock(buy_id)  # decide on what the lock sees: a join or a cancel in flight went first
     buy = await repos.group_buys.get(buy_id)
     if buy is None or buy.state != "open":
         return ann
     succeeded = buy.joined >= buy.min_members
-    await repos.group_buys.settle(buy.id, succeeded)
+    if not await repos.group_buys.settle(buy.id, succeeded):
+        return ann
     people = await repos.group_buys.participants(buy.id)
     bodies = []
     for person in people:
