@@ -1,10 +1,17 @@
 """Shared fixtures: a network guard, settings on a temporary database (a copy of one migrated per session),
-a fake clock, a chat driver."""
+a fake clock, a chat driver.
+
+The engine under test is SQLite unless `VIPBOT_TEST_ENGINE=postgresql` (read at import, before the tests' clean
+environment): then `settings` (and so `runtime`, `chat`, ...) names a scratch PostgreSQL database of its own per
+test, a copy of a template migrated once per session (per xdist worker), on the server `tests.pg` uses; tests
+marked `sqlite_only` (they open the SQLite file itself: sqlite3, WAL, backup, the lock file) are skipped.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +32,29 @@ from handlers.core.roles import Role
 from storage.db.database import Database
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+ENGINE = (os.environ.get("VIPBOT_TEST_ENGINE") or "sqlite").strip().lower()
+"""The engine the suite runs on: "sqlite" (default) or "postgresql"."""
+if ENGINE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"VIPBOT_TEST_ENGINE={ENGINE!r}: use sqlite or postgresql")
+ON_POSTGRES = ENGINE == "postgresql"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if not ON_POSTGRES:
+        return "vipbot storage engine: sqlite"
+    from tests import pg
+
+    return f"vipbot storage engine: postgresql at {pg.redacted(pg.POSTGRES_URL)}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_POSTGRES:
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "opens the SQLite file itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only ({why}); the engine is PostgreSQL"))
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
 
 
@@ -113,11 +143,89 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class _ScratchDatabases:
+    """On PostgreSQL: copies of a migrated template, one per test. CREATE DATABASE ... TEMPLATE takes about half a
+    second (the server syncs the new files) but several run in parallel well, so `SPARES` copies are made ahead in
+    background threads while the tests run, and the used ones are dropped there too."""
+
+    SPARES = 2
+
+    def __init__(self, template: str) -> None:
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.template = template
+        self._work = ThreadPoolExecutor(max_workers=self.SPARES + 1, thread_name_prefix="pg-scratch")
+        self._spares: deque[Future[str]] = deque(self._work.submit(self._create) for _ in range(self.SPARES))
+
+    def _create(self) -> str:
+        from tests import pg
+
+        return asyncio.run(pg.create_database(self.template))
+
+    @staticmethod
+    def _drop(db_url: str) -> None:
+        from tests import pg
+
+        asyncio.run(pg.drop_database(db_url))
+
+    def take(self) -> str:
+        db_url = self._spares.popleft().result()
+        self._spares.append(self._work.submit(self._create))
+        return db_url
+
+    def give_back(self, db_url: str) -> None:
+        self._work.submit(self._drop, db_url)
+
+    def close(self) -> None:
+        from tests import pg
+
+        for spare in self._spares:
+            self._work.submit(lambda spare=spare: self._drop(spare.result()))
+        self._work.shutdown(wait=True)
+        self._drop(pg.with_database(pg.POSTGRES_URL, self.template))
+
+
+@pytest.fixture(scope="session")
+def pg_scratch() -> Iterator[_ScratchDatabases]:
+    """On PostgreSQL: the session's scratch databases, copies of a template migrated once per session (per xdist
+    worker), all dropped at the end. The run fails when the server is not reachable (the engine was asked for)."""
+    from tests import pg
+
+    reason = pg.skip_reason()
+    if reason is not None:
+        pytest.fail(f"VIPBOT_TEST_ENGINE=postgresql but {reason}", pytrace=False)
+    scratch = _ScratchDatabases(asyncio.run(pg.migrated_template_name()))
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
+def storage_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The `storage.url` of this test's database: empty on SQLite (`storage.path` names the file), on PostgreSQL
+    a fresh migrated database of its own, dropped after the test."""
+    if not ON_POSTGRES:
+        yield ""
+        return
+    scratch: _ScratchDatabases = request.getfixturevalue("pg_scratch")
+    db_url = scratch.take()
+    try:
+        yield db_url
+    finally:
+        scratch.give_back(db_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_db: Path, storage_url: str) -> Settings:
     # loop_statement_ms: a statement not marked bulk that runs 200 ms on the event loop fails the test.
-    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200})
+    storage: dict[str, Any] = {"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200}
+    if storage_url:
+        storage["url"] = storage_url
+    else:
+        shutil.copy(migrated_db, tmp_path / "vip.db")
+    return Settings(locale="en", storage=storage)
 
 
 @pytest.fixture

@@ -97,6 +97,13 @@ def require_postgres() -> None:
         pytest.skip(reason)
 
 
+def redacted(url: str) -> str:
+    """`url` without its password (for headers and messages)."""
+    from storage.db.open import redacted_url
+
+    return redacted_url(url)
+
+
 async def _migrated_template() -> str:
     from storage.db.postgres import PostgresDatabase
 
@@ -104,6 +111,11 @@ async def _migrated_template() -> str:
     db = await PostgresDatabase.open(db_url, readers=1, writers=1)
     await db.close()
     return db_url
+
+
+async def migrated_template_name() -> str:
+    """Create a database migrated to the newest schema (to copy with CREATE DATABASE ... TEMPLATE): its name."""
+    return urlsplit(await _migrated_template()).path.lstrip("/")
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ def _unbalanced(path: Path) -> list[int]:
     return [r[0] for r in rows]
 
 
+@pytest.mark.sqlite_only("backs up and restores the SQLite file")
 async def test_a_backup_during_a_burst_of_check_ins_holds_every_committed_one(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -76,6 +77,7 @@ def _config(tmp_path: Path, database: Path) -> Path:
     return config
 
 
+@pytest.mark.sqlite_only("backs up and restores the SQLite file")
 async def test_restore_puts_a_backup_back_and_keeps_the_database_it_replaces(
     settings: Settings, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -120,6 +122,7 @@ def test_files_that_are_not_vipbot_databases_are_refused(tmp_path: Path, capsys:
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.sqlite_only("backs up and restores the SQLite file")
 async def test_restore_is_refused_while_the_bot_runs_on_the_database(
     settings: Settings, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -318,6 +318,7 @@ def chunked_rows(count: int) -> list[list[Any]]:
     return [[f"1380013{i:04d}", 10 + i, 100 + i] for i in range(count)]
 
 
+@pytest.mark.sqlite_only("the single writer: a write waits its turn between chunks; PostgreSQL's do not wait")
 async def test_a_write_during_a_confirmation_waits_for_one_chunk_not_the_whole_file(
     runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
