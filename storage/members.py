@@ -300,8 +300,9 @@ class MemberRepo(Repo):
         return await fetch_all_as(
             self._conn,
             MemberMatch,
-            f"{_MATCH} WHERE {_FINDABLE} AND (m.display_name LIKE :part ESCAPE '\\' OR m.id IN"
-            " (SELECT member_id FROM identities WHERE display_name LIKE :part ESCAPE '\\'))"
+            # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not
+            f"{_MATCH} WHERE {_FINDABLE} AND (LOWER(m.display_name) LIKE LOWER(:part) ESCAPE '\\' OR m.id IN"
+            " (SELECT member_id FROM identities WHERE LOWER(display_name) LIKE LOWER(:part) ESCAPE '\\'))"
             " ORDER BY m.id LIMIT :limit",
             params,
             bulk=True,

@@ -453,3 +453,10 @@ async def test_members_an_import_numbered_itself_leave_fresh_ids_for_the_next_re
         after = await _register(repos, "2", "Bo")  # without the trigger: a duplicate key on members_pkey
     assert (first, base, after) == (1, 1, 4)
     assert await _names(pg) == ["Ann", "Imported One", "Imported Two", "Bo"]
+
+
+async def test_a_text_with_a_nul_character_is_stored_with_a_replacement_not_refused(pg) -> None:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): a member's name or message with one is still stored."""
+    async with pg.transaction() as repos:
+        await _register(repos, "7", "A\x00nn")
+    assert await _names(pg) == ["A\ufffdnn"]

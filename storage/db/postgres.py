@@ -133,6 +133,14 @@ def _integrity(exc: asyncpg.IntegrityConstraintViolationError) -> sqlite3.Integr
     return sqlite3.IntegrityError(message)
 
 
+def _storable(args: list[Any]) -> list[Any]:
+    """The parameters with every NUL character of a text replaced by U+FFFD: PostgreSQL's text cannot hold one
+    (SQLite's can), and a member's message with one in it must still be handled, not fail."""
+    if not any(isinstance(a, str) and "\x00" in a for a in args):
+        return args
+    return [a.replace("\x00", "\ufffd") if isinstance(a, str) else a for a in args]
+
+
 class PgStatements:
     """One connection's statements, translated by the dialect layer (`bulk` changes nothing: asyncpg never
     blocks the loop)."""
@@ -145,7 +153,7 @@ class PgStatements:
     async def execute(self, sql: str, params: Params = (), *, bulk: bool = False) -> PgOutcome:
         text, args = bind(sql, params)
         try:
-            status = await self._conn.execute(text, *args)
+            status = await self._conn.execute(text, *_storable(args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity(exc) from exc
         return PgOutcome(_rowcount(status))
@@ -153,7 +161,7 @@ class PgStatements:
     async def execute_fetchall(self, sql: str, params: Params = (), *, bulk: bool = False) -> Sequence[Row]:
         text, args = bind(sql, params)
         try:
-            return await self._conn.fetch(text, *args)
+            return await self._conn.fetch(text, *_storable(args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity(exc) from exc
 
