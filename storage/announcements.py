@@ -167,6 +167,16 @@ class AnnouncementRepo(Repo):
         """`for_subject('event', event_id)`."""
         return await self.for_subject("event", event_id)
 
+    async def claim_pending(self, announcement_id: int) -> bool:
+        """Take the announcement's row lock while it is still pending: False when another transaction settled it
+        meanwhile (on PostgreSQL, two `run_due` at once: the second waits here and then finds it settled). A
+        no-op write on a non-key column, so it costs nothing on SQLite's single writer."""
+        return await changed_one(
+            self._conn,
+            "UPDATE announcements SET outcome = outcome WHERE id = ? AND state = 'pending'",
+            (announcement_id,),
+        )
+
     async def settle(self, announcement_id: int, state: str, now: int, outcome: str = "") -> bool:
         """Move a pending announcement to queued, skipped or cancelled; False if it was no longer pending."""
         return await changed_one(

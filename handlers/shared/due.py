@@ -49,6 +49,8 @@ async def run_due(deps: Deps) -> list[int]:
     follow_ups: list[tuple[AfterCommit, Announcement]] = []
     async with deps.db.transaction() as repos:
         for due_ann in await repos.announcements.due(now_ts):
+            if not await repos.announcements.claim_pending(due_ann.id):  # claim first, then act: another run has it
+                continue
             late = now - datetime.fromtimestamp(due_ann.due_at, now.tzinfo)
             reason = await _skip_reason(repos, deps, due_ann, now_ts, late)
             if reason is not None:
