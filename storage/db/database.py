@@ -399,6 +399,11 @@ class Database:
         async with self._write_lock:
             self._writer.execute("SELECT 1").fetchall()
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is open (or about to begin, holding the lock) right now."""
+        return self._write_lock.locked() or self._writer.in_transaction
+
     @asynccontextmanager
     async def transaction(self, *, background: bool = False) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception.

@@ -213,6 +213,7 @@ class PostgresDatabase:
         """Where the database is, for messages (the URL without its password)."""
         self._writers = writers
         self._readers = readers
+        self._open_units = 0  # outermost write transactions open now (`writing`)
         self.on_transaction: Callable[[float], None] | None = None
         """Called after each outermost transaction (committed or rolled back) with the seconds from asking for a
         connection to the end of its COMMIT or ROLLBACK. It must be quick; an error of its own is logged."""
@@ -281,6 +282,11 @@ class PostgresDatabase:
             return unit
         return None
 
+    @property
+    def writing(self) -> bool:
+        """Whether a write transaction is open (on any connection) right now."""
+        return self._open_units > 0
+
     @asynccontextmanager
     async def transaction(self, *, background: bool = False) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception. Inside a transaction
@@ -305,6 +311,7 @@ class PostgresDatabase:
                 await outer.start()
                 unit = _Unit(self, asyncio.current_task(), conn, Repos(PgStatements(conn)))
                 token = _UNIT.set(unit)
+                self._open_units += 1
                 try:
                     yield unit.repos
                 except BaseException:
@@ -318,6 +325,7 @@ class PostgresDatabase:
                     except asyncpg.IntegrityConstraintViolationError as exc:  # a deferred constraint
                         raise _integrity(exc) from exc
                 finally:
+                    self._open_units -= 1
                     _UNIT.reset(token)
         finally:
             self._timed(asked)
