@@ -26,7 +26,7 @@ Engine = Literal["sqlite", "postgresql"]
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQLITE_PREFIX = "sqlite:///"
 WRITERS = 8
-"""PostgreSQL connections for transactions by default (the same as `storage.db.postgres.WRITERS`)."""
+"""PostgreSQL connections for transactions (`transaction()`, `unit()`) by default: transactions at the same time."""
 
 
 @dataclass(frozen=True, slots=True)

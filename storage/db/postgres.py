@@ -49,6 +49,7 @@ import asyncpg
 
 from storage.db.dialect import bind
 from storage.db.instance import AlreadyRunning
+from storage.db.open import WRITERS
 from storage.db.open import redacted_url as redacted
 from storage.db.preflight import StorageError
 from storage.db.preflight import is_storage_fault as is_sqlite_fault
@@ -57,8 +58,6 @@ from storage.repos import Repos
 
 log = logging.getLogger(__name__)
 
-WRITERS = 8
-"""Connections for transactions (`transaction()`, `unit()`) by default: transactions at the same time."""
 READERS = 4
 """Connections for reads (`read()`) by default."""
 CONNECT_TIMEOUT_SECONDS = 10.0
