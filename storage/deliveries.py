@@ -51,6 +51,11 @@ WAITING_STATES = ("pending", "sending", "uncertain")
 """The states of a delivery not settled yet; 'sent' and 'failed' are final."""
 
 
+_MINE = "state = 'sending' AND claimed_by IS ?"
+"""A row settles only while it is still being sent by the one who claimed it (not after its lease ran out and it
+was recovered, nor by another process)."""
+
+
 def _in(values: Sequence[str]) -> str:
     return ",".join("?" * len(values))
 
@@ -202,19 +207,23 @@ class DeliveryRepo(Repo):
         )
         return row[0] if row and row[0] is not None else None
 
-    async def claim(self, delivery_id: int) -> bool:
-        """Take a pending row for sending; only one sender can win it."""
+    async def claim(self, delivery_id: int, claimant: str = "", lease_until: float = 0.0) -> bool:
+        """Take a pending row for sending, for `claimant` until `lease_until` (unix seconds); only one sender can
+        win it. On PostgreSQL a row another process has locked (claiming it at this moment) is skipped rather
+        than waited for (`FOR UPDATE SKIP LOCKED`): that process wins it."""
+        locked = " FOR UPDATE SKIP LOCKED" if getattr(self._conn, "engine", "sqlite") == "postgresql" else ""
         return await changed_one(
             self._conn,
-            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE id = ? AND state = 'pending'",
-            (delivery_id,),
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, claimed_by = ?, lease_until = ?"
+            f" WHERE id = (SELECT id FROM deliveries WHERE id = ? AND state = 'pending'{locked})",
+            (claimant, lease_until, delivery_id),
         )
 
-    async def mark_sent(self, delivery_id: int, now: int, message_id: str | None = None) -> None:
+    async def mark_sent(self, delivery_id: int, now: int, message_id: str | None = None, claimant: str = "") -> None:
         await self._conn.execute(
             "UPDATE deliveries SET state = 'sent', sent_at = ?, last_error = '', message_id = ?"
-            " WHERE id = ? AND state = 'sending'",
-            (now, message_id, delivery_id),
+            f" WHERE id = ? AND {_MINE}",
+            (now, message_id, delivery_id, claimant),
         )
 
     async def sent_posts(self, announcement_ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
@@ -258,11 +267,11 @@ class DeliveryRepo(Repo):
             "UPDATE deliveries SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now, delivery_id)
         )
 
-    async def retry_at(self, delivery_id: int, wall_time: float, error: str) -> None:
+    async def retry_at(self, delivery_id: int, wall_time: float, error: str, claimant: str = "") -> None:
         await self._conn.execute(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?"
-            " WHERE id = ? AND state = 'sending'",
-            (wall_time, error[:500], delivery_id),
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?, claimed_by = NULL,"
+            f" lease_until = NULL WHERE id = ? AND {_MINE}",
+            (wall_time, error[:500], delivery_id, claimant),
         )
 
     async def postpone(self, delivery_id: int, wall_time: float) -> None:
@@ -270,24 +279,34 @@ class DeliveryRepo(Repo):
             "UPDATE deliveries SET next_attempt_at = ? WHERE id = ? AND state = 'pending'", (wall_time, delivery_id)
         )
 
-    async def mark_uncertain(self, delivery_id: int, error: str) -> None:
+    async def mark_uncertain(self, delivery_id: int, error: str, claimant: str = "") -> None:
         await self._conn.execute(
-            "UPDATE deliveries SET state = 'uncertain', last_error = ? WHERE id = ? AND state = 'sending'",
-            (error[:500], delivery_id),
+            f"UPDATE deliveries SET state = 'uncertain', last_error = ? WHERE id = ? AND {_MINE}",
+            (error[:500], delivery_id, claimant),
         )
 
-    async def mark_failed(self, delivery_id: int, error: str) -> None:
+    async def mark_failed(self, delivery_id: int, error: str, claimant: str = "") -> None:
         await self._conn.execute(
-            "UPDATE deliveries SET state = 'failed', last_error = ? WHERE id = ? AND state = 'sending'",
-            (error[:500], delivery_id),
+            f"UPDATE deliveries SET state = 'failed', last_error = ? WHERE id = ? AND {_MINE}",
+            (error[:500], delivery_id, claimant),
         )
 
-    async def recover_inflight(self) -> int:
-        """After a restart: rows left in 'sending' may have gone out, so they are not sent again."""
-        cur = await self._conn.execute(
-            "UPDATE deliveries SET state = 'uncertain', last_error = 'interrupted while sending'"
-            " WHERE state = 'sending'"
-        )
+    async def recover_inflight(self, lease_ended_by: float | None = None) -> int:
+        """Rows left in 'sending' by a process that stopped may have gone out, so they are not sent again: they
+        become 'uncertain'. With `lease_ended_by` (unix seconds) only the rows whose lease had run out by then
+        (several processes share the database: a live one may be sending the others); without it, all of them
+        (the one process of a SQLite file, at its start)."""
+        if lease_ended_by is None:
+            cur = await self._conn.execute(
+                "UPDATE deliveries SET state = 'uncertain', last_error = 'interrupted while sending'"
+                " WHERE state = 'sending'"
+            )
+        else:
+            cur = await self._conn.execute(
+                "UPDATE deliveries SET state = 'uncertain', last_error = 'interrupted while sending'"
+                " WHERE state = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
+                (lease_ended_by,),
+            )
         return cur.rowcount
 
     async def counts(self, announcement_id: int) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""Running for real on PostgreSQL: `vipbot run` with `storage.url` against a fake Bot API, one bot process per
-database (the advisory lock), the doctor's PostgreSQL check, and backup/restore pointing at pg_dump.
+"""Running for real on PostgreSQL: `vipbot run` with `storage.url` against a fake Bot API, one poller per
+database (a second process with Telegram polling refuses to start), the doctor's PostgreSQL check, and
+backup/restore pointing at pg_dump.
 
 Skipped when PostgreSQL cannot be reached (see tests/pg.py: VIPBOT_TEST_POSTGRES_URL)."""
 
@@ -18,7 +19,6 @@ import pytest
 from bot.app import cli, doctor
 from bot.app.checks import Outcome
 from bot.app.config import Settings
-from storage.db.instance import AlreadyRunning
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 from tests.pg import pg_empty_url, pg_template, pg_url  # noqa: F401 - fixtures
 
@@ -56,7 +56,7 @@ async def fetch(url: str, sql: str, *args: object) -> list:
         await conn.close()
 
 
-async def test_vipbot_run_on_postgresql_answers_books_there_and_refuses_a_second_process(pg_url: str) -> None:  # noqa: F811
+async def test_vipbot_run_on_postgresql_answers_books_there_and_refuses_a_second_poller(pg_url: str) -> None:  # noqa: F811
     api = await FakeBotApi().start()
     env = bot_env(api, pg_url)
     proc = await start_bot(env)
@@ -66,13 +66,14 @@ async def test_vipbot_run_on_postgresql_answers_books_there_and_refuses_a_second
         (reply,) = await api.wait_for(1, timeout=30)
         assert "Alice (1-day streak)" in reply["text"] and int(reply["chat_id"]) == GROUP  # the day's board
 
-        second = await start_bot(env)  # the same database: refused before it touches anything
+        second = await start_bot(env)  # the same database, polling too: refused, the first one keeps the lead
         _, second_err = await asyncio.wait_for(second.communicate(), timeout=30)
         assert second.returncode == 2, second_err.decode()
-        message = second_err.decode().strip()
-        assert message.startswith("vipbot: another vipbot is already running on postgresql://")
-        assert f"(pid {proc.pid} on {socket.gethostname()})" in message and "storage.url" in message
-        assert "Traceback" not in message
+        message = second_err.decode().strip().splitlines()[-1]
+        assert message.startswith(f"vipbot: another vipbot (vipbot {proc.pid}@{socket.gethostname()}) leads on"
+                                  " postgresql://"), message  # fmt: skip
+        assert "set telegram.webhook.url to run several workers" in message
+        assert "Traceback" not in second_err.decode()
 
         api.push_update(message_update(api, GROUP, ALICE, "/points"))  # the first one still answers
         _, points = await api.wait_for(2, timeout=30)
@@ -98,25 +99,6 @@ async def test_vipbot_run_on_postgresql_answers_books_there_and_refuses_a_second
         str(ALICE["id"]),
     )
     assert [(r["delta"], r["reason"], r["balance"]) for r in ledger] == [(10, "checkin", 10)]
-
-
-async def test_the_instance_lock_is_one_per_database_and_released_with_its_holder(pg_url: str) -> None:  # noqa: F811
-    from storage.db.postgres import hold_instance
-
-    async with hold_instance(pg_url):
-        with pytest.raises(AlreadyRunning) as refused:
-            async with hold_instance(pg_url):
-                pytest.fail("a second holder got the lock")
-        assert refused.value.pid == os.getpid()
-    async with hold_instance(pg_url):  # released: the next process may start
-        pass
-
-
-async def test_the_instance_lock_of_another_database_is_its_own(pg_url: str, pg_empty_url: str) -> None:  # noqa: F811
-    from storage.db.postgres import hold_instance
-
-    async with hold_instance(pg_url), hold_instance(pg_empty_url):
-        pass
 
 
 async def test_doctor_on_postgresql_reports_the_schema_version_and_leaves_nothing_behind(pg_url: str) -> None:  # noqa: F811

@@ -65,15 +65,21 @@ async def _console(settings: Settings) -> None:
         await runtime.close()
 
 
+class LostLead(Exception):
+    """This process led and lost the connection that held the lead: it stopped (exit code 1, so that its
+    supervisor starts it again, as a follower while another process leads)."""
+
+
+class PollingTakesOne(StorageError):
+    """Telegram polling on a database another process leads (exit code 2)."""
+
+
 async def run_bot(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run every configured channel until SIGINT or SIGTERM (or until `stop` is set, when given: then no
-    signal handler is installed). Refuses to start (`AlreadyRunning`, exit code 2) while another bot process
-    runs on the same database: the SQLite file, or the PostgreSQL database (an advisory lock, until leader
-    election lets several processes share one)."""
+    signal handler is installed). On SQLite it refuses to start (`AlreadyRunning`, exit code 2) while another
+    bot process runs on the same file; on PostgreSQL any number run, one leading (`bot.app.leader`), except with
+    Telegram polling (`PollingTakesOne`). Raises `LostLead` when it stopped because it lost the lead."""
     async with hold_instance(settings.storage):  # before anything (start-up recovery) touches the database
-        if settings.storage.engine == "postgresql":
-            log.info("storage: PostgreSQL at %s; this is its only vipbot process (a second one refuses to start "
-                     "until leader election lands)", settings.storage.where)  # fmt: skip
         await _run_bot(settings, stop)
 
 
@@ -114,21 +120,37 @@ async def _run_bot(settings: Settings, stop: asyncio.Event | None) -> None:
             runtime.metrics.watch_telegram(telegram)
             running["telegram"] = telegram.mode
             if settings.telegram.webhook.secret_generated:
-                log.info("telegram: no webhook secret_token configured; a random one was generated for this run "
-                         "and registered with setWebhook (posts without it get 403)")  # fmt: skip
+                log.info("telegram: no webhook secret_token configured; one derived from the bot token (the same in "
+                         "every worker) is registered with setWebhook (posts without it get 403)")  # fmt: skip
         if wechat is not None:
             assert web is not None
             await wechat.attach(runtime, web)
             runtime.metrics.watch("wechat")
             running["wechat"] = "webhook"
         await runtime.start()
+        leader = runtime.leader
+        if telegram is not None and telegram.mode == "polling" and not leader.leading:
+            raise PollingTakesOne(
+                f"another vipbot ({await leader.holder() or 'unknown'}) leads on {settings.storage.where} and polls"
+                " Telegram; only one process can poll: set telegram.webhook.url to run several workers"
+            )
+        if leader.shared:
+            log.info("storage: PostgreSQL at %s; this process (%s) %s", settings.storage.where, leader.name,
+                     "leads" if leader.leading else f"follows {await leader.holder() or 'the leader'}")  # fmt: skip
         if web is not None:  # last, so that /healthz is green from its first answer
             networks = access_networks(http.metrics_from)
             web.mount("/healthz", HealthHandler, runtime=runtime, channels=lambda: dict(running), networks=networks)
             web.mount("/metrics", MetricsHandler, metrics=runtime.metrics, networks=networks)
             await web.start()
         log.info("vipbot is running (%s); Ctrl-C stops it", ", ".join(f"{k}: {v}" for k, v in running.items()))
-        await stop.wait()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(runtime.lost.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if runtime.lost.is_set():
+            raise LostLead("lost the lead (see the log); stopped so that another process leads")
     finally:
         # Stop taking updates first, finish what is in hand, and close the database last.
         if web is not None:
@@ -254,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass
+    except LostLead as exc:
+        print(f"vipbot: {exc}", file=sys.stderr)
+        return 1
     except StorageError as exc:  # the database cannot be used: one line, what to do, no traceback
         print(f"vipbot: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Precedence, highest first: `VIPBOT_<SECTION>__<KEY>` variables, the well-known s
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -126,6 +127,11 @@ class HttpSettings(StrictModel):
         return value
 
 
+def webhook_secret_of(token: str) -> str:
+    """The webhook secret derived from a bot token: unguessable without the token, the same in every process."""
+    return hashlib.sha256(b"vipbot telegram webhook secret\0" + token.encode()).hexdigest()
+
+
 class WebhookSettings(StrictModel):
     url: str = ""
     """Public HTTPS URL Telegram posts to (ending in /telegram); empty means long polling."""
@@ -144,7 +150,8 @@ class WebhookSettings(StrictModel):
     @model_validator(mode="after")
     def _never_without_secret(self) -> WebhookSettings:
         """A webhook never accepts unauthenticated posts: with no secret configured, one is generated here
-        (registered with setWebhook at start, so Telegram sends it; every post without it gets 403)."""
+        (registered with setWebhook at start, so Telegram sends it; every post without it gets 403). With a bot
+        token, `TelegramSettings` replaces it by one derived from the token, the same in every worker process."""
         if self.url and not self.secret_token.get_secret_value():
             self.secret_token = SecretStr(secrets.token_urlsafe(32))
             self._generated = True
@@ -187,6 +194,15 @@ class TelegramSettings(StrictModel):
     admin_cache_seconds: int = Field(300, ge=0)
     member_cache_seconds: int = Field(60, ge=0)
     """How long 'is this user in a VIP group' (asked for claims from private chats) is remembered."""
+
+    @model_validator(mode="after")
+    def _shared_webhook_secret(self) -> TelegramSettings:
+        """No secret configured: every worker derives the same one from the token (a random one per process
+        would make the workers refuse each other's posts, since only the leader registers its own)."""
+        token = self.token.get_secret_value().strip()
+        if self.webhook.secret_generated and token:
+            self.webhook.secret_token = SecretStr(webhook_secret_of(token))
+        return self
 
     @field_validator("proxy")
     @classmethod

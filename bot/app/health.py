@@ -1,4 +1,5 @@
-"""GET /healthz: a small JSON status for load balancers and monitors (database, channels, scheduler); and
+"""GET /healthz: a small JSON status for load balancers and monitors (database, channels, scheduler, who leads);
+and
 GET /metrics: the figures of bot.app.metrics in Prometheus' text format, for the networks in
 `http.metrics_from` only (loopback by default; 403 for everyone else: the figures are the shop's business).
 
@@ -38,10 +39,14 @@ class HealthHandler(QuietHandler):
             await asyncio.wait_for(self.runtime.deps.db.ping(), timeout=2)
         except Exception:
             database = False
+        leader = self.runtime.leader
+        leading = leader.leading
         scheduler = self.runtime.scheduler.running
-        healthy = database and scheduler
+        # A follower runs no scheduler (the leader does) and is as healthy for a load balancer as the leader.
+        healthy = database and (scheduler or not leading) and not self.runtime.lost.is_set()
         body: dict[str, object] = {"status": "ok" if healthy else "degraded", "database": database,
-                                   "scheduler": scheduler, "channels": self.channels()}  # fmt: skip
+                                   "scheduler": scheduler, "channels": self.channels(), "process": leader.name,
+                                   "leading": leading, "leader": await leader.holder()}  # fmt: skip
         detail = self.get_query_argument("detail", "") not in ("", "0")
         if detail and may_scrape(*_peer_and_client(self), self.networks):
             body["waiting"] = await self._waiting(self.runtime.metrics)

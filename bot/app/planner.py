@@ -1,12 +1,14 @@
-"""Plans announcements on the one APScheduler: a job per pending announcement, keyed by its id.
+"""Plans announcements on the leader's APScheduler: a job per pending announcement, keyed by its id.
 
 The rows are the truth; a job only wakes the bot at the right time, and `handlers.shared.due.run_due`
 decides from the rows what to send (or skip). At start-up every pending row gets its job again, and
 anything that fell due while the bot was down is handled at once. A sweep every minute catches the rest.
+A process that does not lead plans nothing itself: it tells the leader (NOTIFY), which plans again from the rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime
@@ -16,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.app.leader import Leadership
 from handlers.core.deps import Deps
 from handlers.shared.due import run_due
 
@@ -27,14 +30,29 @@ def job_id(announcement_id: int) -> str:
 
 
 class Planner:
-    def __init__(self, scheduler: AsyncIOScheduler) -> None:
+    def __init__(self, scheduler: AsyncIOScheduler, leader: Leadership | None = None) -> None:
         self.scheduler = scheduler
+        self.leader = leader
         self._deps: Deps | None = None
+        self._replanning: asyncio.Task[tuple[int, float]] | None = None
+        if leader is not None:
+            leader.listen("vipbot_plan", self._told)
 
     def bind(self, deps: Deps) -> None:
         self._deps = deps
 
+    def _told(self) -> None:
+        """Another process planned an announcement: plan again from the rows (once at a time)."""
+        if self.leader is None or not self.leader.leading or self._replanning is not None:
+            return
+        self._replanning = asyncio.get_running_loop().create_task(self.replan())
+        self._replanning.add_done_callback(lambda _: setattr(self, "_replanning", None))
+
     def plan(self, announcement_id: int, due_at: datetime) -> None:
+        if self.leader is not None and self.leader.shared and not self.leader.leading:
+            assert self._deps is not None
+            self._deps.db.on_commit(lambda: self.leader.notify("vipbot_plan") if self.leader else None)
+            return
         # No misfire grace here: a late job always runs, and run_due applies the configured grace itself.
         self.scheduler.add_job(
             self.fire, DateTrigger(run_date=due_at), id=job_id(announcement_id), replace_existing=True,

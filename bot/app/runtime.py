@@ -1,13 +1,22 @@
-"""Builds what every channel shares: database, dependencies, dispatcher, scheduler and the figures for /metrics."""
+"""Builds what every channel shares: database, dependencies, dispatcher, scheduler, leadership and the figures for
+/metrics.
+
+Every process answers its webhooks; only the leader (`bot.app.leader`: always the one process on SQLite, one
+of several on PostgreSQL) drains the outbox, runs the scheduler (announcements, greetings, live-post edits,
+the features' jobs) and whatever the channels start on `on_lead` (Telegram's update handling, token refreshes).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.config import Settings
+from bot.app.leader import Leadership, PostgresLeadership, SoleLeadership
 from bot.app.metrics import MeteredDispatcher, Metrics
 from bot.app.planner import Planner
 from bot.app.scheduler import add_housekeeping
@@ -33,6 +42,10 @@ class Runtime:
     planner: Planner
     outbox: Outbox
     metrics: Metrics
+    leader: Leadership
+    _lead_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when this process stopped leading without being asked to (it must stop: see bot.app.leader)."""
 
     @classmethod
     async def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -48,8 +61,13 @@ class Runtime:
             timezone=settings.zone,
             job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
         )
-        planner = Planner(scheduler)
-        outbox = Outbox(db, settings.delivery)
+        leader: Leadership = (
+            PostgresLeadership(storage.url) if storage.engine == "postgresql" else SoleLeadership()
+        )
+        planner = Planner(scheduler, leader)
+        outbox = Outbox(db, settings.delivery, claimant=leader.name, shared=leader.shared,
+                        notify=lambda: leader.notify("vipbot_outbox"))  # fmt: skip
+        leader.listen("vipbot_outbox", outbox.poke)
         metrics.bind(db, outbox)
         table = assemble(FEATURES)
         deps = Deps(
@@ -65,10 +83,18 @@ class Runtime:
         planner.bind(deps)
         add_housekeeping(scheduler, deps, outbox, table.jobs)
         dispatcher = MeteredDispatcher(deps, table.commands, metrics)
-        return cls(settings, deps, dispatcher, scheduler, planner, outbox, metrics)
+        return cls(settings, deps, dispatcher, scheduler, planner, outbox, metrics, leader)
+
+    def on_lead(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` when this process becomes leader (after the outbox and scheduler started)."""
+        self._lead_hooks.append(hook)
 
     async def start(self) -> None:
-        """Start sending and scheduling; channels must have registered their pushers before this."""
+        """Try for the lead (on SQLite: take it); leading, start sending and scheduling. Channels must have
+        registered their pushers and hooks before this."""
+        await self.leader.start(self._lead, self.lost.set)
+
+    async def _lead(self) -> None:
         await self.outbox.start()
         await plan_greetings(self.deps)
         await self.planner.replan()
@@ -76,9 +102,12 @@ class Runtime:
             self.scheduler.start()
         await self.planner.fire()  # whatever fell due while the bot was down
         await send_birthdays(self.deps)  # does nothing before the configured hour, or twice a day
+        for hook in self._lead_hooks:
+            await hook()
 
     async def close(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.outbox.stop()
+        await self.leader.stop()  # after the last send: a follower takes over what is left
         await self.deps.db.close()

@@ -154,6 +154,7 @@ class Pacer:
         self.base_interval = 1.0 / (rate * self.SAFETY)
         self.interval = self.base_interval
         self._next = 0.0
+        self._handed = -1e18
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
@@ -164,6 +165,17 @@ class Pacer:
             if slot > now:
                 await self.timer.sleep(slot - now)
 
+    async def space(self) -> None:
+        """Right before a message is handed over (after `wait` and the row's claim): keep at least the interval
+        since the last hand-over, whatever the claim in between took (a slow claim followed by a fast one would
+        otherwise bring two messages closer than the interval)."""
+        now = self.timer.monotonic()
+        gap = self._handed + self.interval - now
+        if gap > 0:
+            await self.timer.sleep(gap)
+            now = self.timer.monotonic()
+        self._handed = now
+
     def pause(self, seconds: float) -> None:
         """The platform said 429: wait as told, and go a little slower from now on."""
         self._next = max(self._next, self.timer.monotonic() + seconds)
@@ -173,11 +185,29 @@ class Pacer:
         self.interval = max(self.base_interval, self.interval * 0.9995)
 
 
+LEASE_SECONDS = 120.0
+"""How long a claim on a row being sent holds: longer than any one hand-over to a platform takes (their HTTP
+timeouts are far shorter). A row its claimant left 'sending' is recovered (uncertain) only after that."""
+SHARED_SWEEP_SECONDS = 2.0
+"""On a database several processes share: how often the drain looks for rows at the latest (other processes'
+rows arrive with a NOTIFY; this catches one that was lost) and recovers rows whose lease ran out."""
+
+
 class Outbox:
-    def __init__(self, db: Database, settings: DeliverySettings, timer: Timer | None = None) -> None:
+    def __init__(self, db: Database, settings: DeliverySettings, timer: Timer | None = None, *,
+                 claimant: str = "", shared: bool = False,
+                 notify: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """`claimant` names this process on the rows it claims; `shared`: other processes use the database too
+        (PostgreSQL), so rows left 'sending' are recovered only once their lease ran out, and `notify` (called once
+        rows were queued and committed) tells the process that drains."""
         self.db = db
         self.settings = settings
         self.timer = timer or Timer()
+        self.claimant = claimant
+        self.shared = shared
+        self._notify = notify
+        self._dispatching = 0
+        """Rows between their fetch and their task: `idle()` is not true while one is being claimed."""
         self._pushers: dict[str, Pusher] = {}
         self._pacers: dict[str, Pacer] = {}
         self._chat_next: dict[tuple[str, str, str], float] = {}
@@ -202,8 +232,18 @@ class Outbox:
         return frozenset(name for name, pusher in self._pushers.items() if pusher.has_staff_chat)
 
     def wake(self) -> None:
-        """New rows were queued: look for them once they are committed."""
-        self.db.on_commit(self._wakeup.set)
+        """New rows were queued: look for them once they are committed (and tell the process that drains, when it
+        may be another one)."""
+        self.db.on_commit(self._woken)
+
+    def _woken(self) -> None:
+        self._wakeup.set()
+        if self._notify is not None and self._task is None:
+            self._notify()
+
+    def poke(self) -> None:
+        """Another process queued rows (a NOTIFY): look for them now."""
+        self._wakeup.set()
 
     async def edit_posts(self, posts: Sequence[tuple[list[int], str, tuple[tuple[str, str], ...]]]) -> int:
         """Bring live group posts up to date: for each (announcement ids, text, buttons), edit every sent
@@ -261,12 +301,20 @@ class Outbox:
         self._pacers[pusher.channel] = Pacer(pusher.per_second, self.timer)
 
     async def start(self) -> None:
-        async with self.db.transaction() as repos:
-            interrupted = await repos.deliveries.recover_inflight()
-        if interrupted:
-            log.warning("%d deliveries were interrupted mid-send by the last stop; marked uncertain", interrupted)
+        """Recover what the last drain left mid-send, then drain."""
+        await self.recover()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def recover(self) -> int:
+        """Rows left 'sending' by a process that stopped become uncertain: all of them when this is the only
+        process on the database, else only those whose lease ran out. Returns how many."""
+        lease_ended_by = self.timer.wall() if self.shared else None
+        async with self.db.transaction() as repos:
+            interrupted = await repos.deliveries.recover_inflight(lease_ended_by)
+        if interrupted:
+            log.warning("%d deliveries were interrupted mid-send by the last stop; marked uncertain", interrupted)
+        return interrupted
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking new rows and let the messages already handed over finish (bounded)."""
@@ -287,7 +335,7 @@ class Outbox:
         while time.monotonic() < deadline:
             async with self.db.read() as repos:
                 pending = await repos.deliveries.next_attempt_at(sorted(self._pushers))
-            if pending is None and not self._inflight:
+            if pending is None and not self._inflight and not self._dispatching:
                 return True
             self.wake()
             await asyncio.sleep(0.01)
@@ -295,8 +343,12 @@ class Outbox:
 
     # --- the loop ----------------------------------------------------------------------------------
     async def _run(self) -> None:
+        swept = self.timer.monotonic()
         while not self._stopping:
             try:
+                if self.shared and self.timer.monotonic() - swept >= LEASE_SECONDS / 4:
+                    swept = self.timer.monotonic()
+                    await self.recover()
                 await self._drain_once()
             except asyncio.CancelledError:
                 raise
@@ -312,6 +364,8 @@ class Outbox:
             next_at = None if batch else await repos.deliveries.next_attempt_at(channels)
         if not batch:
             timeout = None if next_at is None else max(next_at - self.timer.wall(), 0.0) + 0.01
+            if self.shared:
+                timeout = min(timeout or SHARED_SWEEP_SECONDS, SHARED_SWEEP_SECONDS)
             await self.timer.wait(self._wakeup, timeout)
             return
         fresh = [d for d in batch if d.id not in self._claiming]
@@ -321,7 +375,11 @@ class Outbox:
         for delivery in fresh:
             if self._stopping:
                 return
-            await self._dispatch(delivery)
+            self._dispatching += 1
+            try:
+                await self._dispatch(delivery)
+            finally:
+                self._dispatching -= 1
 
     async def _dispatch(self, delivery: Delivery) -> None:
         pusher = self._pushers[delivery.channel]
@@ -345,6 +403,7 @@ class Outbox:
             if not claimed:
                 self._slots.release()
                 return
+            await self._pacers[delivery.channel].space()
         else:
             self._claiming.add(delivery.id)
         if interval:
@@ -366,8 +425,9 @@ class Outbox:
             del self._chat_next[oldest]
 
     async def _claim(self, delivery_id: int) -> bool:
+        lease_until = self.timer.wall() + LEASE_SECONDS
         async with self.db.transaction() as repos:
-            return await repos.deliveries.claim(delivery_id)
+            return await repos.deliveries.claim(delivery_id, self.claimant, lease_until)
 
     async def _send(self, pusher: Pusher, delivery: Delivery) -> None:
         extra: dict[str, object] = {}
@@ -406,7 +466,7 @@ class Outbox:
         async with self.db.transaction() as repos:
             if result.outcome is Outcome.SENT:
                 self._pacers[pusher.channel].sent()
-                await repos.deliveries.mark_sent(delivery.id, int(self.timer.wall()), result.message_id)
+                await repos.deliveries.mark_sent(delivery.id, int(self.timer.wall()), result.message_id, self.claimant)
                 if result.native_poll_id is not None and delivery.poll_id is not None:
                     await repos.polls.map_native(pusher.channel, result.native_poll_id, delivery.poll_id)
                 settled = "sent"
@@ -416,13 +476,13 @@ class Outbox:
                     delay = result.retry_after
                 else:
                     delay = min(self.settings.retry_base_seconds * 2.0 ** (attempts - 1), 300.0)
-                await repos.deliveries.retry_at(delivery.id, self.timer.wall() + delay, result.error)
+                await repos.deliveries.retry_at(delivery.id, self.timer.wall() + delay, result.error, self.claimant)
                 settled = "retried"
             elif result.outcome is Outcome.UNCERTAIN:
-                await repos.deliveries.mark_uncertain(delivery.id, result.error)
+                await repos.deliveries.mark_uncertain(delivery.id, result.error, self.claimant)
                 settled = "uncertain"
             else:
-                await repos.deliveries.mark_failed(delivery.id, result.error or "gave up after retries")
+                await repos.deliveries.mark_failed(delivery.id, result.error or "gave up after retries", self.claimant)
                 settled = "failed"
         self.settled[(pusher.channel, settled)] += 1
         if result.outcome in (Outcome.RETRY, Outcome.FLOOD):

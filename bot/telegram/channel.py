@@ -215,6 +215,8 @@ class TelegramChannel:
         self._board_counts: LRUCache[tuple[str, str], int] = LRUCache(BOARD_MEMORY)
         """The count each board showed when last sent: the next one lists every check-in since."""
         self._http: httpx.AsyncClient | None = None
+        self.leading = False
+        """This process leads (handles updates, sends replies); else it only stores what its webhook is posted."""
         self.menus: MenuRegistrar | None = None
         """Registers the command menus in the background after start (see bot.telegram.menus)."""
 
@@ -263,22 +265,35 @@ class TelegramChannel:
                         "a group where a command is sent is told its id")  # fmt: skip
 
     async def start(self, web: WebServer | None = None) -> None:
-        """Connect (getMe), resume what was stored, then take updates by webhook on `web` when a URL is
-        configured, else by polling."""
-        assert self.intake is not None
-        application = self.application
-        await application.initialize()
-        await application.start()
-        self.sender.start()
-        self._flusher = asyncio.create_task(self._flush_settled(), name="outbound-settle")
-        await self._resume_outbound()
-        await self.intake.start()
+        """Take updates by webhook on `web` when a URL is configured (every process stores what it is posted);
+        the rest when this process leads (`lead`: at once on SQLite, else when the runtime gets the lead)."""
+        assert self.runtime is not None
         webhook = self.settings.telegram.webhook
         if webhook.url:
             if web is None:
                 raise RuntimeError("webhook mode needs the web server")
+            web.mount("/telegram", TelegramWebhookHandler, channel=self, secret=webhook.secret_token.get_secret_value())
+        if self.runtime.leader.leading:
+            await self.lead()
+        else:
+            self.runtime.on_lead(self.lead)
+
+    async def lead(self) -> None:
+        """This process leads: connect (getMe), resume what was stored (by any process), handle updates and send
+        replies, and register the webhook (or poll)."""
+        assert self.intake is not None and self.runtime is not None
+        application = self.application
+        await application.initialize()
+        await application.start()
+        self.leading = True
+        self.sender.start()
+        self._flusher = asyncio.create_task(self._flush_settled(), name="outbound-settle")
+        await self._resume_outbound()
+        await self.intake.start(shared=self.runtime.leader.shared)
+        self.runtime.leader.listen("vipbot_inbox", self.intake.poke)
+        webhook = self.settings.telegram.webhook
+        if webhook.url:
             secret = webhook.secret_token.get_secret_value()
-            web.mount("/telegram", TelegramWebhookHandler, channel=self, secret=secret)
             await application.bot.set_webhook(
                 url=webhook.url, secret_token=secret or None, allowed_updates=Update.ALL_TYPES
             )
@@ -305,6 +320,8 @@ class TelegramChannel:
             await self.menus.stop()
         if self.intake is not None:
             await self.intake.stop(timeout=budget / 2)
+        if not self.leading:
+            return
         await self.sender.stop(timeout=budget / 4)
         if self._flusher is not None:
             self._flusher.cancel()
@@ -461,9 +478,12 @@ class TelegramChannel:
 
     # --- updates in --------------------------------------------------------------------------------
     async def receive(self, update: dict[str, Any]) -> None:
-        """A webhook update: stored (raises when storage fails), then handled by the intake's workers."""
-        assert self.intake is not None
+        """A webhook update: stored (raises when storage fails), then handled by the intake's workers of the
+        leading process (this one, or the one told by NOTIFY)."""
+        assert self.intake is not None and self.runtime is not None
         await self.intake.store([update])
+        if not self.leading:
+            self.runtime.leader.notify("vipbot_inbox")
 
     async def _process(self, key: str, raw: dict[str, Any]) -> bool:
         """Handle one stored update; False when storage failed (it is tried again later)."""

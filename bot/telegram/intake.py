@@ -7,6 +7,10 @@ while `telegram.prefetch` updates wait to be handled (Telegram keeps the rest). 
 only after the store, likewise. A restart resumes the stored updates not yet done, and the "done" mark
 commits with the handler's effects (see `Dispatcher.handle_update`), so each update counts once.
 
+With several processes on one PostgreSQL database every process stores what its webhook is posted, and only the
+leader's intake handles: it looks for updates other processes stored when told so (NOTIFY, `poke`) and every
+`SHARED_SWEEP_SECONDS` at the latest.
+
 Nothing read here is trusted: an update whose fields the bot reads have the wrong shape (`update_problem`), a
 stored row that is not an update, or one whose handling raises is logged once and marked done, so it never
 blocks a worker, stalls polling or comes back at the next start; a webhook answers such a body 400.
@@ -37,6 +41,8 @@ CONFLICT_MAX_PAUSE = 60.0
 """After a 409 Conflict, getUpdates is tried again after 5 s, then ever more slowly up to once a minute: each try
 would cut the other poller's long poll short and take some of its updates."""
 _CONFLICT_NAMES = {"poller": "other poller", "webhook": "webhook"}
+SHARED_SWEEP_SECONDS = 1.0
+"""How often the leader looks for updates other processes stored, when no NOTIFY came."""
 """Ids beyond SQLite's integer range are no Telegram ids."""
 
 
@@ -206,6 +212,9 @@ class Intake:
         self._senders: dict[object, tuple[asyncio.Lock, int]] = {}
         """Per sender: the lock that keeps their updates in order, and how many workers hold or await it."""
         self._stopping = False
+        self._started = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
         self.handled = 0
         self.failures = 0
         """Updates whose handling raised (a bug, not the disk): skipped, for /metrics."""
@@ -225,6 +234,8 @@ class Intake:
         async with self.db.transaction() as repos:
             new = await repos.inbox.store(CHANNEL, items, int(time.time()))
         fresh = set(new)
+        if not self._started:
+            return new  # another process leads: it handles them
         for update in updates:
             key = update_key(int(update["update_id"]))
             if key in fresh:
@@ -241,10 +252,37 @@ class Intake:
         return self._queue.qsize() + self._busy
 
     # --- lifecycle -----------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Resume what was stored and not handled, then start the workers."""
+    async def start(self, shared: bool = False) -> None:
+        """Resume what was stored and not handled, then start the workers; `shared`: other processes store
+        updates too, so keep looking for theirs."""
+        self._started = True
+        await self._resume()
+        self._tasks = [asyncio.create_task(self._work(), name=f"intake-{n}") for n in range(self.workers)]
+        if shared:
+            self._sweeper = asyncio.create_task(self._sweep(), name="intake-sweep")
+
+    def poke(self) -> None:
+        """Another process stored updates (a NOTIFY): look for them now."""
+        self._poked.set()
+
+    async def _sweep(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), SHARED_SWEEP_SECONDS)
+            self._poked.clear()
+            if self._stopping:
+                return
+            if self.backlog >= self.prefetch:
+                continue  # enough in hand; the oldest stored come first once there is room
+            try:
+                await self._resume(limit=self.prefetch + self.backlog)
+            except Exception as exc:
+                log.warning("inbox: looking for stored updates failed: %s", exc)
+
+    async def _resume(self, limit: int | None = None) -> None:
+        """Queue the stored updates not handled yet (the oldest `limit` of them; all at the start)."""
         async with self.db.read() as repos:
-            stored = await repos.inbox.pending(CHANNEL, 1_000_000)
+            stored = await repos.inbox.pending(CHANNEL, limit or 1_000_000)
         unreadable: list[str] = []
         for item in stored:
             try:
@@ -258,9 +296,8 @@ class Intake:
         for key in unreadable:
             if await self._mark_done(key):
                 log.warning("inbox: %s is not a readable update; skipped", key)
-        if stored:
+        if stored and limit is None:
             log.info("resuming %d stored updates", len(stored) - len(unreadable))
-        self._tasks = [asyncio.create_task(self._work(), name=f"intake-{n}") for n in range(self.workers)]
 
     def poll(self, client: httpx.AsyncClient, url: str, allowed_updates: list[str]) -> None:
         self._poller = asyncio.create_task(self._poll(client, url, allowed_updates), name="getUpdates")
@@ -268,6 +305,10 @@ class Intake:
     async def stop(self, timeout: float) -> None:
         """Stop fetching; finish the updates being handled (bounded); the rest stays stored for the next start."""
         self._stopping = True
+        self._poked.set()
+        if self._sweeper is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

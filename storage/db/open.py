@@ -3,7 +3,8 @@
 `storage.url` is `sqlite:///data/vipbot.db` (a relative path; `sqlite:////srv/vipbot.db` an absolute one), empty
 (SQLite at `storage.path`), or `postgresql://user:password@host:port/name` (`postgres://` too). `parse_url` is
 the one place that reads it; the configuration validates with it, `open_database` opens what it names, and
-`hold_instance` keeps a second bot process off the same database on either engine. asyncpg is imported only
+`hold_instance` keeps a second bot process off a SQLite file (on PostgreSQL any number share a database, one
+leading: `bot.app.leader`). asyncpg is imported only
 when PostgreSQL is configured, so the SQLite deployment never needs it.
 """
 
@@ -126,15 +127,11 @@ async def open_database(
 
 @asynccontextmanager
 async def hold_instance(target: StorageTarget) -> AsyncIterator[None]:
-    """One bot process per database for the duration of the block: on SQLite the lock file beside the database
-    (`storage.db.instance`), on PostgreSQL an advisory lock on a connection of its own (`postgres.hold_instance`).
-    A second one raises `instance.AlreadyRunning` (a StorageError: one line, exit code 2)."""
+    """One bot process per SQLite file for the duration of the block: the lock file beside the database
+    (`storage.db.instance`); a second one raises `instance.AlreadyRunning` (a StorageError: one line, exit code
+    2). On PostgreSQL nothing is held here: several processes share the database and elect a leader."""
     if target.engine == "postgresql":
-        from storage.db import postgres
-
-        async with postgres.hold_instance(target.url):
-            yield
+        yield
         return
     with instance.hold(target.sqlite_path):
         yield
-

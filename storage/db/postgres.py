@@ -34,9 +34,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
-import os
 import re
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -48,7 +46,6 @@ from typing import Any
 import asyncpg
 
 from storage.db.dialect import bind
-from storage.db.instance import AlreadyRunning
 from storage.db.open import WRITERS
 from storage.db.open import redacted_url as redacted
 from storage.db.preflight import StorageError
@@ -64,8 +61,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 """How long `close` waits for connections still in use before terminating them."""
 MIGRATION_LOCK = 0x7669_7062_6F74  # 'vipbot': the advisory lock held while migrating
-INSTANCE_LOCK = 0x7669_7062_6F75
-"""The session advisory lock the one bot process on a database holds for its life (see `hold_instance`)."""
 SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
@@ -145,6 +140,8 @@ class PgStatements:
     blocks the loop)."""
 
     __slots__ = ("_conn",)
+    engine = "postgresql"
+    """Which engine runs the statements, for the few that say more on PostgreSQL (e.g. `FOR UPDATE SKIP LOCKED`)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -407,57 +404,3 @@ async def _migrate(conn: asyncpg.Connection, where: str) -> None:
             await conn.execute(
                 "INSERT INTO schema_version(version, name, checksum) VALUES ($1, $2, $3)", version, name, checksum(sql)
             )
-
-
-def _holder(application_name: str | None) -> tuple[int | None, str]:
-    """(pid, " (pid 123 on host)") from the lock holder's application_name (`vipbot 123@host`); (None, "")."""
-    if not application_name or not application_name.startswith("vipbot "):
-        return None, ""
-    pid, _, host = application_name.removeprefix("vipbot ").partition("@")
-    if not pid.isdigit():
-        return None, ""
-    return int(pid), (f" (pid {pid} on {host})" if host else f" (pid {pid})")
-
-
-@asynccontextmanager
-async def hold_instance(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """One bot process per PostgreSQL database, until leader election lets several run: a session advisory lock
-    (`INSTANCE_LOCK`) on a connection of its own, held for the block. Another process holding it raises
-    `AlreadyRunning` naming its pid and host; PostgreSQL drops the lock when the holder's connection ends (the
-    process exits or is killed), so a crash leaves nothing stale. (The connection must reach PostgreSQL itself,
-    or a session-pooling PgBouncer: a transaction pooler does not keep session locks.)"""
-    where = redacted(url)
-    name = f"vipbot {os.getpid()}@{socket.gethostname()}"[:63]
-    try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS, server_settings={"application_name": name})
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise StorageError(f"cannot connect to the PostgreSQL database {where}: {exc}") from exc
-    try:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", INSTANCE_LOCK):
-            holder = await conn.fetchval(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                INSTANCE_LOCK >> 32, INSTANCE_LOCK & 0xFFFF_FFFF,
-            )  # fmt: skip
-            pid, who = _holder(holder)
-            raise AlreadyRunning(
-                f"another vipbot is already running on {where}{who}; stop it first, or give this one its own"
-                " storage.url",
-                pid,
-            )
-
-        def lost(_: asyncpg.Connection) -> None:
-            log.error("the connection holding the instance lock of %s was lost: another vipbot could start on it"
-                      " now; restart this one", where)  # fmt: skip
-
-        conn.add_termination_listener(lost)
-        try:
-            yield conn
-        finally:
-            conn.remove_termination_listener(lost)
-    finally:
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT_SECONDS)  # ends the session: the lock goes with it
-        if not conn.is_closed():
-            conn.terminate()
