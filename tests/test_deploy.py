@@ -480,3 +480,29 @@ def test_logrotate_rotates_a_watched_log_without_losing_a_line(tmp_path: Path) -
         handler.close()
     assert (logs / "vipbot.log.1").read_text(encoding="utf-8") == "before the rotation\n"
     assert path.read_text(encoding="utf-8") == "after the rotation\n"
+
+
+def test_the_worker_template_is_the_service_with_its_port_from_the_instance_name() -> None:
+    """deploy/vipbot@.service (several workers on PostgreSQL) keeps every setting of vipbot.service: only the
+    description and the port (the instance name) differ, so the hardening and restart policy cannot drift."""
+    single = read_unit(DEPLOY / "vipbot.service")
+    worker = read_unit(DEPLOY / "vipbot@.service")
+    assert worker["Service"]["Environment"] == [*single["Service"]["Environment"][:1], "VIPBOT_HTTP__PORT=%i",
+                                                *single["Service"]["Environment"][1:]]  # fmt: skip
+    assert "%i" in one(worker, "Unit", "Description")
+    for section in ("Unit", "Service", "Install"):
+        keys = set(single[section]) | set(worker[section])
+        differ = {k for k in keys if single[section].get(k) != worker[section].get(k)}
+        assert differ <= {"Description", "Environment"}, (section, differ)
+    assert "1" not in one(worker, "Service", "RestartPreventExitStatus").split()  # a lost lead (exit 1) restarts
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_accepts_a_worker_instance(tmp_path: Path) -> None:
+    text = (DEPLOY / "vipbot@.service").read_text(encoding="utf-8")
+    unit = tmp_path / "vipbot@8081.service"
+    unit.write_text(text.replace("/opt/vipbot/.venv/bin/vipbot", str(VIPBOT)), encoding="utf-8")
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    output = done.stdout + done.stderr
+    complaints = [line for line in output.splitlines() if "vipbot" in line or str(tmp_path) in line]
+    assert done.returncode == 0 and complaints == [], output
