@@ -190,3 +190,17 @@ def test_storage_url_errors_say_what_to_write(tmp_path: Path, text: str, message
         load_settings(write(tmp_path, text))
     assert message in str(error.value)
     assert "pw" not in str(error.value)
+
+
+def test_without_a_configured_webhook_secret_every_worker_derives_the_same_one_from_the_token() -> None:
+    hook = {"url": "https://shop.invalid/telegram"}
+    first = Settings(telegram={"token": "123:AAA", "webhook": hook})
+    second = Settings(telegram={"token": "123:AAA", "webhook": hook})
+    other = Settings(telegram={"token": "456:BBB", "webhook": hook})
+    secret = first.telegram.webhook.secret_token.get_secret_value()
+    assert secret == second.telegram.webhook.secret_token.get_secret_value()  # two workers of one bot agree
+    assert secret != other.telegram.webhook.secret_token.get_secret_value()
+    assert "123:AAA" not in secret and len(secret) == 64 and all(c in "0123456789abcdef" for c in secret)
+    assert first.telegram.webhook.secret_generated
+    configured = Settings(telegram={"token": "123:AAA", "webhook": {**hook, "secret_token": "s3cret"}})
+    assert configured.telegram.webhook.secret_token.get_secret_value() == "s3cret"
