@@ -143,3 +143,23 @@ def test_backup_and_restore_on_postgresql_point_at_pg_dump(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pg_dump / pg_restore" in err and "s3cret" not in err
     assert list(tmp_path.iterdir()) == []  # nothing written, no SQLite file made
+
+
+def test_vipbot_import_on_postgresql_brings_the_members_in_once(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """`vipbot import members FILE --confirm` with `storage.url` on PostgreSQL: the rows land there, with their
+    ledger, and the same file again changes nothing."""
+    sheet = tmp_path / "customers.csv"
+    sheet.write_text("姓名,手机,积分\n小王,13800138000,120\n小李,13900139000,80\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"locale: en\nstorage: {{url: '{pg_url}'}}\n", encoding="utf-8")
+    assert cli.main(["import", "members", str(sheet), "--config", str(config)]) == 0
+    assert "Dry run (nothing written yet): new 2" in capsys.readouterr().out
+    assert cli.main(["import", "members", str(sheet), "--confirm", "--config", str(config)]) == 0
+    assert "Imported: new 2 · updated 0 · unchanged 0" in capsys.readouterr().out
+    assert cli.main(["import", "members", str(sheet), "--confirm", "--config", str(config)]) == 0
+    assert "new 0 · updated 0 · unchanged 2" in capsys.readouterr().out
+    rows = asyncio.run(fetch(pg_url, "SELECT m.display_name, m.balance, SUM(l.delta) AS total FROM members m"
+                                     " JOIN ledger l ON l.member_id = m.id GROUP BY m.id ORDER BY m.id"))  # fmt: skip
+    assert [(r["display_name"], r["balance"], r["total"]) for r in rows] == [("小王", 120, 120), ("小李", 80, 80)]
