@@ -71,6 +71,12 @@ class Worker:
             return None
         return answer.json() if answer.status_code == 200 else None
 
+    async def leading_gauge(self) -> int:
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        (line,) = [line for line in text.splitlines() if line.startswith("vipbot_leading ")]
+        return int(float(line.split()[1]))
+
     async def until_healthy(self, timeout: float = 30) -> dict[str, object]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -123,6 +129,7 @@ async def test_one_leads_a_follower_takes_over_within_ten_seconds_and_nothing_is
             body = await follower.until_healthy()
             assert body["leading"] is False and body["leader"] == first.name and body["status"] == "ok", body
         assert len(api.sent("setWebhook")) == 1  # the leader registers it; followers only serve it
+        assert [await worker.leading_gauge() for worker in workers] == [1, 0, 0]  # /metrics agrees
 
         # A follower is posted an update: it stores it (200), the leader handles it and answers in the group.
         assert await second.post(api, message_update(api, GROUP, ALICE, "签到")) == 200

@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +128,13 @@ class Metrics:
         self.channels: set[str] = set()
         self._watched: dict[str, _Watched] = {}
         self._registry: CollectorRegistry | None = None
+        self.leading: Callable[[], bool] = lambda: True
+        """Whether this process leads (see bot.app.leader)."""
 
-    def bind(self, db: Database, outbox: Outbox) -> None:
+    def bind(self, db: Database, outbox: Outbox, leading: Callable[[], bool] | None = None) -> None:
         self.db, self.outbox = db, outbox
+        if leading is not None:
+            self.leading = leading
 
     def watch_telegram(self, channel: Any) -> None:
         """Read the Telegram channel's intake, sender and transport (429s, queues) on each scrape; call it after
@@ -296,6 +300,8 @@ class _Collector:
         for (channel, outcome), count in sorted(m.settled().items()):
             pushes.add_metric([channel, outcome], count)
         yield pushes
+        yield GaugeMetricFamily("vipbot_leading", "1 when this process leads (drains the outbox, runs the schedule);"
+                                " exactly one of a database's workers should.", value=int(m.leading()))  # fmt: skip
         snap = m.snapshot
         yield GaugeMetricFamily("vipbot_db_up", "1 when the database answered the last scrape.", value=int(snap.up))
         if snap.up:

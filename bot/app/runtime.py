@@ -68,7 +68,7 @@ class Runtime:
         outbox = Outbox(db, settings.delivery, claimant=leader.name, shared=leader.shared,
                         notify=lambda: leader.notify("vipbot_outbox"))  # fmt: skip
         leader.listen("vipbot_outbox", outbox.poke)
-        metrics.bind(db, outbox)
+        metrics.bind(db, outbox, lambda: leader.leading)
         table = assemble(FEATURES)
         deps = Deps(
             db=db,
