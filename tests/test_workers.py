@@ -42,10 +42,15 @@ def worker_env(api: FakeBotApi, url: str, port: int) -> dict[str, str]:
         "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
         "VIPBOT_TELEGRAM__COMMAND_MENUS": "false",
         "VIPBOT_TELEGRAM__WEBHOOK__URL": "https://shop.invalid/telegram",
+        "VIPBOT_HTTP__HOST": "127.0.0.1",
         "VIPBOT_HTTP__PORT": str(port),
         "VIPBOT_STORAGE__URL": url,
         "VIPBOT_LOCALE": "en",
     }
+
+
+class PortTaken(Exception):
+    pass
 
 
 class Worker:
@@ -55,13 +60,21 @@ class Worker:
         self.name = f"vipbot {proc.pid}@{socket.gethostname()}"
 
     @classmethod
-    async def start(cls, api: FakeBotApi, url: str) -> Worker:
-        port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.app.cli", "run", cwd=ROOT, env=worker_env(api, url, port),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        return cls(proc, port)
+    async def start(cls, api: FakeBotApi, url: str) -> tuple[Worker, dict[str, object]]:
+        """A worker that answers /healthz, and its first answer. (Another test may take the free port picked
+        before the worker binds it: the worker then exits 1 naming it, and another port is tried.)"""
+        for _ in range(3):
+            port = free_port()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.app.cli", "run", cwd=ROOT, env=worker_env(api, url, port),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            worker = cls(proc, port)
+            try:
+                return worker, await worker.until_healthy()
+            except PortTaken:
+                continue
+        raise AssertionError("no free port for a worker")
 
     async def health(self) -> dict[str, object] | None:
         try:
@@ -77,14 +90,21 @@ class Worker:
         (line,) = [line for line in text.splitlines() if line.startswith("vipbot_leading ")]
         return int(float(line.split()[1]))
 
-    async def until_healthy(self, timeout: float = 30) -> dict[str, object]:
+    async def until_healthy(self, timeout: float = 90) -> dict[str, object]:
+        """Its /healthz once it answers (a start takes seconds on a busy machine)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                log = await self.stop()
+                if "Address already in use" in log:
+                    raise PortTaken(log)
+                raise AssertionError(f"worker {self.name} exited {self.proc.returncode}: {log}")
             body = await self.health()
             if body is not None:
                 return body
             await asyncio.sleep(0.1)
-        raise AssertionError(f"worker {self.name} never answered /healthz")
+        self.proc.send_signal(signal.SIGKILL)
+        raise AssertionError(f"worker {self.name} never answered /healthz: {(await self.stop())[-3000:]}")
 
     async def post(self, api: FakeBotApi, update: dict[str, object]) -> int:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -118,15 +138,13 @@ async def test_one_leads_a_follower_takes_over_within_ten_seconds_and_nothing_is
     pg_url: str,  # noqa: F811
 ) -> None:
     api = await FakeBotApi().start()
-    first = await Worker.start(api, pg_url)
+    first, body = await Worker.start(api, pg_url)
     workers = [first]
     try:
-        assert (await first.until_healthy())["leading"] is True
-        second = await Worker.start(api, pg_url)
-        third = await Worker.start(api, pg_url)
+        assert body["leading"] is True
+        (second, body2), (third, body3) = await asyncio.gather(Worker.start(api, pg_url), Worker.start(api, pg_url))
         workers += [second, third]
-        for follower in (second, third):
-            body = await follower.until_healthy()
+        for body in (body2, body3):
             assert body["leading"] is False and body["leader"] == first.name and body["status"] == "ok", body
         assert len(api.sent("setWebhook")) == 1  # the leader registers it; followers only serve it
         assert [await worker.leading_gauge() for worker in workers] == [1, 0, 0]  # /metrics agrees
@@ -177,3 +195,24 @@ async def test_one_leads_a_follower_takes_over_within_ten_seconds_and_nothing_is
         await api.stop()
     for log in logs[1:]:
         assert "Traceback" not in log, log
+
+
+async def test_a_port_in_use_stops_vipbot_run_with_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    """Exit code 1, not 2: a supervisor tries again (the port may be held by an instance still stopping)."""
+    api = await FakeBotApi().start()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = worker_env(api, "", port) | {"VIPBOT_STORAGE__PATH": str(tmp_path / "vip.db")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.app.cli", "run", cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    await api.stop()
+    said = err.decode()
+    assert proc.returncode == 1, said
+    assert said.strip().splitlines()[-1] == (f"vipbot: cannot listen on 127.0.0.1:{port} (http.host, http.port):"
+                                             " Address already in use")  # fmt: skip
+    assert "Traceback" not in said

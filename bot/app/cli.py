@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bot.app.config import ConfigError, Settings, load_settings
 from bot.app.runtime import Runtime
-from bot.app.web import WebServer
+from bot.app.web import CannotListen, WebServer
 from bot.console.channel import ConsoleChannel
 from bot.wechat import menu as wechat_menu
 from handlers.core.i18n import Catalog
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_console(settings) if args.command == "console" else run_bot(settings))
     except KeyboardInterrupt:
         pass
-    except LostLead as exc:
+    except (LostLead, CannotListen) as exc:  # exit code 1: a supervisor tries again (the port may be free then)
         print(f"vipbot: {exc}", file=sys.stderr)
         return 1
     except StorageError as exc:  # the database cannot be used: one line, what to do, no traceback

@@ -11,6 +11,7 @@ show the method, the path and the client, never the query.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from types import TracebackType
 from typing import Any
@@ -66,6 +67,10 @@ class LimitedHandler(QuietHandler):
             self.finish({"ok": False, "error": "body too large"})
 
 
+class CannotListen(OSError):
+    """The HTTP server's address is taken (another process, or one still stopping) or not this machine's."""
+
+
 class WebServer:
     def __init__(self, listen: str, port: int, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.listen = listen
@@ -85,7 +90,11 @@ class WebServer:
         app = Application(self._routes, log_function=log_request)
         # Bodies a little over the limit get a proper 413 from BodyLimit; far larger ones are cut off.
         self._server = HTTPServer(app, max_body_size=self.max_body * 4, xheaders=True)
-        sockets = [socket.create_server((self.listen, self.port), reuse_port=False, backlog=4096)]
+        try:
+            sockets = [socket.create_server((self.listen, self.port), reuse_port=False, backlog=4096)]
+        except OSError as exc:
+            raise CannotListen(f"cannot listen on {self.listen}:{self.port} (http.host, http.port):"
+                               f" {os.strerror(exc.errno) if exc.errno else exc}") from exc  # fmt: skip
         sockets[0].setblocking(False)
         self.port = sockets[0].getsockname()[1]
         self._server.add_sockets(sockets)

@@ -275,7 +275,8 @@ class TelegramChannel:
             web.mount("/telegram", TelegramWebhookHandler, channel=self, secret=webhook.secret_token.get_secret_value())
         if self.runtime.leader.leading:
             await self.lead()
-        else:
+        else:  # connected (getMe) all the same: a follower's staff command may delete a post (a recall)
+            await self.application.initialize()
             self.runtime.on_lead(self.lead)
 
     async def lead(self) -> None:
@@ -320,9 +321,8 @@ class TelegramChannel:
             await self.menus.stop()
         if self.intake is not None:
             await self.intake.stop(timeout=budget / 2)
-        if not self.leading:
-            return
-        await self.sender.stop(timeout=budget / 4)
+        if self.leading:
+            await self.sender.stop(timeout=budget / 4)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
