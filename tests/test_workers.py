@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from bot.app.config import webhook_secret_of
+from bot.app.config import Settings, webhook_secret_of
+from storage.db.preflight import StorageError
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 from tests.pg import pg_template, pg_url  # noqa: F401 - fixtures
 
@@ -216,3 +218,24 @@ async def test_a_port_in_use_stops_vipbot_run_with_one_line_and_exit_code_1(tmp_
     assert said.strip().splitlines()[-1] == (f"vipbot: cannot listen on 127.0.0.1:{port} (http.host, http.port):"
                                              " Address already in use")  # fmt: skip
     assert "Traceback" not in said
+
+
+async def test_the_console_refuses_a_postgresql_database_a_worker_leads(
+    pg_url: str, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    from bot.app import cli
+    from bot.app.leader import PostgresLeadership
+
+    worker = PostgresLeadership(pg_url, name="vipbot 77@shop")
+
+    async def nothing() -> None:
+        return None
+
+    await worker.start(nothing, lambda: None)
+    try:
+        with pytest.raises(StorageError) as refused:
+            await cli.run_console(Settings(locale="en", storage={"url": pg_url}))
+    finally:
+        await worker.stop()
+    assert "another vipbot (vipbot 77@shop) runs on postgresql://" in str(refused.value)
+    assert "needs a database of its own" in str(refused.value)

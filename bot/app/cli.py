@@ -59,6 +59,11 @@ async def _console(settings: Settings) -> None:
         console = ConsoleChannel(runtime.dispatcher, settings.console.user, settings.staff.console, exports=exports)
         await console.attach(runtime)
         await runtime.start()
+        if not runtime.leader.leading:  # its pushes would wait for a leader that has no console to print them
+            raise StorageError(
+                f"another vipbot ({await runtime.leader.holder() or 'unknown'}) runs on {settings.storage.where};"
+                " the console chat needs a database of its own (or stop the workers first)"
+            )
         await console.run(interactive=sys.stdin.isatty(), settle=lambda: runtime.outbox.idle(timeout=2.0))
         await runtime.outbox.idle()  # let queued pushes print before leaving
     finally:
