@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from bot.app.config import Settings
 from bot.app.leader import PostgresLeadership, SoleLeadership
+from tests.conftest import RecordingPusher
 from tests.pg import pg_template, pg_url  # noqa: F401 - fixtures
 
 FAST = 0.05
@@ -121,3 +124,66 @@ async def test_a_notify_from_a_follower_wakes_the_leader(pg_url: str) -> None:  
     finally:
         await follower.stop()
         await leader.stop()
+
+
+# --- two runtimes on one database: what a follower does reaches the leader ---------------------------------
+async def two_runtimes(pg_url: str) -> tuple[Any, Any, RecordingPusher]:  # noqa: F811
+    """A leading and a following runtime on one database, each with the test channel's pusher."""
+    from bot.app.runtime import Runtime
+
+    recorder = RecordingPusher()
+    runtimes = []
+    for n in range(2):
+        runtime = await Runtime.open(Settings(locale="en", storage={"url": pg_url}))
+        runtime.leader.name = runtime.outbox.claimant = f"vipbot {n}@shop"  # two processes, in this one
+        runtime.outbox.register(recorder)
+        await runtime.start()
+        runtimes.append(runtime)
+    leader, follower = runtimes
+    assert leader.leader.leading and not follower.leader.leading
+    return leader, follower, recorder
+
+
+async def test_an_announcement_a_follower_plans_gets_its_job_on_the_leader(pg_url: str) -> None:  # noqa: F811
+    from datetime import UTC, datetime, timedelta
+
+    from bot.app.planner import job_id
+    from handlers.shared.broadcast import plan_at
+
+    leader, follower, _ = await two_runtimes(pg_url)
+    try:
+        due = datetime.now(UTC) + timedelta(hours=3)
+        async with follower.deps.db.transaction() as repos:
+            ann = await plan_at(repos, follower.deps, "scheduled", "all", "Doors open at ten", due)
+        assert follower.scheduler.get_job(job_id(ann)) is None  # a follower runs no schedule
+        assert await until(lambda: leader.scheduler.get_job(job_id(ann)) is not None)  # told by NOTIFY
+        planned = leader.scheduler.get_job(job_id(ann)).next_run_time
+        assert abs((planned - due).total_seconds()) < 1
+    finally:
+        await follower.close()
+        await leader.close()
+
+
+async def test_rows_a_follower_queues_are_sent_by_the_leader_when_told(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from bot.delivery import outbox
+    from handlers.shared.broadcast import publish
+
+    monkeypatch.setattr(outbox, "SHARED_SWEEP_SECONDS", 600.0)  # only the NOTIFY can wake the leader in time
+    leader, follower, recorder = await two_runtimes(pg_url)
+    try:
+        async with follower.deps.db.transaction() as repos:
+            for name in ("m0", "m1", "m2"):
+                await repos.members.register("test", name, name, None, 0, private_chat=True)
+            _, count = await publish(repos, follower.deps, "now", "all", "Flash sale at nine")
+            follower.outbox.wake()
+        assert count == 3
+        assert await until(lambda: len(recorder.pushes) == 3, timeout=10)
+        assert sorted(t for _, t, _ in recorder.pushes) == ["m0", "m1", "m2"]
+        async with leader.deps.db.read() as repos:
+            rows = await repos.conn.execute_fetchall("SELECT DISTINCT claimed_by FROM deliveries")
+        assert [r[0] for r in rows] == ["vipbot 0@shop"]  # sent by the leader, not by the follower
+    finally:
+        await follower.close()
+        await leader.close()
