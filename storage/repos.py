@@ -29,7 +29,9 @@ from storage.sales import SaleRepo
 from storage.segments import SegmentRepo
 from storage.stats import StatsRepo
 from storage.tickets import TicketRepo
+from storage.wechat_answers import WeChatAnswerRepo
 from storage.wechat_nonces import WeChatNonceRepo
+from storage.wechat_session import WeChatSessionRepo
 
 
 class Repos:
@@ -57,6 +59,8 @@ class Repos:
         self.stats = StatsRepo(conn)
         self.referrals = ReferralRepo(conn)
         self.wechat_nonces = WeChatNonceRepo(conn)
+        self.wechat_answers = WeChatAnswerRepo(conn)
+        self.wechat_session = WeChatSessionRepo(conn)
         self.customers = CustomerRepo(conn)
         self.expiry = ExpiryRepo(conn)
         self.tier_reviews = TierReviewRepo(conn)

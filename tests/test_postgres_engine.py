@@ -460,3 +460,18 @@ async def test_a_text_with_a_nul_character_is_stored_with_a_replacement_not_refu
     async with pg.transaction() as repos:
         await _register(repos, "7", "A\x00nn")
     assert await _names(pg) == ["A\ufffdnn"]
+
+
+def test_the_engine_neutral_fault_check_knows_postgresql_faults_once_the_engine_is_loaded() -> None:
+    """The dispatcher, the intake and the webhook ask `preflight.is_storage_fault`: a connection PostgreSQL
+    dropped mid-handler is the database's fault (the update is tried again), not the handler's (marked done
+    with an apology, which would lose a check-in to a retry on another worker)."""
+    import asyncpg
+
+    import storage.db.postgres  # noqa: F401 - loaded, as when storage.url names PostgreSQL
+    from storage.db.preflight import is_storage_fault
+
+    for fault in (asyncpg.AdminShutdownError("terminating connection"), asyncpg.ConnectionDoesNotExistError("gone")):
+        assert is_storage_fault(fault), fault
+    assert not is_storage_fault(asyncpg.UniqueViolationError("dup"))
+    assert not is_storage_fault(ValueError("a handler's own bug"))

@@ -216,6 +216,47 @@ async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_pat
         await _stop(harness, api)
 
 
+async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path, clock: FakeClock) -> None:
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
+    try:
+        await harness.say("o-gia", "积分")  # opens the member's customer-service window
+        async with harness.runtime.deps.db.transaction():  # the database is busy: the answer comes late
+            response = await harness.post(text_xml("o-gia", "你好"))
+        assert (response.status_code, response.text) == (200, "success")
+        await harness._channel.stop()  # type: ignore[attr-defined]  # the late answer has gone out
+        (late,) = [t for t in api.texts_to("o-gia") if "Reply 1: " in t]
+        assert late.count("Reply 1: ") == 1 and late.count("Reply 2: ") == 1
+        assert "#1" in await harness.say("o-gia", "2")  # the one-tap ticket, chosen by its number
+    finally:
+        await _stop(harness, api)
+
+
+async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: Path, clock: FakeClock) -> None:
+    """One process alone on its database (SQLite) keeps the answers for retries in memory, not in the database."""
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
+    try:
+        await harness.say("o-hep", "积分")  # opens the member's customer-service window
+        timestamp, nonce, xml = str(harness.now()), "retried1", text_xml("o-hep", "签到", msg_id=777)
+        params = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+        async with harness.runtime.deps.db.transaction():  # the database is busy: the answer comes late
+            first = await harness.http.post("/wechat", params=params, content=xml.encode())
+        assert first.text == "success"
+        await harness._channel.stop()  # type: ignore[attr-defined]  # the late answer has gone out
+        assert len([t for t in api.texts_to("o-hep") if "Checked in! +10 points" in t]) == 1
+        retry = await harness.http.post("/wechat", params=params, content=xml.encode())
+        assert (retry.status_code, retry.text) == (200, "success")  # the member has the answer already
+        await harness._channel.stop()  # type: ignore[attr-defined]
+        assert len([t for t in api.texts_to("o-hep") if "Checked in!" in t]) == 1
+        assert await harness.balance("o-hep") == 10
+        async with harness.runtime.deps.db.read() as repos:
+            (row,) = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM wechat_answers")
+        assert row[0] == (1 if harness.runtime.leader.shared else 0)
+    finally:
+        await _stop(harness, api)
+
+
 async def test_pushes_use_the_window_and_numbered_choices(wx: WeChatHarness, clock: FakeClock) -> None:
     await wx.say("o-gus", "签到")
     assert "Poll #1 posted to 2 recipients" in await wx.say(STAFF_OPENID, "/poll rating How was it? --hours 5")

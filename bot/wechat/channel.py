@@ -1,7 +1,21 @@
 """The WeChat Official Account adapter: signed (and, in safe mode, encrypted) XML in, neutral Inbound to the
 dispatcher, and the answer back in the HTTP response when it is ready within the reply budget (4 s of
 WeChat's 5); a later answer goes out through the customer-service API. A retried message (same sender and
-MsgId, or sender + CreateTime for events) is handled once and gets the same answer.
+MsgId, or sender + CreateTime for events) is handled once and gets the same answer, on whichever bot process
+it lands (several may run behind one address on PostgreSQL):
+
+- the answer is stored (`wechat_answers`) in the transaction that marks the message done in the inbox, so a
+  message is either handled nowhere yet (the retry handles it: a process that died mid-way rolled back with
+  nothing booked) or handled with its answer kept (the retry answers with it, choices and all). A retry that
+  arrives while the first attempt's transaction runs waits for it at the inbox's row, within its own reply
+  budget; past the budget it says `success`;
+- only the attempt that handled the message sends its answer late, through the customer-service API, and only
+  when no retry got it in its HTTP response (one conditional update each decides which); a retry never sends
+  anything late.
+
+Within one process a retry waits on the first attempt in memory. When no other process shares the database
+(`runtime.leader.shared` is false: SQLite, one process per file) the answers and the two claims stay in memory
+only, which spares every message a write.
 
 What a request must pass before it reaches the dispatcher (each refusal a 4xx, never a 5xx):
 - a well-formed query (ASCII digits for the timestamp, a short nonce), the signature (403), a timestamp
@@ -20,13 +34,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import xmltodict
@@ -39,17 +54,24 @@ from bot.app.runtime import Runtime
 from bot.app.web import LimitedHandler, WebServer
 from bot.wechat.client import ShopWeChatClient
 from bot.wechat.push import CHANNEL, WeChatPusher, with_choices
+from bot.wechat.tokens import REFRESH_EVERY_SECONDS, SharedSession, TokenKeeper
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Button, Identity, Inbound, Reply
 from handlers.core.roles import Role
 from storage.db.database import Database
+from storage.repos import Repos
 
 log = logging.getLogger(__name__)
 
 CHOICES_VALID_SECONDS = 24 * 3600
 ANSWERS_KEPT = 10_000
-"""Answers remembered for WeChat's retries (it retries within seconds; this is plenty)."""
+"""Answers remembered in memory for WeChat's retries to this process (it retries within seconds; this is plenty)."""
+STORED_ANSWERS_SECONDS = 600
+"""How long the database keeps an answer for retries on any process (WeChat retries within about 15 s)."""
+PRUNE_ANSWERS_EVERY_SECONDS = 60
 ANSWERING_AT_ONCE = 32
+LATE, PASSIVE = "late", "passive"
+"""How a message's answer went out (when the database does not keep it): by customer service, or to a retry."""
 NONCE_PRUNE_SECONDS = 60
 """How often (at most) a request also forgets (timestamp, nonce) pairs too old to be accepted again."""
 
@@ -60,6 +82,35 @@ _TIMESTAMP = re.compile(r"[0-9]{1,10}")
 _MSG_ID = re.compile(r"[0-9]{1,20}")
 _WORD = re.compile(r"[A-Za-z_]{1,64}")
 _SIGNATURE = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a message is answered with: the text and its buttons (shown as numbered choices)."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+    key: str | None = None
+    """The message's key when the answer is stored for retries (None: the channel's own answer, or an apology
+    for a storage fault, neither stored)."""
+    first: bool = True
+    """This attempt handled the message (it sends the answer late when it misses the reply window); False for
+    a retry, which never does."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to say: the HTTP answer is 'success'."""
+        return not self.text and not self.buttons
+
+    def encoded(self) -> str:
+        return json.dumps({"text": self.text, "choices": [[b.label, b.data] for b in self.buttons]},
+                          ensure_ascii=False)  # fmt: skip
+
+    @classmethod
+    def decoded(cls, stored: str, key: str, first: bool) -> Answer:
+        data = json.loads(stored)
+        buttons = tuple(Button(str(label), str(value)) for label, value in data.get("choices", []))
+        return cls(str(data.get("text", "")), buttons, key, first)
 
 
 class BadRequest(Exception):
@@ -144,6 +195,16 @@ def read_message(xml: str) -> WeChatMessage:
             raise BadRequest(400, "<MsgId> is out of range")
     content = (_scalar(data, "Content") or "") if kind == "text" else ""
     return WeChatMessage(account, openid, created, kind, msg_id, content, event, event_key)
+
+
+def leading_of(runtime: Runtime) -> Callable[[], bool]:
+    """Whether this process leads right now (`runtime.leader`: on SQLite always; a runtime without one leads)."""
+
+    def leading() -> bool:
+        leader = getattr(runtime, "leader", None)
+        return True if leader is None else bool(leader.leading)
+
+    return leading
 
 
 def choice_number(text: str) -> int | None:
@@ -241,21 +302,48 @@ class WeChatChannel:
                                        self.config.api_base_url)  # fmt: skip
         self.pusher: WeChatPusher | None = None
         self.runtime: Runtime | None = None
-        self._answers: OrderedDict[str, asyncio.Future[list[Reply]]] = OrderedDict()
+        self._answers: OrderedDict[str, asyncio.Future[Answer]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Answers run a few at a time: under a burst the first ones still finish inside WeChat's window
         # instead of all finishing together at the end.
         self._slots = asyncio.Semaphore(ANSWERING_AT_ONCE)
         self.nonces: NonceBinder | None = None
+        self.tokens: TokenKeeper | None = None
+        self.shared = False
+        """Other processes use the database too: answers are kept there for their retries."""
+        self._delivered: OrderedDict[str, str] = OrderedDict()
+        """Message key -> LATE or PASSIVE, when the database does not keep the answers (`shared` is false)."""
 
     async def attach(self, runtime: Runtime, web: WebServer) -> None:
         self.runtime = runtime
         self.nonces = NonceBinder(runtime.deps.db, runtime.deps.now_ts)
+        leading = leading_of(runtime)
+        session = SharedSession(runtime.deps.db, asyncio.get_running_loop(), runtime.deps.now_ts)
+        self.client.share(session, leading)
+        self.tokens = TokenKeeper(self.client, session, leading)
+        self.shared = bool(getattr(getattr(runtime, "leader", None), "shared", False))
         choice_line = runtime.deps.texts.t("wechat.choice")
         self.pusher = WeChatPusher(self.config, runtime.deps.db, self.client, choice_line, runtime.deps.clock,
                                    staff=runtime.settings.staff.wechat)  # fmt: skip
         runtime.outbox.register(self.pusher)
+        # The runtime's scheduler runs on the leading process only; a new leader also looks at the token at once
+        # (a follower may be waiting for one).
+        runtime.on_lead(self._refresh_token)
+        runtime.scheduler.add_job(self.tokens.refresh, "interval", seconds=REFRESH_EVERY_SECONDS,
+                                  id="wechat_access_token", replace_existing=True)  # fmt: skip
+        runtime.scheduler.add_job(self.prune_answers, "interval", seconds=PRUNE_ANSWERS_EVERY_SECONDS,
+                                  id="wechat_prune_answers", replace_existing=True)  # fmt: skip
         web.mount("/wechat", WeChatHandler, channel=self)
+
+    async def _refresh_token(self) -> None:
+        if self.tokens is not None:
+            await self.tokens.refresh()
+
+    async def prune_answers(self) -> int:
+        """Forget stored answers no retry can ask for any more."""
+        assert self.runtime is not None
+        async with self.runtime.deps.db.transaction() as repos:
+            return await repos.wechat_answers.prune(self.runtime.deps.now_ts() - STORED_ANSWERS_SECONDS)
 
     async def stop(self) -> None:
         if self._tasks:
@@ -297,7 +385,7 @@ class WeChatChannel:
         if not await self.nonces.bind(timestamp, nonce, digest, keep_until):
             raise BadRequest(403, "timestamp and nonce seen with another body")
 
-    async def accept(self, message: WeChatMessage, timestamp: str, nonce: str, xml: str) -> list[Reply]:
+    async def accept(self, message: WeChatMessage, timestamp: str, nonce: str, xml: str) -> Answer:
         """The last check (the nonce binding, in the database), then the answer."""
         await self.bind_nonce(timestamp, nonce, xml)
         return await self.answer(message)
@@ -340,65 +428,141 @@ class WeChatChannel:
             key=message.key, message_id=str(message.msg_id or ""), addressed_to_bot=True, button=button,
         )  # fmt: skip
 
-    async def answer(self, message: WeChatMessage) -> list[Reply]:
-        """Handle a message once; a retry of the same message waits for (and gets) the same answer."""
+    async def answer(self, message: WeChatMessage) -> Answer:
+        """Handle a message once; a retry of the same message (on this process or another) gets the same answer."""
         assert self.runtime is not None
         msg = await self.to_inbound(message)
         if msg is None:
-            return []
+            return Answer("")
         if isinstance(msg, Reply):
-            return [msg]
+            return self.rendered([msg])
         existing = self._answers.get(msg.key)
         if existing is not None:
-            return await asyncio.shield(existing)
-        future: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+            return replace(await asyncio.shield(existing), first=False)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._answers[msg.key] = future
         while len(self._answers) > ANSWERS_KEPT:
             self._answers.popitem(last=False)
         try:
-            # The dispatcher's intake records the member's message, which opens their push window.
-            async with self._slots:
-                replies = await self.dispatcher.handle(msg, self)
+            answer = await self._handle(msg)
         except Exception as exc:
+            self._forget(msg.key, future)
             future.set_exception(exc)
+            future.exception()  # a retry may never ask
             raise
-        future.set_result(replies)
-        return replies
+        future.set_result(answer)
+        if answer.key is None:  # not handled (a storage fault): a retry from now on tries again
+            self._forget(msg.key, future)
+        return answer
 
-    def render(self, replies: list[Reply]) -> tuple[str, list[Button]]:
-        """All replies as one text (WeChat answers once), buttons as numbered choices."""
+    def _forget(self, key: str, future: asyncio.Future[Answer]) -> None:
+        if self._answers.get(key) is future:
+            del self._answers[key]
+
+    async def _handle(self, msg: Inbound) -> Answer:
+        """The dispatcher's answer, stored with the message's "done" mark; for a message handled already (by
+        another process, or before a restart) the answer stored then."""
+        assert self.runtime is not None
+        deps = self.runtime.deps
+
+        async def keep(repos: Repos, member_id: int | None, replies: list[Reply], staff_command: bool) -> None:
+            answer = self.rendered(replies)
+            if self.shared and not answer.empty:
+                await repos.wechat_answers.record(msg.key, answer.encoded(), deps.now_ts())
+
+        # The dispatcher's intake records the member's message, which opens their push window.
+        async with self._slots:
+            handled = await self.dispatcher.handle_update(msg, self, keep)
+        if not handled.repeat:
+            return replace(self.rendered(handled.replies), key=msg.key if handled.committed else None)
+        stored = None
+        if self.shared:
+            async with deps.db.read() as repos:
+                stored = await repos.wechat_answers.answer(msg.key)
+        if stored is None:  # handled before answers were stored, or long ago: nothing to repeat
+            return Answer("", first=False)
+        return Answer.decoded(stored, msg.key, first=False)
+
+    def rendered(self, replies: list[Reply]) -> Answer:
+        """All replies as one text (WeChat answers once); their buttons become numbered choices."""
         assert self.runtime is not None
         texts = self.runtime.deps.texts
-        buttons = [b for r in replies for b in r.buttons]
         parts = []
         for reply in replies:
             part = reply.text
             if reply.document is not None or reply.image is not None:
                 part += "\n" + texts.t("wechat.attachment")
             parts.append(part)
-        return with_choices("\n\n".join(p for p in parts if p), buttons, texts.t("wechat.choice")), buttons
+        return Answer("\n\n".join(p for p in parts if p), tuple(b for r in replies for b in r.buttons))
 
-    async def remember_choices(self, openid: str, buttons: list[Button]) -> None:
+    def passive_text(self, answer: Answer) -> str:
+        """The answer as the HTTP response shows it: the text, then the buttons as numbered choices."""
+        assert self.runtime is not None
+        return with_choices(answer.text, answer.buttons, self.runtime.deps.texts.t("wechat.choice"))
+
+    async def remember_choices(self, openid: str, buttons: tuple[Button, ...]) -> None:
         if buttons and self.runtime is not None:
             async with self.runtime.deps.db.transaction() as repos:
                 await repos.channel_state.set_choices(CHANNEL, openid, [(b.label, b.data) for b in buttons],
                                                       self.runtime.deps.now_ts())  # fmt: skip
 
-    async def deliver_late(self, openid: str, task: asyncio.Task[list[Reply]]) -> None:
-        """The answer missed the 5-second window: send it through the customer-service API."""
+    async def claim_passive(self, answer: Answer) -> bool:
+        """May a retry get the stored answer in its HTTP response? Not once it went out by customer service."""
+        if answer.first or answer.key is None or self.runtime is None:
+            return True
+        if not self.shared:
+            return self._deliver_here(answer.key, PASSIVE)
         try:
-            replies = await task
+            async with self.runtime.deps.db.transaction() as repos:
+                return await repos.wechat_answers.claim_passive(answer.key, self.runtime.deps.now_ts())
+        except Exception as exc:  # a storage fault: answering twice beats not answering
+            log.warning("wechat: could not record the answer to a retry of %s: %s", answer.key, exc)
+            return True
+
+    async def deliver_late(self, openid: str, task: asyncio.Task[Answer]) -> None:
+        """The answer missed the 5-second window: send it through the customer-service API, if this attempt
+        handled the message and no retry got the answer in its HTTP response (the claim decides, once)."""
+        try:
+            answer = await task
         except BadRequest as bad:
             log.warning("wechat: refused %s (%s) after the reply window", bad.reason, bad.status)
             return
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
-        if not replies or self.pusher is None:
+        if answer.empty or not answer.first or self.pusher is None or self.runtime is None:
             return
-        text, buttons = self.render(replies)
-        result = await self.pusher.send_now(openid, text, buttons)
+        if answer.key is not None and not self.shared:
+            if not self._deliver_here(answer.key, LATE):
+                log.info("late WeChat answer to %s: a retry was answered with it already", openid)
+                return
+        elif answer.key is not None:
+            try:
+                async with self.runtime.deps.db.transaction() as repos:
+                    claimed = await repos.wechat_answers.claim_late(answer.key, self.runtime.deps.now_ts())
+            except Exception:
+                log.exception("wechat: could not claim the late answer to %s", openid)
+                return
+            if not claimed:
+                log.info("late WeChat answer to %s: a retry was answered with it already", openid)
+                return
+        try:
+            result = await self.pusher.send_now(openid, answer.text, answer.buttons)
+        except Exception as exc:  # the database or a worker thread gave up (the answer is lost; logged)
+            log.warning("late WeChat answer to %s not sent: %r", openid, exc)
+            return
         log.info("late WeChat answer to %s: %s %s", openid, result.outcome.value, result.error)
+
+    def _deliver_here(self, key: str, how: str) -> bool:
+        """The claims of `WeChatAnswerRepo` in memory: a late answer only while none went out, a retry's answer
+        only while no late one did."""
+        done = self._delivered.get(key)
+        if done == LATE or (done == PASSIVE and how == LATE):
+            return False
+        self._delivered[key] = how
+        while len(self._delivered) > ANSWERS_KEPT:
+            self._delivered.popitem(last=False)
+        return True
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -508,7 +672,7 @@ class WeChatHandler(LimitedHandler):
         # to bind the nonce in time gets 'success' too; a forgery found later is dropped then.
         budget = self.channel.config.reply_budget_seconds - (time.monotonic() - self.arrived)
         try:
-            replies = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
+            answer = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
         except BadRequest as bad:
             self._refuse(bad.status, bad.reason)
             return
@@ -521,14 +685,13 @@ class WeChatHandler(LimitedHandler):
             self.set_status(503)
             self._plain("busy")
             return
-        if not replies:
-            self.finish("success")
+        if answer.empty or not await self.channel.claim_passive(answer):
+            self.finish("success")  # nothing to say, or the answer went out by customer service
             return
-        text, buttons = self.channel.render(replies)
-        await self.channel.remember_choices(message.openid, buttons)
-        answer = reply_xml(message, text)
+        await self.channel.remember_choices(message.openid, answer.buttons)
+        body = reply_xml(message, self.channel.passive_text(answer))
         if encrypted:
             assert self.channel.crypto is not None
-            answer = self.channel.crypto.encrypt_message(answer, query["nonce"], query["timestamp"])
+            body = self.channel.crypto.encrypt_message(body, query["nonce"], query["timestamp"])
         self.set_header("Content-Type", "application/xml; charset=utf-8")
-        self.finish(answer)
+        self.finish(body)

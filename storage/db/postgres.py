@@ -48,8 +48,7 @@ import asyncpg
 from storage.db.dialect import bind
 from storage.db.open import WRITERS
 from storage.db.open import redacted_url as redacted
-from storage.db.preflight import StorageError
-from storage.db.preflight import is_storage_fault as is_sqlite_fault
+from storage.db.preflight import StorageError, is_sqlite_fault
 from storage.db.sql import Params
 from storage.repos import Repos
 
@@ -186,9 +185,9 @@ _FAULTS = (
 )
 
 
-def is_storage_fault(exc: BaseException) -> bool:
-    """Whether `exc` (or an exception it was raised from) means the database, not the request, is at fault: a
-    full disk, a read-only server, a lost connection (and SQLite's faults, see `preflight.is_storage_fault`)."""
+def is_server_fault(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) means the PostgreSQL server, not the request, is at
+    fault: a full disk, a read-only server, a lost connection."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -196,7 +195,12 @@ def is_storage_fault(exc: BaseException) -> bool:
         if isinstance(current, _FAULTS):
             return True
         current = current.__cause__
-    return is_sqlite_fault(exc)
+    return False
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """`is_server_fault`, or one of SQLite's faults (see `preflight.is_storage_fault`, which asks both)."""
+    return is_server_fault(exc) or is_sqlite_fault(exc)
 
 
 class PostgresDatabase:

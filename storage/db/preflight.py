@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -35,6 +36,16 @@ class StorageError(Exception):
 
 
 def is_storage_fault(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) means the database, not the request, is at fault, on
+    either engine: SQLite's (`is_sqlite_fault`) or, when the PostgreSQL engine is in use, the server's (a full
+    disk, a read-only server, a lost connection: `storage.db.postgres.is_server_fault`)."""
+    if is_sqlite_fault(exc):
+        return True
+    postgres = sys.modules.get("storage.db.postgres")  # loaded only when PostgreSQL is configured
+    return postgres is not None and bool(postgres.is_server_fault(exc))
+
+
+def is_sqlite_fault(exc: BaseException) -> bool:
     """Whether `exc` (or an exception it was raised from) is a disk or I/O fault: SQLITE_FULL, SQLITE_IOERR,
     SQLITE_READONLY, SQLITE_CANTOPEN, or an OSError for a full, failing or read-only disk."""
     seen: set[int] = set()
