@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 READERS = 4
 """Connections for reads (`read()`) by default."""
 CONNECT_TIMEOUT_SECONDS = 10.0
+SESSION_SETTINGS = {
+    "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "2",
+    "idle_in_transaction_session_timeout": "30000",
+}  # fmt: skip
+"""Each pool connection's settings: the server drops the session of a worker whose machine went silent after
+about 9 s (TCP keepalives), and one that sits idle inside a transaction for 30 s (a stuck worker), so that the
+row locks its transaction holds (an update's inbox row, which WeChat's retry on another worker waits for) go
+with it. A transaction never waits for anything outside the database, so 30 s idle in one is a fault."""
 CLOSE_TIMEOUT_SECONDS = 5.0
 """How long `close` waits for connections still in use before terminating them."""
 MIGRATION_LOCK = 0x7669_7062_6F74  # 'vipbot': the advisory lock held while migrating
@@ -242,7 +250,7 @@ class PostgresDatabase:
             for size in (writers, readers):
                 pool = await asyncpg.create_pool(
                     url, min_size=1, max_size=size, init=init_connection, record_class=Row,
-                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    timeout=CONNECT_TIMEOUT_SECONDS, server_settings=SESSION_SETTINGS,
                 )  # fmt: skip
                 pools.append(pool)
         except BaseException:
