@@ -8,7 +8,10 @@ requests) cannot both win with different bodies.
 
 from __future__ import annotations
 
-from storage.db.sql import Repo, changed_one
+import json
+from collections.abc import Sequence
+
+from storage.db.sql import BULK_ROWS, Repo, changed_one, fetch_all
 
 
 class WeChatNonceRepo(Repo):
@@ -21,6 +24,29 @@ class WeChatNonceRepo(Repo):
             " WHERE wechat_nonces.digest = excluded.digest",
             (timestamp, nonce, digest, keep_until),
         )
+
+    async def bind_many(self, items: Sequence[tuple[str, str, str, int]]) -> list[bool]:
+        """`bind` for many (timestamp, nonce, digest, keep until) in one statement, in order of the pair (so that
+        two processes binding overlapping batches at once lock the rows in the same order: no deadlock); one
+        result per item. A pair twice in `items`: the first digest binds, a later one is True only when the same."""
+        first: dict[tuple[str, str], str] = {}
+        for timestamp, nonce, digest, _ in items:
+            first.setdefault((timestamp, nonce), digest)
+        unique = sorted({(t, n): (t, n, first[(t, n)], k) for t, n, _, k in items}.values())
+        if not unique:
+            return []
+        rows = await fetch_all(
+            self._conn,
+            "INSERT INTO wechat_nonces(timestamp, nonce, digest, keep_until)"
+            " SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),"
+            " CAST(json_extract(j.value, '$[3]') AS BIGINT) FROM json_each(?) j WHERE true ORDER BY j.key"
+            " ON CONFLICT(timestamp, nonce) DO UPDATE SET keep_until = wechat_nonces.keep_until"
+            " WHERE wechat_nonces.digest = excluded.digest RETURNING timestamp, nonce",
+            (json.dumps([list(item) for item in unique]),),
+            bulk=len(unique) > BULK_ROWS,
+        )
+        bound = {(str(r[0]), str(r[1])) for r in rows}
+        return [(t, n) in bound and first[(t, n)] == d for t, n, d, _ in items]
 
     async def prune(self, now: int) -> int:
         """Forget pairs whose timestamp would be refused by now anyway."""

@@ -454,3 +454,40 @@ async def test_a_new_leader_fetches_the_token_a_follower_asked_for(
 async def _token_stored(shop: Shop) -> bool:
     stored = await stored_token(shop)
     return stored is not None and stored[0] == "TOKEN-1"
+
+
+# --- nonce bindings from several workers at once ----------------------------------------------------------------
+async def test_binding_many_nonces_tells_new_retried_and_forged_pairs(runtime: Runtime) -> None:
+    async with runtime.deps.db.transaction() as repos:
+        assert await repos.wechat_nonces.bind_many([("100", "a", "d1", 500)]) == [True]
+    items = [
+        ("100", "a", "d1", 500),  # WeChat's retry: the same body again
+        ("100", "a", "dX", 500),  # another body under a signed pair: refused
+        ("101", "b", "d2", 500),  # new
+        ("101", "b", "d2", 500),  # the same pair twice in one batch, same body
+        ("101", "b", "dY", 500),  # ... and with another body
+    ]
+    async with runtime.deps.db.transaction() as repos:
+        assert await repos.wechat_nonces.bind_many(items) == [True, False, True, True, False]
+        assert await repos.wechat_nonces.bind_many([]) == []
+
+
+async def test_two_workers_binding_the_same_pairs_in_opposite_orders_do_not_deadlock(pg_url: str) -> None:  # noqa: F811
+    """WeChat's retries of one burst land on both workers: their batches share pairs, in any order."""
+    from storage.db.postgres import PostgresDatabase
+
+    first = await PostgresDatabase.open(pg_url, readers=1, writers=2)
+    second = await PostgresDatabase.open(pg_url, readers=1, writers=2)
+    pairs = [(str(1_700_000_000 + n), f"n{n}", f"d{n}", 2_000_000_000) for n in range(300)]
+    try:
+        for _ in range(5):
+
+            async def bind(db: PostgresDatabase, items: list[tuple[str, str, str, int]]) -> list[bool]:
+                async with db.transaction() as repos:
+                    return await repos.wechat_nonces.bind_many(items)
+
+            one, other = await asyncio.gather(bind(first, pairs), bind(second, pairs[::-1]))
+            assert all(one) and all(other)  # each a retry of the other's: the same bodies
+    finally:
+        await first.close()
+        await second.close()

@@ -234,6 +234,16 @@ def signature_of(*parts: str) -> str:
     return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
 
 
+BIND_TRIES = 3
+"""A batch of nonce bindings that PostgreSQL picked as a deadlock's victim (or a serialization conflict) is run
+again, up to this many times in all."""
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """A deadlock or serialization failure (SQLSTATE 40P01 / 40001): the transaction may simply run again."""
+    return getattr(exc, "sqlstate", None) in ("40P01", "40001")
+
+
 class NonceBinder:
     """Binds (timestamp, nonce) pairs to message digests in the database, many requests to one transaction.
 
@@ -260,27 +270,46 @@ class NonceBinder:
         try:
             while self._waiting:
                 batch: list[tuple[str, str, str, int, asyncio.Future[bool]]] = []
-                try:
-                    async with self._db.transaction() as repos:
-                        batch, self._waiting = self._waiting, []  # all that queued while the lock was busy
-                        results = [await repos.wechat_nonces.bind(ts, nonce, digest, keep_until=keep)
-                                   for ts, nonce, digest, keep, _ in batch]  # fmt: skip
-                        now = self._clock()
-                        if now - self._pruned_at >= NONCE_PRUNE_SECONDS:
-                            self._pruned_at = now
-                            await repos.wechat_nonces.prune(now)
-                except Exception as exc:  # a storage fault: each waiting request answers 503, WeChat retries
-                    for *_, future in batch or self._waiting:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not batch:
-                        self._waiting = []
-                    continue
+                results: list[bool] = []
+                for attempt in range(BIND_TRIES):
+                    try:
+                        async with self._db.transaction() as repos:
+                            if not batch:
+                                batch, self._waiting = self._waiting, []  # all that queued while the lock was busy
+                            # One statement, in the pairs' order: another process's batch with some of the same
+                            # pairs (WeChat's retries land anywhere) locks them in the same order.
+                            results = await repos.wechat_nonces.bind_many([item[:4] for item in batch])
+                        break
+                    except Exception as exc:
+                        if attempt + 1 < BIND_TRIES and _is_conflict(exc):
+                            continue  # PostgreSQL broke a lock cycle or a conflict: the same batch again
+                        # a storage fault: each waiting request answers 503, WeChat retries
+                        for *_, future in batch or self._waiting:
+                            if not future.done():
+                                future.set_exception(exc)
+                        if not batch:
+                            self._waiting = []
+                        batch = []
+                        break
                 for (*_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
+                await self._prune()
         finally:
             self._flusher = None
+
+    async def _prune(self) -> None:
+        """Forget pairs too old to be accepted again, at most every NONCE_PRUNE_SECONDS, in a transaction of its
+        own (a bulk delete never holds up a batch of bindings)."""
+        now = self._clock()
+        if now - self._pruned_at < NONCE_PRUNE_SECONDS:
+            return
+        self._pruned_at = now
+        try:
+            async with self._db.transaction() as repos:
+                await repos.wechat_nonces.prune(now)
+        except Exception as exc:
+            log.warning("wechat: forgetting old nonces failed (tried again later): %s", exc)
 
 
 class WeChatChannel:
