@@ -549,8 +549,10 @@ class WeChatChannel:
             return True
 
     async def deliver_late(self, openid: str, task: asyncio.Task[Answer]) -> None:
-        """The answer missed the 5-second window: send it through the customer-service API, if this attempt
-        handled the message and no retry got the answer in its HTTP response (the claim decides, once)."""
+        """The answer missed the 5-second window: send it through the customer-service API unless it went out
+        already, late or to a retry in its HTTP response (the claim decides, once). Any attempt that said
+        `success` may be the one: the attempt that handled the message may have died after committing, and its
+        retries then carry the only copy of the answer still on its way."""
         try:
             answer = await task
         except BadRequest as bad:
@@ -559,8 +561,10 @@ class WeChatChannel:
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
-        if answer.empty or not answer.first or self.pusher is None or self.runtime is None:
+        if answer.empty or self.pusher is None or self.runtime is None:
             return
+        if answer.key is None and not answer.first:
+            return  # a retry's own reply (a refusal, not the stored answer): the first attempt sends it
         if answer.key is not None and not self.shared:
             if not self._deliver_here(answer.key, LATE):
                 log.info("late WeChat answer to %s: a retry was answered with it already", openid)
