@@ -1,4 +1,4 @@
-# Two commands: `make run` sets up and runs the bot, `make test` sets up and runs every test.
+# Two commands: `make run` sets up and runs the bot, `make test` sets up and runs every test (on both engines).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -17,9 +17,10 @@ run: $(STAMP)
 console: $(STAMP)
 	$(VENV)/bin/vipbot console
 
+# The suite on SQLite, then on PostgreSQL when one answers at VIPBOT_TEST_POSTGRES_URL (tests/run_engines.sh).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n 2
+	VENV=$(VENV) tests/run_engines.sh
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/checkin_throughput.py

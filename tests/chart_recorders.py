@@ -34,7 +34,7 @@ class Recorder:
 
     def __call__(self, *args: Any, **kwargs: Any) -> bytes:
         self.threads.append(threading.get_ident())
-        self.writing.append(self._db.writing)
+        self.writing.append(self._db.caller_writing)
         picture = self._draw(*args, **kwargs)
         self.pictures.append(picture)
         return picture

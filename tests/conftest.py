@@ -5,6 +5,9 @@ The engine under test is SQLite unless `VIPBOT_TEST_ENGINE=postgresql` (read at 
 environment): then `settings` (and so `runtime`, `chat`, ...) names a scratch PostgreSQL database of its own per
 test, a copy of a template migrated once per session (per xdist worker), on the server `tests.pg` uses; tests
 marked `sqlite_only` (they open the SQLite file itself: sqlite3, WAL, backup, the lock file) are skipped.
+A test that builds its own Settings names its databases by path with `storage_for(tmp_path / "x.db")` (or
+`storage_env` for a `vipbot run` process), which gives the same on the engine under test. `make test` runs the
+suite on both engines (tests/run_engines.sh).
 """
 
 from __future__ import annotations
@@ -144,19 +147,23 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class _ScratchDatabases:
-    """On PostgreSQL: copies of a migrated template, one per test. CREATE DATABASE ... TEMPLATE takes about half a
-    second (the server syncs the new files) but several run in parallel well, so `SPARES` copies are made ahead in
-    background threads while the tests run, and the used ones are dropped there too."""
+    """On PostgreSQL: copies of a migrated template, one per test. CREATE DATABASE ... TEMPLATE takes a tenth of a
+    second, DROP DATABASE waits for a checkpoint (seconds on a busy server), so `SPARES` copies are made ahead in
+    background threads while the tests run, and the used ones are dropped on threads of their own (a slow drop
+    does not hold up the next copy)."""
 
-    SPARES = 2
+    SPARES = 3
+    DROPPERS = 6
+    """Each DROP DATABASE waits for a checkpoint of its own; drops that run at the same time share one."""
 
     def __init__(self, template: str) -> None:
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 
         self.template = template
-        self._work = ThreadPoolExecutor(max_workers=self.SPARES + 1, thread_name_prefix="pg-scratch")
-        self._spares: deque[Future[str]] = deque(self._work.submit(self._create) for _ in range(self.SPARES))
+        self._copies = ThreadPoolExecutor(max_workers=self.SPARES, thread_name_prefix="pg-scratch-copy")
+        self._drops = ThreadPoolExecutor(max_workers=self.DROPPERS, thread_name_prefix="pg-scratch-drop")
+        self._spares: deque[Future[str]] = deque(self._copies.submit(self._create) for _ in range(self.SPARES))
 
     def _create(self) -> str:
         from tests import pg
@@ -171,18 +178,19 @@ class _ScratchDatabases:
 
     def take(self) -> str:
         db_url = self._spares.popleft().result()
-        self._spares.append(self._work.submit(self._create))
+        self._spares.append(self._copies.submit(self._create))
         return db_url
 
     def give_back(self, db_url: str) -> None:
-        self._work.submit(self._drop, db_url)
+        self._drops.submit(self._drop, db_url)
 
     def close(self) -> None:
         from tests import pg
 
         for spare in self._spares:
-            self._work.submit(lambda spare=spare: self._drop(spare.result()))
-        self._work.shutdown(wait=True)
+            self._drops.submit(lambda spare=spare: self._drop(spare.result()))
+        self._copies.shutdown(wait=True)
+        self._drops.shutdown(wait=True)
         self._drop(pg.with_database(pg.POSTGRES_URL, self.template))
 
 
@@ -202,30 +210,93 @@ def pg_scratch() -> Iterator[_ScratchDatabases]:
         scratch.close()
 
 
-@pytest.fixture
-def storage_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The `storage.url` of this test's database: empty on SQLite (`storage.path` names the file), on PostgreSQL
-    a fresh migrated database of its own, dropped after the test."""
-    if not ON_POSTGRES:
-        yield ""
-        return
-    scratch: _ScratchDatabases = request.getfixturevalue("pg_scratch")
-    db_url = scratch.take()
+class Storages:
+    """The databases of one test, each named by the SQLite path the test gives it. On SQLite the path is the
+    database (a copy of the migrated template when the file does not exist yet); on PostgreSQL each distinct path
+    gets a scratch database of its own, the same one each time the test names that path again (a restart sees
+    the data), dropped after the test."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._urls: dict[str, str] = {}
+        # The session's template, made now, outside the test's event loop (it runs one of its own).
+        self._scratch: _ScratchDatabases | None = request.getfixturevalue("pg_scratch") if ON_POSTGRES else None
+        self._migrated: Path | None = None if ON_POSTGRES else request.getfixturevalue("migrated_db")
+
+    def url(self, path: Path | str) -> str:
+        """The `storage.url` for `path`: empty on SQLite, on PostgreSQL its scratch database."""
+        if self._scratch is None:
+            return ""
+        key = str(path)
+        if key not in self._urls:
+            self._urls[key] = self._scratch.take()
+        return self._urls[key]
+
+    def settings(self, path: Path | str, *, fresh: bool = False, **extra: Any) -> dict[str, Any]:
+        """The `storage` section for the database `path` names, with `extra` keys (readers, loop_statement_ms).
+        On SQLite a new file is a copy of the migrated template unless `fresh` (then the bot creates it)."""
+        storage: dict[str, Any] = {"path": str(path), **extra}
+        url = self.url(path)
+        if url:
+            storage["url"] = url
+        elif self._migrated is not None and not fresh and not Path(path).exists() and Path(path).parent.is_dir():
+            shutil.copy(self._migrated, path)
+        return storage
+
+    def env(self, path: Path | str) -> dict[str, str]:
+        """The same as environment variables, for a `vipbot run` started as a process (on SQLite it creates the
+        file itself, as at a shop's first start)."""
+        storage = self.settings(path, fresh=True)
+        return {f"VIPBOT_STORAGE__{key.upper()}": str(value) for key, value in storage.items()}
+
+    def close(self) -> None:
+        for url in self._urls.values():
+            if self._scratch is not None:
+                self._scratch.give_back(url)
+        self._urls.clear()
+
+
+_storage: Storages | None = None
+
+
+@pytest.fixture(autouse=True)
+def storages(request: pytest.FixtureRequest) -> Iterator[Storages]:
+    """This test's databases (see `storage_for`)."""
+    global _storage
+    storage = _storage = Storages(request)
     try:
-        yield db_url
+        yield storage
     finally:
-        scratch.give_back(db_url)
+        _storage = None
+        storage.close()
+
+
+def storage_for(path: Path | str, **extra: Any) -> dict[str, Any]:
+    """The `storage` settings of the running test's database named `path`, on the engine under test: on SQLite
+    the file (a copy of the migrated template when new), on PostgreSQL a scratch database of its own for that
+    path. For tests that build their own Settings: `Settings(storage=storage_for(tmp_path / "x.db"))`."""
+    if _storage is None:
+        raise RuntimeError("storage_for is for use inside a test")
+    return _storage.settings(path, **extra)
+
+
+def storage_env(path: Path | str) -> dict[str, str]:
+    """`storage_for(path)` as `VIPBOT_STORAGE__*` environment variables, for a `vipbot run` subprocess."""
+    if _storage is None:
+        raise RuntimeError("storage_env is for use inside a test")
+    return _storage.env(path)
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path, storage_url: str) -> Settings:
+def storage_url(tmp_path: Path, storages: Storages) -> str:
+    """The `storage.url` of this test's database (`tmp_path / "vip.db"`, the one `settings` names): empty on
+    SQLite (`storage.path` names the file), on PostgreSQL a fresh migrated database of its own."""
+    return storages.url(tmp_path / "vip.db")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, storages: Storages) -> Settings:
     # loop_statement_ms: a statement not marked bulk that runs 200 ms on the event loop fails the test.
-    storage: dict[str, Any] = {"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200}
-    if storage_url:
-        storage["url"] = storage_url
-    else:
-        shutil.copy(migrated_db, tmp_path / "vip.db")
-    return Settings(locale="en", storage=storage)
+    return Settings(locale="en", storage=storages.settings(tmp_path / "vip.db", loop_statement_ms=200))
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ environment), by default postgresql://postgres@127.0.0.1:5432/postgres. A test t
 `pg_url`: the URL of a fresh database migrated to the newest schema (a copy of a template migrated once per
 test module), dropped after the test; without a reachable server (a 2 s try) the test is skipped, saying why.
 
-Used by hand: `.venv/bin/python -m tests.pg` prints whether PostgreSQL is reachable, and where.
+`.venv/bin/python -m tests.pg` prints whether PostgreSQL is reachable, and where (without the password), and
+exits 0 only when it is: `make test` (tests/run_engines.sh) runs the suite on PostgreSQL then.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import cache
 from urllib.parse import urlsplit, urlunsplit
@@ -42,7 +44,7 @@ async def unreachable(url: str = POSTGRES_URL, timeout: float = CONNECT_TIMEOUT_
     try:
         conn = await asyncpg.connect(url, timeout=timeout)
     except Exception as exc:  # any failure means "not reachable", said in the skip reason
-        return f"PostgreSQL not reachable at {url}: {type(exc).__name__}: {exc}"
+        return f"PostgreSQL not reachable at {redacted(url)}: {type(exc).__name__}: {exc}"
     try:
         await conn.fetchval("SELECT 1")
     finally:
@@ -118,6 +120,18 @@ async def migrated_template_name() -> str:
     return urlsplit(await _migrated_template()).path.lstrip("/")
 
 
+@cache
+def _dropper() -> ThreadPoolExecutor:
+    """Where used databases are dropped, in the background: DROP DATABASE waits for a checkpoint (seconds on a
+    busy server; drops at the same time share one). The process waits for the last drops when it exits."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="pg-drop")
+
+
+def drop_later(db_url: str) -> None:
+    """Drop a throw-away database in the background (see `_dropper`)."""
+    _dropper().submit(lambda: asyncio.run(drop_database(db_url)))
+
+
 @pytest.fixture(scope="module")
 def pg_template() -> Iterator[str]:
     """The name of a database migrated to the newest schema, once per test module (dropped afterwards)."""
@@ -126,7 +140,7 @@ def pg_template() -> Iterator[str]:
     try:
         yield urlsplit(db_url).path.lstrip("/")
     finally:
-        asyncio.run(drop_database(db_url))
+        drop_later(db_url)
 
 
 @pytest.fixture
@@ -136,7 +150,7 @@ def pg_url(pg_template: str) -> Iterator[str]:
     try:
         yield db_url
     finally:
-        asyncio.run(drop_database(db_url))
+        drop_later(db_url)
 
 
 @pytest.fixture
@@ -147,10 +161,10 @@ def pg_empty_url() -> Iterator[str]:
     try:
         yield db_url
     finally:
-        asyncio.run(drop_database(db_url))
+        drop_later(db_url)
 
 
 if __name__ == "__main__":
     why = asyncio.run(unreachable())
-    print(why or f"PostgreSQL reachable at {POSTGRES_URL}")
+    print(why or f"PostgreSQL reachable at {redacted(POSTGRES_URL)}")
     sys.exit(1 if why else 0)

@@ -16,7 +16,7 @@ from handlers.core.dispatch import Dispatcher, Handled
 from handlers.core.messages import Reply
 from handlers.core.table import assemble
 from handlers.features import FEATURES
-from tests.conftest import ChatDriver
+from tests.conftest import ChatDriver, storage_for
 
 SHIPPED = assemble(FEATURES).commands
 
@@ -78,7 +78,7 @@ def test_two_features_with_different_rules_for_one_kind_are_refused() -> None:
 async def test_help_is_generated_from_the_table_in_chinese(tmp_path: Path, clock: FakeClock) -> None:
     from bot.app.config import Settings
 
-    runtime = await Runtime.open(Settings(storage={"path": str(tmp_path / "zh.db")}), clock)
+    runtime = await Runtime.open(Settings(storage=storage_for(tmp_path / "zh.db")), clock)
     try:
         text = await ChatDriver(runtime).say("alice", "/help")
         assert text.startswith("可用命令：")

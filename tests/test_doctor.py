@@ -22,6 +22,8 @@ from bot.app.checks import Finding, Outcome
 from bot.app.cli import main
 from bot.app.config import Settings
 from handlers.shared import charts
+from tests import pg
+from tests.conftest import storage_for
 from tests.fakes.bot_api import BOT_ID, BOT_USERNAME, FakeBotApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +59,7 @@ def shop(api: FakeBotApi, db: Path, **telegram: Any) -> dict[str, Any]:
     """A shop's configuration on the fake: a VIP group where the bot is admin, two staff, a staff group."""
     return {
         "locale": "en",
-        "storage": {"path": str(db)},
+        "storage": storage_for(db),
         "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP],
                      "webhook": {"url": HOOK, "secret_token": "s3cret-Token_1"}, **telegram},
         "staff": {"telegram": {OWNER: "owner", CASHIER: "cashier"}, "telegram_chat": STAFF_GROUP},
@@ -101,6 +103,8 @@ async def test_all_good_through_the_cli_prints_one_ok_line_per_check_and_exits_0
 ) -> None:
     db = migrated(tmp_path, migrated_db)
     before = db.read_bytes()
+    storage = storage_for(db)
+    where = f"PostgreSQL {pg.redacted(storage['url'])}" if "url" in storage else str(db)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps(shop(api, db)), encoding="utf-8")  # JSON is YAML
     code = await _in_thread(main, ["doctor", "--config", str(config)])
@@ -113,7 +117,7 @@ async def test_all_good_through_the_cli_prints_one_ok_line_per_check_and_exits_0
     assert len(checks) == 10 and all(line.startswith("✔ ") for line in checks), out
     expect = [
         f"✔ configuration  {config} loads (en, Asia/Shanghai)",
-        f"✔ database  {db} is writable; schema version {NEWEST}, up to date",
+        f"✔ database  {where} is writable; schema version {NEWEST}, up to date",
         "✔ chart font  Noto Sans CJK SC",
         f"✔ telegram token  @{BOT_USERNAME} works",
         f"✔ telegram webhook  registered at {HOOK}",
@@ -174,7 +178,7 @@ async def test_a_token_of_the_wrong_shape_gets_not_found(api: FakeBotApi, tmp_pa
 
 async def test_telegram_out_of_reach_says_to_set_a_proxy_or_base_url(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/bot"  # nothing listens there
-    data = {"storage": {"path": str(tmp_path / "v.db")}, "telegram": {"token": "123:abc", "base_url": dead}}
+    data = {"storage": storage_for(tmp_path / "v.db"), "telegram": {"token": "123:abc", "base_url": dead}}
     found = await findings(data)
     assert_outcome(found, "telegram connection", Outcome.FAIL, "cannot reach 127.0.0.1", "telegram.proxy",
                    "telegram.base_url")  # fmt: skip
@@ -291,6 +295,7 @@ async def test_a_private_staff_chat_resolves_to_the_person(api: FakeBotApi, tmp_
 
 
 # --- the database -----------------------------------------------------------------------------------------
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_a_database_under_a_regular_file_fails(tmp_path: Path) -> None:
     blocker = tmp_path / "data"
     blocker.write_text("not a folder")
@@ -298,6 +303,7 @@ async def test_a_database_under_a_regular_file_fails(tmp_path: Path) -> None:
     assert_outcome(found, "database", Outcome.FAIL, f"{blocker} is a file", "storage.path")
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 async def test_a_read_only_database_folder_fails(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
@@ -310,6 +316,7 @@ async def test_a_read_only_database_folder_fails(tmp_path: Path) -> None:
     assert_outcome(found, "database", Outcome.FAIL, "not writable", "writable for the user that runs the bot")
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_a_missing_database_in_a_writable_folder_is_fine_and_not_created(tmp_path: Path) -> None:
     path = tmp_path / "vipbot.db"
     assert_outcome(await findings({"storage": {"path": str(path)}}), "database", Outcome.OK, "first start")
@@ -317,6 +324,7 @@ async def test_a_missing_database_in_a_writable_folder_is_fine_and_not_created(t
     assert sorted(os.listdir(tmp_path)) == []  # the probe file is gone too
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_a_file_that_is_not_a_database_fails(tmp_path: Path) -> None:
     path = tmp_path / "vipbot.db"
     path.write_text("customers,points\n")
@@ -324,6 +332,7 @@ async def test_a_file_that_is_not_a_database_fails(tmp_path: Path) -> None:
     assert_outcome(found, "database", Outcome.FAIL, "not an SQLite database")
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_a_database_from_a_newer_vipbot_fails(tmp_path: Path, migrated_db: Path) -> None:
     path = migrated(tmp_path, migrated_db)
     with sqlite3.connect(path) as conn:
@@ -332,6 +341,7 @@ async def test_a_database_from_a_newer_vipbot_fails(tmp_path: Path, migrated_db:
     assert_outcome(found, "database", Outcome.FAIL, f"schema version {NEWEST + 1}", "upgrade vipbot")
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_an_older_schema_says_migrations_run_at_the_next_start(tmp_path: Path, migrated_db: Path) -> None:
     path = migrated(tmp_path, migrated_db)
     with sqlite3.connect(path) as conn:
@@ -340,6 +350,7 @@ async def test_an_older_schema_says_migrations_run_at_the_next_start(tmp_path: P
     assert_outcome(found, "database", Outcome.OK, f"schema version {NEWEST - 1}", "1 newer migration", "backup")
 
 
+@pytest.mark.sqlite_only("the doctor's checks of the SQLite file")
 async def test_a_database_locked_by_another_writer_is_a_warning(
     tmp_path: Path, migrated_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -358,13 +369,13 @@ async def test_a_database_locked_by_another_writer_is_a_warning(
 # --- the font, WeChat, no channel ----------------------------------------------------------------------
 async def test_no_cjk_font_fails_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(charts, "cjk_font", lambda: None)
-    found = await findings({"storage": {"path": str(tmp_path / "v.db")}})
+    found = await findings({"storage": storage_for(tmp_path / "v.db")})
     assert_outcome(found, "chart font", Outcome.FAIL, "#1", "fonts-noto-cjk", "mplfonts")
     assert doctor.exit_code(list(found.values())) == 1
 
 
 async def test_no_channel_configured_warns_that_run_opens_the_console(tmp_path: Path) -> None:
-    found = await findings({"storage": {"path": str(tmp_path / "v.db")}})
+    found = await findings({"storage": storage_for(tmp_path / "v.db")})
     assert_outcome(found, "channels", Outcome.WARN, "console", "TELEGRAM_BOT_TOKEN")
     assert list(found) == ["database", "chart font", "channels"]
 
@@ -384,7 +395,7 @@ async def test_wechat_findings_come_from_the_wechat_checks(
     module.checks = checks  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bot.wechat.doctor", module)
     monkeypatch.setattr(bot.wechat, "doctor", module, raising=False)
-    settings = Settings(storage={"path": str(tmp_path / "v.db")}, wechat={"app_id": "wx1", "token": "t"})
+    settings = Settings(storage=storage_for(tmp_path / "v.db"), wechat={"app_id": "wx1", "token": "t"})
     found = {f.name: f for f in await doctor.run(settings)}
     assert seen == [settings]
     assert_outcome(found, "wechat access token", Outcome.FAIL, "40164")
@@ -398,7 +409,7 @@ async def test_a_check_that_raises_is_a_failure_line_not_a_traceback(
         raise RuntimeError("font cache is corrupt")
 
     monkeypatch.setattr(charts, "cjk_font", broken)
-    found = await findings({"storage": {"path": str(tmp_path / "v.db")}})
+    found = await findings({"storage": storage_for(tmp_path / "v.db")})
     assert_outcome(found, "chart font", Outcome.FAIL, "font cache is corrupt")
 
 

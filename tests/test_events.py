@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
-from tests.conftest import SHANGHAI, ChatDriver, RecordingPusher, local, settle
+from tests.conftest import SHANGHAI, ChatDriver, RecordingPusher, local, settle, storage_for
 
 START = "2026-03-20 19:30"  # ten days after the fake clock's 2026-03-10 09:00
 
@@ -141,7 +141,7 @@ async def test_attendance_only_while_the_event_is_on(
 
 
 async def test_the_attendance_window_is_configurable(tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(locale="en", storage={"path": str(tmp_path / "w.db")}, events={"attend_hours_after": 1})
+    settings = Settings(locale="en", storage=storage_for(tmp_path / "w.db"), events={"attend_hours_after": 1})
     runtime = await Runtime.open(settings, clock)
     try:
         chat = ChatDriver(runtime)

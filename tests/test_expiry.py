@@ -4,7 +4,6 @@ points or the tier; a re-run books nothing twice; one reminder 30 days before ea
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,20 @@ from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
 from handlers.loyalty.expiry import ExpiryRun, run_expiry
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 
 
-def _settings(tmp_path: Path, migrated_db: Path, **expiry: Any) -> Settings:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
+def _settings(tmp_path: Path, **expiry: Any) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200},
+        storage=storage_for(tmp_path / "vip.db", loop_statement_ms=200),
         points={"expiry": {"enabled": True, **expiry}},
     )
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    return _settings(tmp_path, migrated_db)
+def settings(tmp_path: Path) -> Settings:
+    return _settings(tmp_path)
 
 
 @pytest.fixture
@@ -128,8 +126,8 @@ async def test_turned_on_mid_year_nothing_expires_before_the_next_year_end(
     assert await totals(chat.runtime, "carol") == (0, 80)
 
 
-async def test_months_rule(tmp_path: Path, migrated_db: Path, clock: FakeClock) -> None:
-    runtime = await Runtime.open(_settings(tmp_path, migrated_db, rule="months", months=12), clock)
+async def test_months_rule(tmp_path: Path, clock: FakeClock) -> None:
+    runtime = await Runtime.open(_settings(tmp_path, rule="months", months=12), clock)
     try:
         chat = ChatDriver(runtime)
         clock.set(local(2025, 3, 15, 9, 0))
@@ -149,9 +147,8 @@ async def test_months_rule(tmp_path: Path, migrated_db: Path, clock: FakeClock) 
         await runtime.close()
 
 
-async def test_off_by_default(tmp_path: Path, migrated_db: Path, clock: FakeClock) -> None:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
-    runtime = await Runtime.open(Settings(locale="en", storage={"path": str(tmp_path / "vip.db")}), clock)
+async def test_off_by_default(tmp_path: Path, clock: FakeClock) -> None:
+    runtime = await Runtime.open(Settings(locale="en", storage=storage_for(tmp_path / "vip.db")), clock)
     try:
         assert runtime.scheduler.get_job("expire_points") is None
         chat = ChatDriver(runtime)

@@ -15,14 +15,14 @@ from handlers.core.clock import FakeClock
 from handlers.core.i18n import LOCALES, load_catalog
 from handlers.greetings.commands import birthday_keys, plan_greetings, prepare_greeting, send_birthdays
 from handlers.greetings.holidays import BUILTIN_IDS, next_occurrence, occurrences
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(tmp_path / "vip.db")},
+        storage=storage_for(tmp_path / "vip.db"),
         greetings={
             "gift_points": {"mid_autumn": 50},
             "custom": [{"id": "shop_day", "date": "09-20", "name": "Shop Day", "gift_points": 10}],
@@ -261,7 +261,7 @@ async def test_greetings_off_survives_a_restart_and_on_brings_it_back(settings: 
 
 
 async def test_holidays_switched_off_in_the_configuration(tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(locale="en", storage={"path": str(tmp_path / "off.db")}, greetings={"silenced": ["mid_autumn"]})
+    settings = Settings(locale="en", storage=storage_for(tmp_path / "off.db"), greetings={"silenced": ["mid_autumn"]})
     runtime = await Runtime.open(settings, clock)
     try:
         chat = ChatDriver(runtime)
@@ -350,7 +350,7 @@ async def test_birthday_in_the_groups_when_no_private_message_is_possible(
 
 
 async def test_birthdays_can_be_switched_off(tmp_path: Path, clock: FakeClock) -> None:
-    settings = Settings(locale="en", storage={"path": str(tmp_path / "b.db")}, birthdays={"enabled": False})
+    settings = Settings(locale="en", storage=storage_for(tmp_path / "b.db"), birthdays={"enabled": False})
     runtime = await Runtime.open(settings, clock)
     try:
         chat = ChatDriver(runtime)

@@ -10,7 +10,6 @@ with a conditional update before its message is queued. Time moves by the inject
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,17 +26,15 @@ from handlers.polls.commands import start_survey
 from handlers.segments.commands import winback
 from handlers.shared.due import run_due
 from handlers.stats.commands import weekly_report
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
-from tests.test_crash import count
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 from tests.test_segments import buy, member
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
+def settings(tmp_path: Path) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200},
+        storage=storage_for(tmp_path / "vip.db", loop_statement_ms=200),
         segments={"winback": True},
         birthdays={"gift_points": 88},
         points={"expiry": {"enabled": True}},
@@ -100,8 +97,9 @@ async def test_two_processes_on_one_database_send_one_weekly_report(
     await settle(chat.runtime)
     await settle(other)
     assert len(staff_pushes(pusher)) + len(staff_pushes(other_pusher)) == 1
-    db = Path(chat.runtime.settings.storage.path)
-    assert count(db, "SELECT COUNT(*) FROM announcements WHERE kind = 'staff'") == 1
+    async with chat.runtime.deps.db.read() as repos:
+        rows = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM announcements WHERE kind = 'staff'")
+    assert rows[0][0] == 1
 
 
 # --- the jobs that message members -----------------------------------------------------------------------

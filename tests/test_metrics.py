@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bot.app.cli import run_bot
 from bot.app.config import Settings
 from bot.app.metrics import access_networks, may_scrape
 from storage.ledger import LedgerRepo
+from tests.conftest import storage_for
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
 GROUP = -1001234567890
@@ -60,16 +62,34 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> 
         await asyncio.sleep(0.01)
 
 
+STATES = "SELECT state FROM deliveries ORDER BY id"
+
+
 def delivery_states(db: Path) -> list[str]:
-    """The deliveries' states, read from the database file itself (not through the bot)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return [row[0] for row in conn.execute("SELECT state FROM deliveries ORDER BY id")]
+    """The deliveries' states, read from the database itself (not through the bot): the SQLite file, or on
+    PostgreSQL the test's database on a connection of its own (in a thread: the bot runs on this loop)."""
+    url = storage_for(db).get("url")
+    if not url:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return [row[0] for row in conn.execute(STATES)]
+
+    async def read() -> list[str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            return [row[0] for row in await conn.fetch(STATES)]
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, read()).result()
 
 
 def settings_for(api: FakeBotApi, db: Path, port: int) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(db)},
+        storage=storage_for(db),
         telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False},
         staff={"telegram": [STAFF_ID]},
         greetings={"enabled": False},
@@ -113,8 +133,10 @@ async def test_metrics_move_when_traffic_flows(tmp_path: Path, monkeypatch: pyte
                 except httpx.ConnectError:
                     assert not bot.done(), bot
                     await asyncio.sleep(0.05)
-            assert health.json() == {"status": "ok", "database": True, "scheduler": True,
-                                     "channels": {"telegram": "polling"}}  # fmt: skip
+            body = health.json()
+            assert body == {"status": "ok", "database": True, "scheduler": True, "channels": {"telegram": "polling"},
+                            "process": body["process"], "leading": True, "leader": body["process"]}  # it leads alone
+            assert body["process"].startswith("vipbot ")
             before = await scrape()
             assert value(before, "vipbot_db_up") == 1
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from handlers.core.clock import FakeClock
 from tests.fakes.bot_api import message_update, user
 from tests.tg_harness import STAFF_CHAT, fake_api, harness_settings, running_bot
@@ -18,6 +20,7 @@ def fill_disk(db: object, full: bool) -> None:
     writer.execute(f"PRAGMA max_page_count={pages if full else 1073741823}")
 
 
+@pytest.mark.sqlite_only("a full disk is simulated with SQLite's max_page_count on the writer connection")
 async def test_a_full_disk_apologises_tells_staff_once_and_recovers(tmp_path: Path, clock: FakeClock) -> None:
     async with fake_api() as api:
         async with running_bot(api, harness_settings(api, tmp_path / "full.db"), clock) as bot:

@@ -14,7 +14,7 @@ from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
 from handlers.shared.broadcast import local_days_before
-from tests.conftest import ChatDriver, RecordingPusher, settle
+from tests.conftest import ChatDriver, RecordingPusher, settle, storage_for
 
 BERLIN = ZoneInfo("Europe/Berlin")  # 2026: 02:00 CET -> 03:00 CEST on 03-29, 03:00 CEST -> 02:00 CET on 10-25
 NEW_YORK = ZoneInfo("America/New_York")  # 2026: 02:00 EST -> 03:00 EDT on 03-08, 02:00 EDT -> 01:00 EST on 11-01
@@ -31,7 +31,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Berlin unless a test passes other settings (indirect parametrisation)."""
     extra: dict[str, Any] = getattr(request, "param", {})
     return Settings(
-        **{"locale": "en", "timezone": "Europe/Berlin", "storage": {"path": str(tmp_path / "vip.db")}, **extra}
+        **{"locale": "en", "timezone": "Europe/Berlin", "storage": storage_for(tmp_path / "vip.db"), **extra}
     )
 
 

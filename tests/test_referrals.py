@@ -14,13 +14,13 @@ from bot.app.config import Settings
 from handlers.core.clock import FakeClock
 from handlers.referrals.commands import invite_code, on_purchase
 from storage.referrals import Referral
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """The default points (100 for the referrer, 50 for the new member) with a monthly cap of 2."""
-    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db")}, referrals={"monthly_cap": 2})
+    return Settings(locale="en", storage=storage_for(tmp_path / "vip.db"), referrals={"monthly_cap": 2})
 
 
 async def code_of(chat: ChatDriver, who: str) -> str:

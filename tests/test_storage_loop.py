@@ -18,6 +18,7 @@ SLOW_ROWS = 1_000_000
 """Rows the recursive count above walks through: most of a second of work here, far past a 100 ms limit."""
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_a_read_holding_a_reader_does_not_block_another_read(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "r.db")
     try:
@@ -48,6 +49,7 @@ async def test_a_read_holding_a_reader_does_not_block_another_read(tmp_path: Pat
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_two_slow_reads_run_at_the_same_time(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "r.db")
     try:
@@ -70,6 +72,7 @@ async def test_two_slow_reads_run_at_the_same_time(tmp_path: Path) -> None:
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_reads_beyond_the_pool_wait_for_a_free_reader(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "r.db", readers=2)
     try:
@@ -100,6 +103,7 @@ async def test_reads_beyond_the_pool_wait_for_a_free_reader(tmp_path: Path) -> N
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_each_reader_reads_its_own_snapshot_and_a_unit_reads_its_own_writes(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "r.db", readers=2)
     try:
@@ -121,6 +125,7 @@ async def test_each_reader_reads_its_own_snapshot_and_a_unit_reads_its_own_write
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_a_slow_statement_on_the_loop_fails_loudly_unless_bulk(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "g.db", loop_statement_ms=100)
     try:
@@ -150,6 +155,7 @@ async def test_a_slow_statement_on_the_loop_fails_loudly_unless_bulk(tmp_path: P
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_the_guard_is_off_by_default(tmp_path: Path) -> None:
     production = Settings(storage={"path": str(tmp_path / "p.db")}).storage
     db = await Database.open(production.path, loop_statement_ms=production.loop_statement_limit(debug=False))
@@ -191,6 +197,7 @@ def _record_ends(db: Database) -> list[tuple[str, int]]:
     return ends
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_a_transaction_that_ran_a_bulk_statement_ends_off_the_loop(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "b.db")
     loop_thread = threading.get_ident()
@@ -222,6 +229,7 @@ async def test_a_transaction_that_ran_a_bulk_statement_ends_off_the_loop(tmp_pat
         await db.close()
 
 
+@pytest.mark.sqlite_only("the SQLite engine itself: its reader connections, thread and loop guard")
 async def test_commit_callbacks_run_after_a_bulk_commit_and_not_after_its_rollback(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "c.db")
     try:

@@ -10,6 +10,7 @@ import pytest
 from bot.app.config import Settings
 from bot.telegram.channel import split_text
 from handlers.core.clock import FakeClock
+from tests.conftest import storage_for
 from tests.fakes.bot_api import BOT_USERNAME, message_update, user
 from tests.tg_harness import (
     ADMIN,
@@ -137,7 +138,7 @@ async def test_the_default_configuration_answers_under_telegrams_limits(tmp_path
     async with fake_api() as api:
         settings = Settings(
             locale="en",
-            storage={"path": str(tmp_path / "rl.db")},
+            storage=storage_for(tmp_path / "rl.db"),
             telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP]},
         )
         async with running_bot(api, settings, clock) as harness:

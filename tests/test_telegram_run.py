@@ -19,6 +19,7 @@ from bot.app.scheduler import prune_seen_updates
 from bot.app.web import WebServer
 from bot.telegram.channel import TelegramChannel
 from handlers.core.clock import FakeClock
+from tests.conftest import storage_env, storage_for
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ async def test_vipbot_run_polls_answers_and_stops_cleanly(tmp_path: Path) -> Non
         "TELEGRAM_BOT_TOKEN": api.token,
         "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
         "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
-        "VIPBOT_STORAGE__PATH": str(tmp_path / "run.db"),
+        **storage_env(tmp_path / "run.db"),  # the engine under test
         "VIPBOT_LOCALE": "en",
     }
     proc = await asyncio.create_subprocess_exec(
@@ -76,7 +77,7 @@ async def test_with_a_log_file_the_bot_logs_there_and_reopens_it_after_a_rotatio
         "VIPBOT_TELEGRAM__BASE_URL": api.base_url,
         "VIPBOT_TELEGRAM__GROUPS": json.dumps([GROUP]),
         "VIPBOT_TELEGRAM__COMMAND_MENUS": "false",
-        "VIPBOT_STORAGE__PATH": str(tmp_path / "run.db"),
+        **storage_env(tmp_path / "run.db"),  # the engine under test
         "VIPBOT_LOG_FILE": str(log),
     }
     proc = await asyncio.create_subprocess_exec(
@@ -108,7 +109,7 @@ async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: Fake
     port = free_port()
     settings = Settings(
         locale="en",
-        storage={"path": str(tmp_path / "wh.db")},
+        storage=storage_for(tmp_path / "wh.db"),
         telegram={
             "token": api.token,
             "base_url": api.base_url,
@@ -122,6 +123,7 @@ async def test_webhook_mode_checks_the_secret_header(tmp_path: Path, clock: Fake
     web = WebServer("127.0.0.1", port)
     await channel.attach(runtime)
     await channel.start(web)
+    await runtime.start()  # as `vipbot run`: this process leads, so it registers the webhook and handles updates
     await web.start()
     try:
         (registered,) = api.sent("setWebhook")
@@ -210,7 +212,7 @@ async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> 
         "VIPBOT_WECHAT__APP_ID": "wx0123456789abcdef",
         "VIPBOT_HTTP__HOST": "127.0.0.1",
         "VIPBOT_HTTP__PORT": str(port),
-        "VIPBOT_STORAGE__PATH": str(tmp_path / "one.db"),
+        **storage_env(tmp_path / "one.db"),  # the engine under test
         "VIPBOT_LOCALE": "en",
     }
     proc = await asyncio.create_subprocess_exec(
@@ -226,9 +228,11 @@ async def test_one_server_serves_telegram_wechat_and_healthz(tmp_path: Path) -> 
                 except httpx.ConnectError:
                     await asyncio.sleep(0.05)
             assert health.status_code == 200
-            assert health.json() == {
+            body = health.json()
+            assert body == {
                 "status": "ok", "database": True, "scheduler": True,
                 "channels": {"telegram": "webhook", "wechat": "webhook"},
+                "process": body["process"], "leading": True, "leader": body["process"],  # the only process leads
             }  # fmt: skip
             assert (await client.post("/telegram", json={"update_id": 1})).status_code == 403
             ts, nonce = "1700000000", "n"

@@ -5,7 +5,6 @@ stay, points earned afterwards count in full, and each member is reviewed once a
 from __future__ import annotations
 
 import itertools
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,15 +14,14 @@ from bot.app.config import Settings
 from bot.app.runtime import Runtime
 from handlers.core.clock import FakeClock
 from handlers.loyalty.review import run_review
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
+def settings(tmp_path: Path) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200},
+        storage=storage_for(tmp_path / "vip.db", loop_statement_ms=200),
         tier_review={"enabled": True, "month": 1, "day": 1},
     )
 
@@ -86,9 +84,8 @@ async def test_review_keeps_or_drops_tiers_by_the_last_12_months(
     assert "Tier: Gold" in await chat.say("alice", "/points", group=False)
 
 
-async def test_off_by_default(tmp_path: Path, migrated_db: Path, clock: FakeClock) -> None:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
-    runtime = await Runtime.open(Settings(locale="en", storage={"path": str(tmp_path / "vip.db")}), clock)
+async def test_off_by_default(tmp_path: Path, clock: FakeClock) -> None:
+    runtime = await Runtime.open(Settings(locale="en", storage=storage_for(tmp_path / "vip.db")), clock)
     try:
         assert runtime.scheduler.get_job("tier_review") is None
         chat = ChatDriver(runtime)
@@ -114,7 +111,7 @@ async def _opened(path: Path, clock: FakeClock, *, reviewed: bool) -> Runtime:
     return await Runtime.open(
         Settings(
             locale="en",
-            storage={"path": str(path), "loop_statement_ms": 200},
+            storage=storage_for(path, loop_statement_ms=200),
             tier_review={"enabled": reviewed, "month": 1, "day": 1},
             groupbuy={"no_deposit_tiers": ["black"]},  # by default diamond joins without a deposit too
         ),
@@ -124,12 +121,11 @@ async def _opened(path: Path, clock: FakeClock, *, reviewed: bool) -> Runtime:
 
 @pytest.mark.parametrize("reviewed", [True, False], ids=["review_on", "review_turned_off"])
 async def test_the_reviewed_tier_decides_everywhere(
-    tmp_path: Path, migrated_db: Path, clock: FakeClock, reviewed: bool
+    tmp_path: Path, clock: FakeClock, reviewed: bool
 ) -> None:
     """After bob's review (black -> diamond) sales, announcements, group buys, /me and /member follow his
     reviewed tier; with the review turned off again lifetime points decide, as before the review."""
     path = tmp_path / "vip.db"
-    shutil.copy(migrated_db, path)
     runtime = await _opened(path, clock, reviewed=True)
     try:
         chat = ChatDriver(runtime)

@@ -3,14 +3,13 @@ grant), the member's own tier and how far the next one is; older config files wi
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bot.app.config import Settings
 from handlers.core.rules import RuleSections, Tier
-from tests.conftest import ChatDriver
+from tests.conftest import ChatDriver, storage_for
 
 TIERS = [
     {"id": "gold", "min_points": 0, "privileges": "Birthday gift\nFree gift wrapping"},
@@ -20,9 +19,8 @@ TIERS = [
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    shutil.copy(migrated_db, tmp_path / "vip.db")
-    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db"), "loop_statement_ms": 200}, tiers=TIERS)
+def settings(tmp_path: Path) -> Settings:
+    return Settings(locale="en", storage=storage_for(tmp_path / "vip.db", loop_statement_ms=200), tiers=TIERS)
 
 
 async def test_tiers_lists_thresholds_privileges_and_the_distance(chat: ChatDriver) -> None:

@@ -25,11 +25,13 @@ async def test_no_code_is_ever_readable_in_the_group(tmp_path: Path, clock: Fake
             await bot.send(GROUP, STAFF, "/award @alice 500")
             await bot.send(GROUP, STAFF, "/reward add Cup | cost=10")
             await bot.send(GROUP, STAFF, "/sale add Jade | price=9 stock=5 start=2026-03-10 10:00 --force")
+            await bot.settle()  # its announcement is posted after the answer: not to be read as the next one
             clock.advance(timedelta(hours=1, minutes=1))
             await bot.send(GROUP, ALICE, "/redeem 1")
             await bot.send(GROUP, BOB, "/claim 1")
+            await bot.settle()
             await bot.send(GROUP, STAFF, "/sale status 1")  # lists every claim code
-            await bot.send(GROUP, STAFF, "/sale export 1")
+            await bot.post(GROUP, STAFF, "/sale export 1", "sendDocument")  # the file alone, privately
             assert await bot.channel.idle(timeout=30)
             calls = api.sent() + api.sent("sendDocument")
             in_group = [str(p.get("text") or p.get("caption") or "") for p in calls if int(p["chat_id"]) == GROUP]
@@ -52,8 +54,10 @@ async def test_group_buy_codes_stay_private(tmp_path: Path, clock: FakeClock) ->
             await bot.send(STAFF_ID, STAFF, "/start")
             await bot.send(GROUP, STAFF, "/groupbuy add Tea set | price=300 group_price=199 min=2"
                                          " deadline=2026-03-12 20:00")  # fmt: skip
+            await bot.settle()  # its announcement is posted after the answer: not to be read as the next one
             await bot.send(GROUP, ALICE, "/groupbuy join 1")  # Alice and Bob never started the bot
             await bot.send(GROUP, BOB, "/groupbuy join 1")
+            await bot.settle()  # both joins are booked before the deadline comes
             clock.set(local(2026, 3, 12, 20, 0))  # the deadline: it succeeds, with a code for each
             await bot.runtime.planner.fire()
             assert await bot.channel.idle(timeout=30)

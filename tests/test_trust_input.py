@@ -24,7 +24,7 @@ from bot.telegram.webhook import SECRET_HEADER, TelegramWebhookHandler
 from handlers.core.clock import FakeClock
 from handlers.core.messages import Button
 from handlers.shared.exports import csv_document
-from tests.conftest import ChatDriver, local
+from tests.conftest import ChatDriver, local, storage_for
 from tests.fakes.bot_api import FakeBotApi, callback_update, message_update
 from tests.test_telegram_run import ALICE, GROUP, free_port
 from tests.tg_harness import fake_api, harness_settings, running_bot
@@ -38,7 +38,7 @@ async def test_a_webhook_without_a_configured_secret_gets_a_generated_one(tmp_pa
     port = free_port()
     settings = Settings(
         locale="en",
-        storage={"path": str(tmp_path / "wh.db")},
+        storage=storage_for(tmp_path / "wh.db"),
         telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False,
                   "webhook": {"url": "https://shop.invalid/telegram"}},  # no secret_token
     )  # fmt: skip
@@ -47,6 +47,7 @@ async def test_a_webhook_without_a_configured_secret_gets_a_generated_one(tmp_pa
     web = WebServer("127.0.0.1", port)
     await channel.attach(runtime)
     await channel.start(web)
+    await runtime.start()  # as `vipbot run`: this process leads, so it registers the webhook and handles updates
     web.mount("/unguarded", TelegramWebhookHandler, channel=channel, secret="")
     await web.start()
     try:
@@ -114,7 +115,7 @@ async def test_malformed_updates_on_the_webhook_get_400_and_book_nothing(
     port = free_port()
     settings = Settings(
         locale="en",
-        storage={"path": str(tmp_path / "wh.db")},
+        storage=storage_for(tmp_path / "wh.db"),
         telegram={"token": api.token, "base_url": api.base_url, "groups": [GROUP], "rate_limiter": False,
                   "webhook": {"url": "https://shop.invalid/telegram", "secret_token": "s3cret"}},
     )  # fmt: skip
@@ -123,6 +124,7 @@ async def test_malformed_updates_on_the_webhook_get_400_and_book_nothing(
     web = WebServer("127.0.0.1", port)
     await channel.attach(runtime)
     await channel.start(web)
+    await runtime.start()  # as `vipbot run`: this process leads, so it registers the webhook and handles updates
     await web.start()
     headers = {SECRET_HEADER: "s3cret"}
     try:

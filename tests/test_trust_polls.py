@@ -18,7 +18,7 @@ import pytest
 from bot.app.config import Settings
 from handlers.core.clock import FakeClock
 from storage.db.sql import fetch_one
-from tests.conftest import ChatDriver, RecordingPusher, local, settle
+from tests.conftest import ChatDriver, RecordingPusher, local, settle, storage_for
 from tests.fakes.bot_api import FakeBotApi
 from tests.tg_harness import ALICE, GROUP, STAFF, STAFF_ID, fake_api, harness_settings, running_bot
 
@@ -210,7 +210,7 @@ async def test_counts_in_english_have_plural_forms(chat: ChatDriver, pusher: Rec
 class TestInChinese:
     @pytest.fixture
     def settings(self, tmp_path: Path) -> Settings:
-        return Settings(locale="zh_CN", storage={"path": str(tmp_path / "vip.db")})
+        return Settings(locale="zh_CN", storage=storage_for(tmp_path / "vip.db"))
 
     async def test_a_choice_answer_is_echoed_as_the_chosen_options(
         self, chat: ChatDriver, pusher: RecordingPusher

@@ -16,7 +16,7 @@ from handlers.announcements.commands import report_outcomes
 from handlers.core.clock import FakeClock
 from handlers.core.i18n import Catalog, _flatten
 from handlers.feedback.commands import escalate
-from tests.conftest import ChatDriver, RecordingPusher, settle
+from tests.conftest import ChatDriver, RecordingPusher, settle, storage_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ROOT / "handlers"
@@ -76,7 +76,7 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     `settings` indirectly with a dict of them."""
     locale = "zh_CN" if "_zh_" in request.node.name else "en"
     extra = getattr(request, "param", {})
-    return Settings(locale=locale, storage={"path": str(tmp_path / "vip.db")}, **extra)
+    return Settings(locale=locale, storage=storage_for(tmp_path / "vip.db"), **extra)
 
 
 # --- English, end to end ----------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import pytest
 
 from bot.app.config import Settings
 from handlers.segments.commands import segment_bounds
-from tests.conftest import ChatDriver, RecordingPusher, settle
+from tests.conftest import ChatDriver, RecordingPusher, settle, storage_for
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(locale="en", storage={"path": str(tmp_path / "vip.db")}, referrals={"monthly_cap": 2})
+    return Settings(locale="en", storage=storage_for(tmp_path / "vip.db"), referrals={"monthly_cap": 2})
 
 
 async def member(chat: ChatDriver, who: str) -> int:
@@ -44,10 +44,8 @@ def number(text: str, label: str) -> int:
 
 async def void_entries(chat: ChatDriver) -> int:
     async with chat.runtime.deps.db.read() as repos:
-        row = await repos.ledger._conn.execute("SELECT COUNT(*) FROM ledger WHERE reason = 'void'")
-        found = await row.fetchone()
-    assert found is not None
-    return int(found[0])
+        rows = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM ledger WHERE reason = 'void'")
+    return int(rows[0][0])
 
 
 async def test_voiding_a_black_card_purchase_takes_everything_back(chat: ChatDriver, pusher: RecordingPusher) -> None:

@@ -13,6 +13,7 @@ from bot.app.runtime import Runtime
 from bot.delivery.sender import Pace
 from bot.telegram.channel import TelegramChannel
 from handlers.core.clock import FakeClock
+from tests.conftest import storage_for
 from tests.fakes.bot_api import FakeBotApi, message_update, user
 
 PACE = Pace(speed=10.0)
@@ -47,11 +48,12 @@ class Harness:
         return await self.answer(before)
 
     async def post(self, chat_id: int, sender: dict[str, Any] | None, text: str, method: str, **kwargs: Any) -> str:
-        """Push one update and wait for the next call of `method` (e.g. the board's editMessageText)."""
+        """Push one update and wait for the next call of `method` (e.g. the board's editMessageText, or a
+        sendDocument): its text, or its caption."""
         before = len(self.api.sent(method))
         self.api.push_update(message_update(self.api, chat_id, sender, text, **kwargs))
         sent = await self.api.wait_for(before + 1, method)
-        return str(sent[-1]["text"])
+        return str(sent[-1].get("text", sent[-1].get("caption", "")))
 
     async def answer(self, before: int, expect: int = 1) -> str:
         sent = await self.api.wait_for(before + expect)
@@ -83,7 +85,7 @@ class Harness:
 def harness_settings(api: FakeBotApi, db: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "locale": "en",
-        "storage": {"path": str(db)},
+        "storage": storage_for(db),  # the engine under test: that file, or a PostgreSQL database for it
         # No "/" menus: their round of getMyCommands/setMyCommands at each start is tests/test_telegram_menus.py's.
         "telegram": {"token": api.token, "base_url": api.base_url, "groups": [GROUP], "command_menus": False},
         # The group's admin (ADMIN) is staff here only because `group_admins` says so (none by default).

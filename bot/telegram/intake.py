@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from cachetools import LRUCache
 
 from storage.db.database import Database
 from storage.db.preflight import is_storage_fault
@@ -41,6 +42,7 @@ CONFLICT_MAX_PAUSE = 60.0
 """After a 409 Conflict, getUpdates is tried again after 5 s, then ever more slowly up to once a minute: each try
 would cut the other poller's long poll short and take some of its updates."""
 _CONFLICT_NAMES = {"poller": "other poller", "webhook": "webhook"}
+FINISHED_MEMORY = 50_000
 SHARED_SWEEP_SECONDS = 1.0
 """How often the leader looks for updates other processes stored, when no NOTIFY came."""
 """Ids beyond SQLite's integer range are no Telegram ids."""
@@ -215,6 +217,11 @@ class Intake:
         self._started = False
         self._sweeper: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
+        self._skipped = 0
+        """Pending updates the last sweep left alone (so that the next one reads past them)."""
+        self._finished_here: LRUCache[str, bool] = LRUCache(FINISHED_MEMORY)
+        """Updates this process finished with: the sweep leaves them alone, even when one is pending again (a
+        handler that failed releases its update for the next start, as on SQLite, not for the next second)."""
         self.handled = 0
         self.failures = 0
         """Updates whose handling raised (a bug, not the disk): skipped, for /metrics."""
@@ -275,7 +282,7 @@ class Intake:
             if self.backlog >= self.prefetch:
                 continue  # enough in hand; the oldest stored come first once there is room
             try:
-                await self._resume(limit=self.prefetch + self.backlog)
+                await self._resume(limit=self.prefetch + self.backlog + self._skipped)
             except Exception as exc:
                 log.warning("inbox: looking for stored updates failed: %s", exc)
 
@@ -284,7 +291,11 @@ class Intake:
         async with self.db.read() as repos:
             stored = await repos.inbox.pending(CHANNEL, limit or 1_000_000)
         unreadable: list[str] = []
+        skipped = 0
         for item in stored:
+            if limit is not None and item.key in self._finished_here:
+                skipped += 1  # released by a handler that failed here: for the next start
+                continue
             try:
                 update = json.loads(item.payload)
             except (TypeError, ValueError, RecursionError):
@@ -296,6 +307,7 @@ class Intake:
         for key in unreadable:
             if await self._mark_done(key):
                 log.warning("inbox: %s is not a readable update; skipped", key)
+        self._skipped = skipped
         if stored and limit is None:
             log.info("resuming %d stored updates", len(stored) - len(unreadable))
 
@@ -474,6 +486,7 @@ class Intake:
         """Count a handled update, or queue it again after `retry` seconds; returns the next retry delay."""
         if ok:
             self._queued.discard(key)
+            self._finished_here[key] = True
             self.handled += 1
             return 1.0
         # storage failed: it stays stored (or Telegram keeps it); try again when space may be back

@@ -404,6 +404,12 @@ class Database:
         """Whether a write transaction is open (or about to begin, holding the lock) right now."""
         return self._write_lock.locked() or self._writer.in_transaction
 
+    @property
+    def caller_writing(self) -> bool:
+        """Whether the caller may be inside a write transaction: with one writer, any open one counts (the same as
+        `writing`; the PostgreSQL engine tells the caller's own)."""
+        return self.writing
+
     @asynccontextmanager
     async def transaction(self, *, background: bool = False) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception.

@@ -295,6 +295,14 @@ class PostgresDatabase:
         """Whether a write transaction is open (on any connection) right now."""
         return self._open_units > 0
 
+    @property
+    def caller_writing(self) -> bool:
+        """Whether the caller runs inside one of this database's write transactions (a task in its block, or a
+        thread that task handed work to: the context goes along). Other connections' transactions do not count:
+        they run side by side here."""
+        unit = _UNIT.get()
+        return unit is not None and unit.db is self
+
     @asynccontextmanager
     async def transaction(self, *, background: bool = False) -> AsyncIterator[Repos]:
         """One use case = one transaction; commits on success, rolls back on any exception. Inside a transaction
