@@ -43,7 +43,7 @@ from handlers.shared.charts import (
 from handlers.stats.chart import ChartWords, weekly_figure
 from handlers.stats.commands import weekly_report
 from tests.chart_recorders import size_of
-from tests.conftest import ChatDriver, RecordingPusher, settle
+from tests.conftest import ChatDriver, RecordingPusher, settle, storage_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DAYS = ["03-04", "03-05", "03-06", "03-07", "03-08", "03-09", "03-10"]
@@ -265,7 +265,7 @@ def settings(tmp_path: Path, migrated_db: Path, request: pytest.FixtureRequest) 
     import shutil
 
     shutil.copy(migrated_db, tmp_path / "vip.db")
-    return Settings(locale=request.param, storage={"path": str(tmp_path / "vip.db")})
+    return Settings(locale=request.param, storage=storage_for(tmp_path / "vip.db"))
 
 
 class Drawn:

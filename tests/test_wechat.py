@@ -21,7 +21,7 @@ from bot.app.runtime import Runtime
 from bot.app.web import WebServer
 from bot.wechat.channel import WeChatChannel
 from handlers.core.clock import FakeClock
-from tests.conftest import ChatDriver
+from tests.conftest import ChatDriver, storage_for
 from tests.fakes.wechat_api import FakeWeChatApi, answer_text
 
 TOKEN = "shoptoken"
@@ -92,7 +92,7 @@ class WeChatHarness:
 def wechat_settings(tmp_path: Path, api: FakeWeChatApi, **wechat: Any) -> Settings:
     return Settings(
         locale="en",
-        storage={"path": str(tmp_path / "wx.db")},
+        storage=storage_for(tmp_path / "wx.db"),
         staff={"wechat": [STAFF_OPENID]},
         wechat={
             "app_id": APP_ID,
@@ -197,6 +197,7 @@ async def test_a_retried_message_is_handled_once_with_the_same_answer(wx: WeChat
     assert await wx.balance("o-dan") == 10
 
 
+@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
 async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_path: Path, clock: FakeClock) -> None:
     api = await FakeWeChatApi().start()
     harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
@@ -216,6 +217,7 @@ async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_pat
         await _stop(harness, api)
 
 
+@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
 async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path, clock: FakeClock) -> None:
     api = await FakeWeChatApi().start()
     harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
@@ -232,6 +234,7 @@ async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path
         await _stop(harness, api)
 
 
+@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
 async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: Path, clock: FakeClock) -> None:
     """One process alone on its database (SQLite) keeps the answers for retries in memory, not in the database."""
     api = await FakeWeChatApi().start()
