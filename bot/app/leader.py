@@ -18,13 +18,15 @@ outbox, updates stored for the leader to handle, announcements planned.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ CHANNELS = ("vipbot_outbox", "vipbot_inbox", "vipbot_plan")
 """The NOTIFY channels: rows queued for the outbox, updates stored for the leader, announcements planned."""
 
 Hook = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 def process_name() -> str:
@@ -106,7 +109,12 @@ class SoleLeadership:
 
 
 class PostgresLeadership:
-    """One leader among the processes on a PostgreSQL database, by a session advisory lock (see the module)."""
+    """One leader among the processes on a PostgreSQL database, by a session advisory lock (see the module).
+
+    The lock's connection lives on a thread of its own, with its own event loop: taking the lead, noticing a lost
+    connection and the NOTIFYs never wait for the main loop, which a burst of webhooks can keep busy for seconds
+    (a follower then still takes over within `check_seconds`). What the lead starts (`on_lead`), `on_lost` and the
+    listeners run on the main loop."""
 
     shared = True
 
@@ -115,15 +123,19 @@ class PostgresLeadership:
         self.name = name or process_name()
         self.check_seconds = check_seconds
         self._leading = False
-        self._conn: object | None = None
-        self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._listeners: dict[str, list[Callable[[], None]]] = {}
-        self._notifies: set[asyncio.Task[None]] = set()
         self._on_lead: Hook | None = None
         self._on_lost: Callable[[], None] | None = None
-        self._use = asyncio.Lock()
+        self._main: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The leadership thread's loop; its connection and every statement on it belong there."""
+        self._thread: threading.Thread | None = None
+        self._conn: object | None = None
+        self._use: asyncio.Lock | None = None
         """One statement at a time on the connection (asyncpg runs one operation per connection)."""
+        self._watch: concurrent.futures.Future[None] | None = None
+        self._leads: set[asyncio.Task[None]] = set()
         self.led_since: float | None = None
         """time.time() when this process became leader."""
 
@@ -131,6 +143,101 @@ class PostgresLeadership:
     def leading(self) -> bool:
         return self._leading
 
+    # --- on the main loop ------------------------------------------------------------------------------
+    async def start(self, on_lead: Hook, on_lost: Callable[[], None]) -> None:
+        """Connect and try for the lead once (becoming leader runs `on_lead` before this returns), then keep
+        trying on the leadership thread. Raises when PostgreSQL cannot be reached at all."""
+        self._on_lead, self._on_lost = on_lead, on_lost
+        self._main = asyncio.get_running_loop()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vipbot-leadership", daemon=True)
+        self._thread.start()
+        try:
+            got = await self._there(self._first())
+        except BaseException:
+            await self._end_thread()
+            raise
+        if got:
+            await self._lead()
+        self._watch = asyncio.run_coroutine_threadsafe(self._watching(), self._loop)
+
+    def _there(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run `coro` on the leadership thread; await its result here."""
+        assert self._loop is not None
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    async def _lead(self) -> None:
+        assert self._on_lead is not None
+        log.info("leadership: %s leads", self.name)
+        await self._on_lead()
+
+    def _took_lead(self) -> None:
+        """On the main loop, once the thread took the lock."""
+        task = asyncio.get_running_loop().create_task(self._lead())
+        self._leads.add(task)
+        task.add_done_callback(self._led)
+
+    def _led(self, task: asyncio.Task[None]) -> None:
+        self._leads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("leadership: starting what the leader runs failed; stopping", exc_info=task.exception())
+            if self._on_lost is not None:
+                self._on_lost()
+
+    async def stop(self) -> None:
+        """Give up the lead (closing the connection releases the lock at once) and stop trying."""
+        self._stopping = True
+        for task in list(self._leads):
+            task.cancel()
+        if self._loop is None:
+            return
+        if self._watch is not None:
+            self._watch.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._there(self._close()), 5)
+        self._leading = False
+        await self._end_thread()
+
+    async def _end_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 5)
+        if not thread.is_alive():
+            loop.close()
+        self._loop = self._thread = None
+
+    async def holder(self) -> str | None:
+        if self._leading:
+            return self.name
+        if self._loop is None:
+            return None
+        try:
+            return await asyncio.wait_for(self._there(self._holder()), 3)
+        except Exception:
+            return None
+
+    def notify(self, channel: str) -> None:
+        loop = self._loop
+        if loop is None or self._stopping:
+            return  # the leader's sweep finds the rows within SHARED_SWEEP_SECONDS
+        asyncio.run_coroutine_threadsafe(self._notify(channel), loop)
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown NOTIFY channel {channel!r}")
+        self._listeners.setdefault(channel, []).append(callback)
+
+    def _notified(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
+        """On the leadership thread: hand the NOTIFY to the main loop's listeners."""
+        main = self._main
+        if main is None or main.is_closed():
+            return
+        for callback in self._listeners.get(channel, ()):
+            main.call_soon_threadsafe(_guarded, callback, channel)
+
+    # --- on the leadership thread --------------------------------------------------------------------------
     async def _connect(self) -> object:
         import asyncpg  # only with PostgreSQL
 
@@ -142,51 +249,46 @@ class PostgresLeadership:
             await conn.add_listener(channel, self._notified)
         return conn
 
-    def _notified(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
-        for callback in self._listeners.get(channel, ()):
-            try:
-                callback()
-            except Exception:
-                log.exception("a NOTIFY %s listener failed", channel)
-
-    async def start(self, on_lead: Hook, on_lost: Callable[[], None]) -> None:
-        """Connect and try for the lead once (becoming leader runs `on_lead` before this returns), then keep
-        trying in the background. Raises when PostgreSQL cannot be reached at all."""
-        self._on_lead, self._on_lost = on_lead, on_lost
+    async def _first(self) -> bool:
+        self._use = asyncio.Lock()
         self._conn = await self._connect()
-        await self._try()
-        self._task = asyncio.create_task(self._watch(), name="leadership")
+        return await self._try()
 
-    async def _try(self) -> None:
+    async def _try(self) -> bool:
+        """Try for the lock once; True when this process took it (and now leads)."""
         conn = self._conn
-        assert conn is not None and self._on_lead is not None
+        assert conn is not None and self._use is not None
         async with self._use:
             got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)  # type: ignore[attr-defined]
         if got:
             self._leading = True
             self.led_since = time.time()
-            log.info("leadership: %s leads", self.name)
-            await self._on_lead()
+        return bool(got)
 
-    async def _watch(self) -> None:
+    async def _watching(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.check_seconds)
             try:
-                if self._conn is None or self._conn.is_closed():  # type: ignore[attr-defined]
+                conn = self._conn
+                if conn is None or conn.is_closed():  # type: ignore[attr-defined]
                     raise ConnectionError("the leadership connection closed")
                 if self._leading:
+                    assert self._use is not None
                     async with self._use:
-                        await asyncio.wait_for(self._conn.fetchval("SELECT 1"), self.check_seconds * 3)  # type: ignore[attr-defined]
-                else:
-                    await self._try()
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), self.check_seconds * 3)  # type: ignore[attr-defined]
+                elif await self._try():
+                    assert self._main is not None
+                    self._main.call_soon_threadsafe(self._took_lead)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self._stopping:
                     return
-                await self._lost(exc)
+                if await self._lost(exc):
+                    return
 
-    async def _lost(self, exc: BaseException) -> None:
+    async def _lost(self, exc: BaseException) -> bool:
+        """The connection failed: a leader stops leading (True: the watch ends), a follower reconnects."""
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -195,67 +297,48 @@ class PostgresLeadership:
             self._leading = False
             log.critical("leadership: lost the connection that held the lead (%s); stopping so that another process "
                          "leads (the supervisor starts this one again)", exc)  # fmt: skip
-            if self._on_lost is not None:
-                self._on_lost()
-            self._stopping = True
-            return
+            if self._on_lost is not None and self._main is not None:
+                self._main.call_soon_threadsafe(self._on_lost)
+            return True
         log.warning("leadership: connection lost (%s); reconnecting", exc)
         try:
             self._conn = await self._connect()
         except Exception as again:
             log.warning("leadership: cannot reconnect yet: %s", again)
+        return False
 
-    async def stop(self) -> None:
-        """Give up the lead (closing the connection releases the lock at once) and stop trying."""
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._notifies:
-            await asyncio.wait(self._notifies, timeout=2)
+    async def _close(self) -> None:
         conn, self._conn = self._conn, None
-        self._leading = False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)  # type: ignore[attr-defined]
 
-    async def holder(self) -> str | None:
-        if self._leading:
-            return self.name
+    async def _holder(self) -> str | None:
         conn = self._conn
-        if conn is None:
+        if conn is None or self._use is None:
             return None
-        try:
-            async with self._use:
-                name = await asyncio.wait_for(conn.fetchval(  # type: ignore[attr-defined]
+        async with self._use:
+            name = await conn.fetchval(  # type: ignore[attr-defined]
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1"
                 " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    (LEADER_LOCK >> 32) & 0xFFFFFFFF, LEADER_LOCK & 0xFFFFFFFF,
-                ), 2)  # fmt: skip
-        except Exception:
-            return None
+                (LEADER_LOCK >> 32) & 0xFFFFFFFF, LEADER_LOCK & 0xFFFFFFFF,
+            )  # fmt: skip
         return str(name) if name is not None else None
 
-    def notify(self, channel: str) -> None:
+    async def _notify(self, channel: str) -> None:
         conn = self._conn
-        if conn is None:
-            return  # the leader's sweep finds the rows within SHARED_SWEEP_SECONDS
+        if conn is None or self._use is None:
+            return
+        try:
+            async with self._use:
+                await conn.execute(f"NOTIFY {channel}")  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.debug("NOTIFY %s failed: %s", channel, exc)
 
-        async def send() -> None:
-            try:
-                async with self._use:
-                    await conn.execute(f"NOTIFY {channel}")  # type: ignore[attr-defined]
-            except Exception as exc:
-                log.debug("NOTIFY %s failed: %s", channel, exc)
 
-        task = asyncio.get_running_loop().create_task(send())
-        self._notifies.add(task)
-        task.add_done_callback(self._notifies.discard)
-
-    def listen(self, channel: str, callback: Callable[[], None]) -> None:
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown NOTIFY channel {channel!r}")
-        self._listeners.setdefault(channel, []).append(callback)
+def _guarded(callback: Callable[[], None], channel: str) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("a NOTIFY %s listener failed", channel)
