@@ -71,7 +71,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +83,11 @@ import xmltodict  # noqa: E402
 from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
 from bench.common import ChildBot, child_env, cpu_seconds, percentile, spawn_bot, stop_child  # noqa: E402
-from bench.fake_server import ControlHandler, FakeServer, SpawnedFake, serve_until_stopped, spawn_fake  # noqa: E402
+from bench.fake_server import FakeServer  # noqa: E402
+from bench.wechat_fake import WeChatFake  # noqa: E402
 from handlers.core.rules import CheckinRules  # noqa: E402
 from tests.fakes.bot_api import FakeBotApi, message_update, user  # noqa: E402
-from tests.fakes.wechat_api import FakeWeChatApi, answer_text  # noqa: E402
+from tests.fakes.wechat_api import answer_text  # noqa: E402
 
 TG_TOKEN = "123456:BENCH-TOKEN"
 TG_SECRET = "bench-hook-secret"
@@ -105,52 +105,6 @@ REQUEST_TIMEOUT_S = 30.0
 ACCESS = re.compile(r"tornado\.access: (\d{3}) POST (/\w+)\S* \(.*?\) ([\d.]+)ms")
 
 log = logging.getLogger("bench.webhooks")
-
-
-# --- the fake WeChat API in its own process ------------------------------------------------------------------
-class _WeChatControl(ControlHandler):
-    def get(self, action: str) -> None:
-        if action != "stats":
-            self.send_error(404)
-            return
-        texts = Counter(str(m.get("text", {}).get("content", "")) for m in self.api.messages)
-        self.finish(
-            {
-                "messages": len(self.api.messages),
-                "recipients": len({m.get("touser") for m in self.api.messages}),
-                "token_requests": self.api.token_requests,
-                "texts": texts.most_common(3),
-            }
-        )
-
-    def post(self, action: str) -> None:
-        if action == "stop":
-            self.stop.set()
-        elif action == "reset":
-            self.api.messages.clear()
-        else:
-            self.send_error(404)
-            return
-        self.finish({"ok": True})
-
-
-async def _serve_wechat(conn: Connection) -> None:
-    await serve_until_stopped(await FakeWeChatApi().start(), _WeChatControl, conn)
-
-
-def wechat_fake_main(conn: Connection) -> None:
-    """Entry point of the spawned fake WeChat API process."""
-    asyncio.run(_serve_wechat(conn))
-
-
-class WeChatFake(SpawnedFake):
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/cgi-bin/"
-
-    @classmethod
-    def start(cls) -> WeChatFake:
-        return cls(*spawn_fake(wechat_fake_main, (), "fake-wechat-api", "the fake WeChat API"))
 
 
 # --- the bot process -----------------------------------------------------------------------------------------

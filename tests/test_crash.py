@@ -514,7 +514,12 @@ async def test_webhook_bot_killed_mid_burst_loses_and_doubles_nothing(tmp_path: 
         check_books(db, burst, acked)
         assert_clean_stops(bot)
         registered = api.sent("setWebhook")
-        assert len(registered) == bot.starts and all(r["secret_token"] == SECRET for r in registered)
+        # Every start registers the webhook (with the secret) once it leads, except one killed before it got
+        # that far: a stop can fall due the moment a start begins.
+        starts = bot.log_text().split("===== start ")[1:]
+        assert len(starts) == bot.starts and "-> /telegram" in starts[-1]
+        assert len(registered) == sum("-> /telegram" in start for start in starts) >= bot.starts - 3
+        assert all(r["secret_token"] == SECRET for r in registered)
 
     try:
         await run_guarded(bot, seed_value, body)
