@@ -311,6 +311,28 @@ async def test_the_retry_sends_the_answer_late_when_the_worker_that_handled_the_
     assert await shop.ledger() == (1, 10)
 
 
+async def test_an_attempt_that_finds_the_message_answered_by_a_retry_sends_nothing_late(
+    shop_factory: Callable[..., Awaitable[Shop]],
+) -> None:
+    """A busy worker 1 took so long with the first attempt that WeChat retried on worker 2, which handled the
+    message and answered in its HTTP response. Worker 1's attempt then finds it handled and missed its window:
+    it must not send the answer again by customer service."""
+    from bot.wechat.channel import read_message
+
+    shop = await shop_factory()
+    first, second = shop.workers
+    await first.post(*shop.request(text_xml("o-gus", "积分")))  # opens the member's customer-service window
+    await asyncio.to_thread(lambda: first.channel.client.access_token)
+    xml, timestamp, nonce = shop.request(text_xml("o-gus", "签到", msg_id=5006))
+    assert "Checked in! +10 points" in await second.post(xml, timestamp, nonce)  # the retry, handled first
+    late = asyncio.ensure_future(first.channel.answer(read_message(xml)))  # the first attempt, finishing now
+    await first.channel.deliver_late("o-gus", late)  # its window is gone: the late path decides
+    assert "Checked in! +10 points" in (await late).text
+    await first.channel.stop()
+    assert [t for t in shop.api.texts_to("o-gus") if "Checked in!" in t] == []  # the member has it once
+    assert await shop.ledger() == (1, 10)
+
+
 async def _sent(shop: Shop, openid: str) -> bool:
     return any("Checked in!" in t for t in shop.api.texts_to(openid))
 

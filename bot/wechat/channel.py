@@ -536,8 +536,10 @@ class WeChatChannel:
                                                       self.runtime.deps.now_ts())  # fmt: skip
 
     async def claim_passive(self, answer: Answer) -> bool:
-        """May a retry get the stored answer in its HTTP response? Not once it went out by customer service."""
-        if answer.first or answer.key is None or self.runtime is None:
+        """May this attempt give the answer in its HTTP response? Not once it went out by customer service. The
+        first attempt claims too: on a busy worker WeChat may already have cut it and retried elsewhere, and that
+        retry may have handled the message first, so its own late delivery must see this answer went out."""
+        if answer.key is None or self.runtime is None:
             return True
         if not self.shared:
             return self._deliver_here(answer.key, PASSIVE)
