@@ -340,3 +340,59 @@ def test_the_access_token_fetch_gives_up_on_a_server_that_never_answers() -> Non
         with pytest.raises(requests.Timeout):
             client.fetch_access_token()
         assert time.monotonic() - began < 5
+
+
+async def test_an_overloaded_worker_refuses_new_messages_at_once_and_books_nothing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Past its capacity the worker answers 503 before reading the message (WeChat tries it again), and takes
+    messages again once it keeps up."""
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api), clock, api)
+    try:
+        shedder = harness._channel.shedder  # type: ignore[attr-defined]
+        await shedder.stop()  # the test sets what its probe would measure
+        shedder.lag = 0.8  # the event loop ran 0.8 s late: more work than CPU
+        refused = await harness.post(text_xml("o-ivy", "签到"))
+        assert (refused.status_code, refused.text) == (503, "busy")
+        shedder.lag = 0.0
+        shedder.waiting, shedder.queue_delay = 40, 2.5  # the last message waited 2.5 s for a handler
+        assert (await harness.post(text_xml("o-ivy", "签到"))).status_code == 503
+        assert shedder.shed == 2
+        async with harness.runtime.deps.db.read() as repos:
+            (row,) = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM checkins")
+        assert row[0] == 0  # nothing booked, nothing stored: the retry is a first attempt
+        shedder.waiting, shedder.queue_delay = 0, 0.0
+        answered = await harness.post(text_xml("o-ivy", "签到"))
+        assert answered.status_code == 200 and "Checked in! +10 points" in answer_text(answered.text)
+    finally:
+        await _stop(harness, api)
+
+
+async def test_the_shedder_measures_the_wait_for_a_handler() -> None:
+    from bot.wechat.shedding import Shedder
+
+    now = [100.0]
+    shedder = Shedder(clock=lambda: now[0])
+    slots = asyncio.Semaphore(1)
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def message(n: int) -> None:
+        async with shedder.queued(slots):
+            started.append(n)
+            await release.wait()
+
+    tasks = [asyncio.ensure_future(message(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert started == [0] and shedder.waiting == 2 and not shedder.overloaded
+    now[0] += 3.0  # the others wait 3 s for the one handler
+    release.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert started[:2] == [0, 1] and shedder.queue_delay == 3.0 and shedder.waiting == 1
+    assert shedder.overloaded  # one started after 3 s, and one still waits
+    await asyncio.gather(*tasks)
+    assert shedder.waiting == 0 and shedder.queue_delay == 0.0 and not shedder.overloaded
+    shedder.lag = 0.6  # the loop woke 0.6 s late
+    assert shedder.overloaded
