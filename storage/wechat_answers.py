@@ -9,7 +9,7 @@ one of the two wins.
 
 from __future__ import annotations
 
-from storage.db.sql import Repo, changed_one, fetch_one
+from storage.db.sql import Repo, changed_one, fetch_all, fetch_one
 
 
 class WeChatAnswerRepo(Repo):
@@ -43,6 +43,18 @@ class WeChatAnswerRepo(Repo):
             "UPDATE wechat_answers SET passive_at = COALESCE(passive_at, ?) WHERE key = ? AND late_at IS NULL",
             (now, key),
         )
+
+    async def undelivered(self, answered_before: int, limit: int) -> list[tuple[str, str]]:
+        """(key, answer) of answers recorded before `answered_before` that went out neither in an HTTP response nor
+        late: the attempt that would have sent them is gone (its worker died) and WeChat stopped retrying. Uses
+        the age index: only the last minutes' rows are kept."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT key, answer FROM wechat_answers WHERE answered_at < ? AND late_at IS NULL AND passive_at IS NULL"
+            " ORDER BY answered_at LIMIT ?",
+            (answered_before, limit),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     async def prune(self, older_than: int) -> int:
         """Forget answers recorded before `older_than` (WeChat's retries come within seconds)."""

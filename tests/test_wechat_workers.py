@@ -333,6 +333,31 @@ async def test_an_attempt_that_finds_the_message_answered_by_a_retry_sends_nothi
     assert await shop.ledger() == (1, 10)
 
 
+async def test_the_leader_sends_an_answer_nobody_delivered_once(shop_factory: Callable[..., Awaitable[Shop]]) -> None:
+    """Worker 2 booked a check-in and stored its answer, then died before answering, and WeChat's retries found
+    no worker with room. Half a minute later the leader sends it late, once; an answer given in an HTTP
+    response is never sent again."""
+    from datetime import timedelta as span
+
+    from bot.wechat.channel import UNDELIVERED_AFTER_SECONDS, read_message
+
+    shop = await shop_factory()
+    first, second = shop.workers
+    for openid in ("o-hal", "o-ida"):
+        await first.post(*shop.request(text_xml(openid, "积分")))  # their customer-service windows are open
+    await asyncio.to_thread(lambda: first.channel.client.access_token)
+    xml, _, _ = shop.request(text_xml("o-hal", "签到", msg_id=5007))
+    lost = await second.channel.answer(read_message(xml))  # handled and committed; no answer ever left
+    assert "Checked in! +10 points" in await first.post(*shop.request(text_xml("o-ida", "签到", msg_id=5008)))
+    assert await first.channel.deliver_undelivered() == 0  # too early: WeChat may still retry
+    shop.clock.advance(span(seconds=UNDELIVERED_AFTER_SECONDS + 1))
+    assert await first.channel.deliver_undelivered() == 1
+    assert await first.channel.deliver_undelivered() == 0  # claimed: never twice
+    assert [t for t in shop.api.texts_to("o-hal") if "Checked in!" in t] == [lost.text]
+    assert [t for t in shop.api.texts_to("o-ida") if "Checked in!" in t] == []  # it had its answer in time
+    assert await shop.ledger() == (2, 20)
+
+
 async def _sent(shop: Shop, openid: str) -> bool:
     return any("Checked in!" in t for t in shop.api.texts_to(openid))
 

@@ -70,6 +70,10 @@ ANSWERS_KEPT = 10_000
 STORED_ANSWERS_SECONDS = 600
 """How long the database keeps an answer for retries on any process (WeChat retries within about 15 s)."""
 PRUNE_ANSWERS_EVERY_SECONDS = 60
+UNDELIVERED_AFTER_SECONDS = 30
+"""An answer neither given in an HTTP response nor sent late this long after it was stored has nobody left to send
+it (WeChat's three tries span about 15 s): the leader sends it (`deliver_undelivered`)."""
+UNDELIVERED_EVERY_SECONDS = 10
 ANSWERING_AT_ONCE = 32
 LATE, PASSIVE = "late", "passive"
 """How a message's answer went out (when the database does not keep it): by customer service, or to a retry."""
@@ -365,12 +369,42 @@ class WeChatChannel:
                                   id="wechat_access_token", replace_existing=True)  # fmt: skip
         runtime.scheduler.add_job(self.prune_answers, "interval", seconds=PRUNE_ANSWERS_EVERY_SECONDS,
                                   id="wechat_prune_answers", replace_existing=True)  # fmt: skip
+        if self.shared:
+            runtime.scheduler.add_job(self.deliver_undelivered, "interval", seconds=UNDELIVERED_EVERY_SECONDS,
+                                      id="wechat_undelivered", replace_existing=True)  # fmt: skip
         web.mount("/wechat", WeChatHandler, channel=self)
         self.shedder.start()
 
     async def _refresh_token(self) -> None:
         if self.tokens is not None:
             await self.tokens.refresh()
+
+    async def deliver_undelivered(self) -> int:
+        """Send late the stored answers nobody delivered: their worker died after committing and WeChat's retries
+        (if any) found no worker with room. Each is claimed first, so it goes out once. Returns how many."""
+        assert self.runtime is not None
+        if self.pusher is None:
+            return 0
+        deps = self.runtime.deps
+        async with deps.db.read() as repos:
+            waiting = await repos.wechat_answers.undelivered(deps.now_ts() - UNDELIVERED_AFTER_SECONDS, 200)
+        sent = 0
+        for key, stored in waiting:
+            openid = key.split(":")[2] if key.count(":") >= 3 else ""
+            if not openid:
+                continue
+            async with deps.db.transaction() as repos:
+                if not await repos.wechat_answers.claim_late(key, deps.now_ts()):
+                    continue
+            answer = Answer.decoded(stored, key, first=False)
+            try:
+                result = await self.pusher.send_now(openid, answer.text, answer.buttons)
+            except Exception as exc:
+                log.warning("undelivered WeChat answer to %s not sent: %r", openid, exc)
+                continue
+            sent += 1
+            log.info("undelivered WeChat answer to %s: %s %s", openid, result.outcome.value, result.error)
+        return sent
 
     async def prune_answers(self) -> int:
         """Forget stored answers no retry can ask for any more."""
