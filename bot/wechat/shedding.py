@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator, Callable
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 0.1
-LOOP_LAG_LIMIT_SECONDS = 1.5
-QUEUE_LIMIT_SECONDS = 3.0
+LOOP_LAG_LIMIT_SECONDS = 0.5
+QUEUE_LIMIT_SECONDS = 2.0
 SAID_EVERY_SECONDS = 10.0
 
 
