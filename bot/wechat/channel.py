@@ -54,7 +54,6 @@ from bot.app.runtime import Runtime
 from bot.app.web import LimitedHandler, WebServer
 from bot.wechat.client import ShopWeChatClient
 from bot.wechat.push import CHANNEL, WeChatPusher, with_choices
-from bot.wechat.shedding import Shedder
 from bot.wechat.tokens import REFRESH_EVERY_SECONDS, SharedSession, TokenKeeper
 from handlers.core.dispatch import Dispatcher
 from handlers.core.messages import Button, Identity, Inbound, Reply
@@ -341,8 +340,6 @@ class WeChatChannel:
         # Answers run a few at a time: under a burst the first ones still finish inside WeChat's window
         # instead of all finishing together at the end.
         self._slots = asyncio.Semaphore(ANSWERING_AT_ONCE)
-        self.shedder = Shedder()
-        """Refuses new messages (503, WeChat tries again) while those in hand cannot be answered in time."""
         self.nonces: NonceBinder | None = None
         self.tokens: TokenKeeper | None = None
         self.shared = False
@@ -373,7 +370,6 @@ class WeChatChannel:
             runtime.scheduler.add_job(self.deliver_undelivered, "interval", seconds=UNDELIVERED_EVERY_SECONDS,
                                       id="wechat_undelivered", replace_existing=True)  # fmt: skip
         web.mount("/wechat", WeChatHandler, channel=self)
-        self.shedder.start()
 
     async def _refresh_token(self) -> None:
         if self.tokens is not None:
@@ -413,7 +409,6 @@ class WeChatChannel:
             return await repos.wechat_answers.prune(self.runtime.deps.now_ts() - STORED_ANSWERS_SECONDS)
 
     async def stop(self) -> None:
-        await self.shedder.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
 
@@ -539,7 +534,7 @@ class WeChatChannel:
                 await repos.wechat_answers.record(msg.key, answer.encoded(), deps.now_ts())
 
         # The dispatcher's intake records the member's message, which opens their push window.
-        async with self.shedder.queued(self._slots):
+        async with self._slots:
             handled = await self.dispatcher.handle_update(msg, self, keep)
         if not handled.repeat:
             return replace(self.rendered(handled.replies), key=msg.key if handled.committed else None)
@@ -695,10 +690,6 @@ class WeChatHandler(LimitedHandler):
         self._plain(query["echostr"])
 
     async def post(self) -> None:
-        if self.channel.shedder.refuse():  # first: a refused message must cost next to nothing
-            self.set_status(503)
-            self._plain("busy")
-            return
         try:
             query = self._checked_query()
             encrypted = query["encrypt_type"] == "aes"
