@@ -209,6 +209,7 @@ async def test_metrics_move_when_traffic_flows(tmp_path: Path, monkeypatch: pyte
             assert proxied.status_code == 403
             plain = (await client.get("/healthz", params={"detail": "1"}, headers={"X-Real-IP": "127.0.0.2"})).json()
             assert plain["status"] == "ok" and "waiting" not in plain
+            assert plain["leading"] is True and "process" not in plain and "leader" not in plain  # no pid, no host
     finally:
         stop.set()
         await asyncio.wait_for(bot, 30)

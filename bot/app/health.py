@@ -45,10 +45,12 @@ class HealthHandler(QuietHandler):
         # A follower runs no scheduler (the leader does) and is as healthy for a load balancer as the leader.
         healthy = database and (scheduler or not leading) and not self.runtime.lost.is_set()
         body: dict[str, object] = {"status": "ok" if healthy else "degraded", "database": database,
-                                   "scheduler": scheduler, "channels": self.channels(), "process": leader.name,
-                                   "leading": leading, "leader": await leader.holder()}  # fmt: skip
+                                   "scheduler": scheduler, "channels": self.channels(), "leading": leading}  # fmt: skip
+        trusted = may_scrape(*_peer_and_client(self), self.networks)
+        if trusted:  # the processes' names carry pids and the host name: not for the public behind nginx
+            body["process"], body["leader"] = leader.name, await leader.holder()
         detail = self.get_query_argument("detail", "") not in ("", "0")
-        if detail and may_scrape(*_peer_and_client(self), self.networks):
+        if detail and trusted:
             body["waiting"] = await self._waiting(self.runtime.metrics)
         self.set_status(200 if healthy else 503)
         self.finish(body)
