@@ -46,10 +46,16 @@ marked as such):
   is then the new process taking the lead; requests meanwhile get HAProxy's 503 and are retried as WeChat
   would. (A bot without leader election: /healthz answering 200 counts as leading.)
 
-After the burst the benchmark waits (bounded, 180 s) until the workers are idle and no customer-service message
+After the burst the benchmark waits (bounded, 180 s) until the workers are idle, no customer-service message
 has arrived at the fake for 3 s (a swamped worker goes on through attempts WeChat already cut, and sends their
-answers late), stops the workers (SIGTERM) and HAProxy, and reads the database. ``--dump DIR`` keeps the
-workers' logs and one JSON line per message (its attempts, its late answers, its rows) there.
+answers late) and no stored answer is left that went out neither in a response nor late (the leader sends
+those once they are 30 s old: the member whose worker was killed after booking), stops the workers
+(SIGTERM) and HAProxy, and reads the database. ``--dump DIR`` keeps the workers' logs and one JSON line per
+message (its attempts, its late answers, its rows) there.
+
+CPU per part (``CpuByRole``): the CPU seconds each part used over the burst and its settling, per message sent,
+and from them the most 2 workers can be over 1 on this machine at those costs (``speed_bound``): one worker is
+one event loop, at most one core, while all parts together have the machine's cores.
 
 Figures per N:
 
@@ -521,6 +527,75 @@ class LagMonitor:
                 "max_ms": round(max(ms, default=0.0), 1)}  # fmt: skip
 
 
+class CpuByRole:
+    """CPU seconds per role over the burst and its settling: the workers (every process a worker ran as, the
+    killed and restarted ones included), PostgreSQL (every ``postgres`` process: the backends and the server's
+    own), HAProxy, the load generator (this process) and the rest of the machine. /proc is read every 0.5 s in a
+    thread, so a process that ends between two readings is counted up to its last one. The split says what one
+    request costs each part: more workers can only help while the workers are the part that runs out of CPU."""
+
+    def __init__(self, worker_pids: Any) -> None:
+        self._worker_pids = worker_pids
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._machine0 = self._machine()
+        self._task: asyncio.Task[None] | None = None
+        for pid, (_role, cpu) in self._read().items():
+            self._first[pid] = cpu
+
+    @staticmethod
+    def _machine() -> float:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        busy = sum(int(f) for f in fields) - int(fields[3]) - int(fields[4])  # minus idle and iowait
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    def _role(self, pid: int, comm: str) -> str:
+        if pid == os.getpid():
+            return "load generator"
+        if pid in self._worker_pids():
+            return "workers"
+        if comm == "postgres":
+            return "postgres"
+        if comm == "haproxy":
+            return "haproxy"
+        return "other"
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            out[int(entry)] = (self._role(int(entry), comm), cpu)
+        return out
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._last.update(await loop.run_in_executor(None, self._read))
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> dict[str, float]:
+        if self._task is not None:
+            self._task.cancel()
+        self._last.update(await asyncio.get_running_loop().run_in_executor(None, self._read))
+        roles: Counter[str] = Counter()
+        for pid, (role, cpu) in self._last.items():
+            roles[role] += cpu - self._first.get(pid, 0.0)
+        machine = self._machine() - self._machine0
+        roles["other"] = max(0.0, machine - sum(v for k, v in roles.items() if k != "other"))
+        return {role: round(roles[role], 1) for role in ("workers", "postgres", "haproxy", "load generator", "other")}
+
+
 # --- one round -------------------------------------------------------------------------------------------------
 @dataclass
 class Kill:
@@ -584,6 +659,8 @@ class Round:
     """Connections the load generator opened to the balancer."""
     settle_s: float = 0.0
     """How long the workers went on after the last answer of the burst (backlog, late answers)."""
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per role from the start of the burst to the end of its settling (``CpuByRole``)."""
 
 
 LEADER_SQL = (
@@ -674,10 +751,29 @@ def busy_seconds(workers: list[Worker]) -> float:
     return total
 
 
-async def settle(wx: WeChatFake, workers: list[Worker], quiet_s: float = 3.0, timeout: float = 180.0) -> float:
-    """Wait until the workers are idle (under 10% of a core together) and no customer-service message has
-    arrived for `quiet_s`, at most `timeout`: the backlog of a swamped worker (attempts WeChat already cut)
-    and the late answers are through before the workers are stopped. The seconds waited."""
+UNSENT_SQL = "SELECT COUNT(*) FROM wechat_answers WHERE late_at IS NULL AND passive_at IS NULL"
+"""Stored answers that went out neither in an HTTP response nor late: the leader sends them once they are 30 s old
+(``WeChatChannel.deliver_undelivered``, every 10 s)."""
+
+
+async def unsent_answers(url: str) -> int:
+    """How many stored answers nobody has delivered yet (0 for a bot that keeps none)."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return int(await conn.fetchval(UNSENT_SQL))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
+async def settle(
+    wx: WeChatFake, workers: list[Worker], url: str, quiet_s: float = 3.0, timeout: float = 180.0
+) -> float:
+    """Wait until the workers are idle (under 10% of a core together), no customer-service message has arrived
+    for `quiet_s` and no stored answer waits for the leader's sweep of undelivered answers, at most `timeout`:
+    the backlog of a swamped worker (attempts WeChat already cut) and the late answers are through before the
+    workers are stopped. The seconds waited."""
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     last, since = -1, started
@@ -688,7 +784,7 @@ async def settle(wx: WeChatFake, workers: list[Worker], quiet_s: float = 3.0, ti
         used, cpu = busy_seconds(workers) - cpu, busy_seconds(workers)
         if count != last or used > 0.05:
             last, since = count, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
+        elif time.monotonic() - since >= quiet_s and await unsent_answers(url) == 0:
             break
     return time.monotonic() - started
 
@@ -830,6 +926,8 @@ async def run_round(
         gc.disable()  # nor pauses the load generator during the burst
         lag = LagMonitor()
         lag.start()
+        roles = CpuByRole(lambda: {w.proc.pid for w in workers if w.proc is not None})
+        roles.start()
         cpu0 = time.process_time()
         t0 = time.monotonic()
         killer = asyncio.ensure_future(kill_one(workers, leader, reports, t0, load.kill_at, result.kill, url))
@@ -846,7 +944,8 @@ async def run_round(
         result.client_lag["first_send_late_p99_ms"] = round(percentile(first_late, 0.99), 1)
         ends = [a.ended for m in msgs for a in m.attempts if a.status == 200]
         result.seconds = (max(ends) if ends else time.monotonic()) - t0
-        result.settle_s = round(await settle(wx, workers), 1)
+        result.settle_s = round(await settle(wx, workers, url), 1)
+        result.cpu_s = await roles.stop()
         late = await loop.run_in_executor(None, wx.received)
         for worker in workers:
             code = worker.terminate()
@@ -926,6 +1025,26 @@ def row(r: Round) -> str:
     )
 
 
+def speed_bound(r: Round, cpus: int) -> tuple[dict[str, float], float] | None:
+    """What one message cost each part in the round `r` (ms of CPU per message sent), and the most the rate of 2
+    workers can be over that of 1 on `cpus` cores at those costs: a worker is one event loop, at most one core,
+    so 1 worker answers at most 1/w messages a second and 2 workers 2/w; and all parts together at most
+    cpus/(w + rest), where w is a worker's CPU per message and rest the others' (PostgreSQL, HAProxy, the load
+    generator, the rest of the machine). The ratio of the two rates' upper bounds is the best 2 workers can do
+    here, whatever the bot does."""
+    messages = r.checkin.messages + r.claim.messages
+    if not r.cpu_s or not messages:
+        return None
+    per = {role: 1000 * seconds / messages for role, seconds in r.cpu_s.items()}
+    w = per.get("workers", 0.0)
+    rest = sum(v for k, v in per.items() if k != "workers")
+    if w <= 0:
+        return None
+    one = min(1 / w, cpus / (w + rest))
+    two = min(2 / w, cpus / (w + rest))
+    return per, two / one
+
+
 def goals(rounds: list[Round], units: int) -> tuple[list[tuple[str, bool, bool]], bool]:
     """(goal, passed, is a correctness goal) per goal; and whether every correctness goal passed."""
     out: list[tuple[str, bool, bool]] = []
@@ -998,6 +1117,14 @@ async def bench(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             f" loop late by {r.client_lag};"
             f" the workers went on {r.settle_s} s after the burst"
         )
+        print(f"[N={r.workers}] CPU s over the burst and its settling: {r.cpu_s}")
+        bound = speed_bound(r, os.cpu_count() or 1)
+        if bound is not None:
+            per, most = bound
+            print(f"[N={r.workers}] CPU ms per message: "
+                  + ", ".join(f"{role} {ms:.2f}" for role, ms in per.items())
+                  + f"; at these costs 2 workers can reach at most {most:.2f}x the rate of 1 on"
+                  f" {os.cpu_count()} cores")  # fmt: skip
         print(f"[N={r.workers}] booked {r.booked}; winners {r.winners} ({r.winner_members} members, sold {r.sold})")
         for note in r.notes:
             print(f"[N={r.workers}] note: {note}")
