@@ -6,10 +6,11 @@ A done row is kept for a while (see `prune`), so a re-delivery is recognised as 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage.db.sql import Repo, changed_one, fetch_all, fetch_all_as
+from storage.db.sql import BULK_ROWS, Repo, changed_one, fetch_all, fetch_all_as
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,24 @@ class InboxRepo(Repo):
                 new.append(key)
         return new
 
+    async def store_many(self, channel: str, items: Sequence[tuple[str, str]], now: int) -> None:
+        """`store` for many (key, payload) pairs in one statement, in the keys' order (two processes storing
+        overlapping batches at once wait for each other's rows in the same order: no deadlock); a key seen
+        before is left as it is, and without waiting for a transaction that holds its row (on PostgreSQL an
+        upsert that meets a row another transaction changes waits for that one to end: a message's handler
+        must not hold up the batch that a retry of it is in)."""
+        unique = sorted(dict(items).items())
+        if not unique:
+            return
+        await self._conn.execute(
+            "INSERT INTO inbox(key, channel, payload, received_at)"
+            " SELECT json_extract(j.value, '$[0]'), ?, json_extract(j.value, '$[1]'), ? FROM json_each(?) j"
+            " WHERE NOT EXISTS (SELECT 1 FROM inbox i WHERE i.key = json_extract(j.value, '$[0]'))"
+            " ORDER BY j.key ON CONFLICT(key) DO NOTHING",
+            (channel, now, json.dumps([list(item) for item in unique], ensure_ascii=False)),
+            bulk=len(unique) > BULK_ROWS,
+        )
+
     async def claim(self, key: str, channel: str, now: int) -> bool:
         """Mark `key` handled; False when it was handled before (a repeat). Commit with the effects."""
         return await changed_one(
@@ -45,13 +64,16 @@ class InboxRepo(Repo):
         await self._conn.execute("DELETE FROM inbox WHERE key = ? AND payload IS NULL", (key,))
         await self._conn.execute("UPDATE inbox SET done_at = NULL WHERE key = ?", (key,))
 
-    async def pending(self, channel: str, limit: int) -> list[Stored]:
-        """Stored and not yet handled, oldest first (what a restart resumes)."""
+    async def pending(self, channel: str, limit: int, *, received_before: int | None = None) -> list[Stored]:
+        """Stored and not yet handled, oldest first (what a restart resumes); with `received_before`, only
+        those stored before then."""
+        before = "" if received_before is None else " AND received_at < ?"
         return await fetch_all_as(
             self._conn,
             Stored,
-            "SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL ORDER BY received_at, id LIMIT ?",
-            (channel, limit),
+            f"SELECT key, payload FROM inbox WHERE channel = ? AND done_at IS NULL{before}"
+            " ORDER BY received_at, id LIMIT ?",
+            (channel, limit) if received_before is None else (channel, received_before, limit),
         )
 
     async def pending_counts(self) -> dict[str, int]:

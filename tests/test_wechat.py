@@ -4,6 +4,7 @@ the customer-service window for pushes, numbered choices, and linking a WeChat a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -118,6 +119,34 @@ async def wx(tmp_path: Path, clock: FakeClock) -> AsyncIterator[WeChatHarness]:
         await _stop(harness, api)
 
 
+@contextlib.asynccontextmanager
+async def handling_held(dispatcher: Any) -> AsyncIterator[None]:
+    """The dispatcher's handling waits until the block ends, so the answer misses its budget; the database
+    stays free (the message's nonce binding, which keeps it, goes through)."""
+    gate = asyncio.Event()
+    original = dispatcher.handle_update
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await original(*args, **kwargs)
+
+    dispatcher.handle_update = held
+    try:
+        yield
+    finally:
+        gate.set()
+        del dispatcher.handle_update  # the method again
+
+
+async def kept(runtime: Runtime) -> list[tuple[str, str, bool]]:
+    """The WeChat messages in the inbox: (key, payload, done)."""
+    async with runtime.deps.db.read() as repos:
+        rows = await repos.conn.execute_fetchall(
+            "SELECT key, payload, done_at IS NOT NULL FROM inbox WHERE channel = 'wechat' ORDER BY id"
+        )
+    return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
+
+
 async def _start(settings: Settings, clock: FakeClock, api: FakeWeChatApi) -> WeChatHarness:
     runtime = await Runtime.open(settings, clock)
     web = WebServer("127.0.0.1", 0, settings.http.max_body_bytes)
@@ -197,15 +226,19 @@ async def test_a_retried_message_is_handled_once_with_the_same_answer(wx: WeChat
     assert await wx.balance("o-dan") == 10
 
 
-@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
-async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_path: Path, clock: FakeClock) -> None:
+async def test_a_slow_answer_says_success_once_kept_then_comes_by_customer_service(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     api = await FakeWeChatApi().start()
     harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
     try:
         await harness.say("o-fay", "积分")  # opens the member's customer-service window
-        async with harness.runtime.deps.db.transaction():  # the database is busy: the handler must wait
-            response = await harness.post(text_xml("o-fay", "签到"))
-        assert (response.status_code, response.text) == (200, "success")
+        xml = text_xml("o-fay", "签到", msg_id=4242)
+        async with handling_held(harness.runtime.dispatcher):  # the handler is slow
+            response = await harness.post(xml)
+            assert (response.status_code, response.text) == (200, "success")
+            # WeChat was told the message arrived only once it was kept: a crash now leaves it to the sweep.
+            assert (await kept(harness.runtime))[-1] == ("wechat:msg:o-fay:4242", xml, False)
         assert await harness.runtime.outbox.idle()
         for _ in range(200):
             if api.texts_to("o-fay"):
@@ -217,13 +250,12 @@ async def test_a_slow_answer_says_success_then_comes_by_customer_service(tmp_pat
         await _stop(harness, api)
 
 
-@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
 async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path, clock: FakeClock) -> None:
     api = await FakeWeChatApi().start()
     harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
     try:
         await harness.say("o-gia", "积分")  # opens the member's customer-service window
-        async with harness.runtime.deps.db.transaction():  # the database is busy: the answer comes late
+        async with handling_held(harness.runtime.dispatcher):  # the handler is slow: the answer comes late
             response = await harness.post(text_xml("o-gia", "你好"))
         assert (response.status_code, response.text) == (200, "success")
         await harness._channel.stop()  # type: ignore[attr-defined]  # the late answer has gone out
@@ -234,7 +266,30 @@ async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path
         await _stop(harness, api)
 
 
-@pytest.mark.sqlite_only  # a transaction held by the test holds up the handler on SQLite's one writer only
+@pytest.mark.sqlite_only  # a transaction held by the test holds up every write on SQLite's one writer only
+async def test_a_database_too_busy_to_keep_the_message_gets_503_and_the_answer_comes_late_once(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`success` tells WeChat the message arrived; said before the message is kept, a crash would lose it. A
+    database that cannot keep it within WeChat's window gets a 503 (WeChat tries again); the message is still
+    handled when the database is free, and its answer goes out once."""
+    import bot.wechat.channel as channel_module
+
+    monkeypatch.setattr(channel_module, "WINDOW_SECONDS", 0.8)  # WeChat's 5 s, shortened for the test
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
+    try:
+        await harness.say("o-fin", "积分")  # opens the member's customer-service window
+        async with harness.runtime.deps.db.transaction():  # the database is busy: nothing can be kept
+            response = await harness.post(text_xml("o-fin", "签到"))
+        assert (response.status_code, response.text) == (503, "busy")
+        await harness._channel.stop()  # type: ignore[attr-defined]  # the late answer has gone out
+        assert len([t for t in api.texts_to("o-fin") if "Checked in! +10 points" in t]) == 1
+        assert await harness.balance("o-fin") == 10
+    finally:
+        await _stop(harness, api)
+
+
 async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: Path, clock: FakeClock) -> None:
     """One process alone on its database (SQLite) keeps the answers for retries in memory, not in the database."""
     api = await FakeWeChatApi().start()
@@ -243,7 +298,7 @@ async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: 
         await harness.say("o-hep", "积分")  # opens the member's customer-service window
         timestamp, nonce, xml = str(harness.now()), "retried1", text_xml("o-hep", "签到", msg_id=777)
         params = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
-        async with harness.runtime.deps.db.transaction():  # the database is busy: the answer comes late
+        async with handling_held(harness.runtime.dispatcher):  # the handler is slow: the answer comes late
             first = await harness.http.post("/wechat", params=params, content=xml.encode())
         assert first.text == "success"
         await harness._channel.stop()  # type: ignore[attr-defined]  # the late answer has gone out
@@ -254,8 +309,10 @@ async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: 
         assert len([t for t in api.texts_to("o-hep") if "Checked in!" in t]) == 1
         assert await harness.balance("o-hep") == 10
         async with harness.runtime.deps.db.read() as repos:
-            (row,) = await repos.conn.execute_fetchall("SELECT COUNT(*) FROM wechat_answers")
-        assert row[0] == (1 if harness.runtime.leader.shared else 0)
+            (row,) = await repos.conn.execute_fetchall(
+                "SELECT COUNT(*) FROM wechat_answers WHERE key = 'wechat:msg:o-hep:777'"
+            )
+        assert row[0] == (1 if harness.runtime.leader.shared else 0)  # shared: kept for the other workers
     finally:
         await _stop(harness, api)
 

@@ -32,7 +32,7 @@ from bot.wechat.tokens import TokenUnavailable
 from handlers.core.clock import FakeClock
 from tests.fakes.wechat_api import FakeWeChatApi, answer_text
 from tests.pg import pg_template, pg_url  # noqa: F401 - fixtures
-from tests.test_wechat import APP_ID, TOKEN, signature, text_xml
+from tests.test_wechat import APP_ID, TOKEN, handling_held, kept, signature, text_xml
 
 ENGINES = ["sqlite", "postgresql"]
 _nonces = itertools.count(1)
@@ -181,11 +181,21 @@ async def database_held(shop: Shop) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
+async def handlers_held(shop: Shop) -> AsyncIterator[None]:
+    """Every worker's handling waits until the block ends; the database stays free, so the messages' nonce
+    bindings (which keep them) go through, as WeChat must have them before it is told `success`."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in shop.workers:
+            await stack.enter_async_context(handling_held(worker.runtime.dispatcher))
+        yield
+
+
+@contextlib.asynccontextmanager
 async def inbox_row_held(shop: Shop, key: str) -> AsyncIterator[None]:
     """Keep the workers from the message `key` for the block: on PostgreSQL its inbox row is locked (a retry's
-    claim waits for it), on SQLite the write lock is taken."""
+    claim waits for it), on SQLite the workers' handling waits (`handlers_held`)."""
     if shop.engine != "postgresql":
-        async with database_held(shop):
+        async with handlers_held(shop):
             yield
         return
     conn = await asyncpg.connect(shop.storage["url"])
@@ -286,9 +296,12 @@ async def test_a_late_answer_goes_out_once_from_whichever_attempt_claims_it(
     await first.post(*shop.request(text_xml("o-dee", "积分")))  # opens the member's customer-service window
     await asyncio.to_thread(lambda: first.channel.client.access_token)  # the leader's token, for either sender
     request = shop.request(text_xml("o-dee", "签到", msg_id=5003))
-    async with database_held(shop):
+    # On PostgreSQL the check-ins are locked (the first attempt waits inside its transaction); on SQLite, whose
+    # one writer would hold up the bindings too, the handling itself waits.
+    async with database_held(shop) if shop.engine == "postgresql" else handlers_held(shop):
         attempt = asyncio.ensure_future(first.post(*request))
-        await until(lambda: _writing(first), "the first attempt to start")
+        if shop.engine == "postgresql":
+            await until(lambda: _writing(first), "the first attempt to start")
         retry = asyncio.ensure_future(second.post(*request))
         assert await asyncio.gather(attempt, retry) == ["", ""]  # 'success' from both: the budget ran out
     await until(lambda: _sent(shop, "o-dee"), "the late answer")
@@ -357,11 +370,8 @@ async def test_the_leader_sends_an_answer_nobody_delivered_once(shop_factory: Ca
 
     from bot.wechat.channel import UNDELIVERED_AFTER_SECONDS, read_message
 
-    shop = await shop_factory()
+    shop = await with_windows_open(await shop_factory(), "o-hal", "o-ida")
     first, second = shop.workers
-    for openid in ("o-hal", "o-ida"):
-        await first.post(*shop.request(text_xml(openid, "积分")))  # their customer-service windows are open
-    await asyncio.to_thread(lambda: first.channel.client.access_token)
     xml, _, _ = shop.request(text_xml("o-hal", "签到", msg_id=5007))
     lost = await second.channel.answer(read_message(xml))  # handled and committed; no answer ever left
     assert "Checked in! +10 points" in await first.post(*shop.request(text_xml("o-ida", "签到", msg_id=5008)))
@@ -372,6 +382,72 @@ async def test_the_leader_sends_an_answer_nobody_delivered_once(shop_factory: Ca
     assert [t for t in shop.api.texts_to("o-hal") if "Checked in!" in t] == [lost.text]
     assert [t for t in shop.api.texts_to("o-ida") if "Checked in!" in t] == []  # it had its answer in time
     assert await shop.ledger() == (2, 20)
+
+
+async def test_a_message_kept_by_a_worker_that_died_before_handling_it_is_handled_by_the_leader_once(
+    shop_factory: Callable[..., Awaitable[Shop]],
+) -> None:
+    """Worker 2 bound the message's nonce, which keeps the message, and told WeChat `success` (its answer was
+    late), then died before it committed anything. WeChat will not try again. Half a minute later the leader
+    handles the kept message and sends its answer late, once; a message already handled is left alone."""
+    from datetime import timedelta as span
+
+    from bot.wechat.channel import UNDELIVERED_AFTER_SECONDS, read_message
+
+    shop = await with_windows_open(await shop_factory(), "o-jay", "o-kim")
+    first, second = shop.workers
+    xml, timestamp, nonce = shop.request(text_xml("o-jay", "签到", msg_id=5010))
+    await second.channel.bind_nonce(timestamp, nonce, xml, read_message(xml))  # then worker 2 died
+    assert (await kept(first.runtime))[-1] == ("wechat:msg:o-jay:5010", xml, False)
+    assert "Checked in! +10 points" in await first.post(*shop.request(text_xml("o-kim", "签到", msg_id=5011)))
+    assert await first.channel.resume_kept() == 0  # too early: the worker that has it may still be at it
+    shop.clock.advance(span(seconds=UNDELIVERED_AFTER_SECONDS + 1))
+    assert await first.channel.resume_kept() == 1
+    assert await first.channel.resume_kept() == 0  # handled: never twice
+    await first.channel.stop()
+    assert len([t for t in shop.api.texts_to("o-jay") if "Checked in! +10 points" in t]) == 1
+    assert [t for t in shop.api.texts_to("o-kim") if "Checked in!" in t] == []  # it had its answer in time
+    assert await shop.ledger() == (2, 20)
+    assert all(done for _, _, done in await kept(first.runtime))
+    assert await second.post(xml, timestamp, nonce) == ""  # a late retry after all: nothing twice
+    await second.channel.stop()
+    assert len([t for t in shop.api.texts_to("o-jay") if "Checked in!" in t]) == 1
+    assert await shop.ledger() == (2, 20)
+
+
+async def test_the_leader_marks_a_kept_message_it_cannot_read_done_without_a_word(
+    shop_factory: Callable[..., Awaitable[Shop]],
+) -> None:
+    """A kept row that is no message (or not the one its key names) is nobody's: the sweep marks it done once,
+    sends nothing, and does not stumble over it again."""
+    from datetime import timedelta as span
+
+    from bot.wechat.channel import UNDELIVERED_AFTER_SECONDS
+
+    shop = await shop_factory()
+    first = shop.workers[0]
+    now = int(shop.clock.now().timestamp())
+    other = text_xml("o-max", "签到", msg_id=5014)
+    async with first.runtime.deps.db.transaction() as repos:
+        await repos.inbox.store_many("wechat", [("wechat:msg:o-lou:5013", "<xml>not a message"),
+                                                ("wechat:msg:o-lou:5015", other)], now)  # fmt: skip
+    shop.clock.advance(span(seconds=UNDELIVERED_AFTER_SECONDS + 1))
+    assert await first.channel.resume_kept() == 0
+    assert [done for _, _, done in await kept(first.runtime)] == [True, True]
+    assert await first.channel.resume_kept() == 0
+    await first.channel.stop()
+    assert shop.api.texts_to("o-lou") == [] and shop.api.texts_to("o-max") == []
+    assert await shop.ledger() == (0, 0)
+
+
+async def with_windows_open(shop: Shop, *openids: str) -> Shop:
+    """`shop` after each member wrote to it (their customer-service windows are open) and the leader has its
+    access token, for either worker's late answers."""
+    first = shop.workers[0]
+    for openid in openids:
+        await first.post(*shop.request(text_xml(openid, "积分")))
+    await asyncio.to_thread(lambda: first.channel.client.access_token)
+    return shop
 
 
 async def _sent(shop: Shop, openid: str) -> bool:

@@ -13,6 +13,12 @@ it lands (several may run behind one address on PostgreSQL):
   when no retry got it in its HTTP response (one conditional update each decides which); a retry never sends
   anything late.
 
+WeChat is told `success` (the answer comes late) only once the message is kept: the binding of its nonce,
+the first write of every message, stores its XML in the inbox in the same transaction (a retry's binding does
+not: the row is there). A worker that dies after that, before it committed the message's effects, leaves the
+row pending, and the leader handles it half a minute later (`resume_kept`) and sends its answer late, once. A
+database too busy to keep the message within WeChat's window gets a 503 instead, which WeChat retries.
+
 Within one process a retry waits on the first attempt in memory. When no other process shares the database
 (`runtime.leader.shared` is false: SQLite, one process per file) the answers and the two claims stay in memory
 only, which spares every message a write.
@@ -73,6 +79,12 @@ UNDELIVERED_AFTER_SECONDS = 30
 """An answer neither given in an HTTP response nor sent late this long after it was stored has nobody left to send
 it (WeChat's three tries span about 15 s): the leader sends it (`deliver_undelivered`)."""
 UNDELIVERED_EVERY_SECONDS = 10
+WINDOW_SECONDS = 5.0
+"""WeChat waits this long for an answer to its post, then drops the connection and tries again."""
+KEEP_MARGIN_SECONDS = 0.3
+"""`success` must leave before WeChat's window closes: the message is kept by then or the answer is a 503."""
+RESUME_BATCH = 200
+"""Kept messages the leader's sweep handles at most per run (`resume_kept`)."""
 ANSWERING_AT_ONCE = 32
 LATE, PASSIVE = "late", "passive"
 """How a message's answer went out (when the database does not keep it): by customer service, or to a retry."""
@@ -150,6 +162,12 @@ class WeChatMessage:
         if self.msg_id is not None:
             return f"{CHANNEL}:msg:{self.openid}:{self.msg_id}"
         return f"{CHANNEL}:event:{self.openid}:{self.created}"
+
+
+def resumable(message: WeChatMessage) -> bool:
+    """Whether the dispatcher handles the message (so it is kept in the inbox until it has): every message but
+    the events the channel settles itself (an unsubscribe is recorded at once, other events are ignored)."""
+    return message.kind != "event" or message.event in ("subscribe", "click")
 
 
 def _scalar(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -258,14 +276,18 @@ class NonceBinder:
     def __init__(self, db: Database, clock: Callable[[], int]) -> None:
         self._db = db
         self._clock = clock
-        self._waiting: list[tuple[str, str, str, int, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[str, str, str, int, tuple[str, str] | None, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._pruned_at = 0
 
-    async def bind(self, timestamp: str, nonce: str, digest: str, keep_until: int) -> bool:
-        """True when the pair is new or was first seen with `digest` (a retry); False: another body came first."""
+    async def bind(
+        self, timestamp: str, nonce: str, digest: str, keep_until: int, kept: tuple[str, str] | None = None
+    ) -> bool:
+        """True when the pair is new or was first seen with `digest` (a retry); False: another body came first.
+        With `kept` (the message's key and XML), a bound message is also stored in the inbox, in the same
+        transaction: from then on it is handled even if this process dies before it is (`resume_kept`)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((timestamp, nonce, digest, keep_until, future))
+        self._waiting.append((timestamp, nonce, digest, keep_until, kept, future))
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush())
         return await future
@@ -273,7 +295,7 @@ class NonceBinder:
     async def _flush(self) -> None:
         try:
             while self._waiting:
-                batch: list[tuple[str, str, str, int, asyncio.Future[bool]]] = []
+                batch: list[tuple[str, str, str, int, tuple[str, str] | None, asyncio.Future[bool]]] = []
                 results: list[bool] = []
                 for attempt in range(BIND_TRIES):
                     try:
@@ -283,6 +305,8 @@ class NonceBinder:
                             # One statement, in the pairs' order: another process's batch with some of the same
                             # pairs (WeChat's retries land anywhere) locks them in the same order.
                             results = await repos.wechat_nonces.bind_many([item[:4] for item in batch])
+                            kept = [item[4] for item, ok in zip(batch, results, strict=True) if ok and item[4]]
+                            await repos.inbox.store_many(CHANNEL, kept, self._clock())
                         break
                     except Exception as exc:
                         if attempt + 1 < BIND_TRIES and _is_conflict(exc):
@@ -366,6 +390,8 @@ class WeChatChannel:
                                   id="wechat_access_token", replace_existing=True)  # fmt: skip
         runtime.scheduler.add_job(self.prune_answers, "interval", seconds=PRUNE_ANSWERS_EVERY_SECONDS,
                                   id="wechat_prune_answers", replace_existing=True)  # fmt: skip
+        runtime.scheduler.add_job(self.resume_kept, "interval", seconds=UNDELIVERED_EVERY_SECONDS,
+                                  id="wechat_resume_kept", replace_existing=True)  # fmt: skip
         if self.shared:
             runtime.scheduler.add_job(self.deliver_undelivered, "interval", seconds=UNDELIVERED_EVERY_SECONDS,
                                       id="wechat_undelivered", replace_existing=True)  # fmt: skip
@@ -440,18 +466,65 @@ class WeChatChannel:
         if abs(skew) > self.config.timestamp_tolerance_seconds:
             raise BadRequest(403, f"timestamp {skew:+d} s from the bot's clock")
 
-    async def bind_nonce(self, timestamp: str, nonce: str, xml: str) -> None:
-        """Bind (timestamp, nonce) to this message; refuse it (403) if another body came first with them."""
+    async def bind_nonce(self, timestamp: str, nonce: str, xml: str, message: WeChatMessage | None = None) -> None:
+        """Bind (timestamp, nonce) to this message; refuse it (403) if another body came first with them. With
+        `message`, one the dispatcher will handle is kept in the inbox in the same transaction."""
         assert self.nonces is not None
         digest = hashlib.sha256(xml.encode()).hexdigest()
         keep_until = int(timestamp) + self.config.timestamp_tolerance_seconds
-        if not await self.nonces.bind(timestamp, nonce, digest, keep_until):
+        kept = (message.key, xml) if message is not None and resumable(message) else None
+        if not await self.nonces.bind(timestamp, nonce, digest, keep_until, kept):
             raise BadRequest(403, "timestamp and nonce seen with another body")
 
+    def take_in(
+        self, message: WeChatMessage, timestamp: str, nonce: str, xml: str
+    ) -> tuple[asyncio.Future[None], asyncio.Task[Answer]]:
+        """Start the last check (the nonce binding, in the database, which keeps the message too) and the answer
+        after it: the binding's future (done once the message is stored: WeChat may be told `success`) and
+        the answer's task."""
+        bound = asyncio.ensure_future(self.bind_nonce(timestamp, nonce, xml, message))
+
+        async def answered() -> Answer:
+            await asyncio.shield(bound)
+            return await self.answer(message)
+
+        return bound, asyncio.ensure_future(answered())
+
     async def accept(self, message: WeChatMessage, timestamp: str, nonce: str, xml: str) -> Answer:
-        """The last check (the nonce binding, in the database), then the answer."""
-        await self.bind_nonce(timestamp, nonce, xml)
-        return await self.answer(message)
+        """The last check, then the answer (`take_in`, awaited)."""
+        return await self.take_in(message, timestamp, nonce, xml)[1]
+
+    async def resume_kept(self) -> int:
+        """Handle the messages kept at their binding that no process finished: the one that had them died (after
+        telling WeChat `success`, or before, and WeChat's retries found no worker with room). Each is answered
+        late through customer service, once; one still in hand elsewhere is left to it until it is
+        UNDELIVERED_AFTER_SECONDS old, and its claims decide if both finish. Returns how many were handled."""
+        assert self.runtime is not None
+        deps = self.runtime.deps
+        async with deps.db.read() as repos:
+            kept = await repos.inbox.pending(CHANNEL, RESUME_BATCH,
+                                             received_before=deps.now_ts() - UNDELIVERED_AFTER_SECONDS)  # fmt: skip
+        handled = 0
+        for item in kept:
+            try:
+                message: WeChatMessage | None = read_message(item.payload)
+            except BadRequest:
+                message = None
+            if message is None or message.key != item.key or not isinstance(await self.to_inbound(message), Inbound):
+                log.warning("wechat: kept message %s needs no handling (or cannot be read): marked done", item.key)
+                async with deps.db.transaction() as repos:
+                    await repos.inbox.claim(item.key, CHANNEL, deps.now_ts())
+                continue
+            try:
+                answer = await self.answer(message)
+            except Exception:
+                log.exception("wechat: kept message %s failed (tried again later)", item.key)
+                continue
+            if answer.key is None:  # a storage fault: the message stays kept, the next sweep tries again
+                continue
+            handled += 1
+            await self._send_late(message.openid, answer)
+        return handled
 
     # --- messages ----------------------------------------------------------------------------------
     async def to_inbound(self, message: WeChatMessage) -> Inbound | Reply | None:
@@ -597,6 +670,10 @@ class WeChatChannel:
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
+        await self._send_late(openid, answer)
+
+    async def _send_late(self, openid: str, answer: Answer) -> None:
+        """Send `answer` through the customer-service API unless it went out already (the claims decide)."""
         if answer.empty or self.pusher is None or self.runtime is None:
             return
         if answer.key is None and not answer.first:
@@ -735,10 +812,30 @@ class WeChatHandler(LimitedHandler):
         except Exception as exc:  # not our key's ciphertext, broken padding, not UTF-8
             raise BadRequest(400, f"malformed body ({type(exc).__name__})") from exc
 
+    async def _success_once_kept(
+        self, message: WeChatMessage, bound: asyncio.Future[None], task: asyncio.Task[Answer]
+    ) -> None:
+        """The answer missed the budget: tell WeChat `success` (its answer goes late) once the message is kept in
+        the database, so that it is handled even if this process dies now. A database too busy to keep it
+        within WeChat's window gets 503 instead: WeChat tries again, and nothing it was told arrived is lost."""
+        left = WINDOW_SECONDS - KEEP_MARGIN_SECONDS - (time.monotonic() - self.arrived)
+        try:
+            await asyncio.wait_for(asyncio.shield(bound), max(left, 0.01))
+        except BadRequest as bad:
+            self._refuse(bad.status, bad.reason)
+            return
+        except Exception as exc:  # not kept in time (or a storage fault): the answer still goes late if it comes
+            self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
+            log.warning("wechat: message %s not kept within WeChat's window (%r): 503", message.key, exc)
+            self.set_status(503)
+            self._plain("busy")
+            return
+        self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
+        self.finish("success")
+
     async def _answer(self, message: WeChatMessage, xml: str, query: dict[str, str], encrypted: bool) -> None:
-        task = asyncio.ensure_future(self.channel.accept(message, query["timestamp"], query["nonce"], xml))
-        # The budget counts from the request's arrival: WeChat's 5 seconds started then. A database too busy
-        # to bind the nonce in time gets 'success' too; a forgery found later is dropped then.
+        bound, task = self.channel.take_in(message, query["timestamp"], query["nonce"], xml)
+        # The budget counts from the request's arrival: WeChat's 5 seconds started then.
         budget = self.channel.config.reply_budget_seconds - (time.monotonic() - self.arrived)
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), max(budget, 0.01))
@@ -746,8 +843,7 @@ class WeChatHandler(LimitedHandler):
             self._refuse(bad.status, bad.reason)
             return
         except TimeoutError:
-            self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
-            self.finish("success")
+            await self._success_once_kept(message, bound, task)
             return
         except Exception:  # the nonce could not be recorded (a storage fault): WeChat will retry
             log.exception("wechat: could not check the request's nonce")
