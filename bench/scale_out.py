@@ -48,8 +48,9 @@ marked as such):
 
 After the burst the benchmark waits (bounded, 180 s) until the workers are idle, no customer-service message
 has arrived at the fake for 3 s (a swamped worker goes on through attempts WeChat already cut, and sends their
-answers late) and no stored answer is left that went out neither in a response nor late (the leader sends
-those once they are 30 s old: the member whose worker was killed after booking), stops the workers
+answers late), no stored answer is left that went out neither in a response nor late, and no message kept at
+its nonce binding is left unhandled (the leader's sweeps take both once they are 30 s old: the members whose
+worker was killed), stops the workers
 (SIGTERM) and HAProxy, and reads the database. ``--dump DIR`` keeps the workers' logs and one JSON line per
 message (its attempts, its late answers, its rows) there.
 
@@ -751,18 +752,26 @@ def busy_seconds(workers: list[Worker]) -> float:
     return total
 
 
-UNSENT_SQL = "SELECT COUNT(*) FROM wechat_answers WHERE late_at IS NULL AND passive_at IS NULL"
-"""Stored answers that went out neither in an HTTP response nor late: the leader sends them once they are 30 s old
-(``WeChatChannel.deliver_undelivered``, every 10 s)."""
+UNSENT_SQL = (
+    "SELECT COUNT(*) FROM wechat_answers WHERE late_at IS NULL AND passive_at IS NULL",
+    "SELECT COUNT(*) FROM inbox WHERE channel = 'wechat' AND done_at IS NULL",
+)
+"""Stored answers that went out neither in an HTTP response nor late, and messages kept at their nonce binding
+that nobody has handled: the leader sends the first and handles the second once they are 30 s old
+(``WeChatChannel.deliver_undelivered`` and ``resume_kept``, every 10 s)."""
 
 
 async def unsent_answers(url: str) -> int:
-    """How many stored answers nobody has delivered yet (0 for a bot that keeps none)."""
+    """How many stored answers and kept messages wait for the leader's sweeps (0 for a bot that keeps none)."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        return int(await conn.fetchval(UNSENT_SQL))
-    except asyncpg.UndefinedTableError:
-        return 0
+        total = 0
+        for sql in UNSENT_SQL:
+            try:
+                total += int(await conn.fetchval(sql))
+            except asyncpg.UndefinedTableError:
+                pass
+        return total
     finally:
         await conn.close()
 

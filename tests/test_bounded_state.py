@@ -135,8 +135,7 @@ async def test_the_wechat_reply_budget_counts_from_the_recorded_arrival(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A request that already spent its budget before the handler ran (e.g. it waited behind others) is
-    answered at once, not a whole budget later: here with a 503, as nothing of WeChat's window is left to keep
-    the message in (WeChat tries again)."""
+    answered at once, not a whole budget later."""
     prepare = WeChatHandler.prepare
 
     def arrived_long_ago(self: WeChatHandler) -> None:
@@ -150,6 +149,8 @@ async def test_the_wechat_reply_budget_counts_from_the_recorded_arrival(
         await harness.say("o-gil", "积分")
         async with harness.runtime.deps.db.transaction():  # the answer cannot be ready in time
             response = await asyncio.wait_for(harness.post(text_xml("o-gil", "签到")), 2.0)
-        assert (response.status_code, response.text) == (503, "busy")
+        # At once either way: 'success' if the message was kept in the moment left (PostgreSQL: the test's
+        # transaction holds up no other connection), else 503 (SQLite's one writer is the test's).
+        assert (response.status_code, response.text) in {(200, "success"), (503, "busy")}
     finally:
         await _stop(harness, api)

@@ -368,8 +368,9 @@ class WeChatChannel:
         self.tokens: TokenKeeper | None = None
         self.shared = False
         """Other processes use the database too: answers are kept there for their retries."""
-        self._delivered: OrderedDict[str, str] = OrderedDict()
-        """Message key -> LATE or PASSIVE, when the database does not keep the answers (`shared` is false)."""
+        self._delivered: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
+        """Message key -> (LATE or PASSIVE, when the HTTP answer was claimed), when the database does not keep the
+        answers (`shared` is false)."""
 
     async def attach(self, runtime: Runtime, web: WebServer) -> None:
         self.runtime = runtime
@@ -649,7 +650,7 @@ class WeChatChannel:
         if answer.key is None or self.runtime is None:
             return True
         if not self.shared:
-            return self._deliver_here(answer.key, PASSIVE)
+            return self._deliver_here(answer.key, PASSIVE, self.runtime.deps.now_ts())
         try:
             async with self.runtime.deps.db.transaction() as repos:
                 return await repos.wechat_answers.claim_passive(answer.key, self.runtime.deps.now_ts())
@@ -657,7 +658,7 @@ class WeChatChannel:
             log.warning("wechat: could not record the answer to a retry of %s: %s", answer.key, exc)
             return True
 
-    async def deliver_late(self, openid: str, task: asyncio.Task[Answer]) -> None:
+    async def deliver_late(self, openid: str, task: asyncio.Task[Answer], arrived: int | None = None) -> None:
         """The answer missed the 5-second window: send it through the customer-service API unless it went out
         already, late or to a retry in its HTTP response (the claim decides, once). Any attempt that said
         `success` may be the one: the attempt that handled the message may have died after committing, and its
@@ -670,22 +671,23 @@ class WeChatChannel:
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
-        await self._send_late(openid, answer)
+        await self._send_late(openid, answer, arrived)
 
-    async def _send_late(self, openid: str, answer: Answer) -> None:
-        """Send `answer` through the customer-service API unless it went out already (the claims decide)."""
+    async def _send_late(self, openid: str, answer: Answer, arrived: int | None = None) -> None:
+        """Send `answer` through the customer-service API unless it went out already (the claims decide; see
+        `WeChatAnswerRepo.claim_late` for `arrived`, the asking attempt's arrival)."""
         if answer.empty or self.pusher is None or self.runtime is None:
             return
         if answer.key is None and not answer.first:
             return  # a retry's own reply (a refusal, not the stored answer): the first attempt sends it
         if answer.key is not None and not self.shared:
-            if not self._deliver_here(answer.key, LATE):
+            if not self._deliver_here(answer.key, LATE, arrived):
                 log.info("late WeChat answer to %s: a retry was answered with it already", openid)
                 return
         elif answer.key is not None:
             try:
                 async with self.runtime.deps.db.transaction() as repos:
-                    claimed = await repos.wechat_answers.claim_late(answer.key, self.runtime.deps.now_ts())
+                    claimed = await repos.wechat_answers.claim_late(answer.key, self.runtime.deps.now_ts(), arrived)
             except Exception:
                 log.exception("wechat: could not claim the late answer to %s", openid)
                 return
@@ -699,13 +701,14 @@ class WeChatChannel:
             return
         log.info("late WeChat answer to %s: %s %s", openid, result.outcome.value, result.error)
 
-    def _deliver_here(self, key: str, how: str) -> bool:
-        """The claims of `WeChatAnswerRepo` in memory: a late answer only while none went out, a retry's answer
-        only while no late one did."""
+    def _deliver_here(self, key: str, how: str, at: int | None = None) -> bool:
+        """The claims of `WeChatAnswerRepo` in memory: a late answer once, and only while no HTTP answer was
+        claimed after the asking attempt arrived (`at`, for LATE); an HTTP answer (claimed at `at`) only while
+        no late one went out."""
         done = self._delivered.get(key)
-        if done == LATE or (done == PASSIVE and how == LATE):
+        if done is not None and (done[0] == LATE or (how == LATE and (at is None or (done[1] or 0) > at))):
             return False
-        self._delivered[key] = how
+        self._delivered[key] = (how, at if how == PASSIVE else 0)
         while len(self._delivered) > ANSWERS_KEPT:
             self._delivered.popitem(last=False)
         return True
@@ -725,6 +728,9 @@ class WeChatHandler(LimitedHandler):
     def prepare(self) -> None:
         """Record the arrival (the body has just been read): WeChat's 5 seconds run from about then."""
         self.arrived = time.monotonic()
+        runtime = self.channel.runtime
+        self.arrived_ts = runtime.deps.now_ts() if runtime is not None else 0
+        """When the request arrived, on the bot's clock (unix seconds): what a late claim compares with."""
         super().prepare()
 
     def _query(self) -> dict[str, str]:
@@ -825,12 +831,14 @@ class WeChatHandler(LimitedHandler):
             self._refuse(bad.status, bad.reason)
             return
         except Exception as exc:  # not kept in time (or a storage fault): the answer still goes late if it comes
-            self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
+            late = self.channel.deliver_late(message.openid, task, self.arrived_ts)
+            self.channel.track(asyncio.ensure_future(late))
             log.warning("wechat: message %s not kept within WeChat's window (%r): 503", message.key, exc)
             self.set_status(503)
             self._plain("busy")
             return
-        self.channel.track(asyncio.ensure_future(self.channel.deliver_late(message.openid, task)))
+        late = self.channel.deliver_late(message.openid, task, self.arrived_ts)
+        self.channel.track(asyncio.ensure_future(late))
         self.finish("success")
 
     async def _answer(self, message: WeChatMessage, xml: str, query: dict[str, str], encrypted: bool) -> None:
