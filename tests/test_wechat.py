@@ -269,25 +269,19 @@ async def test_a_late_answer_lists_its_choices_once_and_they_work(tmp_path: Path
 
 @pytest.mark.sqlite_only  # a transaction held by the test holds up every write on SQLite's one writer only
 async def test_a_database_too_busy_to_keep_the_message_in_time_still_gets_success_and_one_late_answer(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock
 ) -> None:
-    """`success` waits for the message to be kept until WeChat's window is about to close; a process so swamped
-    that even the binding has not finished by then says `success` anyway (a 503 would bring WeChat's retry into
-    the same swamp), counts it, and the answer still goes out late, once."""
-    import bot.wechat.channel as channel_module
-
-    monkeypatch.setattr(channel_module, "WINDOW_SECONDS", 0.8)  # WeChat's 5 s, shortened for the test
+    """A process so swamped that even the message's binding has not finished when the budget runs out says
+    `success` anyway (a 503, or a longer wait, would bring WeChat's retry into the same swamp) and counts it;
+    the message is kept and handled once the database is free, and the answer goes out late, once."""
     api = await FakeWeChatApi().start()
     harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=0.2), clock, api)
     channel: WeChatChannel = harness._channel  # type: ignore[attr-defined]
     try:
         await harness.say("o-fin", "积分")  # opens the member's customer-service window
         async with harness.runtime.deps.db.transaction():  # the database is busy: nothing can be kept
-            started = time.monotonic()
-            response = await harness.post(text_xml("o-fin", "签到"))
-            waited = time.monotonic() - started
+            response = await asyncio.wait_for(harness.post(text_xml("o-fin", "签到")), 2.0)  # at the budget
         assert (response.status_code, response.text) == (200, "success")
-        assert 0.5 <= waited < 2.0  # it waited for the binding until the window was about to close
         assert channel.not_kept_in_time == 1
         await channel.stop()  # the late answer has gone out
         assert len([t for t in api.texts_to("o-fin") if "Checked in! +10 points" in t]) == 1

@@ -13,11 +13,12 @@ it lands (several may run behind one address on PostgreSQL):
   when no retry got it in its HTTP response (one conditional update each decides which); a retry never sends
   anything late.
 
-WeChat is told `success` (the answer comes late) only once the message is kept: the binding of its nonce,
-the first write of every message, stores its XML in the inbox in the same transaction (a retry's binding does
-not: the row is there). A worker that dies after that, before it committed the message's effects, leaves the
-row pending, and the leader handles it half a minute later (`resume_kept`) and sends its answer late, once. A
-database too busy to keep the message within WeChat's window gets a 503 instead, which WeChat retries.
+A message is kept before it is handled: the binding of its nonce, the first write of every message, stores its
+XML in the inbox in the same transaction (a retry's binding does not: the row is there). A worker that dies
+after telling WeChat `success` (the answer comes late), before it committed the message's effects, leaves the
+row pending, and the leader handles it a minute later (`resume_kept`) and sends its answer late, once. Only a
+process so swamped that even the binding has not finished when the budget runs out says `success` before the
+message is kept (counted in `not_kept_in_time`).
 
 Within one process a retry waits on the first attempt in memory. When no other process shares the database
 (`runtime.leader.shared` is false: SQLite, one process per file) the answers and the two claims stay in memory
@@ -79,10 +80,9 @@ UNDELIVERED_AFTER_SECONDS = 30
 """An answer neither given in an HTTP response nor sent late this long after it was stored has nobody left to send
 it (WeChat's three tries span about 15 s): the leader sends it (`deliver_undelivered`)."""
 UNDELIVERED_EVERY_SECONDS = 10
-WINDOW_SECONDS = 5.0
-"""WeChat waits this long for an answer to its post, then drops the connection and tries again."""
-KEEP_MARGIN_SECONDS = 0.3
-"""`success` must leave before WeChat's window closes: the message is kept by then or the answer is a 503."""
+RESUME_AFTER_SECONDS = 60
+"""A kept message still not handled this long after it arrived has nobody left to handle it (a swamped worker
+works through its backlog within this): the leader does (`resume_kept`)."""
 RESUME_BATCH = 200
 """Kept messages the leader's sweep handles at most per run (`resume_kept`)."""
 ANSWERING_AT_ONCE = 32
@@ -501,15 +501,18 @@ class WeChatChannel:
     async def resume_kept(self) -> int:
         """Handle the messages kept at their binding that no process finished: the one that had them died (after
         telling WeChat `success`, or before, and WeChat's retries found no worker with room). Each is answered
-        late through customer service, once; one still in hand elsewhere is left to it until it is
-        UNDELIVERED_AFTER_SECONDS old, and its claims decide if both finish. Returns how many were handled."""
+        late through customer service, once. One in hand here is left to its attempt, one in hand elsewhere to
+        that process until it is RESUME_AFTER_SECONDS old (a swamped worker's backlog), and the claims decide
+        if both finish. Returns how many were handled."""
         assert self.runtime is not None
         deps = self.runtime.deps
         async with deps.db.read() as repos:
             kept = await repos.inbox.pending(CHANNEL, RESUME_BATCH,
-                                             received_before=deps.now_ts() - UNDELIVERED_AFTER_SECONDS)  # fmt: skip
+                                             received_before=deps.now_ts() - RESUME_AFTER_SECONDS)  # fmt: skip
         handled = 0
         for item in kept:
+            if item.key in self._answers:  # in hand here (a backlog): its own attempt answers it
+                continue
             try:
                 message: WeChatMessage | None = read_message(item.payload)
             except BadRequest:
@@ -824,27 +827,26 @@ class WeChatHandler(LimitedHandler):
     async def _success_once_kept(
         self, message: WeChatMessage, bound: asyncio.Future[None], task: asyncio.Task[Answer]
     ) -> None:
-        """The answer missed the budget: tell WeChat `success` (its answer goes late) once the message is kept in
-        the database, so that it is handled even if this process dies now. The binding that keeps it is every
-        message's first step and takes milliseconds; only a process so swamped that even that has not finished
-        when WeChat's window is about to close says `success` before (a 503 there made WeChat try again into
-        the same swamp: at 10,000 messages on one worker 80% of them were given up). A storage fault is a 503."""
+        """The answer missed the budget: tell WeChat `success` (its answer goes late). The message's binding,
+        its first step, has kept it in the database by then (it takes milliseconds), so it is handled even if
+        this process dies now. Only a process so swamped that even the binding has not finished says `success`
+        before the message is kept, and counts it: a 503, or waiting longer for the binding, there made WeChat
+        try again into the same swamp (at 10,000 messages on one worker 98% were given up). A storage fault
+        is a 503."""
         late = self.channel.deliver_late(message.openid, task, self.arrived_ts)
-        left = WINDOW_SECONDS - KEEP_MARGIN_SECONDS - (time.monotonic() - self.arrived)
-        try:
-            await asyncio.wait_for(asyncio.shield(bound), max(left, 0.01))
-        except BadRequest as bad:
+        if bound.done() and bound.exception() is not None:
             late.close()
-            self._refuse(bad.status, bad.reason)
-            return
-        except TimeoutError:
-            self.channel.not_kept_in_time += 1
-        except Exception:
-            log.exception("wechat: could not keep %s", message.key)
-            self.channel.track(asyncio.ensure_future(late))  # the answer still goes late if it comes
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # it fails the same way: seen
+            error = bound.exception()
+            if isinstance(error, BadRequest):
+                self._refuse(error.status, error.reason)
+                return
+            log.error("wechat: could not keep %s: %r", message.key, error)
             self.set_status(503)
             self._plain("busy")
             return
+        if not bound.done():
+            self.channel.not_kept_in_time += 1
         self.channel.track(asyncio.ensure_future(late))
         self.finish("success")
 
