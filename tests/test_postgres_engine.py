@@ -364,6 +364,27 @@ async def test_ping_and_schema_version(pg) -> None:
     assert await pg.schema_version() == migration_scripts()[-1][0]  # SQLite's newest: the same numbers
 
 
+async def test_a_busy_worker_answers_the_ping_from_its_last_commit_and_an_idle_one_asks_the_server(pg) -> None:
+    """With every writer connection at work, a ping that waits its turn would make a load balancer take a busy
+    worker for a dead one; a commit a moment ago shows the server answers. Without one the ping asks."""
+    import asyncio
+    import contextlib
+
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):  # every writer connection is in use
+            await stack.enter_async_context(pg._writers.acquire())
+        with pytest.raises(TimeoutError):  # nothing committed yet: the ping waits for a connection
+            await asyncio.wait_for(pg.ping(), 0.5)
+    async with pg.transaction() as repos:
+        await _register(repos)
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            await stack.enter_async_context(pg._writers.acquire())
+        await asyncio.wait_for(pg.ping(), 0.5)  # the commit just now answers for the server
+    pg._answered_at = float("-inf")  # long ago
+    await asyncio.wait_for(pg.ping(), 5)  # connections free again: the ping asks, and the server answers
+
+
 def test_database_faults_are_told_from_refusals() -> None:
     import asyncpg
 

@@ -55,6 +55,8 @@ from storage.repos import Repos
 log = logging.getLogger(__name__)
 
 READERS = 4
+ANSWERED_RECENTLY_SECONDS = 5.0
+"""A commit this recent stands for a ping (`PostgresDatabase.ping`)."""
 """Connections for reads (`read()`) by default."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 SESSION_SETTINGS = {
@@ -222,6 +224,7 @@ class PostgresDatabase:
         self._writers = writers
         self._readers = readers
         self._open_units = 0  # outermost write transactions open now (`writing`)
+        self._answered_at = float("-inf")  # when a write transaction last committed (monotonic seconds)
         self.on_transaction: Callable[[float], None] | None = None
         """Called after each outermost transaction (committed or rolled back) with the seconds from asking for a
         connection to the end of its COMMIT or ROLLBACK. It must be quick; an error of its own is logged."""
@@ -279,7 +282,12 @@ class PostgresDatabase:
         return int(row[0][0]) if row and row[0][0] is not None else 0
 
     async def ping(self) -> None:
-        """A trivial query on a connection of each pool: raises if the database cannot be reached."""
+        """Raises if the database cannot be reached: a trivial query on a connection of each pool, unless a
+        transaction of this process committed within the last ANSWERED_RECENTLY_SECONDS. Under a burst every
+        connection is in use and a ping would wait its turn behind the work; the server has just answered,
+        and a load balancer must not take a busy worker for a dead one."""
+        if time.monotonic() - self._answered_at < ANSWERED_RECENTLY_SECONDS:
+            return
         for pool in (self._readers, self._writers):
             async with pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
@@ -340,6 +348,7 @@ class PostgresDatabase:
                         await outer.commit()
                     except asyncpg.IntegrityConstraintViolationError as exc:  # a deferred constraint
                         raise _integrity(exc) from exc
+                    self._answered_at = time.monotonic()
                 finally:
                     self._open_units -= 1
                     _UNIT.reset(token)
