@@ -46,6 +46,14 @@ class WeChatAnswerRepo(Repo):
             self._conn, "UPDATE wechat_answers SET passive_at = ? WHERE key = ? AND late_at IS NULL", (now, key)
         )
 
+    async def unclaim_passive(self, key: str, at: int) -> None:
+        """Take back the HTTP answer claimed at `at` (its attempt was cut before the response left), unless a
+        later claim replaced it."""
+        await self._conn.execute(
+            "UPDATE wechat_answers SET passive_at = NULL WHERE key = ? AND passive_at = ? AND late_at IS NULL",
+            (key, at),
+        )
+
     async def undelivered(self, answered_before: int, limit: int) -> list[tuple[str, str]]:
         """(key, answer) of answers recorded before `answered_before` that went out neither in an HTTP response nor
         late: the attempt that would have sent them is gone (its worker died) and WeChat stopped retrying. Uses

@@ -291,6 +291,40 @@ async def test_a_database_too_busy_to_keep_the_message_in_time_still_gets_succes
         await _stop(harness, api)
 
 
+async def test_an_answer_ready_after_wechat_cut_the_attempt_goes_out_late_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """WeChat cut the attempt (its 5 s ran out while the request waited on a swamped worker) before the answer
+    was ready, though the bot's own budget had not run out: an answer in that response would reach nobody.
+    It goes out late instead, once, and WeChat's retry is told `success`."""
+    api = await FakeWeChatApi().start()
+    harness = await _start(wechat_settings(tmp_path, api, reply_budget_seconds=4.0), clock, api)
+    channel: WeChatChannel = harness._channel  # type: ignore[attr-defined]
+    try:
+        await harness.say("o-gwen", "积分")  # opens the member's customer-service window
+        timestamp, nonce, xml = str(harness.now()), "cut1", text_xml("o-gwen", "签到", msg_id=4343)
+        params = {"signature": signature(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+        async with handling_held(harness.runtime.dispatcher):  # the answer is not ready yet
+            async with httpx.AsyncClient(base_url=harness.http.base_url, timeout=0.3) as wechat:
+                with pytest.raises(httpx.ReadTimeout):  # WeChat gives up on this attempt and closes it
+                    await wechat.post("/wechat", params=params, content=xml.encode())
+            for _ in range(50):  # the server's loop sees the connection close
+                await asyncio.sleep(0)
+        for _ in range(500):  # the handler finishes (a task of the server's, which no clock of ours drives)
+            if api.texts_to("o-gwen") or harness.http.is_closed:
+                break
+            await asyncio.sleep(0.01)
+        await channel.stop()  # the late answer has gone out
+        assert len([t for t in api.texts_to("o-gwen") if "Checked in! +10 points" in t]) == 1
+        retry = await harness.http.post("/wechat", params=params, content=xml.encode())
+        assert (retry.status_code, retry.text) == (200, "success")  # the member has the answer already
+        await channel.stop()
+        assert len([t for t in api.texts_to("o-gwen") if "Checked in!" in t]) == 1
+        assert await harness.balance("o-gwen") == 10
+    finally:
+        await _stop(harness, api)
+
+
 async def test_a_retry_after_the_late_answer_went_out_is_told_success(tmp_path: Path, clock: FakeClock) -> None:
     """One process alone on its database (SQLite) keeps the answers for retries in memory, not in the database."""
     api = await FakeWeChatApi().start()

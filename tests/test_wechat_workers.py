@@ -515,11 +515,17 @@ async def test_the_claims_on_a_stored_answer_exclude_each_other_and_old_answers_
             assert await answers.claim_late("wechat:msg:o-d:4", 1_013, arrived=1_009)
             assert not await answers.claim_passive("wechat:msg:o-d:4", 1_014)  # gone late: no HTTP answer now
             assert not await answers.claim_late("wechat:msg:o-d:4", 1_015, arrived=1_014)  # and late once
+            await answers.record("wechat:msg:o-e:5", '{"text": "five", "choices": []}', 1_000)
+            assert await answers.claim_passive("wechat:msg:o-e:5", 1_020)
+            await answers.unclaim_passive("wechat:msg:o-e:5", 1_019)  # not that claim: it stays
+            assert not await answers.claim_late("wechat:msg:o-e:5", 1_021)
+            await answers.unclaim_passive("wechat:msg:o-e:5", 1_020)  # its attempt was cut before it could answer
+            assert await answers.claim_late("wechat:msg:o-e:5", 1_022)
             assert await answers.claim_late("wechat:msg:o-b:2", 1_501)  # late, once
             assert not await answers.claim_late("wechat:msg:o-b:2", 1_502)
             assert not await answers.claim_passive("wechat:msg:o-b:2", 1_503)  # a retry after it: 'success'
             assert not await answers.claim_late("wechat:msg:o-c:3", 1_504)  # nothing stored, nothing claimed
-            assert await answers.prune(older_than=1_200) == 2
+            assert await answers.prune(older_than=1_200) == 3
             assert await answers.answer("wechat:msg:o-a:1") is None
             assert await answers.answer("wechat:msg:o-b:2") == '{"text": "two", "choices": []}'
     finally:

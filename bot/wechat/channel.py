@@ -649,20 +649,39 @@ class WeChatChannel:
                 await repos.channel_state.set_choices(CHANNEL, openid, [(b.label, b.data) for b in buttons],
                                                       self.runtime.deps.now_ts())  # fmt: skip
 
-    async def claim_passive(self, answer: Answer) -> bool:
+    async def claim_passive(self, answer: Answer, at: int | None = None) -> bool:
         """May this attempt give the answer in its HTTP response? Not once it went out by customer service. The
         first attempt claims too: on a busy worker WeChat may already have cut it and retried elsewhere, and that
         retry may have handled the message first, so its own late delivery must see this answer went out."""
         if answer.key is None or self.runtime is None:
             return True
+        at = self.runtime.deps.now_ts() if at is None else at
         if not self.shared:
-            return self._deliver_here(answer.key, PASSIVE, self.runtime.deps.now_ts())
+            return self._deliver_here(answer.key, PASSIVE, at)
         try:
             async with self.runtime.deps.db.transaction() as repos:
-                return await repos.wechat_answers.claim_passive(answer.key, self.runtime.deps.now_ts())
+                return await repos.wechat_answers.claim_passive(answer.key, at)
         except Exception as exc:  # a storage fault: answering twice beats not answering
             log.warning("wechat: could not record the answer to a retry of %s: %s", answer.key, exc)
             return True
+
+    async def unclaim_passive(self, answer: Answer, at: int) -> None:
+        """Take back the HTTP answer claimed at `at`: its attempt was cut before the response could leave."""
+        if answer.key is None or self.runtime is None:
+            return
+        if not self.shared:
+            if self._delivered.get(answer.key) == (PASSIVE, at):
+                del self._delivered[answer.key]
+            return
+        try:
+            async with self.runtime.deps.db.transaction() as repos:
+                await repos.wechat_answers.unclaim_passive(answer.key, at)
+        except Exception as exc:  # the claim stays: the answer may not go late (logged)
+            log.warning("wechat: could not take back the HTTP answer to %s: %s", answer.key, exc)
+
+    async def send_late(self, openid: str, answer: Answer, arrived: int | None = None) -> None:
+        """`_send_late` for a ready answer whose attempt was cut before its response could leave."""
+        await self._send_late(openid, answer, arrived)
 
     async def deliver_late(self, openid: str, task: asyncio.Task[Answer], arrived: int | None = None) -> None:
         """The answer missed the 5-second window: send it through the customer-service API unless it went out
@@ -737,6 +756,8 @@ class WeChatHandler(LimitedHandler):
         runtime = self.channel.runtime
         self.arrived_ts = runtime.deps.now_ts() if runtime is not None else 0
         """When the request arrived, on the bot's clock (unix seconds): what a late claim compares with."""
+        self.gone = False
+        """The client closed the connection (`on_connection_close`)."""
         super().prepare()
 
     def _query(self) -> dict[str, str]:
@@ -824,6 +845,15 @@ class WeChatHandler(LimitedHandler):
         except Exception as exc:  # not our key's ciphertext, broken padding, not UTF-8
             raise BadRequest(400, f"malformed body ({type(exc).__name__})") from exc
 
+    def on_connection_close(self) -> None:
+        """WeChat (or whoever asked) closed the connection: it waits no more, and will try again."""
+        self.gone = True
+        super().on_connection_close()
+
+    def _go_late(self, message: WeChatMessage, answer: Answer) -> None:
+        """Send the ready answer through customer service (once: the claims decide), as for a missed budget."""
+        self.channel.track(asyncio.ensure_future(self.channel.send_late(message.openid, answer, self.arrived_ts)))
+
     async def _success_once_kept(
         self, message: WeChatMessage, bound: asyncio.Future[None], task: asyncio.Task[Answer]
     ) -> None:
@@ -867,10 +897,21 @@ class WeChatHandler(LimitedHandler):
             self.set_status(503)
             self._plain("busy")
             return
-        if answer.empty or not await self.channel.claim_passive(answer):
-            self.finish("success")  # nothing to say, or the answer went out by customer service
+        if answer.empty:
+            self.finish("success")  # nothing to say
+            return
+        if self.gone:  # WeChat cut this attempt: the answer in its response would reach nobody
+            self._go_late(message, answer)
+            return
+        claimed_at = self.channel.runtime.deps.now_ts() if self.channel.runtime is not None else 0
+        if not await self.channel.claim_passive(answer, claimed_at):
+            self.finish("success")  # the answer went out by customer service
             return
         await self.channel.remember_choices(message.openid, answer.buttons)
+        if self.gone:  # cut while the claim ran: the claim is taken back and the answer goes late
+            await self.channel.unclaim_passive(answer, claimed_at)
+            self._go_late(message, answer)
+            return
         body = reply_xml(message, self.channel.passive_text(answer))
         if encrypted:
             assert self.channel.crypto is not None
