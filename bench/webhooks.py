@@ -28,10 +28,11 @@ CPU, 200+ s wall).
    means the 4-second reply budget ran out and the answer goes out later by customer service), and must
    arrive within WeChat's 5-second window. When some were late, the bench waits (bounded) for their
    customer-service messages at the fake WeChat API before going on.
-2. Telegram: N updates "签到" from N distinct users in one VIP supergroup to ``/telegram`` with the secret
+2. Telegram: N updates "签到" from N distinct members of the VIP group, each in their private chat (in the
+   group the check-in board answers them all in one edited message), to ``/telegram`` with the secret
    header. The HTTP answer only means "queued"; the reply goes to the fake Bot API, so both are reported:
-   the HTTP latency, and per update the time from its POST until its ``sendMessage`` (matched by the quoted
-   message id) arrived at the fake, plus when the last one arrived. Both processes read CLOCK_MONOTONIC.
+   the HTTP latency, and per update the time from its POST until its ``sendMessage`` (in its chat) arrived
+   at the fake, plus when the last one arrived. Both processes read CLOCK_MONOTONIC.
 
 Latency is per request, from just before its connection is opened to the full answer (with ``--inflight``
 below N the wait for a slot is not included); rate = N / (last answer - burst start). The telegram-reply
@@ -184,8 +185,8 @@ class Prepared:
     url: str
     body: bytes
     headers: dict[str, str]
-    source_id: int = 0
-    """Telegram: the message id the reply quotes."""
+    chat_id: int = 0
+    """Telegram: the private chat the update comes from, where its reply goes."""
 
 
 def signature(*parts: str) -> str:
@@ -218,14 +219,16 @@ def wechat_requests(members: int, mode: str, crypto: WeChatCrypto) -> list[Prepa
 
 
 def telegram_requests(members: int) -> list[Prepared]:
-    """N updates '签到' from N distinct users in one VIP supergroup."""
+    """N updates '签到' from N distinct members of the VIP group, each in their private chat with the bot (in the
+    group the check-in board answers them all in one message, edited: one reply per update is a private
+    chat's)."""
     ids = FakeBotApi(token=TG_TOKEN)
     out = []
     headers = {"Content-Type": "application/json", SECRET_HEADER: TG_SECRET}
     for i in range(members):
-        update = message_update(ids, GROUP_ID, user(FIRST_USER_ID + i), CHECKIN)
+        update = message_update(ids, FIRST_USER_ID + i, user(FIRST_USER_ID + i), CHECKIN)
         body = json.dumps(update, ensure_ascii=False).encode()
-        out.append(Prepared(str(update["update_id"]), "/telegram", body, headers, update["message"]["message_id"]))
+        out.append(Prepared(str(update["update_id"]), "/telegram", body, headers, FIRST_USER_ID + i))
     return out
 
 
@@ -481,21 +484,18 @@ async def telegram_phase(bot: Bot, base: str, tg: FakeServer, load: Load, result
     completed = await wait_until(all_sent, 120.0, 0.05)
     bot_cpu = bot.cpu_seconds() - cpu0
     stats = await loop.run_in_executor(None, tg.stats)
-    messages = await loop.run_in_executor(None, tg.messages, GROUP_ID)
     srv_ms, _ = access_times(bot.log_text(), "/telegram", skip)
     http = path_result("telegram-http", t0, t1, answers, ok, srv_ms, bot_cpu, client_cpu, overflows)
     result.paths.append(http)
 
-    # Replies: match arrival times (fake's clock) with the quoted source message (same order: calls).
-    sent = [m for m in messages if m["status"] == 200]
-    started = {req.source_id: a.started for req, a in zip(requests, answers, strict=True)}
-    reply_to = [int(x) for x in stats["reply_to"]]
-    per_source = Counter(reply_to)
-    lost = len(set(started) - set(per_source))
-    doubled = sum(n - 1 for n in per_source.values() if n > 1)
-    e2e: list[Answer] = []
-    if len(sent) == len(reply_to):
-        e2e = [Answer(started[src], m["at"], 200, m["text"]) for src, m in zip(reply_to, sent, strict=True)]
+    # Replies: each update's private chat, with the arrival time of the reply there (the fake's clock).
+    by_chat = {req.chat_id: [m for m in await loop.run_in_executor(None, tg.messages, req.chat_id)
+                             if m["status"] == 200] for req in requests}  # fmt: skip
+    sent = [m for chat in by_chat.values() for m in chat]
+    lost = sum(1 for chat in by_chat.values() if not chat)
+    doubled = sum(len(chat) - 1 for chat in by_chat.values() if len(chat) > 1)
+    e2e = [Answer(a.started, by_chat[req.chat_id][0]["at"], 200, by_chat[req.chat_id][0]["text"])
+           for req, a in zip(requests, answers, strict=True) if by_chat[req.chat_id]]  # fmt: skip
     last = max((m["at"] for m in sent), default=t0)
     expected = EXPECTED.format(points=points)
     good = sum(1 for m in sent if expected in m["text"])
