@@ -851,8 +851,10 @@ class WeChatHandler(LimitedHandler):
         super().on_connection_close()
 
     def _go_late(self, message: WeChatMessage, answer: Answer) -> None:
-        """Send the ready answer through customer service (once: the claims decide), as for a missed budget."""
-        self.channel.track(asyncio.ensure_future(self.channel.send_late(message.openid, answer, self.arrived_ts)))
+        """Send the ready answer through customer service, only while no attempt claimed it for its response:
+        this attempt's client is gone, so WeChat has tried again or will, and the request may have waited
+        unread for seconds, so its arrival here says nothing about when that was (see `claim_late`)."""
+        self.channel.track(asyncio.ensure_future(self.channel.send_late(message.openid, answer, None)))
 
     async def _success_once_kept(
         self, message: WeChatMessage, bound: asyncio.Future[None], task: asyncio.Task[Answer]
