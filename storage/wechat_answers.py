@@ -26,32 +26,22 @@ class WeChatAnswerRepo(Repo):
         row = await fetch_one(self._conn, "SELECT answer FROM wechat_answers WHERE key = ?", (key,))
         return None if row is None else str(row[0])
 
-    async def claim_late(self, key: str, now: int, arrived: int | None = None) -> bool:
-        """The right to send the answer through the customer-service API: once, and only while no attempt got
-        it in its HTTP response after the attempt asking (which arrived at `arrived`) did. WeChat tries again
-        only when it got no answer, so an HTTP answer claimed by then never reached it: the attempt of a
-        worker that died before its response left, or one WeChat had cut already. Without `arrived`, only
-        while no attempt claimed it at all (the leader's sweeps: they are nobody's attempt)."""
+    async def claim_late(self, key: str, now: int) -> bool:
+        """The right to send the answer through the customer-service API: once, and only while no retry got it
+        in its HTTP response."""
         return await changed_one(
             self._conn,
-            "UPDATE wechat_answers SET late_at = ? WHERE key = ? AND late_at IS NULL AND COALESCE(passive_at, -1) <= ?",
-            (now, key, -1 if arrived is None else arrived),
+            "UPDATE wechat_answers SET late_at = ? WHERE key = ? AND late_at IS NULL AND passive_at IS NULL",
+            (now, key),
         )
 
     async def claim_passive(self, key: str, now: int) -> bool:
-        """The right to answer an attempt in its HTTP response: while the answer has not gone out through the
-        customer-service API (any number of attempts may, WeChat shows the answer to one). The latest claim's
-        time is kept: an attempt that arrived before it must not send the answer late as well."""
+        """The right to answer a retry in its HTTP response: while the answer has not gone out through the
+        customer-service API (any number of retries may, WeChat shows the answer to one)."""
         return await changed_one(
-            self._conn, "UPDATE wechat_answers SET passive_at = ? WHERE key = ? AND late_at IS NULL", (now, key)
-        )
-
-    async def unclaim_passive(self, key: str, at: int) -> None:
-        """Take back the HTTP answer claimed at `at` (its attempt was cut before the response left), unless a
-        later claim replaced it."""
-        await self._conn.execute(
-            "UPDATE wechat_answers SET passive_at = NULL WHERE key = ? AND passive_at = ? AND late_at IS NULL",
-            (key, at),
+            self._conn,
+            "UPDATE wechat_answers SET passive_at = COALESCE(passive_at, ?) WHERE key = ? AND late_at IS NULL",
+            (now, key),
         )
 
     async def undelivered(self, answered_before: int, limit: int) -> list[tuple[str, str]]:

@@ -371,9 +371,8 @@ class WeChatChannel:
         self.not_kept_in_time = 0
         """Messages answered `success` before their binding had kept them (a swamped process; see
         `WeChatHandler._success_once_kept`)."""
-        self._delivered: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
-        """Message key -> (LATE or PASSIVE, when the HTTP answer was claimed), when the database does not keep the
-        answers (`shared` is false)."""
+        self._delivered: OrderedDict[str, str] = OrderedDict()
+        """Message key -> LATE or PASSIVE, when the database does not keep the answers (`shared` is false)."""
 
     async def attach(self, runtime: Runtime, web: WebServer) -> None:
         self.runtime = runtime
@@ -649,41 +648,26 @@ class WeChatChannel:
                 await repos.channel_state.set_choices(CHANNEL, openid, [(b.label, b.data) for b in buttons],
                                                       self.runtime.deps.now_ts())  # fmt: skip
 
-    async def claim_passive(self, answer: Answer, at: int | None = None) -> bool:
+    async def claim_passive(self, answer: Answer) -> bool:
         """May this attempt give the answer in its HTTP response? Not once it went out by customer service. The
         first attempt claims too: on a busy worker WeChat may already have cut it and retried elsewhere, and that
         retry may have handled the message first, so its own late delivery must see this answer went out."""
         if answer.key is None or self.runtime is None:
             return True
-        at = self.runtime.deps.now_ts() if at is None else at
         if not self.shared:
-            return self._deliver_here(answer.key, PASSIVE, at)
+            return self._deliver_here(answer.key, PASSIVE)
         try:
             async with self.runtime.deps.db.transaction() as repos:
-                return await repos.wechat_answers.claim_passive(answer.key, at)
+                return await repos.wechat_answers.claim_passive(answer.key, self.runtime.deps.now_ts())
         except Exception as exc:  # a storage fault: answering twice beats not answering
             log.warning("wechat: could not record the answer to a retry of %s: %s", answer.key, exc)
             return True
 
-    async def unclaim_passive(self, answer: Answer, at: int) -> None:
-        """Take back the HTTP answer claimed at `at`: its attempt was cut before the response could leave."""
-        if answer.key is None or self.runtime is None:
-            return
-        if not self.shared:
-            if self._delivered.get(answer.key) == (PASSIVE, at):
-                del self._delivered[answer.key]
-            return
-        try:
-            async with self.runtime.deps.db.transaction() as repos:
-                await repos.wechat_answers.unclaim_passive(answer.key, at)
-        except Exception as exc:  # the claim stays: the answer may not go late (logged)
-            log.warning("wechat: could not take back the HTTP answer to %s: %s", answer.key, exc)
-
-    async def send_late(self, openid: str, answer: Answer, arrived: int | None = None) -> None:
+    async def send_late(self, openid: str, answer: Answer) -> None:
         """`_send_late` for a ready answer whose attempt was cut before its response could leave."""
-        await self._send_late(openid, answer, arrived)
+        await self._send_late(openid, answer)
 
-    async def deliver_late(self, openid: str, task: asyncio.Task[Answer], arrived: int | None = None) -> None:
+    async def deliver_late(self, openid: str, task: asyncio.Task[Answer]) -> None:
         """The answer missed the 5-second window: send it through the customer-service API unless it went out
         already, late or to a retry in its HTTP response (the claim decides, once). Any attempt that said
         `success` may be the one: the attempt that handled the message may have died after committing, and its
@@ -696,23 +680,22 @@ class WeChatChannel:
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
-        await self._send_late(openid, answer, arrived)
+        await self._send_late(openid, answer)
 
-    async def _send_late(self, openid: str, answer: Answer, arrived: int | None = None) -> None:
-        """Send `answer` through the customer-service API unless it went out already (the claims decide; see
-        `WeChatAnswerRepo.claim_late` for `arrived`, the asking attempt's arrival)."""
+    async def _send_late(self, openid: str, answer: Answer) -> None:
+        """Send `answer` through the customer-service API unless it went out already (the claims decide)."""
         if answer.empty or self.pusher is None or self.runtime is None:
             return
         if answer.key is None and not answer.first:
             return  # a retry's own reply (a refusal, not the stored answer): the first attempt sends it
         if answer.key is not None and not self.shared:
-            if not self._deliver_here(answer.key, LATE, arrived):
+            if not self._deliver_here(answer.key, LATE):
                 log.info("late WeChat answer to %s: a retry was answered with it already", openid)
                 return
         elif answer.key is not None:
             try:
                 async with self.runtime.deps.db.transaction() as repos:
-                    claimed = await repos.wechat_answers.claim_late(answer.key, self.runtime.deps.now_ts(), arrived)
+                    claimed = await repos.wechat_answers.claim_late(answer.key, self.runtime.deps.now_ts())
             except Exception:
                 log.exception("wechat: could not claim the late answer to %s", openid)
                 return
@@ -726,14 +709,13 @@ class WeChatChannel:
             return
         log.info("late WeChat answer to %s: %s %s", openid, result.outcome.value, result.error)
 
-    def _deliver_here(self, key: str, how: str, at: int | None = None) -> bool:
-        """The claims of `WeChatAnswerRepo` in memory: a late answer once, and only while no HTTP answer was
-        claimed after the asking attempt arrived (`at`, for LATE); an HTTP answer (claimed at `at`) only while
-        no late one went out."""
+    def _deliver_here(self, key: str, how: str) -> bool:
+        """The claims of `WeChatAnswerRepo` in memory: a late answer only while none went out, a retry's answer
+        only while no late one did."""
         done = self._delivered.get(key)
-        if done is not None and (done[0] == LATE or (how == LATE and (at is None or (done[1] or 0) > at))):
+        if done == LATE or (done == PASSIVE and how == LATE):
             return False
-        self._delivered[key] = (how, at if how == PASSIVE else 0)
+        self._delivered[key] = how
         while len(self._delivered) > ANSWERS_KEPT:
             self._delivered.popitem(last=False)
         return True
@@ -753,9 +735,6 @@ class WeChatHandler(LimitedHandler):
     def prepare(self) -> None:
         """Record the arrival (the body has just been read): WeChat's 5 seconds run from about then."""
         self.arrived = time.monotonic()
-        runtime = self.channel.runtime
-        self.arrived_ts = runtime.deps.now_ts() if runtime is not None else 0
-        """When the request arrived, on the bot's clock (unix seconds): what a late claim compares with."""
         self.gone = False
         """The client closed the connection (`on_connection_close`)."""
         super().prepare()
@@ -851,10 +830,9 @@ class WeChatHandler(LimitedHandler):
         super().on_connection_close()
 
     def _go_late(self, message: WeChatMessage, answer: Answer) -> None:
-        """Send the ready answer through customer service, only while no attempt claimed it for its response:
-        this attempt's client is gone, so WeChat has tried again or will, and the request may have waited
-        unread for seconds, so its arrival here says nothing about when that was (see `claim_late`)."""
-        self.channel.track(asyncio.ensure_future(self.channel.send_late(message.openid, answer, None)))
+        """Send the ready answer through customer service, only while no attempt claimed it for its response
+        (this attempt's client is gone; WeChat has tried again or will)."""
+        self.channel.track(asyncio.ensure_future(self.channel.send_late(message.openid, answer)))
 
     async def _success_once_kept(
         self, message: WeChatMessage, bound: asyncio.Future[None], task: asyncio.Task[Answer]
@@ -865,7 +843,7 @@ class WeChatHandler(LimitedHandler):
         before the message is kept, and counts it: a 503, or waiting longer for the binding, there made WeChat
         try again into the same swamp (at 10,000 messages on one worker 98% were given up). A storage fault
         is a 503."""
-        late = self.channel.deliver_late(message.openid, task, self.arrived_ts)
+        late = self.channel.deliver_late(message.openid, task)
         if bound.done() and bound.exception() is not None:
             late.close()
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # it fails the same way: seen
@@ -905,15 +883,10 @@ class WeChatHandler(LimitedHandler):
         if self.gone:  # WeChat cut this attempt: the answer in its response would reach nobody
             self._go_late(message, answer)
             return
-        claimed_at = self.channel.runtime.deps.now_ts() if self.channel.runtime is not None else 0
-        if not await self.channel.claim_passive(answer, claimed_at):
+        if not await self.channel.claim_passive(answer):
             self.finish("success")  # the answer went out by customer service
             return
         await self.channel.remember_choices(message.openid, answer.buttons)
-        if self.gone:  # cut while the claim ran: the claim is taken back and the answer goes late
-            await self.channel.unclaim_passive(answer, claimed_at)
-            self._go_late(message, answer)
-            return
         body = reply_xml(message, self.channel.passive_text(answer))
         if encrypted:
             assert self.channel.crypto is not None
