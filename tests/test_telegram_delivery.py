@@ -92,6 +92,7 @@ async def test_promos_survive_a_restart_and_go_out_once(tmp_path: Path, clock: F
         async with running_bot(api, settings, clock) as bot:
             reply = await bot.send(GROUP, STAFF, "/event add 2026-03-20 19:30 Tasting | ten new teas")
             assert "Event #1 created" in reply
+            await bot.settle()  # the new event's own post goes out after the answer, before this run ends
         sent_before = len(api.sent())
         clock.set(local(2026, 3, 15, 19, 30) + timedelta(minutes=30))  # down across the 5-day promo
         for _ in range(2):
