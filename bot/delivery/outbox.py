@@ -215,6 +215,7 @@ class Outbox:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._ended = 0  # tasks of `_inflight` that have finished, ever (`idle`)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._post_texts: dict[int, str] = {}
         """Last text each live group post (by delivery id) was edited to."""
@@ -273,7 +274,11 @@ class Outbox:
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._ended += 1
 
     async def _delete(self, posts: Sequence[tuple[int, str, str, str]], now: int) -> None:
         """Delete each post through its channel's pusher, recording those deleted. A channel without deletion
@@ -333,9 +338,12 @@ class Outbox:
         `timeout` is real time, whatever the outbox's timer."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # Nothing in flight before the read too, and no task ended during it: on PostgreSQL the read's
+            # snapshot can predate a send that has since put its row back for a retry (a 429) and finished.
+            busy, ended = bool(self._inflight) or bool(self._dispatching), self._ended
             async with self.db.read() as repos:
                 pending = await repos.deliveries.next_attempt_at(sorted(self._pushers))
-            if pending is None and not self._inflight and not self._dispatching:
+            if pending is None and not busy and not self._inflight and not self._dispatching and self._ended == ended:
                 return True
             self.wake()
             await asyncio.sleep(0.01)
@@ -408,9 +416,7 @@ class Outbox:
             self._claiming.add(delivery.id)
         if interval:
             self._pace_chat(chat_key, interval)
-        task = asyncio.create_task(self._send(pusher, delivery))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        self._track(asyncio.create_task(self._send(pusher, delivery)))
 
     def _pace_chat(self, chat_key: tuple[str, str, str], interval: float) -> None:
         """Remember when this chat's gap ends, and forget the chats whose gap has ended: the map holds the
