@@ -529,7 +529,7 @@ class WeChatChannel:
             if answer.key is None:  # a storage fault: the message stays kept, the next sweep tries again
                 continue
             handled += 1
-            await self._send_late(message.openid, answer)
+            await self.send_late(message.openid, answer)
         return handled
 
     # --- messages ----------------------------------------------------------------------------------
@@ -663,10 +663,6 @@ class WeChatChannel:
             log.warning("wechat: could not record the answer to a retry of %s: %s", answer.key, exc)
             return True
 
-    async def send_late(self, openid: str, answer: Answer) -> None:
-        """`_send_late` for a ready answer whose attempt was cut before its response could leave."""
-        await self._send_late(openid, answer)
-
     async def deliver_late(self, openid: str, task: asyncio.Task[Answer]) -> None:
         """The answer missed the 5-second window: send it through the customer-service API unless it went out
         already, late or to a retry in its HTTP response (the claim decides, once). Any attempt that said
@@ -680,9 +676,9 @@ class WeChatChannel:
         except Exception:
             log.exception("WeChat message from %s failed after the reply window", openid)
             return
-        await self._send_late(openid, answer)
+        await self.send_late(openid, answer)
 
-    async def _send_late(self, openid: str, answer: Answer) -> None:
+    async def send_late(self, openid: str, answer: Answer) -> None:
         """Send `answer` through the customer-service API unless it went out already (the claims decide)."""
         if answer.empty or self.pusher is None or self.runtime is None:
             return
